@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kubectl, kwok, helm) from the Go module proxy, at the versions pinned in
+# versions.env, into a cache shared by every checkout on the machine. A second run finds
+# every binary and returns at once; only the first run on a machine pays for the build.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$here/versions.env"
+cache="${WABOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wabot-tools}"
+bin="$cache/bin-k8s${KUBERNETES_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}-helm${HELM_VERSION}"
+mkdir -p "$bin"
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--trimpath}" GOTOOLCHAIN=local
+
+staging_version="v0.${KUBERNETES_VERSION#v1.}"
+work="$cache/src"
+mkdir -p "$work"
+
+have() { [ -x "$bin/$1" ]; }
+
+build_module() { # build_module <dir> <module-file-contents> <packages...>
+  local dir="$1" gomod="$2"; shift 2
+  mkdir -p "$dir"
+  printf '%s\n' "$gomod" > "$dir/go.mod"
+  # tools.go holds blank imports so `go mod tidy` keeps the requirements.
+  { echo '//go:build tools'; echo; echo 'package tools'; echo; echo 'import ('
+    for p in "$@"; do echo "	_ \"$p\""; done; echo ')'; } > "$dir/tools.go"
+  (cd "$dir" && go mod tidy && go build -o "$bin/" "$@")
+}
+
+if ! have kube-apiserver || ! have kube-controller-manager || ! have kube-scheduler || ! have kubectl; then
+  echo "building kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)" >&2
+  replaces=""
+  for m in $(sed -n '/^replace (/,/^)/p' "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" 2>/dev/null | awk '/=>/{print $1}'); do
+    replaces+="	$m => $m $staging_version"$'\n'
+  done
+  if [ -z "$replaces" ]; then
+    (cd "$work" && go mod download -json "k8s.io/kubernetes@${KUBERNETES_VERSION}" >/dev/null)
+    for m in $(sed -n '/^replace (/,/^)/p' "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" | awk '/=>/{print $1}'); do
+      replaces+="	$m => $m $staging_version"$'\n'
+    done
+  fi
+  build_module "$work/kubernetes" "module wabot.local/k8stools
+
+go 1.24.0
+
+require k8s.io/kubernetes ${KUBERNETES_VERSION}
+
+replace (
+${replaces})" \
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+fi
+
+if ! have etcd; then
+  echo "building etcd $ETCD_VERSION" >&2
+  mkdir -p "$work/etcd/cmd/etcd"
+  cat > "$work/etcd/cmd/etcd/main.go" <<'GO'
+// Command etcd is etcd's own server entry point, built as a plain binary.
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+GO
+  printf 'module wabot.local/etcdtools\n\ngo 1.24.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" > "$work/etcd/go.mod"
+  (cd "$work/etcd" && go mod tidy && go build -o "$bin/etcd" ./cmd/etcd)
+fi
+
+if ! have kwok; then
+  echo "building kwok $KWOK_VERSION" >&2
+  GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+fi
+
+if ! have helm; then
+  echo "building helm $HELM_VERSION" >&2
+  GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+fi
+
+echo "$bin"

@@ -1,0 +1,48 @@
+"""Names and labels of everything that belongs to one bot, in one place.
+
+The operator renders objects with these names, the worker finds its Lease and status by them,
+and the tiers without Kubernetes lay out auth directories the same way, so a bot moved between
+tiers keeps its session.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from wabot.spec import API_GROUP
+
+LABEL_BOT = f"{API_GROUP}/bot"
+LABEL_SERVER = f"{API_GROUP}/server"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+FINALIZER = f"{API_GROUP}/finalizer"
+ANNOTATION_POD_HASH = f"{API_GROUP}/pod-spec-hash"
+
+# Longest WhatsAppBot name: the longest child name ("wabot-" + name + "-auth") stays a label.
+MAX_BOT_NAME = 52
+
+
+def child_name(bot: str) -> str:
+    """Pod, ServiceAccount, Role, RoleBinding and Lease of a bot share one fixed name: a second
+    pod cannot be created while the first one still exists (the API server answers 409)."""
+    return f"wabot-{bot}"
+
+
+def pvc_name(bot: str) -> str:
+    return f"wabot-{bot}-auth"
+
+
+def bot_labels(bot: str, server_name: str) -> dict[str, str]:
+    return {
+        LABEL_NAME: "wabot",
+        LABEL_COMPONENT: "bot",
+        LABEL_MANAGED_BY: "wabot-operator",
+        LABEL_BOT: bot,
+        LABEL_SERVER: server_name,
+    }
+
+
+def auth_subdir(server_name: str, bot_id: str) -> PurePosixPath:
+    """The seed's layout, relative to the auth root: auth/{serverName}/bot_{botId}/."""
+    return PurePosixPath("auth") / server_name / f"bot_{bot_id}"

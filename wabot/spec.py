@@ -1,0 +1,217 @@
+"""The WhatsAppBot spec and status as typed models: the one contract shared by the operator,
+the worker, the monolith's bots file and the Compose generator.
+
+Field names are the CRD's camelCase names (aliases); Python code uses snake_case. Unknown
+fields are refused here, because the bots file of the non-Kubernetes tiers has no API server
+to prune them: a typo must be an error, not a silently ignored setting. `crds/` holds the same
+shape as an OpenAPI schema; tests/unit/test_crd_matches_models.py keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "wabot.io"
+API_VERSION = "v1alpha1"
+KIND = "WhatsAppBot"
+PLURAL = "whatsappbots"
+
+# Names used in fields, labels and the auth layout must stay valid DNS labels once prefixed.
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+COMMAND_NAME_PATTERN = r"^[\w-]{1,32}$"
+PHONE_PATTERN = r"^[1-9][0-9]{6,14}$"  # E.164 digits, no '+'
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class SecretKeyRef(_Model):
+    """A key of a Secret in the bot's own namespace; only its name ever appears in status."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=253)
+    key: str = Field(default="value", min_length=1, max_length=253)
+
+
+class PairingSpec(_Model):
+    method: Literal["qr", "code"] = "qr"
+    phone_number: str | None = Field(default=None, pattern=PHONE_PATTERN)
+
+    @model_validator(mode="after")
+    def _phone_for_code(self) -> PairingSpec:
+        if self.method == "code" and not self.phone_number:
+            raise ValueError("pairing.phoneNumber is required when pairing.method is 'code'")
+        return self
+
+
+BuiltinCommand = Literal["help", "menu", "ping", "info"]
+ALL_BUILTINS: tuple[BuiltinCommand, ...] = ("help", "menu", "ping", "info")
+
+
+class CustomCommand(_Model):
+    name: str = Field(pattern=COMMAND_NAME_PATTERN)
+    aliases: list[str] = Field(default_factory=list, max_length=10)
+    response: str = Field(min_length=1, max_length=4096)
+    description: str = Field(default="", max_length=200)
+
+
+class CommandsSpec(_Model):
+    prefix: str = Field(default="!", min_length=1, max_length=3, pattern=r"^\S+$")
+    builtins: list[BuiltinCommand] = Field(default_factory=lambda: list(ALL_BUILTINS))
+    custom: list[CustomCommand] = Field(default_factory=list, max_length=100)
+    plugins: list[str] = Field(default_factory=list, max_length=20)
+
+
+class SettingsSpec(_Model):
+    """Per-bot behaviour, visible to every command through CommandContext.settings."""
+
+    ignore_groups: bool = True
+    auto_read: bool = False
+    reject_calls: bool = False
+    welcome_text: str | None = Field(default=None, max_length=4096)
+    max_message_length: int = Field(default=4096, ge=1, le=65536)
+
+
+class WebhookSpec(_Model):
+    url: str = Field(pattern=r"^https?://", max_length=2048)
+    secret_ref: SecretKeyRef | None = None
+    events: list[Literal["message", "command", "connection", "pairing"]] = Field(
+        default_factory=lambda: ["message"], max_length=4
+    )
+
+
+class RateLimitSpec(_Model):
+    """Outgoing messages per minute; WhatsApp bans numbers that burst."""
+
+    per_chat_per_minute: int = Field(default=20, ge=1, le=600)
+    per_bot_per_minute: int = Field(default=60, ge=1, le=6000)
+
+
+class ResourceList(_Model):
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+
+
+def _default_requests() -> ResourceList:
+    return ResourceList(cpu="50m", memory="96Mi")
+
+
+def _default_limits() -> ResourceList:
+    return ResourceList(cpu="500m", memory="256Mi")
+
+
+class ResourcesSpec(_Model):
+    requests: ResourceList = Field(default_factory=_default_requests)
+    limits: ResourceList = Field(default_factory=_default_limits)
+
+
+class StorageSpec(_Model):
+    size: str = Field(default="256Mi", pattern=QUANTITY_PATTERN)
+    storage_class_name: str | None = None
+    retain_policy: Literal["Retain", "Delete"] = "Retain"
+
+
+class DatabaseSpec(_Model):
+    secret_ref: SecretKeyRef
+
+
+class EnvVar(_Model):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
+    value: str = Field(default="", max_length=8192)
+
+
+class WhatsAppBotSpec(_Model):
+    server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    bot_id: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
+    suspend: bool = False
+    pairing: PairingSpec = Field(default_factory=PairingSpec)
+    commands: CommandsSpec = Field(default_factory=CommandsSpec)
+    settings: SettingsSpec = Field(default_factory=SettingsSpec)
+    features: dict[str, bool] = Field(default_factory=dict, max_length=64)
+    webhook: WebhookSpec | None = None
+    rate_limit: RateLimitSpec = Field(default_factory=RateLimitSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    image: str | None = Field(default=None, max_length=512)
+    env: list[EnvVar] = Field(default_factory=list, max_length=64)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, object]] = Field(default_factory=list)
+    affinity: dict[str, object] | None = None
+    priority_class_name: str | None = None
+    database: DatabaseSpec | None = None
+
+    def effective_bot_id(self, name: str) -> str:
+        """botId defaults to the resource's metadata.name (the CRD cannot default from it)."""
+        return self.bot_id or name
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    PAIRING = "Pairing"
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+    LOGGED_OUT = "LoggedOut"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+
+
+class WorkerState(enum.StrEnum):
+    """What the worker last saw of its WhatsApp session (written to status.worker.state)."""
+
+    STARTING = "Starting"
+    PAIRING = "Pairing"
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+    LOGGED_OUT = "LoggedOut"
+    STREAM_REPLACED = "StreamReplaced"
+    TEMPORARY_BAN = "TemporaryBan"
+    STOPPED = "Stopped"
+
+
+class PairingStatus(_Model):
+    method: Literal["qr", "code"]
+    qr: str | None = None
+    code: str | None = None
+    expires_at: datetime | None = None
+
+
+class AccountStatus(_Model):
+    jid: str
+    push_name: str | None = None
+
+
+class WorkerReport(_Model):
+    """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
+
+    state: WorkerState
+    pod_name: str | None = None
+    pairing: PairingStatus | None = None
+    account: AccountStatus | None = None
+    last_connected_at: datetime | None = None
+    last_error: str | None = Field(default=None, max_length=1024)
+    reconnects: int = 0
+    updated_at: datetime
+
+
+class Condition(_Model):
+    """KEP-1623 condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime
+    observed_generation: int | None = None
