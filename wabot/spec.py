@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -26,6 +26,10 @@ NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 COMMAND_NAME_PATTERN = r"^[\w-]{1,32}$"
 PHONE_PATTERN = r"^[1-9][0-9]{6,14}$"  # E.164 digits, no '+'
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
+# Plugin entry-point names (the `wabot.plugins` group); dots allow namespaced names.
+PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
+# Subdomain-style names of cluster objects (PriorityClass, StorageClass).
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 
 
 class _Model(BaseModel):
@@ -56,18 +60,25 @@ BuiltinCommand = Literal["help", "menu", "ping", "info"]
 ALL_BUILTINS: tuple[BuiltinCommand, ...] = ("help", "menu", "ping", "info")
 
 
+CommandName = Annotated[str, Field(pattern=COMMAND_NAME_PATTERN)]
+PluginName = Annotated[str, Field(pattern=PLUGIN_NAME_PATTERN)]
+LabelValue = Annotated[str, Field(max_length=63)]
+
+
 class CustomCommand(_Model):
     name: str = Field(pattern=COMMAND_NAME_PATTERN)
-    aliases: list[str] = Field(default_factory=list, max_length=10)
+    aliases: list[CommandName] = Field(default_factory=list, max_length=10)
     response: str = Field(min_length=1, max_length=4096)
     description: str = Field(default="", max_length=200)
 
 
 class CommandsSpec(_Model):
     prefix: str = Field(default="!", min_length=1, max_length=3, pattern=r"^\S+$")
-    builtins: list[BuiltinCommand] = Field(default_factory=lambda: list(ALL_BUILTINS))
+    builtins: list[BuiltinCommand] = Field(
+        default_factory=lambda: list(ALL_BUILTINS), max_length=len(ALL_BUILTINS)
+    )
     custom: list[CustomCommand] = Field(default_factory=list, max_length=100)
-    plugins: list[str] = Field(default_factory=list, max_length=20)
+    plugins: list[PluginName] = Field(default_factory=list, max_length=20)
 
 
 class SettingsSpec(_Model):
@@ -80,12 +91,17 @@ class SettingsSpec(_Model):
     max_message_length: int = Field(default=4096, ge=1, le=65536)
 
 
+WebhookEvent = Literal["message", "command", "connection", "pairing"]
+
+
+def _default_webhook_events() -> list[WebhookEvent]:
+    return ["message"]
+
+
 class WebhookSpec(_Model):
     url: str = Field(pattern=r"^https?://", max_length=2048)
     secret_ref: SecretKeyRef | None = None
-    events: list[Literal["message", "command", "connection", "pairing"]] = Field(
-        default_factory=lambda: ["message"], max_length=4
-    )
+    events: list[WebhookEvent] = Field(default_factory=_default_webhook_events, max_length=4)
 
 
 class RateLimitSpec(_Model):
@@ -96,8 +112,8 @@ class RateLimitSpec(_Model):
 
 
 class ResourceList(_Model):
-    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
-    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN)
+    cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
+    memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
 
 
 def _default_requests() -> ResourceList:
@@ -114,8 +130,10 @@ class ResourcesSpec(_Model):
 
 
 class StorageSpec(_Model):
-    size: str = Field(default="256Mi", pattern=QUANTITY_PATTERN)
-    storage_class_name: str | None = None
+    size: str = Field(default="256Mi", pattern=QUANTITY_PATTERN, max_length=32)
+    storage_class_name: str | None = Field(
+        default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253
+    )
     retain_policy: Literal["Retain", "Delete"] = "Retain"
 
 
@@ -126,6 +144,17 @@ class DatabaseSpec(_Model):
 class EnvVar(_Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
     value: str = Field(default="", max_length=8192)
+
+
+class Toleration(_Model):
+    """A pod toleration, typed so the API server refuses a malformed one at apply time
+    instead of the operator finding out when it creates the pod."""
+
+    key: str | None = Field(default=None, max_length=317)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
 
 
 class WhatsAppBotSpec(_Model):
@@ -142,10 +171,12 @@ class WhatsAppBotSpec(_Model):
     storage: StorageSpec = Field(default_factory=StorageSpec)
     image: str | None = Field(default=None, max_length=512)
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, object]] = Field(default_factory=list)
+    node_selector: dict[str, LabelValue] = Field(default_factory=dict, max_length=32)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     affinity: dict[str, object] | None = None
-    priority_class_name: str | None = None
+    priority_class_name: str | None = Field(
+        default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253
+    )
     database: DatabaseSpec | None = None
 
     def effective_bot_id(self, name: str) -> str:
@@ -183,35 +214,55 @@ class WorkerState(enum.StrEnum):
 
 class PairingStatus(_Model):
     method: Literal["qr", "code"]
-    qr: str | None = None
-    code: str | None = None
+    qr: str | None = Field(default=None, max_length=4096)
+    code: str | None = Field(default=None, max_length=64)
     expires_at: datetime | None = None
 
 
 class AccountStatus(_Model):
-    jid: str
-    push_name: str | None = None
+    jid: str = Field(max_length=256)
+    push_name: str | None = Field(default=None, max_length=256)
 
 
 class WorkerReport(_Model):
     """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
 
     state: WorkerState
-    pod_name: str | None = None
+    pod_name: str | None = Field(default=None, max_length=253)
     pairing: PairingStatus | None = None
     account: AccountStatus | None = None
     last_connected_at: datetime | None = None
     last_error: str | None = Field(default=None, max_length=1024)
-    reconnects: int = 0
+    reconnects: int = Field(default=0, ge=0)
     updated_at: datetime
 
 
-class Condition(_Model):
-    """KEP-1623 condition."""
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
-    type: str
+
+class Condition(_Model):
+    """KEP-1623 condition (the bounds are metav1.Condition's)."""
+
+    type: str = Field(pattern=CONDITION_TYPE_PATTERN, max_length=316)
     status: Literal["True", "False", "Unknown"]
-    reason: str
-    message: str = ""
+    reason: str = Field(pattern=CONDITION_REASON_PATTERN, min_length=1, max_length=1024)
+    message: str = Field(default="", max_length=32768)
     last_transition_time: datetime
-    observed_generation: int | None = None
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class WhatsAppBotStatus(_Model):
+    """The whole status subresource. The operator writes every field but `worker`; the worker
+    writes only `worker`. Each sends a merge patch of its own fields, so neither clobbers the
+    other."""
+
+    phase: Phase | None = None
+    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    observed_generation: int | None = Field(default=None, ge=0)
+    pod_name: str | None = Field(default=None, max_length=253)
+    restarts: int = Field(default=0, ge=0)
+    worker: WorkerReport | None = None
