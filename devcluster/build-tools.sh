@@ -18,6 +18,13 @@ mkdir -p "$work"
 
 have() { [ -x "$bin/$1" ]; }
 
+if [ "${1:-}" = "--check" ]; then  # report the bin dir only if everything is there
+  for t in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+    have "$t" || { echo "missing $bin/$t" >&2; exit 1; }
+  done
+  echo "$bin"; exit 0
+fi
+
 build_module() { # build_module <dir> <module-file-contents> <packages...>
   local dir="$1" gomod="$2"; shift 2
   mkdir -p "$dir"
@@ -74,6 +81,16 @@ fi
 if ! have kwok; then
   echo "building kwok $KWOK_VERSION" >&2
   GOBIN="$bin" go install "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
+fi
+if [ ! -s "$bin/kwok-stages.yaml" ]; then
+  # kwok simulates nothing without stages; take its own default ones from the same module.
+  (cd "$work" && go mod download "sigs.k8s.io/kwok@${KWOK_VERSION}")
+  stages="$(go env GOMODCACHE)/sigs.k8s.io/kwok@${KWOK_VERSION}/kustomize/stage"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    echo "---"; cat "$stages/$f"
+  done > "$bin/kwok-stages.yaml.tmp"
+  mv "$bin/kwok-stages.yaml.tmp" "$bin/kwok-stages.yaml"
 fi
 
 if ! have helm; then
