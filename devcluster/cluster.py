@@ -9,6 +9,7 @@ are made fresh for each cluster, and all state lives in one directory that `stop
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -339,14 +340,10 @@ def _terminate(pid: int, grace: float = 10.0) -> None:
     while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
     if _alive(pid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def _tail(path: Path, lines: int = 20) -> str:
