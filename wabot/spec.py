@@ -141,9 +141,32 @@ class DatabaseSpec(_Model):
     secret_ref: SecretKeyRef
 
 
+# The worker's environment contract (docs/design.md): set by whoever starts the worker, never
+# by a bot's own `env` (a bot must not rename itself, move its session or switch its role).
+RESERVED_ENV_NAMES: tuple[str, ...] = (
+    "ROLE",
+    "BOT_ID",
+    "SERVER_NAME",
+    "WABOT_BOT_NAME",
+    "WABOT_NAMESPACE",
+    "POD_NAME",
+    "WABOT_LEASE_NAME",
+    "AUTH_DIR",
+    "DATABASE_URL",
+    "HTTP_PORT",
+    "WABOT_SPEC_SOURCE",
+)
+
+
 class EnvVar(_Model):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
     value: str = Field(default="", max_length=8192)
+
+    @model_validator(mode="after")
+    def _not_reserved(self) -> EnvVar:
+        if self.name in RESERVED_ENV_NAMES:
+            raise ValueError(f"env {self.name} is set by wabot itself and cannot be overridden")
+        return self
 
 
 class Toleration(_Model):

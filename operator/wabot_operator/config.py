@@ -1,0 +1,197 @@
+"""Operator settings, read once from the environment and validated before anything starts.
+
+A wrong setting (a namespace list with a typo'd separator, a port out of range, a templates
+directory that does not exist) stops the operator at startup with a message that names the
+variable, instead of surfacing later as a half-working reconcile loop.
+
+Variables (all optional):
+
+- `WABOT_OPERATOR_NAMESPACES`: `*` (all, the default), one namespace, or a comma list;
+  kopf globs such as `team-*` are allowed.
+- `WABOT_OPERATOR_WORKER_IMAGE`: worker image for bots without `spec.image`
+  (default `wabot-worker:<package version>`).
+- `WABOT_OPERATOR_DATABASE_SECRET`: `name` or `name:key` (key defaults to `value`) of the
+  DSN Secret used, in each bot's namespace, by bots without `spec.database`.
+- `WABOT_OPERATOR_TEMPLATES_DIR`: the per-bot templates (default: see
+  `default_templates_dir`).
+- `WABOT_OPERATOR_METRICS_PORT`: Prometheus `/metrics` port, `0` turns it off (9090).
+- `WABOT_OPERATOR_HEALTH_PORT`: kopf's liveness endpoint `/healthz`, `0` off (8080).
+- `WABOT_OPERATOR_PEERING_NAME`: the KopfPeering/ClusterKopfPeering object (`wabot`).
+- `WABOT_OPERATOR_STANDALONE`: `true` turns peering off; then run one replica only.
+- `WABOT_OPERATOR_PRIORITY`: peering priority; default random per process, because kopf
+  freezes *all* replicas that share a priority.
+- `WABOT_OPERATOR_RECONCILE_INTERVAL`: seconds between level-based passes per bot (10).
+- `WABOT_OPERATOR_RESYNC_INTERVAL`: seconds between re-checks of a bot's PVC, RBAC and
+  Lease when nothing changed (300).
+- `WABOT_OPERATOR_LOG_FORMAT`: `text` or `json`; `WABOT_OPERATOR_LOG_LEVEL`: `DEBUG`,
+  `INFO`, `WARNING` or `ERROR`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from wabot.spec import NAME_PATTERN, SecretKeyRef
+
+ENV_PREFIX = "WABOT_OPERATOR_"
+TEMPLATE_FILES = (
+    "pvc.yaml",
+    "serviceaccount.yaml",
+    "role.yaml",
+    "rolebinding.yaml",
+    "lease.yaml",
+    "pod.yaml",
+)
+
+
+def _package_version() -> str:
+    try:
+        return metadata.version("wabot")
+    except metadata.PackageNotFoundError:
+        return "latest"
+
+
+def default_templates_dir() -> Path | None:
+    """Where the templates are when WABOT_OPERATOR_TEMPLATES_DIR is unset.
+
+    They are not package data (pyproject ships Python only), so look where a checkout or an
+    image puts them: `auth-templates/` beside `operator/` in a source tree (editable installs,
+    tests, `python -m wabot_operator` from the repo), then `/etc/wabot/auth-templates` and
+    `<prefix>/share/wabot/auth-templates` (what an image copies them to).
+    """
+    candidates = [
+        Path(__file__).resolve().parents[2] / "auth-templates",
+        Path("/etc/wabot/auth-templates"),
+        Path(sys.prefix) / "share" / "wabot" / "auth-templates",
+    ]
+    for candidate in candidates:
+        if (candidate / "pod.yaml").is_file():
+            return candidate
+    return None
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the environment variable."""
+
+
+class OperatorConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces (or kopf globs) to watch; empty = cluster-wide."
+    )
+    worker_image: str = Field(default_factory=lambda: f"wabot-worker:{_package_version()}",
+                              min_length=1, max_length=512)
+    database_secret: SecretKeyRef | None = None
+    templates_dir: Path
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    peering_name: str = Field(default="wabot", pattern=NAME_PATTERN, max_length=63)
+    standalone: bool = False
+    priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
+    reconcile_interval: float = Field(default=10.0, gt=0, le=3600)
+    resync_interval: float = Field(default=300.0, gt=0, le=86400)
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for ns in value:
+            if not ns or any(c.isspace() for c in ns):
+                raise ValueError(f"bad namespace {ns!r}")
+        return value
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _templates_dir(cls, value: Path) -> Path:
+        missing = [name for name in TEMPLATE_FILES if not (value / name).is_file()]
+        if missing:
+            raise ValueError(f"{value} lacks {', '.join(missing)}")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
+        """Build the config from WABOT_OPERATOR_* variables (os.environ by default)."""
+        env = os.environ if env is None else env
+
+        def get(name: str) -> str | None:
+            value = env.get(ENV_PREFIX + name)
+            return value.strip() if value is not None and value.strip() else None
+
+        raw: dict[str, object] = {}
+        namespaces = get("NAMESPACES")
+        if namespaces is not None and namespaces not in ("*", "all"):
+            raw["namespaces"] = tuple(p.strip() for p in namespaces.split(",") if p.strip())
+        if (image := get("WORKER_IMAGE")) is not None:
+            raw["worker_image"] = image
+        if (secret := get("DATABASE_SECRET")) is not None:
+            name, _, key = secret.partition(":")
+            raw["database_secret"] = {"name": name, **({"key": key} if key else {})}
+        templates = get("TEMPLATES_DIR")
+        if templates is not None:
+            raw["templates_dir"] = Path(templates)
+        else:
+            found = default_templates_dir()
+            if found is None:
+                raise ConfigError(
+                    f"{ENV_PREFIX}TEMPLATES_DIR: no auth-templates directory found; set it to "
+                    "the directory holding pod.yaml, pvc.yaml, ... (auth-templates/ in the repo)"
+                )
+            raw["templates_dir"] = found
+        for name, field in (
+            ("METRICS_PORT", "metrics_port"),
+            ("HEALTH_PORT", "health_port"),
+            ("PEERING_NAME", "peering_name"),
+            ("PRIORITY", "priority"),
+            ("RECONCILE_INTERVAL", "reconcile_interval"),
+            ("RESYNC_INTERVAL", "resync_interval"),
+        ):
+            if (value := get(name)) is not None:
+                raw[field] = value
+        if (standalone := get("STANDALONE")) is not None:
+            raw["standalone"] = standalone
+        if (fmt := get("LOG_FORMAT")) is not None:
+            raw["log_format"] = fmt.lower()
+        if (level := get("LOG_LEVEL")) is not None:
+            raw["log_level"] = level.upper()
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as e:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{_env_name(err['loc'])}: {err['msg']}" for err in e.errors()
+            )
+            raise ConfigError(problems) from e
+
+
+_FIELD_TO_ENV = {
+    "namespaces": "NAMESPACES",
+    "worker_image": "WORKER_IMAGE",
+    "database_secret": "DATABASE_SECRET",
+    "templates_dir": "TEMPLATES_DIR",
+    "metrics_port": "METRICS_PORT",
+    "health_port": "HEALTH_PORT",
+    "peering_name": "PEERING_NAME",
+    "standalone": "STANDALONE",
+    "priority": "PRIORITY",
+    "reconcile_interval": "RECONCILE_INTERVAL",
+    "resync_interval": "RESYNC_INTERVAL",
+    "log_format": "LOG_FORMAT",
+    "log_level": "LOG_LEVEL",
+}
+
+
+def _env_name(loc: tuple[int | str, ...]) -> str:
+    return _FIELD_TO_ENV.get(str(loc[0]), str(loc[0]).upper()) if loc else "?"

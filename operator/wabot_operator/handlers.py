@@ -1,0 +1,279 @@
+"""kopf wiring, kept thin: which events wake which bot, where the reconcile pass runs, and what
+happens on startup and deletion. The logic lives in reconcile.py and the pure modules.
+
+Level-based, as kopf's author recommends for robust operators: one daemon per WhatsAppBot runs
+a reconcile pass every `reconcile_interval` seconds, and at once when the bot or one of its
+pods changes (a watch event wakes it). No pass depends on having seen a particular event, so
+missed events, restarts and 409s all converge to the same state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import random
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from kubernetes import client
+from kubernetes import config as kube_config
+from kubernetes.client.exceptions import ApiException
+
+from wabot import naming
+from wabot.spec import API_GROUP, API_VERSION, PLURAL
+from wabot_operator import metrics
+from wabot_operator.config import OperatorConfig
+from wabot_operator.kube import Kube
+from wabot_operator.reconcile import BotMemory, Event, Outcome, Reconciler, bot_log
+from wabot_operator.templates import TemplateStore
+
+log = logging.getLogger("wabot_operator")
+
+WAB = (API_GROUP, API_VERSION, PLURAL)
+POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
+PodIndex = kopf.Index[tuple[str, str], tuple[str, dict[str, Any]]]
+
+
+@dataclass
+class Runtime:
+    """Process-wide state shared by every handler (kept on kopf's memo)."""
+
+    config: OperatorConfig
+    reconciler: Reconciler
+    phases: metrics.PhaseBook
+    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    last_pass: float = field(default_factory=time.monotonic)
+
+    def wake(self, namespace: str, bot: str) -> None:
+        event = self.wakers.get((namespace, bot))
+        if event is not None:
+            event.set()
+
+    def lock(self, namespace: str, bot: str) -> asyncio.Lock:
+        return self.locks.setdefault((namespace, bot), asyncio.Lock())
+
+
+def _runtime(memo: Any) -> Runtime:
+    runtime = getattr(memo, "runtime", None)
+    if not isinstance(runtime, Runtime):
+        raise kopf.PermanentError("the operator did not start up (no runtime in memo)")
+    return runtime
+
+
+def _api_client() -> client.ApiClient:
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        configuration = client.Configuration.get_default_copy()
+    except kube_config.ConfigException:
+        configuration = client.Configuration()
+        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32
+    return client.ApiClient(configuration)
+
+
+# --- startup --------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
+            **_: Any) -> None:
+    cfg = getattr(memo, "config", None)
+    config = cfg if isinstance(cfg, OperatorConfig) else OperatorConfig.from_env()
+    settings.persistence.finalizer = naming.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration")
+    settings.posting.reporting_component = "wabot-operator"
+    settings.posting.level = logging.WARNING  # Events come from explicit kopf.event calls
+    # Only the bots' pods, filtered by the API server rather than in this process.
+    settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
+    settings.watching.inactivity_timeout = 70
+    settings.peering.name = config.peering_name
+    settings.peering.standalone = config.standalone
+    settings.peering.priority = config.priority
+    settings.peering.clusterwide = config.clusterwide
+    settings.peering.mandatory = not config.standalone
+
+    api_client = _api_client()
+    if not config.standalone:
+        ensure_peering(api_client, config)
+    kube = Kube(api_client)
+    store = TemplateStore(config.templates_dir)
+    store.get()  # fail the startup on a broken template set, not the first reconcile
+    memo.runtime = Runtime(config=config, reconciler=Reconciler(kube, config, store),
+                           phases=metrics.PhaseBook())
+    metrics.serve(config.metrics_port)
+    logger.info("wabot operator started: namespaces=%s image=%s templates=%s standalone=%s",
+                ",".join(config.namespaces) or "*", config.worker_image, config.templates_dir,
+                config.standalone)
+
+
+def ensure_peering(api_client: client.ApiClient, config: OperatorConfig) -> None:
+    """Create the peering object(s) this replica will use: kopf only detects them, and a
+    missing one silently means no peering, i.e. two replicas acting at once."""
+    custom = client.CustomObjectsApi(api_client)
+    body: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": config.peering_name}}
+    try:
+        if config.clusterwide:
+            custom.create_cluster_custom_object(
+                "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"})
+        else:
+            for ns in _literal_namespaces(config.namespaces):
+                try:
+                    custom.create_namespaced_custom_object(
+                        "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"})
+                except ApiException as e:
+                    if e.status != 409:
+                        raise
+    except ApiException as e:
+        if e.status != 409:
+            log.warning("could not create the peering object %s: %s %s",
+                        config.peering_name, e.status, e.reason)
+
+
+def _literal_namespaces(namespaces: Iterable[str]) -> list[str]:
+    return [ns for ns in namespaces if not any(c in ns for c in "*?[]!")]
+
+
+# --- watching the bots' pods ----------------------------------------------------------------
+
+
+@kopf.index("v1", "pods", labels=POD_LABELS)
+def bot_pods(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
+             **_: Any) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    """(namespace, bot) → (pod name, raw pod). The pods the operator knows, without a LIST per
+    pass."""
+    return {(namespace or "", labels[naming.LABEL_BOT]): (name, copy.deepcopy(dict(body)))}
+
+
+@kopf.on.event("v1", "pods", labels=POD_LABELS)
+def pod_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
+                **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if isinstance(runtime, Runtime):
+        runtime.wake(namespace or "", labels[naming.LABEL_BOT])
+
+
+@kopf.on.event(*WAB)
+def bot_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    runtime = getattr(memo, "runtime", None)
+    if isinstance(runtime, Runtime):
+        runtime.wake(namespace or "", name)
+
+
+def _pod_of(index: PodIndex, namespace: str, bot: str) -> dict[str, Any] | None:
+    store = index.get((namespace, bot))
+    if not store:
+        return None
+    want = naming.child_name(bot)
+    for pod_name, pod in store:
+        if pod_name == want:
+            return pod
+    return None
+
+
+# --- the per-bot loop -------------------------------------------------------------------------
+
+
+@kopf.daemon(*WAB, cancellation_timeout=30.0, id="reconcile")
+async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
+                         stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any) -> None:
+    bot_pods: PodIndex = kwargs["bot_pods"]  # kopf passes each index by its function's name
+    runtime = _runtime(memo)
+    namespace = namespace or ""
+    key = (namespace, name)
+    wake = asyncio.Event()
+    runtime.wakers[key] = wake
+    memory = BotMemory()
+    try:
+        # Spread the first passes of many bots after an operator restart.
+        await _sleep_until(wake, stopped, random.uniform(0, 0.5))
+        while not stopped:
+            wake.clear()
+            snapshot = copy.deepcopy(dict(body))
+            if snapshot.get("metadata", {}).get("deletionTimestamp"):
+                await _sleep_until(wake, stopped, runtime.config.reconcile_interval)
+                continue
+            outcome = await _one_pass(runtime, snapshot, _pod_of(bot_pods, namespace, name),
+                                      memory)
+            for event in outcome.events:
+                _post(body, event)
+            delay = outcome.delay if outcome.delay is not None else (
+                runtime.config.reconcile_interval)
+            await _sleep_until(wake, stopped, delay)
+    finally:
+        if runtime.wakers.get(key) is wake:
+            del runtime.wakers[key]
+
+
+async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: dict[str, Any] | None,
+                    memory: BotMemory) -> Outcome:
+    meta = bot["metadata"]
+    started = time.perf_counter()
+    async with runtime.lock(meta["namespace"], meta["name"]):
+        try:
+            outcome = await asyncio.to_thread(runtime.reconciler.reconcile, bot, pod, memory)
+        except Exception as e:
+            bot_log(bot).exception("reconcile failed")
+            memory.ensured_key = None
+            outcome = Outcome(result="error", error=repr(e), delay=5.0)
+    metrics.RECONCILE_DURATION.observe(time.perf_counter() - started)
+    metrics.RECONCILE_TOTAL.labels(outcome.result).inc()
+    if outcome.result == "error":
+        metrics.RECONCILE_ERRORS.inc()
+    if outcome.phase is not None:
+        runtime.phases.set(meta["namespace"], meta["name"], outcome.phase)
+    runtime.last_pass = time.monotonic()
+    return outcome
+
+
+async def _sleep_until(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
+    """Sleep until woken by a watch event, asked to stop, or the timeout passes."""
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+def _post(body: kopf.Body, event: Event) -> None:
+    kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+
+# --- deletion ---------------------------------------------------------------------------------
+
+
+@kopf.on.delete(*WAB, id="finalize")
+async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any,
+                   **_: Any) -> None:
+    """Runs under wabot.io/finalizer: the bot stays until its auth volume is dealt with."""
+    runtime = _runtime(memo)
+    namespace = namespace or ""
+    snapshot = copy.deepcopy(dict(body))
+    async with runtime.lock(namespace, name):
+        try:
+            events = await asyncio.to_thread(runtime.reconciler.finalize, snapshot)
+        except Exception as e:
+            raise kopf.TemporaryError(f"could not finalize the auth volume: {e}", delay=5) from e
+    for event in events:
+        _post(body, event)
+    runtime.phases.forget(namespace, name)
+    runtime.locks.pop((namespace, name), None)
+
+
+# --- liveness ---------------------------------------------------------------------------------
+
+
+@kopf.on.probe(id="bots")
+def bots_probe(memo: Any, **_: Any) -> int:
+    """The number of bots this replica manages (0 while paused by peering)."""
+    runtime = getattr(memo, "runtime", None)
+    return len(runtime.phases) if isinstance(runtime, Runtime) else 0
+

@@ -1,0 +1,300 @@
+"""Pure renderers: a WhatsAppBot (name, namespace, uid, validated spec) + the operator's
+defaults + the templates → the exact objects the bot should own.
+
+No I/O here, so every rule about what a bot's pod, PVC or Role looks like is tested without a
+cluster (tests/unit/test_render.py), and the apply layer only compares and sends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from wabot import naming
+from wabot.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    RESERVED_ENV_NAMES,
+    ResourceList,
+    SecretKeyRef,
+    WhatsAppBotSpec,
+)
+from wabot_operator.templates import TemplateError, Templates
+
+WORKER_CONTAINER = "worker"
+AUTH_VOLUME = "auth"
+DEFAULT_HTTP_PORT = 8080
+SPEC_SOURCE = "kubernetes"
+
+
+@dataclass(frozen=True)
+class BotRef:
+    """The identity of one WhatsAppBot object."""
+
+    name: str
+    namespace: str
+    uid: str
+
+    def owner_reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class RenderDefaults:
+    """What the operator supplies when a spec leaves it open."""
+
+    worker_image: str
+    database_secret: SecretKeyRef | None = None
+
+
+@dataclass(frozen=True)
+class Children:
+    """Everything one bot owns, rendered. `pod` is None while the bot is suspended."""
+
+    pvc: dict[str, Any]
+    service_account: dict[str, Any]
+    role: dict[str, Any]
+    role_binding: dict[str, Any]
+    lease: dict[str, Any]
+    pod: dict[str, Any] | None
+    pod_hash: str
+
+    def supporting(self) -> list[dict[str, Any]]:
+        """The objects that must exist before the pod (the pod mounts the PVC and runs as the
+        ServiceAccount; admission refuses a pod whose ServiceAccount is missing)."""
+        return [self.pvc, self.service_account, self.role, self.role_binding, self.lease]
+
+
+def template_values(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults) -> dict[str, str]:
+    child = naming.child_name(bot.name)
+    return {
+        "bot": bot.name,
+        "namespace": bot.namespace,
+        "childName": child,
+        "pvcName": naming.pvc_name(bot.name),
+        "leaseName": child,
+        "serverName": spec.server_name,
+        "botId": spec.effective_bot_id(bot.name),
+        "image": spec.image or defaults.worker_image,
+        "storageSize": spec.storage.size,
+    }
+
+
+def _metadata(doc: dict[str, Any], name: str, bot: BotRef, spec: WhatsAppBotSpec,
+              owned: bool) -> dict[str, Any]:
+    meta = dict(doc.get("metadata") or {})
+    meta["name"] = name
+    meta["namespace"] = bot.namespace
+    meta["labels"] = {**(meta.get("labels") or {}),
+                      **naming.bot_labels(bot.name, spec.server_name)}
+    if owned:
+        meta["ownerReferences"] = [bot.owner_reference()]
+    else:
+        meta.pop("ownerReferences", None)
+    doc["metadata"] = meta
+    return doc
+
+
+def referenced_secrets(spec: WhatsAppBotSpec) -> list[str]:
+    """The Secrets the bot's own ServiceAccount may read: those its spec names, no others."""
+    names = set()
+    if spec.database is not None:
+        names.add(spec.database.secret_ref.name)
+    if spec.webhook is not None and spec.webhook.secret_ref is not None:
+        names.add(spec.webhook.secret_ref.name)
+    return sorted(names)
+
+
+def render_pvc(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
+               values: Mapping[str, str]) -> dict[str, Any]:
+    """With retainPolicy Retain the PVC has no owner: neither the garbage collector nor a
+    `kubectl delete --cascade` of the bot can take the session with it."""
+    doc = templates.render("pvc.yaml", values)
+    _metadata(doc, naming.pvc_name(bot.name), bot, spec,
+              owned=spec.storage.retain_policy == "Delete")
+    body = doc.setdefault("spec", {})
+    body.setdefault("resources", {}).setdefault("requests", {})["storage"] = spec.storage.size
+    if spec.storage.storage_class_name is not None:
+        body["storageClassName"] = spec.storage.storage_class_name
+    return doc
+
+
+def render_service_account(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
+                           values: Mapping[str, str]) -> dict[str, Any]:
+    doc = templates.render("serviceaccount.yaml", values)
+    return _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
+
+
+def render_role(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
+                values: Mapping[str, str]) -> dict[str, Any]:
+    doc = templates.render("role.yaml", values)
+    _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
+    rules = list(doc.get("rules") or [])
+    for rule in rules:
+        if not rule.get("resourceNames") and "secrets" in (rule.get("resources") or []):
+            raise TemplateError("role.yaml: a secrets rule without resourceNames grants every "
+                                "Secret in the namespace")
+    secrets = referenced_secrets(spec)
+    if secrets:  # an empty resourceNames list would mean *all* Secrets
+        rules.append({"apiGroups": [""], "resources": ["secrets"],
+                      "resourceNames": secrets, "verbs": ["get"]})
+    doc["rules"] = rules
+    return doc
+
+
+def render_role_binding(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
+                        values: Mapping[str, str]) -> dict[str, Any]:
+    doc = templates.render("rolebinding.yaml", values)
+    return _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
+
+
+def render_lease(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
+                 values: Mapping[str, str]) -> dict[str, Any]:
+    """Created without a holder: the worker acquires it; the operator never touches spec."""
+    doc = templates.render("lease.yaml", values)
+    doc.setdefault("spec", {})
+    return _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
+
+
+def _resource_list(r: ResourceList) -> dict[str, str]:
+    return {k: v for k, v in (("cpu", r.cpu), ("memory", r.memory)) if v is not None}
+
+
+def _worker_container(pod: dict[str, Any]) -> dict[str, Any]:
+    containers = pod.get("spec", {}).get("containers") or []
+    for c in containers:
+        if c.get("name") == WORKER_CONTAINER:
+            assert isinstance(c, dict)
+            return c
+    raise TemplateError(f"pod.yaml: no container named {WORKER_CONTAINER!r}")
+
+
+def _auth_mount_path(container: Mapping[str, Any]) -> str:
+    for m in container.get("volumeMounts") or []:
+        if m.get("name") == AUTH_VOLUME:
+            return str(m["mountPath"])
+    raise TemplateError(f"pod.yaml: the worker container does not mount volume {AUTH_VOLUME!r}")
+
+
+def _http_port(container: Mapping[str, Any]) -> int:
+    for p in container.get("ports") or []:
+        if p.get("name") == "http":
+            return int(p["containerPort"])
+    return DEFAULT_HTTP_PORT
+
+
+def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
+            auth_dir: str, http_port: int) -> list[dict[str, Any]]:
+    """The worker's environment, as docs/design.md lists it. These names are the operator's:
+    spec.env cannot override them (the CRD refuses them; this drops them again for bots
+    written before that rule)."""
+    env: list[dict[str, Any]] = [
+        {"name": "ROLE", "value": "worker"},
+        {"name": "BOT_ID", "value": spec.effective_bot_id(bot.name)},
+        {"name": "SERVER_NAME", "value": spec.server_name},
+        {"name": "WABOT_BOT_NAME", "value": bot.name},
+        {"name": "WABOT_NAMESPACE",
+         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
+        {"name": "POD_NAME",
+         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
+        {"name": "WABOT_LEASE_NAME", "value": naming.child_name(bot.name)},
+        {"name": "AUTH_DIR", "value": auth_dir},
+    ]
+    dsn = spec.database.secret_ref if spec.database is not None else defaults.database_secret
+    if dsn is not None:
+        env.append({"name": "DATABASE_URL",
+                    "valueFrom": {"secretKeyRef": {"name": dsn.name, "key": dsn.key}}})
+    env += [
+        {"name": "HTTP_PORT", "value": str(http_port)},
+        {"name": "WABOT_SPEC_SOURCE", "value": SPEC_SOURCE},
+    ]
+    return env
+
+
+def render_pod(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults,
+               templates: Templates, values: Mapping[str, str]) -> tuple[dict[str, Any], str]:
+    """The bot's pod and its spec hash (also stored in the wabot.io/pod-spec-hash annotation).
+
+    The hash covers everything the pod is made of (spec, labels, annotations), so a change in
+    the bot's spec *or* in the admin's pod template rolls the pod; it excludes the owner
+    reference, which does not change what runs.
+    """
+    doc = templates.render("pod.yaml", values)
+    _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
+    pod_spec = doc.setdefault("spec", {})
+    container = _worker_container(doc)
+    container["image"] = spec.image or defaults.worker_image
+    ours = pod_env(bot, spec, defaults, auth_dir=_auth_mount_path(container),
+                   http_port=_http_port(container))
+    reserved = {e["name"] for e in ours} | set(RESERVED_ENV_NAMES)
+    extra: dict[str, dict[str, Any]] = {}
+    for e in container.get("env") or []:  # the admin's template env
+        if e.get("name") not in reserved:
+            extra[e["name"]] = e
+    for v in spec.env:  # the bot's own env wins over the template's
+        if v.name not in reserved:
+            extra[v.name] = {"name": v.name, "value": v.value}
+    container["env"] = ours + list(extra.values())
+    container["resources"] = {
+        key: value
+        for key, value in (("requests", _resource_list(spec.resources.requests)),
+                           ("limits", _resource_list(spec.resources.limits)))
+        if value
+    }
+    pod_spec["serviceAccountName"] = naming.child_name(bot.name)
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [
+            t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations
+        ]
+    if spec.affinity is not None:
+        pod_spec["affinity"] = spec.affinity
+    if spec.priority_class_name is not None:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    for volume in pod_spec.get("volumes") or []:
+        if volume.get("name") == AUTH_VOLUME:
+            volume["persistentVolumeClaim"] = {"claimName": naming.pvc_name(bot.name)}
+            break
+    else:
+        raise TemplateError(f"pod.yaml: no volume named {AUTH_VOLUME!r}")
+    digest = pod_hash(doc)
+    doc["metadata"].setdefault("annotations", {})[naming.ANNOTATION_POD_HASH] = digest
+    return doc, digest
+
+
+def pod_hash(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if k != naming.ANNOTATION_POD_HASH}
+    material = {"spec": pod.get("spec"), "labels": meta.get("labels") or {},
+                "annotations": annotations}
+    canonical = json.dumps(material, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def render_children(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults,
+                    templates: Templates) -> Children:
+    values = template_values(bot, spec, defaults)
+    pod, digest = render_pod(bot, spec, defaults, templates, values)
+    return Children(
+        pvc=render_pvc(bot, spec, templates, values),
+        service_account=render_service_account(bot, spec, templates, values),
+        role=render_role(bot, spec, templates, values),
+        role_binding=render_role_binding(bot, spec, templates, values),
+        lease=render_lease(bot, spec, templates, values),
+        pod=None if spec.suspend else pod,
+        pod_hash=digest,
+    )
+

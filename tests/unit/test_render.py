@@ -1,0 +1,421 @@
+"""The pure renderers: what a bot's PVC, ServiceAccount, Role, RoleBinding, Lease and Pod look
+like, from the spec, the operator defaults and the templates in auth-templates/."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from wabot_operator.render import (
+    BotRef,
+    Children,
+    RenderDefaults,
+    pod_hash,
+    referenced_secrets,
+    render_children,
+)
+from wabot_operator.templates import TemplateError, Templates, TemplateStore, load_templates
+
+from wabot import naming
+from wabot.spec import RESERVED_ENV_NAMES, EnvVar, SecretKeyRef, WhatsAppBotSpec
+
+REPO = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = REPO / "auth-templates"
+BOT = BotRef(name="sales", namespace="tenant-a", uid="0b5e3c1e-1111-2222-3333-444455556666")
+DEFAULTS = RenderDefaults(worker_image="registry.example/wabot-worker:1.2.3")
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return load_templates(TEMPLATES_DIR)
+
+
+def spec(**fields: Any) -> WhatsAppBotSpec:
+    return WhatsAppBotSpec.model_validate({"serverName": "acme", **fields})
+
+
+def render(templates: Templates, defaults: RenderDefaults = DEFAULTS,
+           **fields: Any) -> Children:
+    return render_children(BOT, spec(**fields), defaults, templates)
+
+
+def worker(children: Children) -> dict[str, Any]:
+    assert children.pod is not None
+    (container,) = children.pod["spec"]["containers"]
+    assert container["name"] == "worker"
+    return dict(container)
+
+
+def env_of(children: Children) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in worker(children)["env"]}
+
+
+# --- names, labels, owners ------------------------------------------------------------------
+
+
+def test_every_child_has_its_fixed_name_namespace_and_labels(templates: Templates) -> None:
+    c = render(templates)
+    assert c.pod is not None
+    names = {doc["kind"]: doc["metadata"]["name"] for doc in [*c.supporting(), c.pod]}
+    assert names == {
+        "PersistentVolumeClaim": "wabot-sales-auth",
+        "ServiceAccount": "wabot-sales",
+        "Role": "wabot-sales",
+        "RoleBinding": "wabot-sales",
+        "Lease": "wabot-sales",
+        "Pod": "wabot-sales",
+    }
+    for doc in [*c.supporting(), c.pod]:
+        assert doc["metadata"]["namespace"] == "tenant-a"
+        labels = doc["metadata"]["labels"]
+        assert labels.items() >= naming.bot_labels("sales", "acme").items()
+        assert labels[naming.LABEL_BOT] == "sales" and labels[naming.LABEL_SERVER] == "acme"
+
+
+def test_everything_but_a_retained_pvc_is_controlled_by_the_bot(templates: Templates) -> None:
+    c = render(templates)
+    assert c.pod is not None
+    for doc in [c.service_account, c.role, c.role_binding, c.lease, c.pod]:
+        assert doc["metadata"]["ownerReferences"] == [{
+            "apiVersion": "wabot.io/v1alpha1", "kind": "WhatsAppBot", "name": "sales",
+            "uid": BOT.uid, "controller": True, "blockOwnerDeletion": True,
+        }], doc["kind"]
+    # Retain (the default): no owner, so no garbage collection can take the session.
+    assert "ownerReferences" not in c.pvc["metadata"]
+
+
+def test_a_pvc_with_retain_policy_delete_is_owned(templates: Templates) -> None:
+    c = render(templates, storage={"retainPolicy": "Delete"})
+    (ref,) = c.pvc["metadata"]["ownerReferences"]
+    assert ref["uid"] == BOT.uid and ref["kind"] == "WhatsAppBot"
+
+
+def test_pvc_size_and_class_come_from_the_spec(templates: Templates) -> None:
+    c = render(templates)
+    assert c.pvc["spec"]["resources"]["requests"]["storage"] == "256Mi"
+    assert "storageClassName" not in c.pvc["spec"]  # the cluster default
+    c = render(templates, storage={"size": "1Gi", "storageClassName": "fast-ssd"})
+    assert c.pvc["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert c.pvc["spec"]["storageClassName"] == "fast-ssd"
+    assert c.pvc["spec"]["accessModes"] == ["ReadWriteOnce"]
+
+
+# --- RBAC -----------------------------------------------------------------------------------
+
+
+def test_role_reaches_only_the_bots_own_objects(templates: Templates) -> None:
+    rules = render(templates).role["rules"]
+    assert rules == [
+        {"apiGroups": ["wabot.io"], "resources": ["whatsappbots"], "resourceNames": ["sales"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["wabot.io"], "resources": ["whatsappbots/status"],
+         "resourceNames": ["sales"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+         "resourceNames": ["wabot-sales"], "verbs": ["get", "update", "patch"]},
+    ]
+    for rule in rules:
+        assert rule["resourceNames"], "a rule without resourceNames reaches every object"
+        assert "create" not in rule["verbs"] and "delete" not in rule["verbs"]
+
+
+def test_role_grants_exactly_the_referenced_secrets(templates: Templates) -> None:
+    c = render(templates, database={"secretRef": {"name": "acme-dsn", "key": "url"}},
+               webhook={"url": "https://hooks.example/x", "secretRef": {"name": "acme-hook"}})
+    secret_rules = [r for r in c.role["rules"] if "secrets" in r["resources"]]
+    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"],
+                             "resourceNames": ["acme-dsn", "acme-hook"], "verbs": ["get"]}]
+
+
+def test_role_has_no_secret_rule_without_references(templates: Templates) -> None:
+    """An empty resourceNames list would grant every Secret in the namespace."""
+    c = render(templates, webhook={"url": "https://hooks.example/x"})
+    assert not [r for r in c.role["rules"] if "secrets" in r["resources"]]
+    # The operator's default DSN Secret is read by the kubelet (secretKeyRef), not the bot.
+    c = render(templates, RenderDefaults("img", SecretKeyRef(name="shared-dsn")))
+    assert not [r for r in c.role["rules"] if "secrets" in r["resources"]]
+    assert referenced_secrets(spec()) == []
+
+
+def test_rolebinding_binds_the_bots_role_to_the_bots_serviceaccount_only(
+        templates: Templates) -> None:
+    rb = render(templates).role_binding
+    assert rb["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                             "name": "wabot-sales"}
+    assert rb["subjects"] == [{"kind": "ServiceAccount", "name": "wabot-sales",
+                               "namespace": "tenant-a"}]
+
+
+def test_lease_is_created_without_a_holder(templates: Templates) -> None:
+    lease = render(templates).lease
+    assert lease["spec"] == {}
+
+
+# --- the pod --------------------------------------------------------------------------------
+
+
+def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
+    c = render(templates)
+    env = worker(c)["env"]
+    assert [e["name"] for e in env] == [
+        "ROLE", "BOT_ID", "SERVER_NAME", "WABOT_BOT_NAME", "WABOT_NAMESPACE", "POD_NAME",
+        "WABOT_LEASE_NAME", "AUTH_DIR", "HTTP_PORT", "WABOT_SPEC_SOURCE",
+    ]
+    assert env_of(c) == {
+        "ROLE": "worker",
+        "BOT_ID": "sales",
+        "SERVER_NAME": "acme",
+        "WABOT_BOT_NAME": "sales",
+        "WABOT_NAMESPACE": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}},
+        "POD_NAME": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}},
+        "WABOT_LEASE_NAME": "wabot-sales",
+        "AUTH_DIR": "/var/lib/wabot",
+        "HTTP_PORT": "8080",
+        "WABOT_SPEC_SOURCE": "kubernetes",
+    }
+
+
+def test_bot_id_defaults_to_the_name_and_follows_the_spec(templates: Templates) -> None:
+    assert env_of(render(templates))["BOT_ID"] == "sales"
+    assert env_of(render(templates, botId="legacy-7"))["BOT_ID"] == "legacy-7"
+
+
+def test_database_url_comes_from_the_spec_then_the_operator_default(
+        templates: Templates) -> None:
+    own = render(templates, RenderDefaults("img", SecretKeyRef(name="shared")),
+                 database={"secretRef": {"name": "acme-dsn", "key": "url"}})
+    assert env_of(own)["DATABASE_URL"] == {"secretKeyRef": {"name": "acme-dsn", "key": "url"}}
+    shared = render(templates, RenderDefaults("img", SecretKeyRef(name="shared")))
+    assert env_of(shared)["DATABASE_URL"] == {"secretKeyRef": {"name": "shared",
+                                                               "key": "value"}}
+    assert "DATABASE_URL" not in env_of(render(templates))  # the worker falls back to SQLite
+
+
+def test_spec_env_is_appended_and_cannot_override_the_contract(templates: Templates) -> None:
+    c = render(templates, env=[{"name": "LOG_LEVEL", "value": "debug"}])
+    assert env_of(c)["LOG_LEVEL"] == "debug"
+    assert [e["name"] for e in worker(c)["env"]][-1] == "LOG_LEVEL"
+    # A bot stored before the CRD refused reserved names: the operator still drops them.
+    sneaky = spec().model_copy(update={"env": [EnvVar.model_construct(name="BOT_ID",
+                                                                       value="x")]})
+    c = render_children(BOT, sneaky, DEFAULTS, templates)
+    assert env_of(c)["BOT_ID"] == "sales"
+    assert [e["name"] for e in worker(c)["env"]].count("BOT_ID") == 1
+
+
+def test_the_model_refuses_reserved_env_names() -> None:
+    for name in RESERVED_ENV_NAMES:
+        with pytest.raises(ValueError, match="set by wabot itself"):
+            spec(env=[{"name": name, "value": "x"}])
+
+
+def test_image_comes_from_the_spec_else_the_operator_default(templates: Templates) -> None:
+    assert worker(render(templates))["image"] == "registry.example/wabot-worker:1.2.3"
+    assert worker(render(templates, image="wabot-worker:canary"))["image"] == (
+        "wabot-worker:canary")
+
+
+def test_resources_default_and_follow_the_spec(templates: Templates) -> None:
+    assert worker(render(templates))["resources"] == {
+        "requests": {"cpu": "50m", "memory": "96Mi"},
+        "limits": {"cpu": "500m", "memory": "256Mi"},
+    }
+    c = render(templates, resources={"limits": {"memory": "512Mi"}})
+    assert worker(c)["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"},
+                                      "limits": {"memory": "512Mi"}}
+
+
+def test_pod_security_is_the_restricted_profile_plus_read_only_root(
+        templates: Templates) -> None:
+    c = render(templates)
+    assert c.pod is not None
+    pod_sc = c.pod["spec"]["securityContext"]
+    assert pod_sc["runAsNonRoot"] is True
+    assert pod_sc["runAsUser"] == 10001
+    assert pod_sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = worker(c)["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] == 10001
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not sc.get("privileged")
+
+
+def test_pod_probes_volumes_and_lifecycle(templates: Templates) -> None:
+    c = render(templates)
+    assert c.pod is not None
+    ps = c.pod["spec"]
+    w = worker(c)
+    assert w["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http"}
+    assert w["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in w["ports"]
+    mounts = {m["name"]: m["mountPath"] for m in w["volumeMounts"]}
+    assert mounts == {"auth": "/var/lib/wabot", "tmp": "/tmp"}
+    volumes = {v["name"]: v for v in ps["volumes"]}
+    assert volumes["auth"]["persistentVolumeClaim"] == {"claimName": "wabot-sales-auth"}
+    assert "emptyDir" in volumes["tmp"]
+    assert ps["restartPolicy"] == "Always"
+    assert ps["terminationGracePeriodSeconds"] == 30
+    assert ps["serviceAccountName"] == "wabot-sales"
+    assert ps["automountServiceAccountToken"] is True  # the worker needs its Lease and status
+
+
+def test_scheduling_fields_come_from_the_spec(templates: Templates) -> None:
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["a"]}]}]}}}
+    c = render(templates, nodeSelector={"pool": "bots"},
+               tolerations=[{"key": "bots", "operator": "Exists", "effect": "NoSchedule"}],
+               affinity=affinity, priorityClassName="bots-high")
+    assert c.pod is not None
+    ps = c.pod["spec"]
+    assert ps["nodeSelector"] == {"pool": "bots"}
+    assert ps["tolerations"] == [{"key": "bots", "operator": "Exists", "effect": "NoSchedule"}]
+    assert ps["affinity"] == affinity
+    assert ps["priorityClassName"] == "bots-high"
+    plain = render(templates).pod
+    assert plain is not None
+    for key in ("nodeSelector", "tolerations", "affinity", "priorityClassName"):
+        assert key not in plain["spec"]
+
+
+def test_suspended_bot_has_no_pod_but_keeps_everything_else(templates: Templates) -> None:
+    running = render(templates)
+    suspended = render(templates, suspend=True)
+    assert suspended.pod is None
+    assert suspended.pod_hash == running.pod_hash  # resuming does not count as a change
+    assert suspended.pvc == running.pvc
+    assert suspended.lease == running.lease
+
+
+# --- the pod-spec hash ----------------------------------------------------------------------
+
+
+def test_hash_is_stable_and_annotated(templates: Templates) -> None:
+    a, b = render(templates), render(templates)
+    assert a.pod is not None
+    assert a.pod_hash == b.pod_hash
+    assert a.pod["metadata"]["annotations"][naming.ANNOTATION_POD_HASH] == a.pod_hash
+    assert pod_hash(a.pod) == a.pod_hash
+
+
+@pytest.mark.parametrize("change", [
+    {"resources": {"limits": {"cpu": "1", "memory": "256Mi"}}},
+    {"image": "wabot-worker:2"},
+    {"env": [{"name": "X", "value": "1"}]},
+    {"nodeSelector": {"pool": "b"}},
+    {"database": {"secretRef": {"name": "dsn"}}},
+])
+def test_pod_affecting_changes_change_the_hash(templates: Templates,
+                                               change: dict[str, Any]) -> None:
+    assert render(templates, **change).pod_hash != render(templates).pod_hash
+
+
+@pytest.mark.parametrize("change", [
+    {"commands": {"prefix": "?"}},
+    {"settings": {"autoRead": True}},
+    {"rateLimit": {"perChatPerMinute": 5}},
+    {"features": {"beta": True}},
+    {"storage": {"retainPolicy": "Delete"}},
+    {"webhook": {"url": "https://x.example/"}},
+])
+def test_changes_the_worker_reads_live_keep_the_pod(templates: Templates,
+                                                    change: dict[str, Any]) -> None:
+    """The worker watches its own WhatsAppBot for commands and settings: no restart, no
+    reconnect, no risk to the session."""
+    assert render(templates, **change).pod_hash == render(templates).pod_hash
+
+
+# --- templates ------------------------------------------------------------------------------
+
+
+def test_the_shipped_templates_load(templates: Templates) -> None:
+    assert set(templates.docs) == {"pvc.yaml", "serviceaccount.yaml", "role.yaml",
+                                   "rolebinding.yaml", "lease.yaml", "pod.yaml"}
+
+
+def copy_templates(tmp_path: Path) -> Path:
+    target = tmp_path / "templates"
+    shutil.copytree(TEMPLATES_DIR, target)
+    return target
+
+
+def test_an_admin_override_changes_the_pod_and_its_hash(tmp_path: Path,
+                                                        templates: Templates) -> None:
+    d = copy_templates(tmp_path)
+    pod = yaml.safe_load((d / "pod.yaml").read_text())
+    pod["spec"]["terminationGracePeriodSeconds"] = 90
+    pod["spec"]["containers"][0]["env"] = [{"name": "HTTPS_PROXY", "value": "http://p:3128"},
+                                          {"name": "ROLE", "value": "monolith"}]
+    (d / "pod.yaml").write_text(yaml.safe_dump(pod))
+    custom = render(load_templates(d))
+    assert custom.pod is not None
+    assert custom.pod["spec"]["terminationGracePeriodSeconds"] == 90
+    assert env_of(custom)["HTTPS_PROXY"] == "http://p:3128"
+    assert env_of(custom)["ROLE"] == "worker"  # the contract wins over the template
+    assert custom.pod_hash != render(templates).pod_hash
+
+
+def test_auth_dir_follows_the_templates_mount(tmp_path: Path) -> None:
+    d = copy_templates(tmp_path)
+    (d / "pod.yaml").write_text((d / "pod.yaml").read_text().replace(
+        "mountPath: /var/lib/wabot", "mountPath: /data"))
+    assert env_of(render(load_templates(d)))["AUTH_DIR"] == "/data"
+
+
+def test_unknown_placeholder_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    d = copy_templates(tmp_path)
+    (d / "lease.yaml").write_text((d / "lease.yaml").read_text().replace(
+        "${leaseName}", "${leasName}"))
+    with pytest.raises(TemplateError, match=r"lease.yaml: unknown placeholder \$\{leasName\}"):
+        render(load_templates(d))
+
+
+def test_wrong_kind_in_a_template_is_refused(tmp_path: Path) -> None:
+    d = copy_templates(tmp_path)
+    (d / "role.yaml").write_text((d / "role.yaml").read_text().replace(
+        "kind: Role", "kind: ClusterRole"))
+    with pytest.raises(TemplateError, match=r"role\.yaml: must be apiVersion"):
+        load_templates(d)
+
+
+def test_a_template_granting_all_secrets_is_refused(tmp_path: Path) -> None:
+    d = copy_templates(tmp_path)
+    role = yaml.safe_load((d / "role.yaml").read_text())
+    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
+    (d / "role.yaml").write_text(yaml.safe_dump(role))
+    with pytest.raises(TemplateError, match="every Secret"):
+        render(load_templates(d))
+
+
+def test_values_cannot_inject_yaml(templates: Templates) -> None:
+    """Placeholders are substituted in parsed strings: an image reference full of YAML stays
+    one string."""
+    evil = "x\nspec:\n  hostNetwork: true\n"
+    c = render(templates, image=evil)
+    assert c.pod is not None
+    assert worker(c)["image"] == evil
+    assert "hostNetwork" not in c.pod["spec"]
+
+
+def test_store_reloads_changed_templates_and_keeps_the_last_good_set(tmp_path: Path) -> None:
+    d = copy_templates(tmp_path)
+    store = TemplateStore(d)
+    first = store.get()
+    assert store.get() is first  # unchanged files are not re-read
+    pod = d / "pod.yaml"
+    pod.write_text(pod.read_text().replace("terminationGracePeriodSeconds: 30",
+                                           "terminationGracePeriodSeconds: 45"))
+    second = store.get()
+    assert second.version != first.version
+    pod.write_text("kind: [unclosed")
+    assert store.get() is second
+    assert store.error is not None and "pod.yaml" in store.error
+
+
+def test_store_without_any_good_set_raises(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError):
+        TemplateStore(tmp_path).get()
