@@ -1,0 +1,5 @@
+"""`python -m botworker`: the worker role without the `wabot` role switch."""
+
+from botworker.main import main
+
+main()

@@ -1,0 +1,192 @@
+"""The worker's configuration, read once from the environment the operator renders.
+
+Everything a pod needs to know about itself arrives as environment variables (see the table in
+docs/design.md). They are validated here, before anything heavy is imported, so a pod with a
+missing or malformed variable fails in milliseconds with one readable line instead of a
+traceback from deep inside neonize or the Kubernetes client.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from wabot.naming import auth_subdir, child_name
+from wabot.spec import NAME_PATTERN
+
+SESSION_FILE = "session.sqlite3"
+DEFAULT_DB_FILE = "wabot.sqlite3"
+SPOOL_FILE = "audit-spool.jsonl"
+_NAME_RE = re.compile(NAME_PATTERN)
+
+
+class ConfigError(Exception):
+    """A configuration problem a restart cannot fix; the message is one line for humans."""
+
+
+class SpecSource(BaseModel):
+    """Where the bot's WhatsAppBotSpec comes from: defaults, a YAML file, or the API server."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["defaults", "file", "kubernetes"]
+    path: Path | None = None
+
+    @classmethod
+    def parse(cls, raw: str | None) -> SpecSource:
+        if not raw:
+            return cls(kind="defaults")
+        if raw == "kubernetes":
+            return cls(kind="kubernetes")
+        if raw.startswith("file:") and len(raw) > len("file:"):
+            return cls(kind="file", path=Path(raw[len("file:") :]))
+        raise ConfigError(
+            f"WABOT_SPEC_SOURCE must be 'kubernetes' or 'file:<path>', not {raw!r}"
+        )
+
+
+class WorkerConfig(BaseModel):
+    """The validated environment of one worker process (one bot)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bot_id: str = Field(pattern=NAME_PATTERN, max_length=63)
+    server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    bot_name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    namespace: str | None = None
+    pod_name: str
+    lease_name: str
+    auth_dir: Path = Path("./data")
+    database_url: SecretStr | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    spec_source: SpecSource = SpecSource(kind="defaults")
+    log_level: str = "INFO"
+    lease_duration_s: float = Field(default=15.0, ge=3.0, le=3600.0)
+    shutdown_timeout_s: float = Field(default=25.0, gt=0.0, le=3600.0)
+
+    @property
+    def session_dir(self) -> Path:
+        """The seed's layout: auth/{serverName}/bot_{botId}/ under the auth root (the PVC)."""
+        return self.auth_dir / auth_subdir(self.server_name, self.bot_id)
+
+    @property
+    def session_path(self) -> Path:
+        return self.session_dir / SESSION_FILE
+
+    @property
+    def spool_path(self) -> Path:
+        return self.session_dir / SPOOL_FILE
+
+    @property
+    def effective_database_url(self) -> str:
+        """The DSN to use: DATABASE_URL, else a SQLite file beside the session (on the PVC)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.session_dir / DEFAULT_DB_FILE).resolve()}"
+
+    @property
+    def on_kubernetes(self) -> bool:
+        return self.spec_source.kind == "kubernetes"
+
+
+def redact_dsn(dsn: str) -> str:
+    """A DSN safe to log: the password is replaced, everything else kept for debugging."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "<unparseable DSN>"
+    if parts.password is None:
+        return dsn
+    user = quote(parts.username or "", safe="")
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+
+def _required(env: Mapping[str, str], key: str) -> str:
+    value = env.get(key, "").strip()
+    if not value:
+        raise ConfigError(f"{key} is required in worker mode")
+    return value
+
+
+def _valid_name(key: str, value: str) -> str:
+    if len(value) > 63 or not _NAME_RE.match(value):
+        raise ConfigError(
+            f"{key}={value!r} is not valid: use lowercase letters, digits and '-' "
+            "(a DNS label, at most 63 characters)"
+        )
+    return value
+
+
+def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
+    """Build the config from `env` (the process environment by default).
+
+    Raises ConfigError with a one-line message; never a ValidationError traceback.
+    """
+    env = os.environ if env is None else env
+    bot_id = _valid_name("BOT_ID", _required(env, "BOT_ID"))
+    server_name = _valid_name("SERVER_NAME", _required(env, "SERVER_NAME"))
+    bot_name = _valid_name("WABOT_BOT_NAME", env.get("WABOT_BOT_NAME", "").strip() or bot_id)
+    source = SpecSource.parse(env.get("WABOT_SPEC_SOURCE", "").strip() or None)
+    namespace = env.get("WABOT_NAMESPACE", "").strip() or None
+    if source.kind == "kubernetes" and namespace is None:
+        namespace = _namespace_from_service_account()
+        if namespace is None:
+            raise ConfigError("WABOT_NAMESPACE is required when WABOT_SPEC_SOURCE=kubernetes")
+    raw: dict[str, object] = {
+        "bot_id": bot_id,
+        "server_name": server_name,
+        "bot_name": bot_name,
+        "namespace": namespace,
+        "pod_name": env.get("POD_NAME", "").strip() or socket.gethostname(),
+        "lease_name": env.get("WABOT_LEASE_NAME", "").strip() or child_name(bot_name),
+        "auth_dir": Path(env.get("AUTH_DIR", "").strip() or "./data"),
+        "spec_source": source,
+        "log_level": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+    }
+    if env.get("DATABASE_URL", "").strip():
+        raw["database_url"] = env["DATABASE_URL"].strip()
+    for key, field in (
+        ("HTTP_PORT", "http_port"),
+        ("WABOT_LEASE_DURATION_SECONDS", "lease_duration_s"),
+        ("WABOT_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_s"),
+    ):
+        if env.get(key, "").strip():
+            raw[field] = env[key].strip()
+    if env.get("HTTP_HOST", "").strip():
+        raw["http_host"] = env["HTTP_HOST"].strip()
+    try:
+        return WorkerConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        env_name = _ENV_OF_FIELD.get(where, where)
+        raise ConfigError(f"{env_name}: {first['msg']}") from None
+
+
+_ENV_OF_FIELD = {
+    "http_port": "HTTP_PORT",
+    "lease_duration_s": "WABOT_LEASE_DURATION_SECONDS",
+    "shutdown_timeout_s": "WABOT_SHUTDOWN_TIMEOUT_SECONDS",
+    "database_url": "DATABASE_URL",
+    "pod_name": "POD_NAME",
+}
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _namespace_from_service_account() -> str | None:
+    try:
+        return _SA_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None

@@ -1,0 +1,325 @@
+"""The WhatsApp session: one neonize client, driven by the lifecycle state machine.
+
+One control thread owns the state. Everything that happens — neonize events from its callback
+thread, the Lease elector's verdicts, the end of a `connect()` call, shutdown — is posted to its
+inbox as a lifecycle event; it applies `lifecycle.transition` and carries out the actions:
+start a session (a thread blocked in neonize's synchronous `connect()`), stop it (`stop()`, from
+this other thread, as neonize needs), publish the status report.
+
+neonize facts this relies on (../shared/notes/neonize.md): handlers must be registered before
+`connect()`; exceptions in them are swallowed, so each one catches its own; `PairPhone` only
+works once the socket is up, so it is called from the QR callback; `get_me()` aborts the
+process unless connected, so it is only called when `is_connected` says so.
+"""
+
+from __future__ import annotations
+
+import queue
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from wabot.spec import PairingSpec, WorkerReport, WorkerState
+
+from . import lifecycle as lc
+from .logs import get_logger
+from .metrics import Metrics
+
+log = get_logger("connection")
+
+Publisher = Callable[[WorkerReport], None]
+
+
+def _enum_name(msg: Any, field: str) -> str:
+    try:
+        value = getattr(msg, field)
+        enum_type = msg.DESCRIPTOR.fields_by_name[field].enum_type
+        return str(enum_type.values_by_number[value].name)
+    except Exception:
+        return "UNKNOWN"
+
+
+def draw_qr(payload: str, stream: Any = None) -> None:
+    """Draw the QR in the terminal (someone is running the worker by hand)."""
+    import segno
+
+    segno.make_qr(payload).terminal(out=stream or sys.stdout, compact=True)
+
+
+class ConnectionManager:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        metrics: Metrics,
+        publish: Publisher,
+        pairing: Callable[[], PairingSpec],
+        on_message: Callable[[Any], Any],
+        pod_name: str | None = None,
+        policy: lc.Policy = lc.DEFAULT_POLICY,
+        clock: Callable[[], float] = time.time,
+        rand: Callable[[], float] = random.random,
+        sessions_enabled: bool = True,
+        terminal: bool | None = None,
+    ) -> None:
+        self.client = client
+        self._metrics = metrics
+        self._publish = publish
+        self._pairing = pairing
+        self._on_message = on_message
+        self._pod_name = pod_name
+        self._policy = policy
+        self._clock = clock
+        self._rand = rand
+        self._sessions_enabled = sessions_enabled
+        self._terminal = sys.stdout.isatty() if terminal is None else terminal
+        self._inbox: queue.Queue[lc.Event] = queue.Queue()
+        self._state = lc.ConnState()
+        self._finished = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._session_thread: threading.Thread | None = None
+        self._qr_count = 0
+        self._code_requested = False
+        self._own_user: str | None = None
+        self._handlers: list[Any] = []
+
+    # --- wiring -------------------------------------------------------------------------------
+
+    def register_handlers(self) -> None:
+        """Register with neonize; must happen before the first `connect()`."""
+        from neonize.events import (
+            ConnectedEv,
+            ConnectFailureEv,
+            DisconnectedEv,
+            LoggedOutEv,
+            MessageEv,
+            PairStatusEv,
+            StreamReplacedEv,
+            TemporaryBanEv,
+        )
+
+        pairs: list[tuple[Any, Callable[[Any, Any], None]]] = [
+            (MessageEv, self._ev_message),
+            (ConnectedEv, self._ev_connected),
+            (DisconnectedEv, self._ev_disconnected),
+            (LoggedOutEv, self._ev_logged_out),
+            (StreamReplacedEv, self._ev_stream_replaced),
+            (TemporaryBanEv, self._ev_temporary_ban),
+            (ConnectFailureEv, self._ev_connect_failure),
+            (PairStatusEv, self._ev_pair_status),
+        ]
+        for ev_type, handler in pairs:
+            # neonize keeps bound methods as weak references: keep them alive here.
+            self._handlers.append(handler)
+            self.client.event(ev_type)(handler)
+        self._handlers.append(self._ev_qr)
+        self.client.event.qr(self._ev_qr)
+
+    # --- state access (any thread) -------------------------------------------------------------
+
+    @property
+    def state(self) -> lc.ConnState:
+        return self._state
+
+    def ready(self) -> bool:
+        return self._state.ready
+
+    def can_send(self) -> bool:
+        return self._state.ready
+
+    def own_user(self) -> str | None:
+        return self._own_user
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and (self._thread.is_alive() or self._finished.is_set())
+
+    def post(self, ev: lc.Event) -> None:
+        self._inbox.put(ev)
+
+    # --- the control thread ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="connection", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout_s: float) -> bool:
+        """Stop the session and wait for it to end; True when it ended in time."""
+        self.post(lc.Shutdown())
+        return self._finished.wait(timeout_s)
+
+    def _run(self) -> None:
+        while not self._finished.is_set():
+            wake = self._state.next_wakeup()
+            timeout = 1.0 if wake is None else min(1.0, max(0.0, wake - self._clock()))
+            try:
+                ev: lc.Event = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                ev = lc.Tick()
+            try:
+                self._apply(ev)
+            except Exception:
+                log.exception("connection control loop error", extra={"event": repr(ev)})
+
+    def _apply(self, ev: lc.Event) -> None:
+        before = self._state
+        now = self._clock()
+        after, actions = lc.transition(before, ev, now, self._rand(), self._policy)
+        self._state = after
+        if after.state is not before.state:
+            log.info(
+                "connection state changed",
+                extra={
+                    "from": before.state.value,
+                    "to": after.state.value,
+                    "event": type(ev).__name__,
+                    "last_error": after.last_error,
+                },
+            )
+        self._metrics.set_state(after.state)
+        self._metrics.reconnects_to(after.reconnects)
+        self._metrics.lease_held(after.lease_held)
+        self._metrics.ready(after.ready)
+        for action in actions:
+            if isinstance(action, lc.StartSession):
+                self._start_session()
+            elif isinstance(action, lc.StopSession):
+                self._stop_session(action.reason)
+            elif isinstance(action, lc.Publish):
+                self._do_publish(now)
+            elif isinstance(action, lc.Finished):
+                self._finished.set()
+
+    def _do_publish(self, now: float) -> None:
+        try:
+            self._publish(lc.to_report(self._state, self._pod_name, now))
+        except Exception:
+            log.exception("status publish failed")
+
+    def _start_session(self) -> None:
+        self._qr_count = 0
+        self._code_requested = False
+        if not self._sessions_enabled:
+            return
+        log.info("connecting to WhatsApp", extra={"attempt": self._state.sessions_started})
+        self._session_thread = threading.Thread(
+            target=self._session, name="neonize-session", daemon=True
+        )
+        self._session_thread.start()
+
+    def _session(self) -> None:
+        error: str | None = None
+        try:
+            self.client.connect()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        self.post(lc.SessionEnded(error))
+
+    def _stop_session(self, reason: str) -> None:
+        log.info("stopping the WhatsApp session", extra={"reason": reason})
+        if not self._sessions_enabled:
+            self.post(lc.SessionEnded(None))
+            return
+        try:
+            self.client.stop()
+        except Exception:
+            log.exception("neonize stop() failed")
+
+    # --- neonize callbacks (neonize's thread: post and return) ----------------------------------
+
+    def _ev_message(self, _client: Any, ev: Any) -> None:
+        try:
+            self._on_message(ev)
+        except Exception:
+            log.exception("message handoff failed")
+
+    def _ev_connected(self, client: Any, _ev: Any) -> None:
+        try:
+            account = self._account(client)
+            if account is not None:
+                self._own_user = account.jid.split("@", 1)[0].split(":", 1)[0]
+            self.post(lc.Connected(account))
+        except Exception:
+            log.exception("connected handler failed")
+            self.post(lc.Connected(None))
+
+    def _account(self, client: Any) -> lc.Account | None:
+        from neonize.utils.jid import Jid2String
+
+        me = None
+        if client.is_connected:
+            me = client.get_me()
+        elif getattr(client, "me", None) is not None:
+            me = client.me
+        if me is None or not me.JID.User:
+            return None
+        jid = Jid2String(me.JID)
+        push = me.PushName if isinstance(me.PushName, str) else None
+        return lc.Account(jid=str(jid), push_name=push or None)
+
+    def _ev_disconnected(self, _client: Any, _ev: Any) -> None:
+        self.post(lc.Disconnected())
+
+    def _ev_logged_out(self, _client: Any, ev: Any) -> None:
+        self.post(lc.LoggedOut(_enum_name(ev, "Reason")))
+
+    def _ev_stream_replaced(self, _client: Any, _ev: Any) -> None:
+        self.post(lc.StreamReplaced())
+
+    def _ev_temporary_ban(self, _client: Any, ev: Any) -> None:
+        try:
+            expire = float(ev.Expire)
+        except Exception:
+            expire = 3600.0
+        self.post(lc.TemporaryBan(_enum_name(ev, "Code"), expire))
+
+    def _ev_connect_failure(self, _client: Any, ev: Any) -> None:
+        reason = _enum_name(ev, "Reason")
+        message = ev.Message if isinstance(ev.Message, str) else ""
+        self.post(lc.ConnectFailure(f"{reason} {message}".strip()))
+
+    def _ev_pair_status(self, _client: Any, ev: Any) -> None:
+        if ev.Error:
+            self.post(lc.PairFailed(str(ev.Error)[:300]))
+        else:
+            log.info("paired with a phone")
+
+    def _ev_qr(self, client: Any, data: bytes) -> None:
+        try:
+            pairing = self._pairing()
+            now = self._clock()
+            if pairing.method == "code" and pairing.phone_number:
+                if self._code_requested:
+                    return
+                self._code_requested = True
+                self._request_code(client, pairing.phone_number, now)
+                return
+            ttl = lc.FIRST_QR_TTL_S if self._qr_count == 0 else lc.NEXT_QR_TTL_S
+            self._qr_count += 1
+            payload = data.decode("utf-8", errors="replace")
+            self.post(lc.QrIssued(payload, now + ttl))
+            log.info("pairing QR issued; scan it from WhatsApp > Linked devices")
+            if self._terminal:
+                draw_qr(payload)
+        except Exception:
+            log.exception("QR handler failed")
+
+    def _request_code(self, client: Any, phone: str, now: float) -> None:
+        from neonize.utils.enum import ClientName
+
+        try:
+            code = client.PairPhone(phone, True, client_name=ClientName.CHROME)
+        except Exception as exc:
+            self.post(lc.PairFailed(f"{type(exc).__name__}: {exc}"[:300]))
+            return
+        self.post(lc.PairCodeIssued(str(code), now + lc.PAIR_CODE_TTL_S))
+        log.info("pairing code issued; enter it in WhatsApp > Linked devices")
+        if self._terminal:
+            print(f"WhatsApp pairing code: {code}", flush=True)
+
+
+def initial_report(pod_name: str | None) -> WorkerReport:
+    return lc.to_report(lc.ConnState(state=WorkerState.STARTING), pod_name, time.time())

@@ -1,0 +1,427 @@
+"""The connection lifecycle as a pure function: (state, event) -> (new state, actions).
+
+Everything that decides *what* the worker does with its WhatsApp session lives here, free of
+threads, clocks and neonize, so every rule can be tested exhaustively:
+
+- no session starts without the Lease (fencing), and losing the Lease stops the session;
+- a failed or ended session is retried with capped, jittered backoff;
+- LoggedOut and StreamReplaced park the worker: retrying a logged-out device pairs it anew
+  behind the user's back, and fighting a replaced stream gets the number logged out;
+- TemporaryBan waits exactly as long as WhatsApp says (plus jitter) before dialling again;
+- whatsmeow reconnects by itself after a drop, so a Disconnected only arms a watchdog that
+  restarts the session if that self-healing does not happen in time.
+
+The executor (connection.py) carries out the returned actions and feeds results back as events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from wabot.spec import AccountStatus, PairingStatus, WorkerReport, WorkerState
+
+from .backoff import BackoffPolicy
+
+# WhatsApp's QR rotation: the first code lives 60 s, each following one 20 s.
+FIRST_QR_TTL_S = 60.0
+NEXT_QR_TTL_S = 20.0
+# A link-with-phone-number code is typed by a human; WhatsApp keeps it valid a few minutes.
+PAIR_CODE_TTL_S = 180.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    # How long whatsmeow may try to heal a dropped connection (or a dial may hang) before the
+    # worker restarts the session itself.
+    watchdog_s: float = 90.0
+    # Grace after a pairing payload expires without a fresh one before restarting the session.
+    pairing_grace_s: float = 30.0
+    # Spread of the redial after a temporary ban, so banned bots do not all return at once.
+    ban_jitter_s: float = 30.0
+
+
+DEFAULT_POLICY = Policy()
+
+
+@dataclass(frozen=True)
+class Pairing:
+    method: str  # "qr" | "code"
+    payload: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Account:
+    jid: str
+    push_name: str | None = None
+
+
+@dataclass(frozen=True)
+class ConnState:
+    state: WorkerState = WorkerState.STARTING
+    lease_held: bool = False
+    session_running: bool = False
+    stop_requested: bool = False
+    parked: bool = False
+    stopping: bool = False
+    finished: bool = False
+    failures: int = 0
+    reconnects: int = 0
+    sessions_started: int = 0
+    retry_at: float | None = None
+    watchdog_at: float | None = None
+    pairing: Pairing | None = None
+    account: Account | None = None
+    last_connected_at: float | None = None
+    last_error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """Serving: connected to WhatsApp and entitled to be (holding the Lease)."""
+        return self.state is WorkerState.CONNECTED and self.lease_held and not self.stopping
+
+    def next_wakeup(self) -> float | None:
+        times = [t for t in (self.retry_at, self.watchdog_at) if t is not None]
+        return min(times) if times else None
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LeaseAcquired:
+    pass
+
+
+@dataclass(frozen=True)
+class LeaseLost:
+    reason: str
+
+
+@dataclass(frozen=True)
+class SessionEnded:
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QrIssued:
+    payload: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class PairCodeIssued:
+    code: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class PairFailed:
+    error: str
+
+
+@dataclass(frozen=True)
+class Connected:
+    account: Account | None = None
+
+
+@dataclass(frozen=True)
+class Disconnected:
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectFailure:
+    reason: str
+
+
+@dataclass(frozen=True)
+class LoggedOut:
+    reason: str
+
+
+@dataclass(frozen=True)
+class StreamReplaced:
+    pass
+
+
+@dataclass(frozen=True)
+class TemporaryBan:
+    reason: str
+    expire_s: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    pass
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+Event = (
+    LeaseAcquired
+    | LeaseLost
+    | SessionEnded
+    | QrIssued
+    | PairCodeIssued
+    | PairFailed
+    | Connected
+    | Disconnected
+    | ConnectFailure
+    | LoggedOut
+    | StreamReplaced
+    | TemporaryBan
+    | Tick
+    | Shutdown
+)
+
+# --- actions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartSession:
+    pass
+
+
+@dataclass(frozen=True)
+class StopSession:
+    reason: str
+
+
+@dataclass(frozen=True)
+class Publish:
+    pass
+
+
+@dataclass(frozen=True)
+class Finished:
+    pass
+
+
+Action = StartSession | StopSession | Publish | Finished
+
+
+def _stop(s: ConnState, reason: str) -> tuple[ConnState, list[Action]]:
+    if s.session_running and not s.stop_requested:
+        return replace(s, stop_requested=True, watchdog_at=None), [StopSession(reason)]
+    return s, []
+
+
+def _maybe_start(s: ConnState, now: float, policy: Policy) -> tuple[ConnState, list[Action]]:
+    if (
+        not s.lease_held
+        or s.session_running
+        or s.parked
+        or s.stopping
+        or (s.retry_at is not None and now < s.retry_at)
+    ):
+        return s, []
+    s = replace(
+        s,
+        state=WorkerState.CONNECTING,
+        session_running=True,
+        stop_requested=False,
+        retry_at=None,
+        watchdog_at=now + policy.watchdog_s,
+        sessions_started=s.sessions_started + 1,
+        reconnects=s.reconnects + (1 if s.sessions_started > 0 else 0),
+    )
+    return s, [StartSession()]
+
+
+def transition(
+    s: ConnState, ev: Event, now: float, rand: float, policy: Policy = DEFAULT_POLICY
+) -> tuple[ConnState, list[Action]]:
+    """The next state and the actions to carry out. `rand` is a uniform draw in [0, 1)."""
+    if s.finished:
+        return s, []
+    actions: list[Action] = []
+
+    if isinstance(ev, Shutdown):
+        s = replace(s, stopping=True, retry_at=None)
+        if s.session_running:
+            s, acts = _stop(s, "shutdown")
+            return s, acts
+        return replace(s, state=WorkerState.STOPPED, finished=True), [Publish(), Finished()]
+
+    if isinstance(ev, LeaseAcquired):
+        s = replace(s, lease_held=True)
+        s, actions = _maybe_start(s, now, policy)
+        return s, [*actions, Publish()]
+
+    if isinstance(ev, LeaseLost):
+        s = replace(s, lease_held=False, retry_at=None, last_error=f"lease lost: {ev.reason}")
+        s, actions = _stop(s, "lease lost")
+        if s.state in (WorkerState.CONNECTED, WorkerState.CONNECTING, WorkerState.PAIRING):
+            s = replace(s, state=WorkerState.DISCONNECTED, pairing=None)
+        return s, [*actions, Publish()]
+
+    if isinstance(ev, SessionEnded):
+        was_requested = s.stop_requested
+        s = replace(s, session_running=False, stop_requested=False, watchdog_at=None, pairing=None)
+        if s.stopping:
+            return replace(s, state=WorkerState.STOPPED, finished=True), [Publish(), Finished()]
+        if s.parked or s.state is WorkerState.TEMPORARY_BAN:
+            return s, [Publish()]
+        if not s.lease_held:
+            if s.state is not WorkerState.STARTING:
+                s = replace(s, state=WorkerState.DISCONNECTED)
+            return s, [Publish()]
+        failures = s.failures + 1
+        error = ev.error or (None if was_requested else "session ended")
+        s = replace(
+            s,
+            state=WorkerState.DISCONNECTED,
+            failures=failures,
+            retry_at=now + policy.backoff.delay(failures, rand),
+            last_error=error or s.last_error,
+        )
+        return s, [Publish()]
+
+    if isinstance(ev, Tick):
+        if (
+            s.session_running
+            and not s.stop_requested
+            and s.watchdog_at is not None
+            and now >= s.watchdog_at
+            and s.state is not WorkerState.CONNECTED
+        ):
+            s = replace(s, last_error="no progress from the session; restarting it")
+            s, actions = _stop(s, "watchdog")
+            return s, [*actions, Publish()]
+        before = s
+        s, actions = _maybe_start(s, now, policy)
+        return s, ([*actions, Publish()] if s is not before else [])
+
+    if s.stopping or s.parked:
+        # Late events from a session being torn down change nothing any more.
+        return s, []
+
+    if isinstance(ev, QrIssued):
+        pairing = Pairing("qr", ev.payload, ev.expires_at)
+        s = replace(
+            s,
+            state=WorkerState.PAIRING,
+            pairing=pairing,
+            watchdog_at=ev.expires_at + policy.pairing_grace_s,
+        )
+        return s, [Publish()]
+
+    if isinstance(ev, PairCodeIssued):
+        pairing = Pairing("code", ev.code, ev.expires_at)
+        s = replace(
+            s,
+            state=WorkerState.PAIRING,
+            pairing=pairing,
+            watchdog_at=ev.expires_at + policy.pairing_grace_s,
+        )
+        return s, [Publish()]
+
+    if isinstance(ev, PairFailed):
+        return replace(s, last_error=f"pairing failed: {ev.error}"), [Publish()]
+
+    if isinstance(ev, Connected):
+        s = replace(
+            s,
+            state=WorkerState.CONNECTED,
+            failures=0,
+            pairing=None,
+            account=ev.account or s.account,
+            last_connected_at=now,
+            watchdog_at=None,
+            retry_at=None,
+            last_error=None,
+        )
+        if not s.lease_held:
+            s, actions = _stop(s, "connected without the lease")
+        return s, [*actions, Publish()]
+
+    if isinstance(ev, Disconnected):
+        if s.state is not WorkerState.CONNECTED or s.stop_requested:
+            return s, []
+        s = replace(
+            s,
+            state=WorkerState.DISCONNECTED,
+            reconnects=s.reconnects + 1,
+            watchdog_at=now + policy.watchdog_s,
+        )
+        return s, [Publish()]
+
+    if isinstance(ev, ConnectFailure):
+        return replace(s, last_error=f"connect failure: {ev.reason}"), [Publish()]
+
+    if isinstance(ev, LoggedOut):
+        s = replace(
+            s,
+            state=WorkerState.LOGGED_OUT,
+            parked=True,
+            account=None,
+            pairing=None,
+            retry_at=None,
+            last_error=f"logged out: {ev.reason}; pair the bot again",
+        )
+        s, actions = _stop(s, "logged out")
+        return s, [*actions, Publish()]
+
+    if isinstance(ev, StreamReplaced):
+        s = replace(
+            s,
+            state=WorkerState.STREAM_REPLACED,
+            parked=True,
+            pairing=None,
+            retry_at=None,
+            last_error="another client took over this session; not reconnecting",
+        )
+        s, actions = _stop(s, "stream replaced")
+        return s, [*actions, Publish()]
+
+    if isinstance(ev, TemporaryBan):
+        wait = max(ev.expire_s, policy.backoff.min_s) + rand * policy.ban_jitter_s
+        s = replace(
+            s,
+            state=WorkerState.TEMPORARY_BAN,
+            pairing=None,
+            retry_at=now + wait,
+            last_error=f"temporarily banned ({ev.reason}); retrying in {int(wait)} s",
+        )
+        s, actions = _stop(s, "temporary ban")
+        return s, [*actions, Publish()]
+
+    raise TypeError(f"unknown event {ev!r}")  # pragma: no cover - exhaustiveness guard
+
+
+def _ts(epoch: float | None) -> datetime | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC)
+
+
+def to_report(s: ConnState, pod_name: str | None, now: float) -> WorkerReport:
+    """The status.worker subtree for this state: never any session secret, only what a human
+    needs to pair and to see where the bot stands."""
+    pairing = None
+    if s.pairing is not None:
+        if s.pairing.method == "qr":
+            pairing = PairingStatus(
+                method="qr", qr=s.pairing.payload, expires_at=_ts(s.pairing.expires_at)
+            )
+        else:
+            pairing = PairingStatus(
+                method="code", code=s.pairing.payload, expires_at=_ts(s.pairing.expires_at)
+            )
+    account = None
+    if s.account is not None:
+        account = AccountStatus(jid=s.account.jid, push_name=s.account.push_name or None)
+    return WorkerReport(
+        state=s.state,
+        pod_name=pod_name,
+        pairing=pairing,
+        account=account,
+        last_connected_at=_ts(s.last_connected_at),
+        last_error=(s.last_error or None) and s.last_error[:1024],
+        reconnects=s.reconnects,
+        updated_at=_ts(now) or datetime.now(UTC),
+    )

@@ -1,0 +1,140 @@
+"""The worker's Prometheus metrics, in a registry of its own.
+
+Every series carries `bot` and `server_name` so fleet dashboards can aggregate per tenant
+without relabelling; no label ever holds a chat, a phone number or user text (unbounded
+cardinality, and personal data). Command names are bounded by the bot's registry, and unknown
+commands are counted as "unknown", never by what the user typed.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.process_collector import ProcessCollector
+
+from wabot.spec import WorkerState
+
+from . import __version__
+
+_BASE = ("bot", "server_name")
+
+
+class Metrics:
+    def __init__(self, bot: str, server_name: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        r = self.registry
+        self._base = (bot, server_name)
+        self._info = Gauge("wabot_worker_info", "Worker build", [*_BASE, "version"], registry=r)
+        self._info.labels(bot, server_name, __version__).set(1)
+        self._received = Counter(
+            "wabot_messages_received", "Messages received from WhatsApp", _BASE, registry=r
+        )
+        self._sent = Counter("wabot_messages_sent", "Messages sent to WhatsApp", _BASE, registry=r)
+        self._dropped = Counter(
+            "wabot_messages_dropped",
+            "Messages not processed or replies not sent, by reason",
+            [*_BASE, "reason"],
+            registry=r,
+        )
+        self._commands = Counter(
+            "wabot_commands", "Commands handled, by command and result",
+            [*_BASE, "command", "result"], registry=r,
+        )
+        self._duration = Histogram(
+            "wabot_command_duration_seconds",
+            "Time spent in command handlers",
+            [*_BASE, "command"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
+        self._state = Gauge(
+            "wabot_connection_state", "1 for the current connection state",
+            [*_BASE, "state"], registry=r,
+        )
+        self._connected = Gauge("wabot_connected", "1 when connected to WhatsApp", _BASE,
+                                registry=r)
+        self._reconnects = Counter(
+            "wabot_reconnects", "Reconnect attempts to WhatsApp", _BASE, registry=r
+        )
+        self._lease = Gauge("wabot_lease_held", "1 while this pod holds the bot's Lease", _BASE,
+                            registry=r)
+        self._ready = Gauge("wabot_ready", "1 while /readyz answers 200", _BASE, registry=r)
+        self._db_up = Gauge("wabot_db_up", "1 when the last database operation succeeded",
+                            _BASE, registry=r)
+        self._spool = Gauge(
+            "wabot_audit_spool_rows", "Audit rows waiting for the database (memory and disk)",
+            _BASE, registry=r,
+        )
+        self._queue = Gauge("wabot_queue_depth", "Messages waiting for the pipeline", _BASE,
+                            registry=r)
+        self._kube_errors = Counter(
+            "wabot_kube_errors", "Failed Kubernetes API calls, by operation",
+            [*_BASE, "operation"], registry=r,
+        )
+        self._spec_reloads = Counter(
+            "wabot_spec_reloads", "Spec changes applied without a restart, by result",
+            [*_BASE, "result"], registry=r,
+        )
+        self._reconnects_seen = 0
+        for state in WorkerState:
+            self._state.labels(*self._base, state.value).set(0)
+        self._db_up.labels(*self._base).set(1)
+        for reason in ("queue_full", "rate_limited", "duplicate", "send_failed"):
+            self._dropped.labels(*self._base, reason)
+
+    def received(self) -> None:
+        self._received.labels(*self._base).inc()
+
+    def sent(self) -> None:
+        self._sent.labels(*self._base).inc()
+
+    def dropped(self, reason: str) -> None:
+        self._dropped.labels(*self._base, reason).inc()
+
+    def command(self, command: str, result: str, seconds: float | None) -> None:
+        self._commands.labels(*self._base, command, result).inc()
+        if seconds is not None:
+            self._duration.labels(*self._base, command).observe(seconds)
+
+    def set_state(self, state: WorkerState) -> None:
+        for s in WorkerState:
+            self._state.labels(*self._base, s.value).set(1 if s is state else 0)
+        self._connected.labels(*self._base).set(1 if state is WorkerState.CONNECTED else 0)
+
+    def reconnects_to(self, total: int) -> None:
+        """Advance the counter to the lifecycle's running total (counters only go up)."""
+        delta = total - self._reconnects_seen
+        if delta > 0:
+            self._reconnects.labels(*self._base).inc(delta)
+            self._reconnects_seen = total
+
+    def lease_held(self, held: bool) -> None:
+        self._lease.labels(*self._base).set(1 if held else 0)
+
+    def ready(self, ready: bool) -> None:
+        self._ready.labels(*self._base).set(1 if ready else 0)
+
+    def db_up(self, up: bool) -> None:
+        self._db_up.labels(*self._base).set(1 if up else 0)
+
+    def spool_rows(self, rows: int) -> None:
+        self._spool.labels(*self._base).set(rows)
+
+    def queue_depth(self, depth: int) -> None:
+        self._queue.labels(*self._base).set(depth)
+
+    def kube_error(self, operation: str) -> None:
+        self._kube_errors.labels(*self._base, operation).inc()
+
+    def spec_reload(self, result: str) -> None:
+        self._spec_reloads.labels(*self._base, result).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float:
+        """A sample's current value (0 when absent); for the info command and tests."""
+        got = self.registry.get_sample_value(
+            name, {"bot": self._base[0], "server_name": self._base[1], **labels}
+        )
+        return 0.0 if got is None else float(got)

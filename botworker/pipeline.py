@@ -1,0 +1,259 @@
+"""The message pipeline: neonize's callback thread enqueues, one consumer thread does the rest.
+
+neonize delivers every event through one Go channel with a buffer of 100, one at a time: a
+handler that waits on the database or the network stalls all of whatsmeow, keep-alives
+included. So the callback only puts the event on a bounded queue (a full queue drops and
+counts), and a consumer thread runs: filters -> parser -> this bot's registry -> handler with
+a CommandContext -> rate-limited sender -> audit row and metrics.
+
+A handler can fail in any way; the failure is logged with bot and tenant, counted, answered
+politely, and the next message is processed as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wabot.spec import WhatsAppBotSpec
+
+from . import parser
+from .audit import AuditRecord, AuditWriter
+from .context import (
+    DB_UNAVAILABLE_TEXT,
+    FAILED_TEXT,
+    CommandContext,
+    DatabaseUnavailable,
+    SessionFactory,
+    _no_database,
+)
+from .filters import Inbound, SeenIds, drop_reason
+from .logs import get_logger
+from .metrics import Metrics
+from .registry import CommandRegistry
+from .sender import Sender
+
+log = get_logger("pipeline")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a spec change replaces, as one object: a message is handled entirely with the
+    spec and registry that were current when it was dequeued."""
+
+    spec: WhatsAppBotSpec
+    registry: CommandRegistry
+    version: str = ""
+
+
+def extract(ev: Any) -> Inbound:
+    """The fields the pipeline uses, from a neonize MessageEv."""
+    from neonize.utils import extract_text
+    from neonize.utils.jid import Jid2String
+
+    src = ev.Info.MessageSource
+    return Inbound(
+        message_id=_s(ev.Info.ID),
+        chat=_s(Jid2String(src.Chat)),
+        chat_server=_s(src.Chat.Server),
+        sender=_s(Jid2String(src.Sender)),
+        is_from_me=bool(src.IsFromMe),
+        is_group=bool(src.IsGroup),
+        push_name=_s(ev.Info.Pushname),
+        timestamp_ms=int(ev.Info.Timestamp),
+        text=extract_text(ev.Message),
+    )
+
+
+def _s(value: str | bytes) -> str:
+    """protobuf hands proto2 strings with invalid UTF-8 over as bytes."""
+    return parser.to_text(value)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        bot_id: str,
+        server_name: str,
+        runtime: Callable[[], Runtime],
+        sender: Sender,
+        metrics: Metrics,
+        audit: AuditWriter | None = None,
+        db: SessionFactory = _no_database,
+        own_user: Callable[[], str | None] = lambda: None,
+        maxsize: int = 1000,
+        dedupe: int = 4096,
+    ) -> None:
+        self.bot_id = bot_id
+        self.server_name = server_name
+        self._runtime = runtime
+        self._sender = sender
+        self._metrics = metrics
+        self._audit = audit
+        self._db = db
+        self._own_user = own_user
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        self._seen = SeenIds(dedupe)
+        self._accepting = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = False
+
+    # --- neonize's callback thread ------------------------------------------------------------
+
+    def offer(self, ev: Any) -> bool:
+        """Called on neonize's callback thread: enqueue and return at once, never raise."""
+        try:
+            self._metrics.received()
+            if not self._accepting:
+                self._metrics.dropped("shutting_down")
+                return False
+            self._queue.put_nowait(ev)
+            self._metrics.queue_depth(self._queue.qsize())
+            return True
+        except queue.Full:
+            self._metrics.dropped("queue_full")
+            return False
+        except Exception:  # never let anything escape into ctypes
+            log.exception("could not enqueue a message")
+            return False
+
+    # --- the consumer thread --------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def idle(self) -> bool:
+        return self._queue.empty() and not self._busy
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ev = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._busy = True
+            try:
+                self._metrics.queue_depth(self._queue.qsize())
+                self.process(ev)
+            except Exception:
+                log.exception("message processing failed")
+            finally:
+                self._busy = False
+
+    def stop(self, drain_s: float) -> None:
+        """Stop taking messages, give queued ones up to `drain_s` to be answered, then stop."""
+        self._accepting = False
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline and not self.idle():
+            time.sleep(0.05)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(max(0.5, deadline - time.monotonic()))
+        left = self._queue.qsize()
+        if left:
+            log.warning("messages left unanswered at shutdown", extra={"count": left})
+
+    def process(self, ev: Any) -> None:
+        msg = extract(ev)
+        rt = self._runtime()
+        settings = rt.spec.settings
+        reason = drop_reason(msg, ignore_groups=settings.ignore_groups,
+                             own_jid_user=self._own_user())
+        if reason is None and self._seen.seen_before(f"{msg.chat}/{msg.message_id}"):
+            reason = "duplicate"
+        if reason is not None:
+            self._metrics.dropped(reason)
+            return
+        prefix = rt.spec.commands.prefix
+        parsed = parser.parse(msg.text, prefix, settings.max_message_length)
+        if isinstance(parsed, parser.NotACommand):
+            return
+        chat_jid = ev.Info.MessageSource.Chat
+
+        def reply(text: str) -> None:
+            self._sender.send(msg.chat, chat_jid, text, quoted=ev)
+
+        if isinstance(parsed, parser.TooLong):
+            self._metrics.command("too_long", "rejected", None)
+            if self._sender.would_allow(msg.chat):
+                reply(f"That message is too long (the limit is {parsed.limit} characters).")
+            return
+
+        cmd = rt.registry.lookup(parsed.name)
+        if cmd is None:
+            self._metrics.command("unknown", "unknown_command", None)
+            if not msg.is_group and self._sender.would_allow(msg.chat):
+                hint = f" Send {prefix}help for the list." if "help" in rt.registry else ""
+                reply(f"Unknown command {prefix}{parsed.name}.{hint}")
+            self._audit_row(msg, parsed.name, "unknown_command", 0)
+            return
+
+        if not self._sender.would_allow(msg.chat):
+            # This chat is over its limit: an answer could not be sent, so skip the work too.
+            self._metrics.dropped("rate_limited")
+            self._metrics.command(cmd.name, "rate_limited", None)
+            return
+
+        adapter = logging.LoggerAdapter(
+            log, {"command": cmd.name, "chat": msg.chat, "message_id": msg.message_id}
+        )
+        ctx = CommandContext(
+            bot_id=self.bot_id,
+            server_name=self.server_name,
+            chat=msg.chat,
+            sender=msg.sender,
+            push_name=msg.push_name,
+            message_id=msg.message_id,
+            command=cmd.name,
+            args=parsed.args,
+            raw_args=parsed.raw_args,
+            prefix=prefix,
+            settings=settings,
+            features=rt.spec.features,
+            reply_fn=reply,
+            log=adapter,
+            db=self._db,
+            received_at=(msg.timestamp_ms / 1000.0) if msg.timestamp_ms else time.time(),
+        )
+        started = time.perf_counter()
+        result = "ok"
+        try:
+            answer = cmd.handler(ctx)
+            if isinstance(answer, str) and answer:
+                reply(answer)
+        except DatabaseUnavailable:
+            result = "db_unavailable"
+            adapter.warning("command needs the database, which is unavailable")
+            reply(DB_UNAVAILABLE_TEXT)
+        except Exception as exc:
+            result = "error"
+            adapter.error(
+                "command handler failed",
+                exc_info=True,
+                extra={"error_type": type(exc).__name__, "source": cmd.source},
+            )
+            reply(FAILED_TEXT)
+        elapsed = time.perf_counter() - started
+        self._metrics.command(cmd.name, result, elapsed)
+        self._audit_row(msg, cmd.name, result, int(elapsed * 1000))
+
+    def _audit_row(self, msg: Inbound, command: str, result: str, latency_ms: int) -> None:
+        if self._audit is None:
+            return
+        self._audit.record(
+            AuditRecord.new(
+                self.server_name, self.bot_id, msg.chat, msg.sender, command, result, latency_ms
+            )
+        )

@@ -1,0 +1,281 @@
+"""One bot, assembled: the composition root that wires the parts and orders start and stop.
+
+Start: session directory -> neonize client with handlers -> pipeline, audit writer, HTTP ->
+status reporter -> connection control loop -> Lease elector (the session starts only once the
+Lease is held) -> spec watcher -> schema migration in the background (a dead database must not
+delay the WhatsApp connection).
+
+Stop (SIGTERM): stop taking messages and answer the queued ones briefly -> stop the neonize
+session -> publish Stopped -> release the Lease (only once the session has really ended: the
+next pod may connect the moment the Lease is free) -> spool what the database did not take.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable
+from importlib.metadata import EntryPoint
+from typing import Any
+
+from wabot.spec import WhatsAppBotSpec, WorkerReport
+
+from . import __version__
+from . import lifecycle as lc
+from .audit import AuditWriter
+from .config import WorkerConfig, redact_dsn
+from .connection import ConnectionManager
+from .datalayer import DataLayer, Migrator
+from .http import HealthServer
+from .logs import get_logger
+from .metrics import Metrics
+from .pipeline import Pipeline, Runtime
+from .ratelimit import Limits, RateLimiter
+from .registry import build_registry
+from .sender import NeonizeTransport, Sender
+
+log = get_logger("worker")
+
+
+def prepare_session_dir(cfg: WorkerConfig) -> None:
+    """auth/{serverName}/bot_{botId}/ with mode 0700: the session keys are in there."""
+    os.makedirs(cfg.session_dir, mode=0o700, exist_ok=True)
+    os.chmod(cfg.session_dir, 0o700)
+
+
+def _uptime(seconds: float) -> str:
+    s = int(seconds)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    parts = [f"{d}d"] if d else []
+    if d or h:
+        parts.append(f"{h}h")
+    parts.append(f"{m}m {s}s")
+    return " ".join(parts)
+
+
+class Worker:
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        spec: WhatsAppBotSpec,
+        *,
+        client: Any | None = None,
+        plugins_available: Iterable[EntryPoint] | None = None,
+        sessions_enabled: bool = True,
+        kube_api: Any | None = None,
+        spec_generation: int | None = None,
+        migrator: Migrator | None = None,
+        http: bool = True,
+        terminal: bool | None = None,
+        policy: lc.Policy = lc.DEFAULT_POLICY,
+    ) -> None:
+        self.cfg = cfg
+        self.started_at = time.time()
+        self.metrics = Metrics(cfg.bot_id, cfg.server_name)
+        self._plugins_available = list(plugins_available) if plugins_available is not None else None
+        self._stopped = threading.Event()
+        prepare_session_dir(cfg)
+        if client is None:
+            from neonize.client import NewClient
+
+            client = NewClient(str(cfg.session_path))
+        self.client = client
+
+        self.datalayer = DataLayer(
+            cfg.effective_database_url, cfg.server_name, self.metrics, migrator=migrator
+        )
+        self.audit = AuditWriter(self.datalayer.database, cfg.spool_path, self.metrics)
+        self._runtime = self._build_runtime(spec)
+        self.limiter = RateLimiter(self._limits(spec))
+
+        self.reporter: Any = None
+        self.elector: Any = None
+        self.spec_watcher: Any = None
+        if kube_api is not None:
+            from .kube import LeaseElector, SpecWatcher, StatusReporter
+            from .lease import Timing
+
+            assert cfg.namespace is not None
+            self.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name, self.metrics)
+            self.elector = LeaseElector(
+                kube_api, cfg.namespace, cfg.lease_name, cfg.pod_name, self.metrics,
+                on_acquired=lambda: self.connection.post(lc.LeaseAcquired()),
+                on_lost=lambda reason: self.connection.post(lc.LeaseLost(reason)),
+                timing=Timing(cfg.lease_duration_s),
+            )
+            if cfg.on_kubernetes:
+                self.spec_watcher = SpecWatcher(
+                    kube_api, cfg.namespace, cfg.bot_name, self.metrics,
+                    on_object=self.apply_object, generation=spec_generation,
+                )
+
+        self.connection = ConnectionManager(
+            client,
+            metrics=self.metrics,
+            publish=self._publish,
+            pairing=lambda: self._runtime.spec.pairing,
+            on_message=lambda ev: self.pipeline.offer(ev),
+            pod_name=cfg.pod_name,
+            policy=policy,
+            sessions_enabled=sessions_enabled,
+            terminal=terminal,
+        )
+        self.sender = Sender(
+            NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send
+        )
+        self.pipeline = Pipeline(
+            bot_id=cfg.bot_id,
+            server_name=cfg.server_name,
+            runtime=lambda: self._runtime,
+            sender=self.sender,
+            metrics=self.metrics,
+            audit=self.audit,
+            db=self.datalayer.session,
+            own_user=self.connection.own_user,
+        )
+        self.http: HealthServer | None = None
+        if http:
+            self.http = HealthServer(
+                cfg.http_host, cfg.http_port,
+                live=self.live, ready=self.ready, metrics=self.metrics.render,
+            )
+
+    # --- spec --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _limits(spec: WhatsAppBotSpec) -> Limits:
+        return Limits(spec.rate_limit.per_chat_per_minute, spec.rate_limit.per_bot_per_minute)
+
+    def _info(self) -> dict[str, str]:
+        st = self.connection.state
+        info = {
+            "wabot": __version__,
+            "up": _uptime(time.time() - self.started_at),
+            "state": st.state.value,
+            "commands": str(len(self._runtime.registry.commands())),
+        }
+        return info
+
+    def _build_runtime(self, spec: WhatsAppBotSpec) -> Runtime:
+        result = build_registry(spec, self.cfg.bot_id, self._info, self._plugins_available)
+        for err in result.errors:
+            log.error("command registry problem", extra={"error": err})
+        if result.plugins:
+            log.info("plugins loaded", extra={"plugins": result.plugins})
+        return Runtime(spec=spec, registry=result.registry)
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    def apply_spec(self, spec: WhatsAppBotSpec) -> None:
+        """Swap in a new spec without a restart: commands, settings, features and rate limits
+        apply to the next message. Pairing and identity changes need a new session, which the
+        operator handles by replacing the pod."""
+        runtime = self._build_runtime(spec)
+        self._runtime = runtime
+        self.limiter.set_limits(self._limits(spec))
+        self.metrics.spec_reload("applied")
+        log.info(
+            "spec applied without restart",
+            extra={"commands": [c.name for c in runtime.registry.commands()]},
+        )
+
+    def apply_object(self, obj: dict[str, Any]) -> None:
+        """A WhatsAppBot object from the API server (kube.SpecWatcher)."""
+        from .config import ConfigError
+        from .spec_source import spec_from_object
+
+        try:
+            spec = spec_from_object(obj, self.cfg)
+        except ConfigError as exc:
+            self.metrics.spec_reload("rejected")
+            log.error("ignoring the changed spec", extra={"error": str(exc)})
+            return
+        self.apply_spec(spec)
+
+    # --- health ------------------------------------------------------------------------------
+
+    def live(self) -> tuple[bool, str]:
+        if not self.pipeline.alive:
+            return False, "pipeline thread is dead"
+        if not self.connection.alive:
+            return False, "connection thread is dead"
+        return True, ""
+
+    def ready(self) -> tuple[bool, str]:
+        st = self.connection.state
+        if st.ready:
+            return True, ""
+        if not st.lease_held:
+            return False, "waiting for the Lease"
+        return False, f"state {st.state.value}"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _publish(self, report: WorkerReport) -> None:
+        if self.reporter is not None:
+            self.reporter.publish(report)
+
+    def start(self) -> None:
+        log.info(
+            "starting worker",
+            extra={
+                "version": __version__,
+                "session_dir": str(self.cfg.session_dir),
+                "db": redact_dsn(self.cfg.effective_database_url),
+                "spec_source": self.cfg.spec_source.kind,
+                "pod": self.cfg.pod_name,
+            },
+        )
+        self.connection.register_handlers()
+        self.pipeline.start()
+        self.audit.start()
+        if self.http is not None:
+            self.http.start()
+        if self.reporter is not None:
+            self.reporter.start()
+        self.connection.start()
+        if self.elector is not None:
+            self.elector.start()
+        else:
+            self.connection.post(lc.LeaseAcquired())
+        if self.spec_watcher is not None:
+            self.spec_watcher.start()
+        threading.Thread(
+            target=self.datalayer.ensure_schema, name="db-migrate", daemon=True
+        ).start()
+
+    def stop(self, timeout_s: float) -> bool:
+        """Orderly shutdown within `timeout_s`; True when every step finished in time."""
+        if self._stopped.is_set():
+            return True
+        self._stopped.set()
+        deadline = time.monotonic() + timeout_s
+
+        def left(cap: float) -> float:
+            return max(0.1, min(cap, deadline - time.monotonic()))
+
+        log.info("shutting down")
+        if self.spec_watcher is not None:
+            self.spec_watcher.stop()
+        self.pipeline.stop(drain_s=left(min(3.0, timeout_s / 4)))
+        ended = self.connection.shutdown(left(max(1.0, timeout_s - 6.0)))
+        if not ended:
+            log.warning("the WhatsApp session did not end in time")
+        if self.reporter is not None:
+            self.reporter.flush(left(2.0))
+            self.reporter.stop()
+        if self.elector is not None:
+            # Releasing while a session might still be up would let the next pod connect
+            # alongside it; without release the Lease simply expires.
+            self.elector.stop(release=ended)
+        self.audit.close(left(3.0))
+        self.datalayer.dispose()
+        if self.http is not None:
+            self.http.stop()
+        log.info("worker stopped", extra={"clean": ended})
+        return ended
