@@ -1,0 +1,165 @@
+"""A bot definition → the worker process that runs it, with the worker's env contract
+(docs/design.md) filled in exactly as the operator fills it in for a pod.
+
+The worker is started unchanged (`python -m wabot worker`): the per-bot code path is the same
+in every tier. What differs is only where things live: the auth root is shared by all bots of
+a monolith (each bot's session is `auth/{serverName}/bot_{botId}/` under it, the worker picks
+that subdirectory itself), the spec comes from a file the supervisor writes, and the HTTP port
+is a free loopback port instead of 8080 in a pod of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wabot.naming import auth_subdir
+from wabot.spec import RESERVED_ENV_NAMES
+
+from .botsfile import BotDefinition
+from .supervisor import ProcessSpec
+
+WORKER_ARGV: tuple[str, ...] = (sys.executable, "-m", "wabot", "worker")
+
+# Settings of the supervising tier that a bot must not inherit: its own role, its credentials
+# (the controller token, the bots database) and its listening address.
+FLEET_ENV_NAMES: tuple[str, ...] = (
+    "WABOT_BOTS_FILE",
+    "WABOT_BOTS_DSN",
+    "WABOT_CONTROLLER_TOKEN",
+    "WABOT_HTTP_HOST",
+    "WABOT_HTTP_PORT",
+    "WABOT_WORKER_GROUPS",
+    "WABOT_RUN_DIR",
+    "WABOT_SECRETS_DIR",
+    "WABOT_WORKER_COMMAND",
+    "WABOT_BOT_URL_TEMPLATE",
+    "WABOT_FEDERATE_METRICS",
+    "DEPLOYMENT_ROLE",
+    "HTTP_HOST",
+)
+
+
+class ConfigError(Exception):
+    """A setting a restart cannot fix; the message is one line for humans."""
+
+
+class WorkerSettings(BaseModel):
+    """What every bot process of one supervisor shares."""
+
+    model_config = ConfigDict(frozen=True)
+
+    auth_dir: Path
+    run_dir: Path
+    database_url: str | None = None
+    secrets_dir: Path | None = None
+    worker_argv: tuple[str, ...] = WORKER_ARGV
+    base_env: dict[str, str] = Field(default_factory=dict)
+
+
+def default_run_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="wabot-fleet-"))
+
+
+def inherited_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The supervisor's environment minus what belongs to the contract or to the tier."""
+    drop = set(RESERVED_ENV_NAMES) | set(FLEET_ENV_NAMES)
+    out = {k: v for k, v in env.items() if k not in drop}
+    out["PYTHONPATH"] = python_path(env.get("PYTHONPATH"))
+    return out
+
+
+def python_path(existing: str | None) -> str:
+    """Children import wabot and fleet the way this process did, installed or not."""
+    roots: list[str] = []
+    for mod in ("wabot", "fleet"):
+        module = sys.modules.get(mod)
+        if module is not None and module.__file__:
+            root = str(Path(module.__file__).resolve().parent.parent)
+            if root not in roots:
+                roots.append(root)
+    if existing:
+        roots += [p for p in existing.split(os.pathsep) if p and p not in roots]
+    return os.pathsep.join(roots)
+
+
+def lock_path(auth_dir: Path, bot: BotDefinition) -> Path:
+    """Beside the session directory, not in it: migration archives only the session."""
+    session = auth_dir / auth_subdir(bot.server_name, bot.bot_id)
+    return session.parent / f".{session.name}.lock"
+
+
+def database_url_for(bot: BotDefinition, settings: WorkerSettings) -> str | None:
+    """spec.database.secretRef names a Secret; without Kubernetes it is a file laid out as a
+    mounted Secret would be: $WABOT_SECRETS_DIR/<name>/<key>."""
+    ref = bot.spec.database.secret_ref if bot.spec.database else None
+    if ref is None:
+        return settings.database_url
+    if settings.secrets_dir is None:
+        raise ConfigError(
+            f"bot {bot.name}: spec.database.secretRef {ref.name}/{ref.key} needs "
+            "WABOT_SECRETS_DIR (a directory with <secret>/<key> files)"
+        )
+    path = settings.secrets_dir / ref.name / ref.key
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"bot {bot.name}: cannot read database secret {path}: "
+                          f"{exc.strerror}") from None
+
+
+def write_spec_file(bot: BotDefinition, run_dir: Path) -> Path:
+    """The bot's spec for `WABOT_SPEC_SOURCE=file:`; replaced atomically so a worker that
+    watches it never reads half a file."""
+    import yaml
+
+    specs = run_dir / "specs"
+    specs.mkdir(parents=True, exist_ok=True)
+    path = specs / f"{bot.name}.yaml"
+    tmp = path.with_suffix(".yaml.tmp")
+    tmp.write_text(yaml.safe_dump(bot.spec_document(), sort_keys=False), encoding="utf-8")
+    os.replace(tmp, path)
+    return path.resolve()
+
+
+def worker_process(bot: BotDefinition, settings: WorkerSettings) -> ProcessSpec:
+    spec_file = write_spec_file(bot, settings.run_dir)
+    env = dict(settings.base_env)
+    env.update({e.name: e.value for e in bot.spec.env})
+    auth_dir = settings.auth_dir.resolve()
+    env.update({
+        "ROLE": "worker",
+        "BOT_ID": bot.bot_id,
+        "SERVER_NAME": bot.server_name,
+        "WABOT_BOT_NAME": bot.name,
+        "AUTH_DIR": str(auth_dir),
+        "HTTP_HOST": "127.0.0.1",
+        "WABOT_SPEC_SOURCE": f"file:{spec_file}",
+    })
+    dsn = database_url_for(bot, settings)
+    if dsn:
+        env["DATABASE_URL"] = dsn
+    return ProcessSpec(
+        name=bot.name,
+        argv=settings.worker_argv,
+        env=env,
+        labels={"bot": bot.name, "server_name": bot.server_name},
+        lock_path=lock_path(auth_dir, bot),
+        port_env="HTTP_PORT",
+        health_path="/livez",
+        ready_path="/readyz",
+        # The spec's content is part of the fingerprint: a changed spec restarts the bot, so a
+        # change never depends on the worker noticing the file.
+        revision=_digest(spec_file.read_bytes()),
+    )
+
+
+def _digest(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
