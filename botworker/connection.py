@@ -33,6 +33,13 @@ log = get_logger("connection")
 Publisher = Callable[[WorkerReport], None]
 
 
+class _Barrier:
+    """Not a lifecycle event: set once every event posted before it has been applied."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 def _enum_name(msg: Any, field: str) -> str:
     try:
         value = getattr(msg, field)
@@ -76,7 +83,7 @@ class ConnectionManager:
         self._rand = rand
         self._sessions_enabled = sessions_enabled
         self._terminal = sys.stdout.isatty() if terminal is None else terminal
-        self._inbox: queue.Queue[lc.Event] = queue.Queue()
+        self._inbox: queue.Queue[lc.Event | _Barrier] = queue.Queue()
         self._state = lc.ConnState()
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
@@ -140,6 +147,12 @@ class ConnectionManager:
     def post(self, ev: lc.Event) -> None:
         self._inbox.put(ev)
 
+    def sync(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every event posted so far (neonize's included) has been applied."""
+        barrier = _Barrier()
+        self._inbox.put(barrier)
+        return barrier.done.wait(timeout_s)
+
     # --- the control thread ---------------------------------------------------------------------
 
     def start(self) -> None:
@@ -156,9 +169,13 @@ class ConnectionManager:
             wake = self._state.next_wakeup()
             timeout = 1.0 if wake is None else min(1.0, max(0.0, wake - self._clock()))
             try:
-                ev: lc.Event = self._inbox.get(timeout=timeout)
+                item = self._inbox.get(timeout=timeout)
             except queue.Empty:
-                ev = lc.Tick()
+                item = lc.Tick()
+            if isinstance(item, _Barrier):
+                item.done.set()
+                continue
+            ev: lc.Event = item
             try:
                 self._apply(ev)
             except Exception:
@@ -308,10 +325,9 @@ class ConnectionManager:
             log.exception("QR handler failed")
 
     def _request_code(self, client: Any, phone: str, now: float) -> None:
-        from neonize.utils.enum import ClientName
-
         try:
-            code = client.PairPhone(phone, True, client_name=ClientName.CHROME)
+            # show_push_notification: the phone shows "enter code" as soon as it is issued.
+            code = client.PairPhone(phone, True)
         except Exception as exc:
             self.post(lc.PairFailed(f"{type(exc).__name__}: {exc}"[:300]))
             return

@@ -51,7 +51,7 @@ def to_text(raw: str | bytes) -> str:
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
-        return raw.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace")
+        return "".join("\ufffd" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in raw)
     return raw
 
 

@@ -88,6 +88,7 @@ class FileSpecWatcher:
         self._on_spec = on_spec
         self._interval = interval_s
         self._stamp = self._current_stamp()
+        self.rejected = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -114,6 +115,7 @@ class FileSpecWatcher:
             try:
                 spec = load_file(self._path, self._cfg)
             except ConfigError as exc:
+                self.rejected += 1
                 log.error("ignoring the changed spec file", extra={"error": str(exc)})
                 continue
             try:

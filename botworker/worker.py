@@ -66,6 +66,7 @@ class Worker:
         plugins_available: Iterable[EntryPoint] | None = None,
         sessions_enabled: bool = True,
         kube_api: Any | None = None,
+        reporter: Any | None = None,
         spec_generation: int | None = None,
         migrator: Migrator | None = None,
         http: bool = True,
@@ -91,7 +92,8 @@ class Worker:
         self._runtime = self._build_runtime(spec)
         self.limiter = RateLimiter(self._limits(spec))
 
-        self.reporter: Any = None
+        # Anything with publish/start/flush/stop; the Kubernetes status reporter on a cluster.
+        self.reporter: Any = reporter
         self.elector: Any = None
         self.spec_watcher: Any = None
         if kube_api is not None:

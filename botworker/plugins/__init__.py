@@ -1,0 +1,1 @@
+"""Plugins shipped with the worker, registered in the `wabot.plugins` entry-point group."""
