@@ -148,18 +148,26 @@ def worker_process(bot: BotDefinition, settings: WorkerSettings) -> ProcessSpec:
         name=bot.name,
         argv=settings.worker_argv,
         env=env,
-        labels={"bot": bot.name, "server_name": bot.server_name},
+        # bot = botId, as on every series and log line of the worker itself.
+        labels={"bot": bot.bot_id, "server_name": bot.server_name},
         lock_path=lock_path(auth_dir, bot),
         port_env="HTTP_PORT",
         health_path="/livez",
         ready_path="/readyz",
-        # The spec's content is part of the fingerprint: a changed spec restarts the bot, so a
-        # change never depends on the worker noticing the file.
-        revision=_digest(spec_file.read_bytes()),
+        revision=restart_revision(bot),
     )
 
 
-def _digest(data: bytes) -> str:
-    import hashlib
+# What the worker applies from a changed spec file without a restart (botworker's
+# Worker.apply_spec); a change anywhere else (pairing, database, webhook, env...) restarts it.
+HOT_FIELDS = frozenset({"commands", "settings", "features", "rateLimit"})
 
-    return hashlib.sha256(data).hexdigest()[:16]
+
+def restart_revision(bot: BotDefinition) -> str:
+    """A digest of the spec minus what the worker hot-applies: the supervisor restarts the bot
+    when this changes, and otherwise leaves the running worker to pick up the new file."""
+    import hashlib
+    import json
+
+    cold = {k: v for k, v in bot.spec_document().items() if k not in HOT_FIELDS}
+    return hashlib.sha256(json.dumps(cold, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,8 +1,11 @@
 """The role switch from the seed: one image, one entry point, the role picked by `ROLE`.
 
-`worker` runs one bot (BOT_ID required), `operator` runs the Kubernetes operator. Each role's
-package is imported only when chosen, so a worker never pays for kopf and an operator never
-loads neonize.
+`worker` runs one bot (BOT_ID required), `operator` runs the Kubernetes operator, `monolith`
+runs many bots from a bots file or the database (one OS process per bot: neonize cannot host
+several clients in one process) and `controller` runs them in N worker-group processes behind
+a token-protected API. As in the seed, `monolith` is the default when ROLE is unset. Each
+role's package is imported only when chosen, so a worker never pays for kopf and an operator
+never loads neonize.
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ import os
 import sys
 from collections.abc import Callable
 
-ROLES = ("worker", "operator")
+ROLES = ("worker", "operator", "monolith", "controller")
+DEFAULT_ROLE = "monolith"
 
 
 def _worker(argv: list[str]) -> int:
@@ -26,17 +30,33 @@ def _operator(argv: list[str]) -> int:
     return run(argv)
 
 
-RUNNERS: dict[str, Callable[[list[str]], int]] = {"worker": _worker, "operator": _operator}
+def _monolith(argv: list[str]) -> int:
+    from fleet.monolith import run
+
+    return run(argv)
+
+
+def _controller(argv: list[str]) -> int:
+    from fleet.controller import run
+
+    return run(argv)
+
+
+RUNNERS: dict[str, Callable[[list[str]], int]] = {
+    "worker": _worker,
+    "operator": _operator,
+    "monolith": _monolith,
+    "controller": _controller,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    role = os.environ.get("ROLE") or os.environ.get("DEPLOYMENT_ROLE") or ""
+    role = os.environ.get("ROLE") or os.environ.get("DEPLOYMENT_ROLE") or DEFAULT_ROLE
     if args and args[0] in RUNNERS:
         role = args.pop(0)
     if role not in RUNNERS:
-        shown = role or "(unset)"
-        print(f"wabot: ROLE={shown} is not one of {', '.join(ROLES)}", file=sys.stderr)
+        print(f"wabot: ROLE={role} is not one of {', '.join(ROLES)}", file=sys.stderr)
         return 2
     return RUNNERS[role](args)
 

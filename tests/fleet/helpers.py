@@ -101,6 +101,8 @@ def http_get(url: str, token: str | None = None, method: str = "GET",
             return int(resp.status), resp.read()
     except urllib.error.HTTPError as err:
         return int(err.code), err.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""  # not listening (yet)
 
 
 def http_json(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
