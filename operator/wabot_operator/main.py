@@ -69,6 +69,7 @@ def configure_logging(config: OperatorConfig) -> None:
         # kopf logs every watch-event handler call at INFO ("Handler ... succeeded"): with a
         # pod-event handler that is a line per pod change. Its warnings and errors stay.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
     # The kubernetes client logs every request at DEBUG; keep it for real debugging only.
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)

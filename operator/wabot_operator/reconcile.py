@@ -67,7 +67,8 @@ class BotMemory:
     ensured_key: tuple[str, int, str] | None = None  # (uid, generation, templates version)
     ensured_at: float = 0.0
     # The last status patch written, and the resourceVersion of the bot it was computed from:
-    # until the watch delivers a newer bot, the same patch is not written (or announced) twice.
+    # until the watch delivers a newer bot, passes build on that patch instead of the stale
+    # copy of the bot.
     written: dict[str, Any] | None = None
     written_from: str | None = None
     template_error: str | None = None  # last one announced
@@ -261,7 +262,13 @@ class Reconciler:
     def _write_status(self, bot: Mapping[str, Any], ref: BotRef, generation: int,
                       suspended: bool, observed: ObservedPod | None, problem: Problem | None,
                       outcome: Outcome, log: BotLog, memory: BotMemory) -> None:
-        current = bot.get("status") or {}
+        current = dict(bot.get("status") or {})
+        seen = (bot.get("metadata") or {}).get("resourceVersion")
+        if memory.written is not None and memory.written_from == seen:
+            # The watch has not yet delivered the bot as this operator last wrote it: build on
+            # that write (not the stale copy), so transition times, the "phase a -> b" event
+            # and Degraded warnings are not repeated.
+            current.update(memory.written["status"])
         status = derive_status(
             generation=generation, suspended=suspended, pod=observed,
             report=parse_report(current), problem=problem,
@@ -271,9 +278,6 @@ class Reconciler:
         patch = status_patch(status)
         if patch == current_operator_status(current):
             return
-        seen = (bot.get("metadata") or {}).get("resourceVersion")
-        if memory.written == patch and memory.written_from == seen:
-            return  # already written; the watch has not brought the updated bot yet
         try:
             self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:

@@ -1,0 +1,197 @@
+"""Exactly one pod per bot at every observed moment: through a spec change, through an
+operator killed in the middle of one, and with the operator restarted on a converged bot."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from kubernetes import client
+
+from tests.operator.helpers import Cluster, OperatorProcess, PodEvent, PodRecorder, eventually
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def running(cluster: Cluster, name: str, limit_cpu: str | None = None) -> client.V1Pod | None:
+    pod = cluster.pod(name)
+    if pod is None or pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
+        return None
+    if limit_cpu is not None and pod.spec.containers[0].resources.limits.get("cpu") != limit_cpu:
+        return None
+    return pod
+
+
+def assert_one_pod_at_a_time(rec: PodRecorder) -> None:
+    assert rec.error is None, rec.error
+    assert rec.events, "the recorder saw nothing"
+    assert max(rec.live_counts()) == 1, [(e.type, e.uid[:8], e.terminating)
+                                          for e in rec.events]
+    assert max(rec.running_counts()) <= 1
+    # Graceful deletes only: the request that marked each pod for deletion carried the pod's
+    # grace period. (A later grace of 0 is the node agent confirming its containers stopped,
+    # as the kubelet does; a forced delete would show 0 on the first terminating event.)
+    first_terminating: dict[str, PodEvent] = {}
+    for e in rec.events:
+        if (e.terminating or e.type == "DELETED") and e.uid not in first_terminating:
+            first_terminating[e.uid] = e
+    for e in first_terminating.values():
+        assert e.grace == 30, e
+
+
+HOLD = "wabot.io/test-hold"
+
+
+def hold(cluster: Cluster, pod: str) -> None:
+    """A finalizer keeps a deleted pod Terminating, the way a slow shutdown does on a real
+    node (kwok removes deleted pods at once otherwise)."""
+    cluster.core.patch_namespaced_pod(pod, cluster.ns, {"metadata": {"finalizers": [HOLD]}})
+
+
+def release(cluster: Cluster, pod: str) -> None:
+    cluster.core.patch_namespaced_pod(pod, cluster.ns, {"metadata": {"finalizers": None}})
+
+
+def test_changing_resources_replaces_the_pod_old_gone_first(
+        cluster: Cluster, operator: OperatorProcess) -> None:
+    cluster.create_bot("roll")
+    first = eventually(lambda: running(cluster, "wabot-roll"), what="first pod Running")
+    hold(cluster, "wabot-roll")
+    with PodRecorder(cluster.api_client, cluster.ns, "roll") as rec:
+        cluster.patch_bot("roll", {"resources": {"limits": {"cpu": "750m", "memory": "300Mi"}}})
+        eventually(lambda: cluster.pod("wabot-roll").metadata.deletion_timestamp,  # type: ignore[union-attr]
+                   what="old pod terminating")
+        # While the old pod is still terminating, passes go by (interval 2 s, requeue 1 s)
+        # and no second pod appears: the operator waits for the name to be free.
+        passes = operator.metric("wabot_operator_reconcile_total", result="requeue")
+        eventually(lambda: operator.metric("wabot_operator_reconcile_total",
+                                           result="requeue") >= passes + 3,
+                   what="passes while terminating")
+        assert [p.metadata.uid for p in cluster.pods_of("roll")] == [first.metadata.uid]
+        assert cluster.bot("roll")["status"]["phase"] == "Pending"
+        release(cluster, "wabot-roll")
+        new = eventually(lambda: running(cluster, "wabot-roll", "750m"), what="new pod Running")
+        eventually(lambda: cluster.bot("roll")["status"].get("observedGeneration") == 2,
+                   what="generation observed")
+    assert new.metadata.uid != first.metadata.uid
+    assert new.spec.containers[0].resources.limits == {"cpu": "750m", "memory": "300Mi"}
+    assert_one_pod_at_a_time(rec)
+    assert rec.uids() == [first.metadata.uid, new.metadata.uid]
+    # The old pod was gone (DELETED) before the new one was ADDED.
+    added_new = next(i for i, e in enumerate(rec.events)
+                     if e.uid == new.metadata.uid and e.type == "ADDED")
+    deleted_old = next(i for i, e in enumerate(rec.events)
+                       if e.uid == first.metadata.uid and e.type == "DELETED")
+    assert deleted_old < added_new
+    # Changing what the worker reads live (commands) does not touch the pod.
+    cluster.patch_bot("roll", {"commands": {"prefix": "?"}})
+    eventually(lambda: cluster.bot("roll")["status"].get("observedGeneration") == 3,
+               what="generation 3 observed")
+    assert cluster.pod("wabot-roll").metadata.uid == new.metadata.uid  # type: ignore[union-attr]
+
+
+def supporting_counts(cluster: Cluster, bot: str) -> dict[str, int]:
+    sel = f"wabot.io/bot={bot}"
+    return {
+        "pods": len(cluster.core.list_namespaced_pod(cluster.ns, label_selector=sel).items),
+        "pvcs": len(cluster.core.list_namespaced_persistent_volume_claim(
+            cluster.ns, label_selector=sel).items),
+        "serviceaccounts": len(cluster.core.list_namespaced_service_account(
+            cluster.ns, label_selector=sel).items),
+        "roles": len(cluster.rbac.list_namespaced_role(cluster.ns, label_selector=sel).items),
+        "rolebindings": len(cluster.rbac.list_namespaced_role_binding(
+            cluster.ns, label_selector=sel).items),
+        "leases": len(cluster.coord.list_namespaced_lease(cluster.ns, label_selector=sel).items),
+    }
+
+
+ONE_OF_EACH = {"pods": 1, "pvcs": 1, "serviceaccounts": 1, "roles": 1, "rolebindings": 1,
+               "leases": 1}
+
+
+def test_operator_killed_mid_replacement_converges_after_restart(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    op = operator_factory().start()
+    cluster.create_bot("crash")
+    first = eventually(lambda: running(cluster, "wabot-crash"), what="first pod Running")
+    hold(cluster, "wabot-crash")
+    with PodRecorder(cluster.api_client, cluster.ns, "crash") as rec:
+        cluster.patch_bot("crash", {"resources": {"limits": {"cpu": "600m",
+                                                             "memory": "256Mi"}}})
+        eventually(lambda: cluster.pod("wabot-crash").metadata.deletion_timestamp,  # type: ignore[union-attr]
+                   what="old pod terminating")
+        # Killed between "old pod deleted" and "new pod created"; the old pod then goes while
+        # no operator runs.
+        op.kill()
+        release(cluster, "wabot-crash")
+        eventually(lambda: cluster.pod("wabot-crash") is None, what="old pod gone")
+        assert cluster.pods_of("crash") == []
+        restarted = operator_factory().start()
+        new = eventually(lambda: running(cluster, "wabot-crash", "600m"), what="converged")
+        eventually(lambda: cluster.bot("crash")["status"].get("phase") == "Connecting",
+                   what="status converged")
+    assert restarted.healthy()
+    assert new.metadata.uid != first.metadata.uid
+    assert_one_pod_at_a_time(rec)
+    assert supporting_counts(cluster, "crash") == ONE_OF_EACH
+
+
+def test_operator_killed_while_the_old_pod_terminates_does_not_double_up(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    """The restarted operator finds the old pod still terminating: it must wait, too."""
+    op = operator_factory().start()
+    cluster.create_bot("slow")
+    first = eventually(lambda: running(cluster, "wabot-slow"), what="first pod Running")
+    hold(cluster, "wabot-slow")
+    with PodRecorder(cluster.api_client, cluster.ns, "slow") as rec:
+        cluster.patch_bot("slow", {"image": "registry.invalid/wabot-worker:next"})
+        eventually(lambda: cluster.pod("wabot-slow").metadata.deletion_timestamp,  # type: ignore[union-attr]
+                   what="old pod terminating")
+        op.kill()
+        again = operator_factory().start()
+        eventually(lambda: again.metric("wabot_operator_reconcile_total",
+                                        result="requeue") >= 3, what="passes while waiting")
+        assert [p.metadata.uid for p in cluster.pods_of("slow")] == [first.metadata.uid]
+        release(cluster, "wabot-slow")
+        new = eventually(lambda: (p := running(cluster, "wabot-slow")) is not None
+                         and p.spec.containers[0].image.endswith(":next") and p,
+                         what="new pod Running")
+    assert new.metadata.uid != first.metadata.uid
+    assert_one_pod_at_a_time(rec)
+    assert supporting_counts(cluster, "slow") == ONE_OF_EACH
+
+
+def test_operator_killed_right_after_create_converges_without_duplicates(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    op = operator_factory().start()
+    with PodRecorder(cluster.api_client, cluster.ns, "early") as rec:
+        cluster.create_bot("early")
+        # Die somewhere in the first pass: after the finalizer, maybe mid-way through children.
+        eventually(lambda: cluster.bot("early")["metadata"].get("finalizers"), interval=0.01,
+                   what="operator picked the bot up")
+        op.kill()
+        operator_factory().start()
+        eventually(lambda: running(cluster, "wabot-early"), what="pod Running")
+        eventually(lambda: cluster.bot("early")["status"].get("phase") == "Connecting",
+                   what="status converged")
+    assert_one_pod_at_a_time(rec)
+    assert supporting_counts(cluster, "early") == ONE_OF_EACH
+
+
+def test_restart_on_a_converged_bot_changes_nothing(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    op = operator_factory().start()
+    cluster.create_bot("calm")
+    pod = eventually(lambda: running(cluster, "wabot-calm"), what="pod Running")
+    eventually(lambda: cluster.bot("calm")["status"].get("phase") == "Connecting",
+               what="Connecting")
+    op.stop()
+    with PodRecorder(cluster.api_client, cluster.ns, "calm") as rec:
+        again = operator_factory().start()
+        # Give it several passes (the interval is 2 s) and a status check.
+        eventually(lambda: again.metric("wabot_operator_reconcile_total",
+                                        result="success") >= 3, timeout=30,
+                   what="a few reconcile passes")
+    assert cluster.pod("wabot-calm").metadata.uid == pod.metadata.uid  # type: ignore[union-attr]
+    assert [e.type for e in rec.events] == ["EXISTING"]
+    assert supporting_counts(cluster, "calm") == ONE_OF_EACH
