@@ -1,0 +1,263 @@
+"""The reconcile pass against an in-memory API server double: orders of calls and the paths a
+real API server will not produce on demand (a spec the CRD accepted but the model refuses, a
+broken template, a foreign pod holding the name, API errors)."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from wabot_operator.config import OperatorConfig
+from wabot_operator.kube import KubeError
+from wabot_operator.reconcile import BotMemory, Reconciler
+from wabot_operator.templates import TemplateStore
+
+REPO = Path(__file__).resolve().parents[2]
+NS = "t"
+
+
+class FakeKube:
+    """Enough of the API server: named objects per kind, 409 on a taken name, uid
+    preconditions on delete, merge patches, and a log of every write."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.calls: list[tuple[str, str, str]] = []
+        self.status_patches: list[dict[str, Any]] = []
+        self.fail: dict[tuple[str, str], KubeError] = {}
+        self._uids = itertools.count(1)
+
+    def _check(self, op: str, kind: str) -> None:
+        if (op, kind) in self.fail:
+            raise self.fail[(op, kind)]
+
+    def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        kind, name = body["kind"], body["metadata"]["name"]
+        self.calls.append(("create", kind, name))
+        self._check("create", kind)
+        if (kind, name) in self.objects:
+            raise KubeError(409, "AlreadyExists", f"{kind} {name} already exists")
+        obj = copy.deepcopy(dict(body))
+        obj["metadata"]["uid"] = f"uid-{next(self._uids)}"
+        obj["metadata"]["resourceVersion"] = "1"
+        self.objects[(kind, name)] = obj
+        return copy.deepcopy(obj)
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        if (kind, name) not in self.objects:
+            raise KubeError(404, "NotFound", f"{kind} {name} not found")
+        return copy.deepcopy(self.objects[(kind, name)])
+
+    def patch(self, kind: str, namespace: str, name: str,
+              patch: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("patch", kind, name))
+        obj = self.objects[(kind, name)]
+        _merge(obj, copy.deepcopy(dict(patch)))
+        return copy.deepcopy(obj)
+
+    def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> None:
+        self.calls.append(("delete", kind, name))
+        self._check("delete", kind)
+        obj = self.objects.get((kind, name))
+        if obj is None:
+            raise KubeError(404, "NotFound", "gone")
+        if uid is not None and obj["metadata"]["uid"] != uid:
+            raise KubeError(409, "Conflict", "uid precondition failed")
+        del self.objects[(kind, name)]
+
+    def patch_bot_status(self, namespace: str, name: str,
+                         patch: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls.append(("status", "WhatsAppBot", name))
+        self.status_patches.append(copy.deepcopy(dict(patch)))
+        return {}
+
+    def writes(self, kind: str | None = None) -> list[tuple[str, str, str]]:
+        return [c for c in self.calls if kind is None or c[1] == kind]
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, dict) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = v
+
+
+def bot(spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "wabot.io/v1alpha1", "kind": "WhatsAppBot",
+        "metadata": {"name": "sales", "namespace": NS, "uid": "bot-uid", "generation": 1,
+                     "resourceVersion": "10", **meta},
+        "spec": {"serverName": "acme", **(spec or {})},
+    }
+
+
+@pytest.fixture
+def kube() -> FakeKube:
+    return FakeKube()
+
+
+@pytest.fixture
+def reconciler(kube: FakeKube) -> Reconciler:
+    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+                            standalone=True)
+    return Reconciler(kube, config, TemplateStore(config.templates_dir))  # type: ignore[arg-type]
+
+
+def test_first_pass_creates_supporting_objects_before_the_pod(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    out = reconciler.reconcile(bot(), None, BotMemory())
+    assert [c for c in kube.calls if c[0] == "create"] == [
+        ("create", "PersistentVolumeClaim", "wabot-sales-auth"),
+        ("create", "ServiceAccount", "wabot-sales"),
+        ("create", "Role", "wabot-sales"),
+        ("create", "RoleBinding", "wabot-sales"),
+        ("create", "Lease", "wabot-sales"),
+        ("create", "Pod", "wabot-sales"),
+    ]
+    assert out.result == "requeue" and out.delay is not None
+    (patch,) = kube.status_patches
+    assert patch["status"]["phase"] == "Pending"
+    assert {e.reason for e in out.events} >= {"Created", "PodCreated", "PhaseChanged"}
+
+
+def test_steady_state_pass_makes_no_api_calls(kube: FakeKube, reconciler: Reconciler) -> None:
+    memory = BotMemory()
+    reconciler.reconcile(bot(), None, memory)
+    pod = kube.read("Pod", NS, "wabot-sales")
+    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    current = bot(resourceVersion="11")
+    reconciler.reconcile(current, pod, memory)
+    current["status"] = kube.status_patches[-1]["status"]
+    current["metadata"]["resourceVersion"] = "12"
+    kube.calls.clear()
+    out = reconciler.reconcile(current, pod, memory)
+    assert kube.calls == []
+    assert out.result == "success" and out.events == []
+
+
+def test_a_changed_spec_deletes_and_only_a_later_pass_creates(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    memory = BotMemory()
+    reconciler.reconcile(bot(), None, memory)
+    old = kube.read("Pod", NS, "wabot-sales")
+    changed = bot({"image": "img:2"}, generation=2)
+    kube.calls.clear()
+    reconciler.reconcile(changed, old, memory)
+    assert ("delete", "Pod", "wabot-sales") in kube.calls
+    assert ("create", "Pod", "wabot-sales") not in kube.calls
+    # The watch still shows the old pod, now terminating: wait, do not create.
+    old["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    kube.calls.clear()
+    out = reconciler.reconcile(changed, old, memory)
+    assert kube.writes("Pod") == [] and out.result == "requeue"
+    # Gone: now it is created, with the new image.
+    reconciler.reconcile(changed, None, memory)
+    assert kube.read("Pod", NS, "wabot-sales")["spec"]["containers"][0]["image"] == "img:2"
+
+
+def test_a_409_on_create_is_not_an_error_when_the_pod_is_ours(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    """The watch lags behind the create: the next pass tries again and meets 409."""
+    memory = BotMemory()
+    reconciler.reconcile(bot(), None, memory)
+    kube.calls.clear()
+    out = reconciler.reconcile(bot(), None, memory)
+    assert kube.writes("Pod") == [("create", "Pod", "wabot-sales")]
+    assert out.result != "error"
+    assert not any(e.type == "Warning" for e in out.events)
+
+
+def test_a_foreign_pod_holding_the_name_degrades_and_is_left_alone(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.objects[("Pod", "wabot-sales")] = {
+        "kind": "Pod", "metadata": {"name": "wabot-sales", "uid": "foreign"}, "spec": {}}
+    out = reconciler.reconcile(bot(), None, BotMemory())
+    assert ("delete", "Pod", "wabot-sales") not in kube.calls
+    degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
+                    if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "PodNameTaken")
+    assert any(e.reason == "PodNameTaken" for e in out.events)
+
+
+def test_a_spec_the_model_refuses_is_reported_not_raised(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    """E.g. a WhatsAppBot stored under an older, laxer CRD. The pass reports it in status and
+    touches nothing else; the loop goes on."""
+    out = reconciler.reconcile(bot({"pairing": {"method": "code"}}), None, BotMemory())
+    assert [c[0] for c in kube.calls] == ["status"]
+    status = kube.status_patches[-1]["status"]
+    assert status["phase"] == "Failed"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "InvalidSpec"
+    assert "phoneNumber" in degraded["message"]
+    assert any(e.type == "Warning" and e.reason == "InvalidSpec" for e in out.events)
+
+
+def test_a_broken_template_is_reported_not_raised(tmp_path: Path) -> None:
+    d = tmp_path / "t"
+    shutil.copytree(REPO / "auth-templates", d)
+    (d / "pod.yaml").write_text((d / "pod.yaml").read_text().replace("${pvcName}", "${nope}"))
+    kube = FakeKube()
+    config = OperatorConfig(templates_dir=d, standalone=True)
+    r = Reconciler(kube, config, TemplateStore(d))  # type: ignore[arg-type]
+    r.reconcile(bot(), None, BotMemory())
+    status = kube.status_patches[-1]["status"]
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert (status["phase"], degraded["reason"]) == ("Failed", "TemplateError")
+    assert "pod.yaml" in degraded["message"]
+    assert kube.writes("Pod") == []
+
+
+def test_api_errors_on_supporting_objects_hold_the_pod_back(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    kube.fail[("create", "ServiceAccount")] = KubeError(403, "Forbidden", "no")
+    memory = BotMemory()
+    out = reconciler.reconcile(bot(), None, memory)
+    assert out.result == "error"
+    assert kube.writes("Pod") == []  # admission would refuse a pod without its SA anyway
+    assert memory.ensured_key is None  # the next pass tries again
+    del kube.fail[("create", "ServiceAccount")]
+    reconciler.reconcile(bot(), None, memory)
+    assert ("create", "Pod", "wabot-sales") in kube.calls
+
+
+def test_a_dying_bot_is_never_given_a_pod(kube: FakeKube, reconciler: Reconciler) -> None:
+    reconciler.reconcile(bot(deletionTimestamp="2026-01-01T00:00:00Z"), None, BotMemory())
+    assert kube.calls == []
+
+
+def test_finalize_retain_strips_only_our_owner_reference(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    reconciler.reconcile(bot({"storage": {"retainPolicy": "Delete"}}), None, BotMemory())
+    other = {"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "cm"}
+    kube.objects[("PersistentVolumeClaim", "wabot-sales-auth")]["metadata"][
+        "ownerReferences"].append(other)
+    events = reconciler.finalize(bot({"storage": {"retainPolicy": "Retain"}}))
+    pvc = kube.read("PersistentVolumeClaim", NS, "wabot-sales-auth")
+    assert pvc["metadata"]["ownerReferences"] == [other]
+    assert [e.reason for e in events] == ["VolumeRetained"]
+
+
+def test_finalize_delete_removes_the_volume(kube: FakeKube, reconciler: Reconciler) -> None:
+    spec = {"storage": {"retainPolicy": "Delete"}}
+    reconciler.reconcile(bot(spec), None, BotMemory())
+    events = reconciler.finalize(bot(spec))
+    assert ("PersistentVolumeClaim", "wabot-sales-auth") not in kube.objects
+    assert [e.reason for e in events] == ["VolumeDeleted"]
+    assert reconciler.finalize(bot(spec))  # idempotent: already gone is fine
+
+
+def test_finalize_of_an_unreadable_spec_keeps_the_volume(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    reconciler.reconcile(bot(), None, BotMemory())
+    reconciler.finalize({**bot(), "spec": {}})
+    assert ("PersistentVolumeClaim", "wabot-sales-auth") in kube.objects
