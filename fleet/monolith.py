@@ -344,6 +344,15 @@ class Monolith:
         return 0
 
 
+def read_stopped_file(path: Path | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    try:
+        return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except FileNotFoundError:
+        return ()
+
+
 def build_parser(prog: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=(
         "Run many bots, one OS process each, behind one HTTP endpoint (ROLE=monolith)."))
@@ -352,7 +361,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST or 0.0.0.0)")
     p.add_argument("--port", type=int, help="listen port (default: $WABOT_HTTP_PORT or 5000)")
     p.add_argument("--group", help=argparse.SUPPRESS)  # set by the controller
-    p.add_argument("--stopped", default="", help=argparse.SUPPRESS)  # set by the controller
+    # Set by the controller: a file listing the bots stopped through its API (one per line).
+    p.add_argument("--stopped-file", type=Path, help=argparse.SUPPRESS)
     return p
 
 
@@ -362,7 +372,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     try:
         settings = MonolithSettings.from_env(
             env, bots_file=args.bots, http_host=args.host, http_port=args.port,
-            group=args.group, stopped=tuple(n for n in args.stopped.split(",") if n))
+            group=args.group, stopped=read_stopped_file(args.stopped_file))
         if settings.token is not None and len(settings.token.get_secret_value()) < \
                 MIN_TOKEN_LENGTH:
             raise ConfigError(f"WABOT_CONTROLLER_TOKEN must be at least {MIN_TOKEN_LENGTH} "

@@ -158,7 +158,7 @@ class Supervisor:
                 unit = self._units.get(spec.name)
                 desired = spec.name not in stopped_set
                 if unit is None:
-                    self._units[spec.name] = _Unit(spec=spec, slot=Slot(desired=desired))
+                    self._units[spec.name] = _Unit(spec=spec, slot=_want(Slot(), desired))
                     continue
                 changed = unit.spec.fingerprint() != spec.fingerprint()
                 unit.spec = spec
