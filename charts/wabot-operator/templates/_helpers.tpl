@@ -1,0 +1,79 @@
+{{/* Names, labels and small computed values shared by the templates. */}}
+
+{{- define "wabot-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "wabot-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "wabot-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every object of the release. */}}
+{{- define "wabot-operator.labels" -}}
+helm.sh/chart: {{ include "wabot-operator.chart" . }}
+{{ include "wabot-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: wabot
+{{- end }}
+
+{{/* What the Deployment, Service, PDB and NetworkPolicy select the operator pods by. */}}
+{{- define "wabot-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "wabot-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "wabot-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "wabot-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag or repository@digest; tag defaults to the appVersion. */}}
+{{- define "wabot-operator.imageRef" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the replicas run kopf peering. */}}
+{{- define "wabot-operator.peering" -}}
+{{- $p := toString .Values.operator.peering }}
+{{- if eq $p "auto" }}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ else }}false{{ end }}
+{{- else if eq $p "true" }}true
+{{- else }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail "operator.peering=false with replicaCount > 1 would run several operators at once; use peering (auto or true)" }}
+{{- end }}false
+{{- end }}
+{{- end }}
+
+{{/* "true" when the operator watches the whole cluster. */}}
+{{- define "wabot-operator.clusterwide" -}}
+{{- if .Values.watchNamespaces }}false{{ else }}true{{ end }}
+{{- end }}
+
+{{- define "wabot-operator.botTemplatesName" -}}
+{{- printf "%s-bot-templates" (include "wabot-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
