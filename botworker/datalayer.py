@@ -62,6 +62,10 @@ class DataLayer:
     def schema_ready(self) -> bool:
         return self._migrated
 
+    @property
+    def migration_failures(self) -> int:
+        return self._failures
+
     def ensure_schema(self, wait: bool = True) -> bool:
         """Run the migrations unless done; False while they cannot run (retried later)."""
         if self._migrated:
@@ -77,6 +81,7 @@ class DataLayer:
             if ok:
                 self._migrated = True
                 self._failures = 0
+                self._metrics.db_up(True)
                 log.info("database schema is up to date", extra={"db": redact_dsn(self.url)})
                 return True
             self._failures += 1

@@ -78,7 +78,8 @@ class Metrics:
         self._reconnects_seen = 0
         for state in WorkerState:
             self._state.labels(*self._base, state.value).set(0)
-        self._db_up.labels(*self._base).set(1)
+        # Unknown until the schema has been checked: 0, so a dead database at start shows.
+        self._db_up.labels(*self._base).set(0)
         for reason in ("queue_full", "rate_limited", "duplicate", "send_failed"):
             self._dropped.labels(*self._base, reason)
 

@@ -221,3 +221,29 @@ def test_spec_file_changes_reach_the_running_worker(tmp_path: Path) -> None:
         assert len(applied) == 1
     finally:
         watcher.stop()
+
+
+def test_audit_rows_go_to_the_sqlite_file_on_the_bots_volume_by_default(
+    make_worker: Make,
+) -> None:
+    import sqlite3
+
+    h = make_worker()
+    h.ask("!ping")
+    h.ask("!nope")
+    db = h.worker.cfg.session_dir / "wabot.sqlite3"
+
+    def stored() -> list[tuple[str, str, str]]:
+        if not db.exists():
+            return []
+        with sqlite3.connect(db) as conn:
+            try:
+                return conn.execute(
+                    "SELECT server_name, command, result FROM audit_entry ORDER BY created_at"
+                ).fetchall()
+            except sqlite3.OperationalError:
+                return []
+
+    wait_for(lambda: len(stored()) == 2, timeout=30, what="two audit rows")
+    assert stored() == [("tenant-a", "ping", "ok"), ("tenant-a", "nope", "unknown_command")]
+    assert h.metric("wabot_db_up") == 1
