@@ -60,7 +60,8 @@ def test_chart_copies_are_byte_identical_to_the_repo(source: Path, copy: Path) -
     src = {p.name: p.read_bytes() for p in sorted(source.glob("*.yaml"))}
     dst = {p.name: p.read_bytes() for p in sorted(copy.glob("*.yaml"))}
     assert src, f"nothing in {source}"
-    assert sorted(dst) == sorted(src), f"{copy} has {sorted(dst)}, {source} has {sorted(src)}: {fix}"
+    assert sorted(dst) == sorted(src), (
+        f"{copy} has {sorted(dst)}, {source} has {sorted(src)}: {fix}")
     for name, content in src.items():
         assert dst[name] == content, f"{copy.relative_to(REPO)}/{name} differs: {fix}"
 
@@ -229,7 +230,8 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
         | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
     assert defaults.clusterwide
     assert defaults.standalone is True
-    assert defaults.worker_image == f"wabot-worker:{yaml.safe_load((CHART / 'Chart.yaml').read_text())['appVersion']}"
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert defaults.worker_image == f"wabot-worker:{app_version}"
 
 
 def test_bot_templates_override_replaces_only_the_given_file() -> None:
@@ -335,7 +337,8 @@ def test_monitors_select_what_exists() -> None:
     objects = render(ALL_VALUES)
     service = find(objects, "Service")
     monitor = find(objects, "ServiceMonitor")
-    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
     assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics"]
     assert "metrics" in [p["name"] for p in service["spec"]["ports"]]
     assert monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
