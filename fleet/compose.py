@@ -1,0 +1,363 @@
+"""`python -m fleet compose`: the seed's Docker Compose option (Tier 3 without Kubernetes),
+generated from the same bots file.
+
+One service per bot, each the unchanged worker with the env contract of docs/design.md, its
+own named auth volume (the seed's `auth/{serverName}/bot_{botId}/` lives on it, as on a bot's
+PVC), the spec's resource requests/limits, and the pod's hardening (read-only root, tmpfs /tmp,
+uid 10001, every capability dropped, no privilege escalation). Next to them: PostgreSQL and the
+controller in observe-only mode (`WABOT_WORKER_GROUPS=0`), which lists, probes and federates
+the bot containers but never starts bots itself: Compose owns the containers, and a second
+copy of a bot would log its session out.
+
+The bots' specs are written beside the compose file (`wabot-specs/NAME.yaml`) and mounted as
+Compose configs: a file and not inline content, because Compose interpolates `$` in inline
+content and a custom reply may well contain one. Values the generator puts into `environment`
+escape `$` as `$$` for the same reason; the only interpolations are the deliberate
+`${POSTGRES_PASSWORD}` and `${WABOT_CONTROLLER_TOKEN}` (put them in `.env`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from wabot.naming import auth_subdir
+
+from .botsfile import BotDefinition, BotsFileError, dump_bots, load_bots_file
+
+DEFAULT_IMAGE = "wabot-worker:latest"
+POSTGRES_IMAGE = "postgres:16-bookworm"
+AUTH_DIR = "/var/lib/wabot"
+SPEC_PATH = "/etc/wabot/spec.yaml"
+BOTS_PATH = "/etc/wabot/bots.yaml"
+WORKER_PORT = 8080
+CONTROLLER_PORT = 5000
+SPECS_DIR = "wabot-specs"
+USER = "10001:10001"
+DEFAULT_DSN = "postgresql://wabot:${POSTGRES_PASSWORD}@postgres:5432/wabot"
+# Fields of a WhatsAppBot that only mean something to a Kubernetes scheduler.
+KUBE_ONLY = ("node_selector", "tolerations", "affinity", "priority_class_name")
+
+
+class QuantityError(ValueError):
+    pass
+
+
+def cpus(quantity: str) -> str:
+    """A Kubernetes CPU quantity ("500m", "2") as Compose's decimal CPUs ("0.5", "2")."""
+    try:
+        value = (Decimal(quantity[:-1]) / 1000 if quantity.endswith("m")
+                 else Decimal(quantity))
+    except InvalidOperation:
+        raise QuantityError(f"not a CPU quantity: {quantity!r}") from None
+    return format(value.normalize(), "f")
+
+
+_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+            "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, None: 1}
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def memory(quantity: str) -> str:
+    """A Kubernetes memory quantity as a Compose byte value, exactly: Docker's units are
+    binary (1m = 1 MiB), so 256Mi becomes 256m and 1G (decimal) 1000000000b."""
+    m = _QUANTITY.match(quantity)
+    if not m:
+        raise QuantityError(f"not a memory quantity: {quantity!r}")
+    exact = Decimal(m.group(1)) * _FACTORS[m.group(2)]
+    if exact != exact.to_integral_value():
+        raise QuantityError(f"memory quantity {quantity!r} is not a whole number of bytes")
+    size = int(exact)
+    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}b"
+
+
+def escape(value: str) -> str:
+    """A literal value for Compose's `environment` (no interpolation)."""
+    return value.replace("$", "$$")
+
+
+def service_name(bot: BotDefinition) -> str:
+    return f"bot-{bot.name}"
+
+
+def volume_name(bot: BotDefinition) -> str:
+    return f"bot-{bot.name}-auth"
+
+
+def _env_var(*parts: str) -> str:
+    return re.sub(r"[^A-Z0-9_]", "_", "_".join(parts).upper())
+
+
+# --- the output's shape ---------------------------------------------------------------------
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Resources(_M):
+    cpus: str | None = None
+    memory: str | None = None
+
+
+class DeployResources(_M):
+    limits: Resources | None = None
+    reservations: Resources | None = None
+
+
+class Deploy(_M):
+    resources: DeployResources
+
+
+class Healthcheck(_M):
+    test: list[str]
+    interval: str = "10s"
+    timeout: str = "5s"
+    retries: int = 6
+    start_period: str = "30s"
+
+
+class Mount(_M):
+    type: Literal["volume"] = "volume"
+    source: str
+    target: str
+
+
+class ConfigRef(_M):
+    source: str
+    target: str
+
+
+class Dependency(_M):
+    condition: Literal["service_started", "service_healthy"]
+
+
+class Service(_M):
+    image: str
+    command: list[str] | None = None
+    environment: dict[str, str]
+    ports: list[str] | None = None
+    volumes: list[Mount] | None = None
+    configs: list[ConfigRef] | None = None
+    user: str | None = USER
+    read_only: bool | None = True
+    tmpfs: list[str] | None = None
+    cap_drop: list[str] | None = Field(default_factory=lambda: ["ALL"])
+    security_opt: list[str] | None = Field(default_factory=lambda: ["no-new-privileges:true"])
+    mem_limit: str | None = None
+    mem_reservation: str | None = None
+    cpus: str | None = None
+    deploy: Deploy | None = None
+    healthcheck: Healthcheck | None = None
+    depends_on: dict[str, Dependency] | None = None
+    restart: str = "unless-stopped"
+    stop_grace_period: str | None = None
+    profiles: list[str] | None = None
+    labels: dict[str, str] | None = None
+
+
+class ConfigFile(_M):
+    file: str
+
+
+class ComposeFile(_M):
+    services: dict[str, Service]
+    volumes: dict[str, dict[str, Any]]
+    configs: dict[str, ConfigFile]
+
+    def to_yaml(self) -> str:
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _healthcheck(port: int) -> Healthcheck:
+    probe = (f"import urllib.request; urllib.request.urlopen("
+             f"'http://127.0.0.1:{port}/livez', timeout=3)")
+    return Healthcheck(test=["CMD", "python3", "-c", probe])
+
+
+def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
+    spec = bot.spec
+    env = {e.name: escape(e.value) for e in spec.env}
+    env.update({
+        "ROLE": "worker",
+        "BOT_ID": bot.bot_id,
+        "SERVER_NAME": bot.server_name,
+        "WABOT_BOT_NAME": bot.name,
+        "AUTH_DIR": AUTH_DIR,
+        "HTTP_PORT": str(WORKER_PORT),
+        "WABOT_SPEC_SOURCE": f"file:{SPEC_PATH}",
+    })
+    ref = spec.database.secret_ref if spec.database else None
+    if ref is not None:
+        var = _env_var("WABOT_DB", ref.name, ref.key)
+        env["DATABASE_URL"] = f"${{{var}:?set {var} (the DSN of Secret {ref.name}/{ref.key})}}"
+    else:
+        env["DATABASE_URL"] = DEFAULT_DSN
+    limits, requests = spec.resources.limits, spec.resources.requests
+    lim = Resources(cpus=cpus(limits.cpu) if limits.cpu else None,
+                    memory=memory(limits.memory) if limits.memory else None)
+    res = Resources(cpus=cpus(requests.cpu) if requests.cpu else None,
+                    memory=memory(requests.memory) if requests.memory else None)
+    for field in KUBE_ONLY:
+        if field in spec.model_fields_set:
+            alias = type(spec).model_fields[field].alias or field
+            warnings.append(f"{bot.name}: spec.{alias} has no meaning in Docker Compose; ignored")
+    return Service(
+        image=spec.image or image,
+        environment=env,
+        volumes=[Mount(source=volume_name(bot), target=AUTH_DIR)],
+        configs=[ConfigRef(source=f"{service_name(bot)}-spec", target=SPEC_PATH)],
+        tmpfs=["/tmp:size=64m"],
+        mem_limit=lim.memory, mem_reservation=res.memory, cpus=lim.cpus,
+        deploy=Deploy(resources=DeployResources(
+            limits=lim if (lim.cpus or lim.memory) else None,
+            reservations=res if (res.cpus or res.memory) else None)),
+        healthcheck=_healthcheck(WORKER_PORT),
+        depends_on={"postgres": Dependency(condition="service_healthy")},
+        stop_grace_period="30s",
+        # A suspended bot keeps its volume but is not started by a plain `docker compose up`.
+        profiles=["suspended"] if spec.suspend else None,
+        labels={"io.wabot.bot": bot.name, "io.wabot.server-name": bot.server_name,
+                "io.wabot.session": str(auth_subdir(bot.server_name, bot.bot_id))},
+    )
+
+
+def render_compose(bots: Sequence[BotDefinition], image: str = DEFAULT_IMAGE,
+                   postgres_image: str = POSTGRES_IMAGE, specs_dir: str = SPECS_DIR
+                   ) -> tuple[ComposeFile, list[str]]:
+    warnings: list[str] = []
+    services: dict[str, Service] = {
+        "postgres": Service(
+            image=postgres_image,
+            environment={"POSTGRES_USER": "wabot", "POSTGRES_DB": "wabot",
+                         "POSTGRES_PASSWORD": "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"},
+            volumes=[Mount(source="postgres-data", target="/var/lib/postgresql/data")],
+            # The postgres image starts as root and drops to its own user.
+            user=None, read_only=None, cap_drop=None, security_opt=None,
+            healthcheck=Healthcheck(test=["CMD", "pg_isready", "-U", "wabot", "-d", "wabot"],
+                                    start_period="10s"),
+        ),
+        "controller": Service(
+            image=image,
+            command=["controller"],
+            environment={
+                "ROLE": "controller",
+                "WABOT_WORKER_GROUPS": "0",
+                "WABOT_BOTS_FILE": BOTS_PATH,
+                "WABOT_BOT_URL_TEMPLATE": f"http://bot-{{name}}:{WORKER_PORT}",
+                "WABOT_HTTP_PORT": str(CONTROLLER_PORT),
+                "WABOT_CONTROLLER_TOKEN":
+                    "${WABOT_CONTROLLER_TOKEN:?set WABOT_CONTROLLER_TOKEN (16+ characters)}",
+            },
+            ports=[f"{CONTROLLER_PORT}:{CONTROLLER_PORT}"],
+            configs=[ConfigRef(source="wabot-bots", target=BOTS_PATH)],
+            tmpfs=["/tmp:size=16m"],
+            healthcheck=_healthcheck(CONTROLLER_PORT),
+            depends_on={"postgres": Dependency(condition="service_healthy")},
+        ),
+    }
+    volumes: dict[str, dict[str, Any]] = {"postgres-data": {}}
+    configs = {"wabot-bots": ConfigFile(file=f"./{specs_dir}/bots.yaml")}
+    for bot in bots:
+        services[service_name(bot)] = bot_service(bot, image, warnings)
+        volumes[volume_name(bot)] = {"labels": {"io.wabot.bot": bot.name,
+                                                "io.wabot.server-name": bot.server_name}}
+        configs[f"{service_name(bot)}-spec"] = ConfigFile(file=f"./{specs_dir}/{bot.name}.yaml")
+    return ComposeFile(services=services, volumes=volumes, configs=configs), warnings
+
+
+_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+
+
+def check_compose(doc: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
+    """The cross-references a schema cannot check: every dependency, volume and config a
+    service names exists, config files exist, and no two bots share an auth volume."""
+    problems: list[str] = []
+    services = doc.get("services") or {}
+    volumes = doc.get("volumes") or {}
+    configs = doc.get("configs") or {}
+    owners: dict[str, str] = {}
+    for name, svc in services.items():
+        if not _SERVICE_NAME.match(name):
+            problems.append(f"service name {name!r} is not valid")
+        if "image" not in svc and "build" not in svc:
+            problems.append(f"{name}: neither image nor build")
+        for dep in svc.get("depends_on") or {}:
+            if dep not in services:
+                problems.append(f"{name}: depends_on unknown service {dep!r}")
+        for mount in svc.get("volumes") or []:
+            if mount.get("type") == "volume":
+                src = mount.get("source")
+                if src not in volumes:
+                    problems.append(f"{name}: volume {src!r} is not declared")
+                elif src in owners and src != "postgres-data":
+                    problems.append(f"{name}: volume {src!r} is also mounted by {owners[src]}")
+                owners.setdefault(src, name)
+        for ref in svc.get("configs") or []:
+            if ref.get("source") not in configs:
+                problems.append(f"{name}: config {ref.get('source')!r} is not declared")
+        for key, value in (svc.get("environment") or {}).items():
+            if not isinstance(value, str):
+                problems.append(f"{name}: environment {key} is not a string")
+    if base_dir is not None:
+        for cname, cfg in configs.items():
+            if not (base_dir / cfg["file"]).is_file():
+                problems.append(f"config {cname}: file {cfg['file']} does not exist")
+    return problems
+
+
+def write_compose(bots: Sequence[BotDefinition], out: Path, image: str = DEFAULT_IMAGE,
+                  postgres_image: str = POSTGRES_IMAGE) -> list[str]:
+    """Writes the compose file and, beside it, the spec files it mounts; returns warnings."""
+    compose, warnings = render_compose(bots, image, postgres_image)
+    specs = out.parent / SPECS_DIR
+    specs.mkdir(parents=True, exist_ok=True)
+    (specs / "bots.yaml").write_text(dump_bots(bots), encoding="utf-8")
+    for bot in bots:
+        (specs / f"{bot.name}.yaml").write_text(
+            yaml.safe_dump(bot.spec_document(), sort_keys=False), encoding="utf-8")
+    text = ("# Generated by `python -m fleet compose`; regenerate rather than edit.\n"
+            "# Needs POSTGRES_PASSWORD and WABOT_CONTROLLER_TOKEN (e.g. in .env).\n"
+            + compose.to_yaml())
+    problems = check_compose(yaml.safe_load(text), out.parent)
+    if problems:  # a generator bug, never the user's: refuse to write a broken file
+        raise RuntimeError("generated compose file is inconsistent: " + "; ".join(problems))
+    out.write_text(text, encoding="utf-8")
+    return warnings
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fleet compose", description=(
+        "Generate docker-compose.yml (one service per bot, its own auth volume and limits, "
+        "plus PostgreSQL and an observing controller) from a bots file."))
+    p.add_argument("--bots", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, default=Path("docker-compose.yml"))
+    p.add_argument("--image", default=DEFAULT_IMAGE, help=f"worker image (default {DEFAULT_IMAGE}"
+                   "; spec.image overrides it per bot)")
+    p.add_argument("--postgres-image", default=POSTGRES_IMAGE)
+    args = p.parse_args(list(argv or []))
+    try:
+        bots = load_bots_file(args.bots)
+        warnings = write_compose(bots, args.output, args.image, args.postgres_image)
+    except (BotsFileError, QuantityError) as exc:
+        print(f"compose: {exc}", file=sys.stderr)
+        return 2
+    for w in warnings:
+        print(f"compose: warning: {w}", file=sys.stderr)
+    print(f"compose: wrote {args.output} ({len(bots)} bots) and {args.output.parent / SPECS_DIR}/")
+    return 0
