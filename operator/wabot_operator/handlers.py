@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import os
 import random
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,6 +92,8 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration")
     settings.posting.reporting_component = "wabot-operator"
+    # Which replica acted, visible on every Event (the pod name inside a cluster).
+    settings.posting.reporting_instance = f"{socket.gethostname()}-{os.getpid()}"[:128]
     settings.posting.level = logging.WARNING  # Events come from explicit kopf.event calls
     # Only the bots' pods, filtered by the API server rather than in this process.
     settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT

@@ -34,8 +34,10 @@ def operator_factory(kube: Kube, cluster: Cluster, tmp_path: Path,
     started: list[OperatorProcess] = []
 
     def make(**kw: Any) -> OperatorProcess:
-        op = OperatorProcess(namespace=cluster.ns, kubeconfig=kube.kubeconfig,
-                             log_path=tmp_path / f"operator-{len(started)}.log", **kw)
+        settings: dict[str, Any] = {
+            "namespace": cluster.ns, "kubeconfig": kube.kubeconfig,
+            "log_path": tmp_path / f"operator-{len(started)}.log", **kw}
+        op = OperatorProcess(**settings)
         started.append(op)
         return op
 

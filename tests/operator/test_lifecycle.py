@@ -3,6 +3,8 @@ retain policy, bad input. The operator runs as `python -m wabot_operator` (a sub
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -261,3 +263,16 @@ def test_pods_are_admitted_under_pod_security_restricted(
         cluster.core.create_namespaced_pod(cluster.ns, weak, dry_run="All")
     assert refused.value.status == 403
     assert "violates PodSecurity" in str(refused.value.body)
+
+
+def test_json_logs_name_the_bot_and_its_tenant(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    op = operator_factory(extra_env={"WABOT_OPERATOR_LOG_FORMAT": "json"}).start()
+    cluster.create_bot("logged", {"serverName": "globex"})
+    eventually(lambda: "created pod wabot-logged" in op.log(), what="a log line about the pod")
+    records = [json.loads(line) for line in op.log().splitlines() if line.startswith("{")]
+    created = [r for r in records if "created pod wabot-logged" in r.get("message", "")]
+    assert created, records[-5:]
+    assert created[0]["bot"] == "logged"
+    assert created[0]["namespace"] == cluster.ns
+    assert created[0]["tenant"] == "globex"
