@@ -65,6 +65,7 @@ class ConnectionManager:
         publish: Publisher,
         pairing: Callable[[], PairingSpec],
         on_message: Callable[[Any], Any],
+        on_call: Callable[[Any], Any] | None = None,
         pod_name: str | None = None,
         policy: lc.Policy = lc.DEFAULT_POLICY,
         clock: Callable[[], float] = time.time,
@@ -77,6 +78,7 @@ class ConnectionManager:
         self._publish = publish
         self._pairing = pairing
         self._on_message = on_message
+        self._on_call = on_call
         self._pod_name = pod_name
         self._policy = policy
         self._clock = clock
@@ -90,6 +92,7 @@ class ConnectionManager:
         self._session_thread: threading.Thread | None = None
         self._qr_count = 0
         self._code_requested = False
+        self._last_stop_call: float | None = None
         self._own_user: str | None = None
         self._handlers: list[Any] = []
 
@@ -98,6 +101,7 @@ class ConnectionManager:
     def register_handlers(self) -> None:
         """Register with neonize; must happen before the first `connect()`."""
         from neonize.events import (
+            CallOfferEv,
             ConnectedEv,
             ConnectFailureEv,
             DisconnectedEv,
@@ -117,6 +121,7 @@ class ConnectionManager:
             (TemporaryBanEv, self._ev_temporary_ban),
             (ConnectFailureEv, self._ev_connect_failure),
             (PairStatusEv, self._ev_pair_status),
+            (CallOfferEv, self._ev_call_offer),
         ]
         for ev_type, handler in pairs:
             # neonize keeps bound methods as weak references: keep them alive here.
@@ -178,8 +183,21 @@ class ConnectionManager:
             ev: lc.Event = item
             try:
                 self._apply(ev)
+                self._repeat_stop()
             except Exception:
                 log.exception("connection control loop error", extra={"event": repr(ev)})
+
+    def _repeat_stop(self) -> None:
+        """neonize's stop() is lost when it lands before connect() has set the session up;
+        until the session has really ended, ask again every couple of seconds."""
+        st = self._state
+        if not (self._sessions_enabled and st.stop_requested and st.session_running):
+            self._last_stop_call = None
+            return
+        now = time.monotonic()
+        if self._last_stop_call is not None and now - self._last_stop_call >= 2.0:
+            log.info("the WhatsApp session is still up; stopping it again")
+            self._stop_session("repeat")
 
     def _apply(self, ev: lc.Event) -> None:
         before = self._state
@@ -240,6 +258,7 @@ class ConnectionManager:
         if not self._sessions_enabled:
             self.post(lc.SessionEnded(None))
             return
+        self._last_stop_call = time.monotonic()
         try:
             self.client.stop()
         except Exception:
@@ -252,6 +271,13 @@ class ConnectionManager:
             self._on_message(ev)
         except Exception:
             log.exception("message handoff failed")
+
+    def _ev_call_offer(self, _client: Any, ev: Any) -> None:
+        try:
+            if self._on_call is not None:
+                self._on_call(ev)
+        except Exception:
+            log.exception("call handoff failed")
 
     def _ev_connected(self, client: Any, _ev: Any) -> None:
         try:

@@ -338,7 +338,10 @@ def transition(
             last_error=None,
         )
         if not s.lease_held:
-            s, actions = _stop(s, "connected without the lease")
+            # Also when a stop was already requested: a stop() that reached neonize before its
+            # connect() had begun is lost, and this session must not stay up without the Lease.
+            s = replace(s, stop_requested=True, watchdog_at=None)
+            actions = [StopSession("connected without the lease")]
         return s, [*actions, Publish()]
 
     if isinstance(ev, Disconnected):

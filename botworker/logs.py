@@ -69,6 +69,9 @@ def configure_logging(
     quiet = logging.DEBUG if level == "DEBUG" else logging.WARNING
     for name in ("whatsmeow", "Whatsmeow", "neonize", "kubernetes", "urllib3", "alembic"):
         logging.getLogger(name).setLevel(quiet)
+    # neonize hands this logger's *own* level (not the effective one) to whatsmeow at
+    # connect(); left at NOTSET, Go would forward every debug line across the FFI.
+    logging.getLogger("neonize.utils.log").setLevel(quiet)
 
 
 def get_logger(name: str) -> logging.Logger:

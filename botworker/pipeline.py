@@ -51,6 +51,11 @@ class Runtime:
     version: str = ""
 
 
+@dataclass(frozen=True)
+class _Call:
+    offer: Any
+
+
 def extract(ev: Any) -> Inbound:
     """The fields the pipeline uses, from a neonize MessageEv."""
     from neonize.utils import extract_text
@@ -107,6 +112,16 @@ class Pipeline:
 
     # --- neonize's callback thread ------------------------------------------------------------
 
+    def offer_call(self, ev: Any) -> bool:
+        """A CallOfferEv, from neonize's callback thread: declining it is network I/O, so it
+        goes through the queue like a message."""
+        try:
+            self._queue.put_nowait(_Call(ev))
+            return True
+        except queue.Full:
+            self._metrics.dropped("queue_full")
+            return False
+
     def offer(self, ev: Any) -> bool:
         """Called on neonize's callback thread: enqueue and return at once, never raise."""
         try:
@@ -146,6 +161,10 @@ class Pipeline:
             self._busy = True
             try:
                 self._metrics.queue_depth(self._queue.qsize())
+                if isinstance(ev, _Call):
+                    if self._runtime().spec.settings.reject_calls:
+                        self._sender.reject_call(ev.offer)
+                    continue
                 self.process(ev)
             except Exception:
                 log.exception("message processing failed")
@@ -176,6 +195,8 @@ class Pipeline:
         if reason is not None:
             self._metrics.dropped(reason)
             return
+        if settings.auto_read:
+            self._sender.mark_read(ev)
         prefix = rt.spec.commands.prefix
         parsed = parser.parse(msg.text, prefix, settings.max_message_length)
         if isinstance(parsed, parser.NotACommand):

@@ -25,9 +25,17 @@ SendResult = Literal["sent", "rate_limited", "not_connected", "failed"]
 
 
 class Transport(Protocol):
+    """Everything the worker sends to WhatsApp: texts, read receipts, call rejections."""
+
     def send_text(self, chat: Any, text: str, quoted: Any | None) -> None:
         """Send `text` to `chat` (a neonize JID), quoting `quoted` (a MessageEv) if given;
         raise on failure."""
+
+    def mark_read(self, message: Any) -> None:
+        """Send a read receipt for `message` (a MessageEv); raise on failure."""
+
+    def reject_call(self, offer: Any) -> None:
+        """Decline the call of `offer` (a CallOfferEv); raise on failure."""
 
 
 class NeonizeTransport:
@@ -41,6 +49,18 @@ class NeonizeTransport:
             self._client.reply_message(text, quoted)
         else:
             self._client.send_message(chat, text)
+
+    def mark_read(self, message: Any) -> None:
+        from neonize.utils.enum import ReceiptType
+
+        src = message.Info.MessageSource
+        self._client.mark_read(
+            message.Info.ID, chat=src.Chat, sender=src.Sender, receipt=ReceiptType.READ
+        )
+
+    def reject_call(self, offer: Any) -> None:
+        meta = offer.basicCallMeta
+        self._client.reject_call(meta.callCreator, meta.callID)
 
 
 class Sender:
@@ -57,6 +77,29 @@ class Sender:
         self._metrics = metrics
         self._can_send = can_send
         self._clock = clock
+
+    def mark_read(self, message: Any) -> bool:
+        """Blue ticks (settings.autoRead); not rate-limited, but fenced like any send."""
+        if not self._can_send():
+            return False
+        try:
+            self._transport.mark_read(message)
+        except Exception as exc:
+            log.info("read receipt failed", extra={"error": str(exc)[:300]})
+            return False
+        return True
+
+    def reject_call(self, offer: Any) -> bool:
+        """Decline an incoming call (settings.rejectCalls); fenced like any send."""
+        if not self._can_send():
+            return False
+        try:
+            self._transport.reject_call(offer)
+        except Exception as exc:
+            log.info("call rejection failed", extra={"error": str(exc)[:300]})
+            return False
+        log.info("incoming call rejected")
+        return True
 
     def would_allow(self, chat_key: str) -> bool:
         return self.limiter.would_allow(chat_key, self._clock())

@@ -120,6 +120,7 @@ class Worker:
             publish=self._publish,
             pairing=lambda: self._runtime.spec.pairing,
             on_message=lambda ev: self.pipeline.offer(ev),
+            on_call=lambda ev: self.pipeline.offer_call(ev),
             pod_name=cfg.pod_name,
             policy=policy,
             sessions_enabled=sessions_enabled,

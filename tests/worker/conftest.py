@@ -44,6 +44,8 @@ def recording_client(path: str) -> Any:
         def __init__(self, name: str) -> None:
             super().__init__(name)
             self.sent: list[tuple[Any, Any]] = []
+            self.read: list[str] = []
+            self.rejected: list[tuple[str, str]] = []
             self.fail_sends = False
             self._lock = threading.Lock()
 
@@ -55,6 +57,15 @@ def recording_client(path: str) -> Any:
             with self._lock:
                 self.sent.append((to, message))
             return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
+
+        # Receipts and call rejections are outgoing network sends too: recorded the same way.
+        def mark_read(self, *message_ids: str, **kwargs: Any) -> None:
+            with self._lock:
+                self.read.extend(message_ids)
+
+        def reject_call(self, call_from: Any, call_id: str) -> None:
+            with self._lock:
+                self.rejected.append((call_from.User, call_id))
 
         def texts(self) -> list[str]:
             with self._lock:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from importlib.metadata import EntryPoint
 from pathlib import Path
@@ -247,3 +248,35 @@ def test_audit_rows_go_to_the_sqlite_file_on_the_bots_volume_by_default(
     wait_for(lambda: len(stored()) == 2, timeout=30, what="two audit rows")
     assert stored() == [("tenant-a", "ping", "ok"), ("tenant-a", "nope", "unknown_command")]
     assert h.metric("wabot_db_up") == 1
+
+
+def test_auto_read_sends_receipts_only_when_enabled(make_worker: Make) -> None:
+    on = make_worker(spec(settings={"autoRead": True}), bot="bot-a")
+    on.ask("!ping", msg_id="READ-ME")
+    on.say("just chatting", msg_id="READ-ME-TOO")
+    on.say("mine", msg_id="NOT-MINE-TO-READ", from_me=True)
+    on.settle()
+    assert on.client.read == ["READ-ME", "READ-ME-TOO"]
+    off = make_worker(spec(bot="bot-b"), bot="bot-b")
+    off.ask("!ping")
+    assert off.client.read == []
+
+
+def test_incoming_calls_are_rejected_when_configured(make_worker: Make) -> None:
+    from neonize.events import CallOfferEv
+    from neonize.proto.Neonize_pb2 import BasicCallMeta
+    from neonize.utils import build_jid
+
+    def call(call_id: str) -> object:
+        return CallOfferEv(basicCallMeta=BasicCallMeta(
+            **{"from": build_jid("15550007777")}, timestamp=int(time.time()),
+            callCreator=build_jid("15550007777"), callID=call_id))
+
+    rejecting = make_worker(spec(settings={"rejectCalls": True}), bot="bot-a")
+    rejecting.feed(call("CALL-1"))
+    wait_for(lambda: rejecting.client.rejected, what="the call to be rejected")
+    assert rejecting.client.rejected == [("15550007777", "CALL-1")]
+    ringing = make_worker(spec(bot="bot-b"), bot="bot-b")
+    ringing.feed(call("CALL-2"))
+    ringing.settle()
+    assert ringing.client.rejected == []
