@@ -97,6 +97,8 @@ build_image() {
     local role="$1" tag="${2:-dev}"
     local image="localhost/wabot-$role:$tag"
     [[ -f "$HOST_CA" ]] || { echo "images/build.sh: no CA bundle at $HOST_CA" >&2; exit 1; }
+    local previous
+    previous="$(podman image inspect --format '{{.Id}}' "$image" 2>/dev/null || true)"
     log "podman build -f Dockerfile.$role -t $image (base $BASE_IMAGE)"
     podman build \
         --runtime "$PODMAN_RUNTIME" \
@@ -108,6 +110,10 @@ build_image() {
         --build-arg "VERSION=$(version)" \
         --build-arg "REVISION=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         -f "$REPO/Dockerfile.$role" -t "$image" "$REPO"
+    # The image this tag named before is now untagged: remove it (only it, only if unused).
+    if [[ -n "$previous" && "$previous" != "$(podman image inspect --format '{{.Id}}' "$image")" ]]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true
+    fi
     podman image inspect --format "{{.Size}}" "$image" \
         | awk -v img="$image" '{ printf ">>> %s: %.1f MB\n", img, $1 / 1000000 }' >&2
 }
