@@ -204,3 +204,51 @@ def test_the_controller_refuses_to_start_without_a_token(tmp_path: Path) -> None
                               env=e, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert "WABOT_CONTROLLER_TOKEN" in proc.stderr
+
+
+def test_observe_only_mode_lists_probes_and_federates_containers(tmp_path: Path) -> None:
+    """WABOT_WORKER_GROUPS=0 (the generated Compose file's controller): bots run elsewhere;
+    the controller probes them at WABOT_BOT_URL_TEMPLATE and never starts one itself."""
+    from .helpers import fake_worker_argv
+
+    ports = [free_port(), free_port()]
+    dead = free_port()  # nothing listens here
+    workers = [subprocess.Popen(fake_worker_argv(), env={**os.environ, "HTTP_PORT": str(p)})
+               for p in ports]
+    bots = tmp_path / "bots.yaml"
+    # botId doubles as the port in this test's URL template (digits are a valid botId).
+    bots.write_text("".join(f"""---
+apiVersion: wabot.io/v1alpha1
+kind: WhatsAppBot
+metadata: {{name: b{i}}}
+spec: {{serverName: {TENANT}, botId: "{p}"}}
+""" for i, p in enumerate([*ports, dead])))
+    port = free_port()
+    env = {**os.environ, "WABOT_BOTS_FILE": str(bots), "WABOT_HTTP_HOST": "127.0.0.1",
+           "WABOT_HTTP_PORT": str(port), "WABOT_CONTROLLER_TOKEN": TOKEN,
+           "WABOT_WORKER_GROUPS": "0", "PYTHONPATH": str(REPO),
+           "WABOT_BOT_URL_TEMPLATE": "http://127.0.0.1:{bot_id}"}
+    proc = subprocess.Popen([sys.executable, "-m", "wabot", "controller"], env=env,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("controller", lambda: http_get(url + "/livez")[0] == 200, timeout=30)
+        wait_for("fakes", lambda: all(http_get(f"http://127.0.0.1:{p}/livez")[0] == 200
+                                      for p in ports))
+        code, body = http_json(url + "/bots", TOKEN)
+        assert code == 200
+        seen = {b["name"]: b for b in body}
+        assert seen["b0"]["live"] and seen["b1"]["live"] and seen["b0"]["state"] == "running"
+        assert seen["b2"]["state"] == "unknown" and seen["b2"]["live"] is False
+        assert http_get(url + "/bots/b0/restart", TOKEN, method="POST")[0] == 501
+        assert http_get(url + "/groups/rollout", TOKEN, method="POST")[0] == 501
+        code, text = http_get(url + "/metrics")
+        fake = [line for line in text.decode().splitlines() if line.startswith("fake_total")]
+        assert sorted(fake) == sorted(f'fake_total{{bot="{p}",server_name="{TENANT}"}} 7.0'
+                                      for p in ports)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        for w in workers:
+            w.kill()
+            w.wait()
