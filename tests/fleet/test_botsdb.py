@@ -68,3 +68,13 @@ def test_a_hand_written_bad_row_names_the_row_and_field(engine: Engine) -> None:
         s.commit()
     with pytest.raises(BotsFileError, match=r"row 'typo'[\s\S]*spec\.rateLimit\.perBotPerMinte"):
         load_bots_from_db(engine)
+
+
+def test_the_monolith_reads_its_bots_from_the_dsn(engine: Engine, pg_database: str) -> None:
+    from pydantic import SecretStr
+
+    from fleet.monolith import MonolithSettings, load_bots
+
+    store_bots(engine, parse_documents(BOTS))
+    bots = load_bots(MonolithSettings(bots_dsn=SecretStr(pg_database)))
+    assert [b.name for b in bots] == ["one", "two"]
