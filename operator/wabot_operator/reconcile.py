@@ -148,7 +148,10 @@ class Reconciler:
                                   else children.pod_hash, observed=observed)
             observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
                                                  log)
-            if decision.action in (PodAction.WAIT, PodAction.CREATE, PodAction.DELETE):
+            moving = decision.action in (PodAction.WAIT, PodAction.CREATE, PodAction.DELETE)
+            if moving and problem is None:
+                # Something is in motion: look again soon. A refused pod (quota, admission,
+                # an impossible spec) is retried at the normal pace instead of hammering.
                 outcome.delay = FAST_REQUEUE
                 if outcome.result == "success":
                     outcome.result = "requeue"

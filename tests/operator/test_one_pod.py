@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from kubernetes import client
 
+from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, PodEvent, PodRecorder, eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -195,3 +196,26 @@ def test_restart_on_a_converged_bot_changes_nothing(
     assert cluster.pod("wabot-calm").metadata.uid == pod.metadata.uid  # type: ignore[union-attr]
     assert [e.type for e in rec.events] == ["EXISTING"]
     assert supporting_counts(cluster, "calm") == ONE_OF_EACH
+
+
+def test_api_server_restart_converges(
+        kube: Kube, cluster: Cluster, operator: OperatorProcess) -> None:
+    """The API server vanishes and comes back (a control-plane upgrade): the operator's
+    watches reconnect and it keeps converging, still one pod per bot."""
+    if kube.local is None:
+        pytest.skip("restarts the API server: only on a control plane this session started "
+                    "(never on a shared $KUBECONFIG cluster)")
+    cluster.create_bot("upgrade")
+    first = eventually(lambda: running(cluster, "wabot-upgrade"), what="pod Running")
+    kube.local.restart_apiserver()
+    with PodRecorder(cluster.api_client, cluster.ns, "upgrade") as rec:
+        cluster.patch_bot("upgrade", {"resources": {"limits": {"cpu": "450m",
+                                                               "memory": "256Mi"}}})
+        cluster.create_bot("after")
+        new = eventually(lambda: running(cluster, "wabot-upgrade", "450m"), timeout=120,
+                         what="rolled after the restart")
+        eventually(lambda: running(cluster, "wabot-after"), timeout=120,
+                   what="new bot served after the restart")
+    assert new.metadata.uid != first.metadata.uid
+    assert_one_pod_at_a_time(rec)
+    assert operator.healthy()

@@ -261,3 +261,14 @@ def test_finalize_of_an_unreadable_spec_keeps_the_volume(
     reconciler.reconcile(bot(), None, BotMemory())
     reconciler.finalize({**bot(), "spec": {}})
     assert ("PersistentVolumeClaim", "wabot-sales-auth") in kube.objects
+
+
+def test_a_refused_pod_is_retried_at_the_normal_pace(kube: FakeKube,
+                                                     reconciler: Reconciler) -> None:
+    kube.fail[("create", "Pod")] = KubeError(422, "Invalid", "requests must be <= limits")
+    out = reconciler.reconcile(bot(), None, BotMemory())
+    assert out.result == "error" and out.delay is None
+    degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
+                    if c["type"] == "Degraded")
+    assert (degraded["reason"], degraded["message"]) == ("PodRejected",
+                                                         "requests must be <= limits")
