@@ -29,6 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -313,10 +314,21 @@ class Supervisor:
                 for u in self._units.values()
                 if u.slot.state is State.RUNNING and u.port is not None
             ]
-        for name, pid, host, port, health, ready in targets:
+        if not targets:
+            return
+
+        def ask(target: tuple[str, int | None, str, int | None, str | None, str | None]
+                ) -> tuple[bool, bool | None]:
+            _name, _pid, host, port, health, ready = target
             base = f"http://{host}:{port}"
             live_ok = self._probe(base + health, self._probe_timeout_s) if health else True
             ready_ok = self._probe(base + ready, self._probe_timeout_s) if ready else None
+            return live_ok, ready_ok
+
+        # In parallel: a few hung workers must not delay everybody else's probe.
+        with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+            results = list(pool.map(ask, targets))
+        for (name, pid, *_rest), (live_ok, ready_ok) in zip(targets, results, strict=True):
             with self._lock:
                 unit = self._units.get(name)
                 if unit is None or unit.slot.pid != pid:
