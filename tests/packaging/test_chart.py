@@ -173,24 +173,20 @@ def test_several_standalone_replicas_are_refused() -> None:
     assert "would run several operators at once" in out.stderr
 
 
-def test_peering_replicas_get_distinct_priorities(tmp_path: Path) -> None:
-    """kopf freezes all replicas that share a priority: the container's command gives each pod
-    its own, from its name. Run the rendered command with a stand-in `wabot`."""
-    container = find(render(sets={"replicaCount": "2"}), "Deployment")[
-        "spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == ["/bin/sh", "-c"]
-    fake = tmp_path / "wabot"
-    fake.write_text('#!/bin/sh\necho "$WABOT_OPERATOR_PRIORITY"\n')
-    fake.chmod(0o755)
-    priorities = set()
-    for pod in ("wabot-wabot-operator-7d4b9c-x2x9q", "wabot-wabot-operator-7d4b9c-kq7pz",
-                "wabot-wabot-operator-5f6c8d-abcde"):
-        out = subprocess.run(
-            ["/bin/sh", "-c", container["args"][0]], capture_output=True, text=True, check=True,
-            env={"PATH": f"{tmp_path}:/usr/bin:/bin", "POD_NAME": pod},
-        )
-        priorities.add(int(out.stdout.strip()))
-    assert len(priorities) == 3
+def test_peering_replicas_get_distinct_priorities() -> None:
+    """kopf freezes all replicas that share a priority. The chart sets none, so each replica
+    takes the operator's own per-process default: check that default differs between two
+    processes started from the very same Deployment environment."""
+    from wabot_operator import config as opconfig
+
+    deployment = find(render(sets={"replicaCount": "2"}), "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in container and "args" not in container
+    env = {k: v for k, v in env_of(deployment).items() if isinstance(v, str)}
+    assert opconfig.ENV_PREFIX + "PRIORITY" not in env
+    env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "auth-templates")
+    priorities = {opconfig.OperatorConfig.from_env(env).priority for _ in range(5)}
+    assert len(priorities) == 5
 
 
 # --- the operator's environment --------------------------------------------------------------
