@@ -3,6 +3,8 @@ an audit row per command, and a database outage that loses nothing."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -163,14 +165,18 @@ def test_every_command_leaves_an_audit_row(
 
 
 @pytest.fixture
-def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[PostgresServer, str]]:
-    server = PostgresServer(tmp_path_factory.mktemp("pg-outage") / "pg").init().start()
-    server.wait_ready()
+def own_postgres() -> Iterator[tuple[PostgresServer, str]]:
+    """A server this test may stop. Its directory is outside pytest's basetemp: a concurrent
+    pytest session resets /tmp/pytest-of-<user> to 0700, locking the postgres user out."""
+    root = Path(tempfile.mkdtemp(prefix="wabot-pg-outage-"))
+    server = PostgresServer(root / "pg").init().start()
     try:
+        server.wait_ready()
         dsn = app_database(server, server.create_database("outage"))
         yield server, dsn
     finally:
         server.destroy()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_outage_degrades_commands_keeps_whatsapp_and_loses_no_audit_row(
