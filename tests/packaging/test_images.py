@@ -176,6 +176,48 @@ def test_worker_serves_livez_read_only_and_writes_only_its_volume(
     assert code == "0", podman("logs", name, check=False).stderr[-3000:]
 
 
+def test_worker_image_runs_the_monolith_read_only(
+        images: dict[str, float], container_names: Callable[[str], str], tmp_path: Path) -> None:
+    """Tier 1 from docs/tiers.md: the worker image with ROLE=monolith and a bots file, still on a
+    read-only root filesystem as uid 10001."""
+    auth = tmp_path / "auth"
+    auth.mkdir()
+    shutil.chown(auth, 10001, 10001)
+    bots = tmp_path / "bots.yaml"
+    bots.write_text(yaml.safe_dump_all([
+        {"apiVersion": "wabot.io/v1alpha1", "kind": "WhatsAppBot",
+         "metadata": {"name": name}, "spec": {"serverName": "acme"}}
+        for name in ("alpha", "beta")]))
+    bots.chmod(0o644)
+    port = free_port()
+    name = container_names("monolith")
+    podman("run", "-d", "--name", name, *RUNTIME, *HARDENED, "--network=host",
+           "-v", f"{auth}:/var/lib/wabot:rw", "-v", f"{bots}:/etc/wabot/bots.yaml:ro",
+           "-e", "ROLE=monolith", "-e", "WABOT_BOTS_FILE=/etc/wabot/bots.yaml",
+           "-e", "WABOT_HTTP_HOST=127.0.0.1", "-e", f"WABOT_HTTP_PORT={port}", WORKER)
+
+    def bots_running() -> list[str] | None:
+        if podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
+            logs = podman("logs", name, check=False)
+            raise AssertionError(f"monolith exited:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
+        try:
+            status, body = http_get(f"http://127.0.0.1:{port}/bots")
+        except OSError:
+            return None
+        if status != 200:
+            return None
+        listed = json.loads(body)
+        items = listed if isinstance(listed, list) else listed.get("bots", listed.get("items"))
+        live = sorted(b["name"] for b in items if b.get("live"))
+        return live if live == ["alpha", "beta"] else None
+
+    eventually(bots_running, timeout=90, what="both bots running (live) under the monolith")
+    assert http_get(f"http://127.0.0.1:{port}/livez")[0] == 200
+    for bot in ("alpha", "beta"):
+        assert (auth / "auth" / "acme" / f"bot_{bot}").is_dir()
+    podman("stop", "-t", "60", name)
+
+
 @pytest.mark.cluster
 def test_operator_image_answers_liveness_and_runs_a_bot(
         images: dict[str, float], kube: Kube, namespace: str,
