@@ -214,6 +214,8 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
     finally:
         if runtime.wakers.get(key) is wake:
             del runtime.wakers[key]
+        # Deleted, filtered out or paused by peering: no longer this replica's bot to count.
+        runtime.phases.forget(namespace, name)
 
 
 async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: dict[str, Any] | None,
@@ -276,8 +278,12 @@ async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any,
 
 
 @kopf.on.probe(id="bots")
-def bots_probe(memo: Any, **_: Any) -> int:
-    """The number of bots this replica manages (0 while paused by peering)."""
+def bots_probe(memo: Any, **_: Any) -> dict[str, float]:
+    """What /healthz reports beside kopf's own liveness: the bots this replica manages (0
+    while paused by peering) and the seconds since its last reconcile pass."""
     runtime = getattr(memo, "runtime", None)
-    return len(runtime.phases) if isinstance(runtime, Runtime) else 0
+    if not isinstance(runtime, Runtime):
+        return {"bots": 0, "seconds_since_last_pass": -1}
+    return {"bots": len(runtime.phases),
+            "seconds_since_last_pass": round(time.monotonic() - runtime.last_pass, 1)}
 

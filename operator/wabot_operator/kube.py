@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 MERGE_PATCH = "application/merge-patch+json"
+REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 
 
 class KubeError(Exception):
@@ -105,7 +106,10 @@ class Kube:
     @staticmethod
     def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
-            response = fn(*args, _preload_content=False, **kwargs)
+            # A stalled connection must not hang a bot's loop forever (the client's default
+            # is no timeout at all).
+            response = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
+                          **kwargs)
         except ApiException as e:
             raise KubeError.from_api(e) from None
         data = response.data

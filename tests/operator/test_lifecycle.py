@@ -236,6 +236,8 @@ def test_a_pod_the_api_server_refuses_degrades_the_bot_without_a_crash(
     assert phase(cluster, "tight") == "Pending"
     assert any(e.reason == "PodRejected" and e.type == "Warning"
                for e in cluster.events_for("tight"))
+    assert operator.metric("wabot_operator_reconcile_errors_total") >= 1
+    assert operator.metric("wabot_operator_reconcile_total", result="error") >= 1
     cluster.create_bot("fine")
     eventually(lambda: running_pod(cluster, "wabot-fine"), what="other bot unaffected")
     assert operator.healthy()
