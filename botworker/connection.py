@@ -281,27 +281,36 @@ class ConnectionManager:
 
     def _ev_connected(self, client: Any, _ev: Any) -> None:
         try:
-            account = self._account(client)
-            if account is not None:
-                self._own_user = account.jid.split("@", 1)[0].split(":", 1)[0]
-            self.post(lc.Connected(account))
+            self.post(lc.Connected(self._account(getattr(client, "me", None))))
+            # get_me() is a call back into Go; not from inside Go's own event dispatch.
+            threading.Thread(
+                target=self._fetch_account, args=(client,), name="get-me", daemon=True
+            ).start()
         except Exception:
             log.exception("connected handler failed")
             self.post(lc.Connected(None))
 
-    def _account(self, client: Any) -> lc.Account | None:
+    def _fetch_account(self, client: Any) -> None:
+        try:
+            # get_me() aborts the whole process unless the client is connected (neonize.md).
+            if not client.is_connected:
+                return
+            account = self._account(client.get_me())
+        except Exception:
+            log.exception("could not read the linked account")
+            return
+        if account is not None:
+            self.post(lc.Connected(account))
+
+    def _account(self, me: Any) -> lc.Account | None:
         from neonize.utils.jid import Jid2String
 
-        me = None
-        if client.is_connected:
-            me = client.get_me()
-        elif getattr(client, "me", None) is not None:
-            me = client.me
         if me is None or not me.JID.User:
             return None
-        jid = Jid2String(me.JID)
+        jid = str(Jid2String(me.JID))
+        self._own_user = jid.split("@", 1)[0].split(":", 1)[0]
         push = me.PushName if isinstance(me.PushName, str) else None
-        return lc.Account(jid=str(jid), push_name=push or None)
+        return lc.Account(jid=jid, push_name=push or None)
 
     def _ev_disconnected(self, _client: Any, _ev: Any) -> None:
         self.post(lc.Disconnected())

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from wabot.spec import KIND, WhatsAppBotSpec
@@ -60,6 +59,8 @@ def check_identity(spec: WhatsAppBotSpec, cfg: WorkerConfig) -> None:
 
 
 def load_file(path: Path, cfg: WorkerConfig) -> WhatsAppBotSpec:
+    import yaml
+
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:

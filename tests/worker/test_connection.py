@@ -251,3 +251,23 @@ def test_odd_qr_payloads_do_not_break_pairing(make_worker: Make, payload: bytes)
     rep = reports.wait_state(WorkerState.PAIRING)
     assert rep.pairing is not None
     json.dumps(rep.model_dump(mode="json"))  # publishable as JSON
+
+
+def test_the_linked_account_comes_from_neonizes_device_event(make_worker: Make) -> None:
+    """Go announces the device (event 0) and neonize keeps it as `client.me`; the account in
+    the status comes from there, and messages from the bot's own number are not answered."""
+    from neonize.proto.Neonize_pb2 import Device
+    from neonize.utils import build_jid
+
+    reports = Reports()
+    h = make_worker(connect=False, reporter=reports)
+    h.feed(Device(JID=build_jid("4915112345678"), PushName="Shop Bot"))
+    h.feed(ConnectedEv(status=True))
+    rep = reports.wait_state(WorkerState.CONNECTED)
+    assert rep.account is not None
+    assert (rep.account.jid, rep.account.push_name) == ("4915112345678@s.whatsapp.net",
+                                                        "Shop Bot")
+    h.say("!ping", chat="15550001111", sender="4915112345678")  # our number, another device
+    h.settle()
+    assert h.client.sent == []
+    assert h.metric("wabot_messages_dropped_total", reason="own_message") == 1
