@@ -67,6 +67,7 @@ from .monolith import (
     BotView,
     Health,
     MonolithSettings,
+    Reloaded,
     load_bots,
 )
 from .policy import RestartPolicy, State
@@ -484,7 +485,7 @@ class Controller:
             n = self.reload()
         except (BotsFileError, ConfigError) as exc:
             return error(422, str(exc))
-        return json_response(200, {"bots": n})
+        return json_response(200, Reloaded(bots=n))
 
     def _metrics(self, req: Request) -> Response:
         collector = UnitCollector(self.supervisor.status, "group", ["group"],

@@ -50,12 +50,9 @@ class ErrorBody(BaseModel):
     error: str
 
 
-def json_response(status: int, payload: BaseModel | Sequence[BaseModel] | Mapping[str, Any]
-                  ) -> Response:
+def json_response(status: int, payload: BaseModel | Sequence[BaseModel]) -> Response:
     if isinstance(payload, BaseModel):
         data: Any = payload.model_dump(mode="json", by_alias=True)
-    elif isinstance(payload, Mapping):
-        data = dict(payload)
     else:
         data = [p.model_dump(mode="json", by_alias=True) for p in payload]
     return Response(status, json.dumps(data).encode() + b"\n")

@@ -165,6 +165,10 @@ class Accepted(BaseModel):
     action: str
 
 
+class Reloaded(BaseModel):
+    bots: int
+
+
 class Monolith:
     def __init__(self, settings: MonolithSettings, supervisor: Supervisor | None = None,
                  env: Mapping[str, str] | None = None) -> None:
@@ -280,7 +284,7 @@ class Monolith:
             n = self.reload()
         except (BotsFileError, ConfigError) as exc:
             return error(422, str(exc))
-        return json_response(200, {"bots": n})
+        return json_response(200, Reloaded(bots=n))
 
     def _metrics(self, req: Request) -> Response:
         collector = UnitCollector(self.supervisor.status, "bot", ["bot", "server_name"],

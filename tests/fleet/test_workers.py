@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from fleet.botsfile import parse_documents
-from fleet.http import Request, Route, dispatch, json_response
+from fleet.http import ErrorBody, Request, Route, dispatch, json_response
 from fleet.workers import (
     ConfigError,
     WorkerSettings,
@@ -84,7 +84,7 @@ def _req(method: str, path: str, auth: str | None = None) -> Request:
 
 
 def test_http_dispatch_auth_and_errors() -> None:
-    ok = lambda r: json_response(200, {"name": r.params.get("name")})  # noqa: E731
+    ok = lambda r: json_response(200, ErrorBody(error=r.params.get("name", "")))  # noqa: E731
     routes = [Route("GET", r"/open", ok), Route("POST", r"/bots/(?P<name>[a-z]+)/stop", ok,
                                                 auth=True)]
     token = "t" * 20
