@@ -103,12 +103,19 @@ def merge_expositions(parts: Iterable[tuple[Mapping[str, str], str]]) -> list[Me
 
 
 def render(collectors: Iterable[Collector], federated: Iterable[Metric] = ()) -> bytes:
+    """One exposition: a family the fleet itself reports and its units report too (e.g. a
+    group's `wabot_fleet_scrape_up`) is declared once, with all the samples."""
+    families: dict[str, Metric] = {}
+    for fam in [m for c in collectors for m in c.collect()] + list(federated):
+        merged = families.get(fam.name)
+        if merged is None:
+            merged = Metric(fam.name, fam.documentation, fam.type, fam.unit)
+            families[fam.name] = merged
+        known = {(s.name, tuple(sorted(s.labels.items()))) for s in merged.samples}
+        merged.samples.extend(s for s in fam.samples
+                              if (s.name, tuple(sorted(s.labels.items()))) not in known)
     registry = CollectorRegistry(auto_describe=False)
-    for c in collectors:
-        registry.register(c)
-    fed = list(federated)
-    if fed:
-        registry.register(_Static(fed))
+    registry.register(_Static(families.values()))
     return generate_latest(registry)
 
 

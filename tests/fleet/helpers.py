@@ -108,3 +108,13 @@ def http_get(url: str, token: str | None = None, method: str = "GET",
 def http_json(url: str, token: str | None = None, method: str = "GET") -> tuple[int, Any]:
     code, body = http_get(url, token, method)
     return code, json.loads(body) if body else None
+
+
+def assert_one_declaration_per_family(text: str) -> None:
+    """Prometheus rejects a scrape that declares a family twice."""
+    seen: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith(("# HELP ", "# TYPE ")):
+            key = " ".join(line.split()[:3])
+            assert key not in seen, f"declared twice: {key}"
+            seen.add(key)

@@ -14,11 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.sharding import group_names, owner
 from fleet.supervisor import free_port
 
-from .helpers import http_get, http_json, kill9, pid_alive, wait_for
+from .helpers import (
+    assert_one_declaration_per_family,
+    http_get,
+    http_json,
+    kill9,
+    pid_alive,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +134,16 @@ def test_each_group_owns_its_subset_one_process_per_bot(ctl: Ctl) -> None:
     for b in bots.values():  # each worker is a child of its own group's process
         ppid = int(Path(f"/proc/{b['pid']}/stat").read_text().split(")")[1].split()[1])
         assert ppid == groups[b["group"]]["pid"] and ppid in group_pids
+    # One scrape of the controller covers the groups and every bot, labelled by group.
+    code, body = http_get(ctl.url + "/metrics")
+    assert code == 200
+    text = body.decode()
+    assert_one_declaration_per_family(text)
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    info = {(s.labels["bot"], s.labels["group"]) for s in fams["wabot_worker_info"].samples}
+    assert info == {(n, g) for g, names in ctl.layout.items() for n in names}
+    restarts = {s.labels["group"] for s in fams["wabot_fleet_group_restarts"].samples}
+    assert restarts == {"group-0", "group-1"}
 
 
 def test_a_dead_group_is_restarted_without_touching_the_other(ctl: Ctl) -> None:

@@ -17,7 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.supervisor import free_port
 
-from .helpers import http_get, http_json, kill9, pid_alive, wait_for
+from .helpers import (
+    assert_one_declaration_per_family,
+    http_get,
+    http_json,
+    kill9,
+    pid_alive,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +133,7 @@ def test_one_bots_crash_stays_contained(three: Running) -> None:
     # The metrics say so too, and federate each bot's own series.
     code, body = http_get(three.url + "/metrics")
     assert code == 200
+    assert_one_declaration_per_family(body.decode())
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
     restarts = {s.labels["bot"]: s.value for s in fams["wabot_fleet_bot_restarts"].samples
                 if s.name.endswith("_total")}
