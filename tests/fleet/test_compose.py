@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import yaml
-from compose_spec import PyCompose  # the Rust compose_spec crate's parser (test dependency)
 
 from fleet.botsfile import load_bots_file, parse_documents
 from fleet.compose import (
@@ -103,6 +102,10 @@ def test_spec_files_are_written_and_read_back_as_the_bots_specs(
 
 
 def test_valid_per_the_compose_spec(generated: tuple[dict[str, Any], Path]) -> None:
+    # An independent parser: the compose_spec Rust crate (PyPI `compose-spec`, a test
+    # dependency), which refuses unknown keys and malformed values such as bad byte units.
+    from compose_spec import PyCompose
+
     doc, out = generated
     assert check_compose(doc, out.parent) == []
     parsed = PyCompose.from_yaml(out.read_text())
