@@ -34,7 +34,7 @@ else
 fi
 
 "$kubectl" create namespace wabot-demo --dry-run=client -o yaml | "$kubectl" apply -f -
-"$kubectl" apply -n wabot-demo -f samples/
+for f in samples/*-bot.yaml; do "$kubectl" apply -n wabot-demo -f "$f"; done
 echo "up: waiting for the sample bots' pods to run on the simulated nodes..."
 for _ in $(seq 1 60); do
   phases="$("$kubectl" get wab -n wabot-demo -o jsonpath='{range .items[*]}{.status.phase}{"\n"}{end}')"
