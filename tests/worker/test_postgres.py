@@ -68,6 +68,29 @@ def test_migrations_are_idempotent_and_enable_forced_rls(app_dsn: str, pg_databa
     assert rows(pg_database, "SELECT version_num FROM alembic_version") == [("0002",)]
 
 
+def test_concurrent_migrations_are_serialised_by_an_advisory_lock(postgres: Any) -> None:
+    """After a rollout every bot's worker runs the migrations at the same moment: each waits
+    for the advisory lock instead of racing the others' CREATE TABLEs."""
+    import threading
+
+    admin = postgres.create_database(f"t_race_{uuid.uuid4().hex[:6]}")
+    dsn = app_database(postgres, admin)
+    results: list[tuple[bool, str]] = []
+    with psycopg.connect(admin, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(7214020501)")  # as if another worker migrates
+        t = threading.Thread(target=lambda: results.append(run_in_child(dsn)))
+        t.start()
+        waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                   "AND NOT granted")
+        wait_for(lambda: rows(admin, waiting)[0][0] == 1, timeout=60,
+                 what="the migration to wait for the lock")
+        assert rows(admin, "SELECT to_regclass('alembic_version')") == [(None,)]
+        holder.execute("SELECT pg_advisory_unlock(7214020501)")
+        t.join(60)
+    assert results == [(True, "")]
+    assert rows(dsn, "SELECT version_num FROM alembic_version") == [("0002",)]
+
+
 def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(app_dsn: str) -> None:
     a, b = Database(app_dsn, "tenant-a"), Database(app_dsn, "tenant-b")
     try:

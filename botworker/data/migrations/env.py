@@ -8,9 +8,8 @@ the migration: every bot's worker runs it at start, often at the same moment aft
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
-from sqlmodel import create_engine
 
 from botworker.data.db import normalize_url
 
