@@ -38,6 +38,8 @@ from .metrics import Metrics
 log = get_logger("kube")
 
 MERGE_PATCH = "application/merge-patch+json"
+# Shows up in managedFields: which fields this worker wrote (status.worker, the Lease spec).
+FIELD_MANAGER = "wabot-worker"
 _SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 _TIMEOUT = (5.0, 10.0)
 
@@ -88,7 +90,7 @@ class StatusReporter:
         body = {"status": {"worker": report.model_dump(mode="json", by_alias=True)}}
         self._api.patch_namespaced_custom_object_status(
             API_GROUP, API_VERSION, self._namespace, PLURAL, self._name, body,
-            _content_type=MERGE_PATCH, _request_timeout=_TIMEOUT,
+            field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH, _request_timeout=_TIMEOUT,
         )
 
     def _run(self) -> None:
@@ -153,6 +155,10 @@ def _record(obj: Any) -> lz.LeaseRecord:
 
 
 class LeaseElector:
+    """Holds the bot's Lease. Fencing does not depend on the API answering: a timer armed at
+    every successful renewal declares the Lease lost at the renew deadline unless a newer
+    renewal has moved it, even while a request is still hanging on a dead network."""
+
     def __init__(
         self,
         api: Any,
@@ -175,12 +181,18 @@ class LeaseElector:
         self._on_lost = on_lost
         self.timing = timing
         self._clock = clock
+        # A Lease call may not outlast a fraction of the duration (client-go bounds it by the
+        # renew deadline); the fence timer covers the rest.
+        t = max(1.0, timing.duration_s / 5.0)
+        self._timeout = (t, t)
         self._held = False
         self._last_renewed: float | None = None
         self._obs: lz.Observation | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
+        self._state = threading.Lock()  # held/_last_renewed; never held across a request
+        self._calls = threading.Lock()  # one Lease request at a time (step vs release)
+        self._fence: threading.Timer | None = None
         self._complained: str | None = None
 
     @property
@@ -192,56 +204,81 @@ class LeaseElector:
         self._thread.start()
 
     def _read(self) -> lz.LeaseRecord:
-        obj = self._api.read_namespaced_lease(self.name, self.namespace, _request_timeout=_TIMEOUT)
+        obj = self._api.read_namespaced_lease(
+            self.name, self.namespace, _request_timeout=self._timeout
+        )
         return _record(obj)
 
     def _patch(self, body: dict[str, Any]) -> lz.LeaseRecord:
         obj = self._api.patch_namespaced_lease(
-            self.name, self.namespace, body, _content_type=MERGE_PATCH, _request_timeout=_TIMEOUT
+            self.name, self.namespace, body, field_manager=FIELD_MANAGER,
+            _content_type=MERGE_PATCH, _request_timeout=self._timeout,
         )
         return _record(obj)
 
     def step(self) -> None:
-        """One round: read, decide, maybe write; then fence if renewals have failed too long."""
-        with self._lock:
+        """One round: read, decide, maybe write."""
+        with self._calls:
             try:
                 rec = self._read()
                 now = self._clock()
-                self._obs = lz.observe(self._obs, rec, now)
-                decision = lz.decide(rec, self.identity, self._obs, now, self.timing.duration_s)
+                with self._state:
+                    self._obs = lz.observe(self._obs, rec, now)
+                    decision = lz.decide(rec, self.identity, self._obs, now,
+                                         self.timing.duration_s)
                 if decision == "wait":
                     if self._held:
                         self._lose(f"taken over by {rec.holder}")
                     elif self._complained != rec.holder:
                         self._complained = rec.holder
                         log.info("waiting for the Lease", extra={"holder": rec.holder})
-                else:
-                    sent_at = self._clock()
-                    patch = lz.claim_patch(
-                        rec, self.identity, datetime.now(UTC), int(self.timing.duration_s)
-                    )
-                    self._patch(patch)
-                    self._last_renewed = sent_at
-                    if not self._held:
-                        self._held = True
-                        self._complained = None
-                        log.info("acquired the Lease", extra={"lease": self.name})
-                        self._on_acquired()
                     return
+                sent_at = self._clock()
+                patch = lz.claim_patch(
+                    rec, self.identity, datetime.now(UTC), int(self.timing.duration_s)
+                )
+                self._patch(patch)
+                self._renewed(sent_at)
             except ApiException as exc:
-                op = "lease_conflict" if exc.status == 409 else "lease"
-                self._metrics.kube_error(op)
+                self._metrics.kube_error("lease_conflict" if exc.status == 409 else "lease")
                 if exc.status != 409:
                     log.warning("Lease request failed", extra={"error": _short(exc)})
             except Exception as exc:
                 self._metrics.kube_error("lease")
                 log.warning("Lease request failed", extra={"error": _short(exc)})
-            if self._held and lz.must_fence(self._last_renewed, self._clock(), self.timing):
-                self._lose("could not renew within the deadline")
+        self._check_deadline()
+
+    def _renewed(self, sent_at: float) -> None:
+        acquired = False
+        with self._state:
+            self._last_renewed = sent_at
+            if not self._held:
+                self._held = acquired = True
+                self._complained = None
+            if self._fence is not None:
+                self._fence.cancel()
+            delay = max(0.0, sent_at + self.timing.renew_deadline_s - self._clock())
+            self._fence = threading.Timer(delay, self._check_deadline)
+            self._fence.daemon = True
+            self._fence.start()
+        if acquired:
+            log.info("acquired the Lease", extra={"lease": self.name})
+            self._on_acquired()
+
+    def _check_deadline(self) -> None:
+        with self._state:
+            if not (self._held and lz.must_fence(self._last_renewed, self._clock(), self.timing)):
+                return
+        self._lose("could not renew within the deadline")
 
     def _lose(self, reason: str) -> None:
-        self._held = False
-        self._last_renewed = None
+        with self._state:
+            if not self._held:
+                return
+            self._held = False
+            self._last_renewed = None
+            if self._fence is not None:
+                self._fence.cancel()
         log.warning("lost the Lease; stopping the WhatsApp session", extra={"reason": reason})
         self._on_lost(reason)
 
@@ -249,11 +286,9 @@ class LeaseElector:
         while not self._stop.is_set():
             self.step()
             wait = self.timing.renew_interval_s if self._held else self.timing.retry_interval_s
-            if self._held and self._last_renewed is not None:
-                # After a failed renewal, retry sooner than the normal interval.
-                since = self._clock() - self._last_renewed
-                if since >= self.timing.renew_interval_s:
-                    wait = self.timing.retry_interval_s
+            last = self._last_renewed
+            if self._held and last is not None and self._clock() - last >= wait:
+                wait = self.timing.retry_interval_s  # a renewal failed: try again sooner
             self._stop.wait(wait)
 
     def stop(self, release: bool = True) -> None:
@@ -263,17 +298,20 @@ class LeaseElector:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
-        if not release:
-            return
-        with self._lock:
-            try:
-                rec = self._read()
-                if rec.holder == self.identity:
-                    self._patch(lz.release_patch(rec))
-                    log.info("released the Lease", extra={"lease": self.name})
-            except Exception as exc:
-                self._metrics.kube_error("lease_release")
-                log.warning("could not release the Lease", extra={"error": _short(exc)})
+        with self._state:
+            if self._fence is not None:
+                self._fence.cancel()
+        if release:
+            with self._calls:
+                try:
+                    rec = self._read()
+                    if rec.holder == self.identity:
+                        self._patch(lz.release_patch(rec))
+                        log.info("released the Lease", extra={"lease": self.name})
+                except Exception as exc:
+                    self._metrics.kube_error("lease_release")
+                    log.warning("could not release the Lease", extra={"error": _short(exc)})
+        with self._state:
             self._held = False
 
 
