@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wabot.spec import PairingSpec, WorkerReport, WorkerState
+from wabot.spec import PairingSpec, WorkerReport
 
 from . import lifecycle as lc
 from .logs import get_logger
@@ -371,6 +371,3 @@ class ConnectionManager:
         if self._terminal:
             print(f"WhatsApp pairing code: {code}", flush=True)
 
-
-def initial_report(pod_name: str | None) -> WorkerReport:
-    return lc.to_report(lc.ConnState(state=WorkerState.STARTING), pod_name, time.time())

@@ -241,6 +241,9 @@ class Worker:
             self.http.start()
         if self.reporter is not None:
             self.reporter.start()
+            # Replace whatever the previous pod reported, even while this one waits for the
+            # Lease (a wait that publishes nothing else).
+            self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
         self.connection.start()
         if self.elector is not None:
             self.elector.start()

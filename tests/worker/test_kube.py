@@ -384,6 +384,34 @@ def test_worker_reports_holds_the_lease_and_reloads_its_spec(
     assert bot.get()["status"]["worker"]["state"] == "Stopped"
 
 
+def test_a_worker_waits_for_a_lease_held_elsewhere(
+    make_bot: Callable[..., Bot], tmp_path: Path
+) -> None:
+    bot = make_bot()
+    bot.crd.patch_namespaced_custom_object_status(  # what the previous pod left behind
+        API_GROUP, API_VERSION, bot.namespace, PLURAL, bot.name,
+        {"status": {"worker": {"state": "Connected", "podName": "old-pod",
+                               "updatedAt": "2030-01-01T00:00:00Z"}}},
+        _content_type="application/merge-patch+json")
+    events: list[str] = []
+    old = elector(bot, "old-pod", events)
+    old.step()
+    h = _kube_worker(bot, tmp_path)
+    try:
+        wait_for(lambda: bot.get()["status"]["worker"].get("podName") == "wabot-shop",
+                 timeout=20, what="this pod's first report")
+        assert bot.get()["status"]["worker"]["state"] == "Starting"
+        assert h.worker.ready() == (False, "waiting for the Lease")
+        assert bot.holder() == "old-pod"
+        assert not h.worker.connection.state.session_running  # no dial without the Lease
+        old.stop(release=True)
+        wait_for(lambda: bot.holder() == "wabot-shop", timeout=20, what="the hand-over")
+        wait_for(lambda: bot.get()["status"]["worker"]["state"] == "Connecting", timeout=20,
+                 what="Connecting")
+    finally:
+        assert h.worker.stop(15.0)
+
+
 def test_worker_process_in_kubernetes_mode(make_bot: Callable[..., Bot], tmp_path: Path) -> None:
     """The real entry point with the bot's token: it takes the Lease, dials (no WhatsApp here,
     so the real neonize connect fails), reports that, and on SIGTERM releases and exits 0."""
