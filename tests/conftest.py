@@ -10,7 +10,9 @@ asks gets its own database.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,13 +114,16 @@ metadata:
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("postgres") / "pg").init().start()
+def postgres() -> Iterator[PostgresServer]:
+    # Not under pytest's tmp dir: another pytest session on the machine may reset that to 0700
+    # and lock the `postgres` system user out of its own data directory.
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="wabot-pg-")) / "pg").init().start()
     server.wait_ready()
     try:
         yield server
     finally:
         server.destroy()
+        shutil.rmtree(server.root.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
