@@ -24,7 +24,7 @@ def _size(name: str, ci: int, full: int) -> int:
 CHAOS_ROUNDS = _size("ROUNDS", 30, 100)
 CHAOS_BOTS = _size("BOTS", 12, 50)
 INVALID_SPECS = _size("INVALID_SPECS", 1000, 3000)
-HOSTILE_MESSAGES = _size("MESSAGES", 10_000, 20_000)
+HOSTILE_MESSAGES = _size("MESSAGES", 20_000, 100_000)
 OUTAGE_SECONDS = _size("OUTAGE_SECONDS", 10, 60)
 ISOLATION_BOTS = _size("ISOLATION_BOTS", 6, 20)
 
