@@ -24,6 +24,10 @@ from wabot.spec import NAME_PATTERN
 SESSION_FILE = "session.sqlite3"
 DEFAULT_DB_FILE = "wabot.sqlite3"
 SPOOL_FILE = "audit-spool.jsonl"
+# The worker's own small durable state beside the session (webhook outbox, idempotency keys of
+# the send API, greeted chats): on the auth volume, so it survives restarts and moves with it.
+STATE_FILE = "worker-state.sqlite3"
+MIN_API_TOKEN_LENGTH = 16
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -71,6 +75,15 @@ class WorkerConfig(BaseModel):
     log_level: str = "INFO"
     lease_duration_s: float = Field(default=15.0, ge=3.0, le=3600.0)
     shutdown_timeout_s: float = Field(default=25.0, gt=0.0, le=3600.0)
+    # Integrations (README: Receiving webhooks, Sending a message; spec.proxy). Secrets all:
+    # never logged, never in status.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
+    webhook_queue_max: int = Field(default=10_000, ge=1, le=1_000_000)
+    webhook_max_age_s: float = Field(default=86_400.0, gt=0.0)
+    webhook_backoff_cap_s: float = Field(default=300.0, ge=0.1, le=86_400.0)
+    api_token: SecretStr | None = None
+    proxy_url: SecretStr | None = None
 
     @property
     def session_dir(self) -> Path:
@@ -84,6 +97,10 @@ class WorkerConfig(BaseModel):
     @property
     def spool_path(self) -> Path:
         return self.session_dir / SPOOL_FILE
+
+    @property
+    def state_path(self) -> Path:
+        return self.session_dir / STATE_FILE
 
     @property
     def effective_database_url(self) -> str:
@@ -156,10 +173,15 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     }
     if env.get("DATABASE_URL", "").strip():
         raw["database_url"] = env["DATABASE_URL"].strip()
+    raw.update(_integration_settings(env))
     for key, field in (
         ("HTTP_PORT", "http_port"),
         ("WABOT_LEASE_DURATION_SECONDS", "lease_duration_s"),
         ("WABOT_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_s"),
+        ("WABOT_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_s"),
+        ("WABOT_WEBHOOK_QUEUE_MAX", "webhook_queue_max"),
+        ("WABOT_WEBHOOK_MAX_AGE_SECONDS", "webhook_max_age_s"),
+        ("WABOT_WEBHOOK_BACKOFF_CAP_SECONDS", "webhook_backoff_cap_s"),
     ):
         if env.get(key, "").strip():
             raw[field] = env[key].strip()
@@ -174,7 +196,41 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         raise ConfigError(f"{env_name}: {first['msg']}") from None
 
 
+def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
+    """The webhook signing key (WABOT_WEBHOOK_SECRET, or the file WABOT_WEBHOOK_SECRET_FILE
+    names, which is how the tiers without Kubernetes hand it over), the send API's token and
+    the proxy URL. The proxy URL is checked later by the worker, which reports a bad one in
+    its status instead of exiting (a pod in CrashLoopBackOff would say nothing useful)."""
+    out: dict[str, object] = {}
+    secret = env.get("WABOT_WEBHOOK_SECRET", "").strip()
+    secret_file = env.get("WABOT_WEBHOOK_SECRET_FILE", "").strip()
+    if not secret and secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"WABOT_WEBHOOK_SECRET_FILE: cannot read {secret_file}: {exc.strerror}"
+            ) from None
+    if secret:
+        out["webhook_secret"] = secret
+    token = env.get("WABOT_API_TOKEN", "").strip()
+    if token:
+        if len(token) < MIN_API_TOKEN_LENGTH:
+            raise ConfigError(
+                f"WABOT_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters"
+            )
+        out["api_token"] = token
+    proxy = env.get("WABOT_PROXY_URL", "").strip()
+    if proxy:
+        out["proxy_url"] = proxy
+    return out
+
+
 _ENV_OF_FIELD = {
+    "webhook_timeout_s": "WABOT_WEBHOOK_TIMEOUT_SECONDS",
+    "webhook_queue_max": "WABOT_WEBHOOK_QUEUE_MAX",
+    "webhook_max_age_s": "WABOT_WEBHOOK_MAX_AGE_SECONDS",
+    "webhook_backoff_cap_s": "WABOT_WEBHOOK_BACKOFF_CAP_SECONDS",
     "http_port": "HTTP_PORT",
     "lease_duration_s": "WABOT_LEASE_DURATION_SECONDS",
     "shutdown_timeout_s": "WABOT_SHUTDOWN_TIMEOUT_SECONDS",

@@ -27,6 +27,7 @@ from wabot.spec import PairingSpec, WorkerReport
 from . import lifecycle as lc
 from .logs import get_logger
 from .metrics import Metrics
+from .proxy import ProxyUrl
 
 log = get_logger("connection")
 
@@ -72,8 +73,12 @@ class ConnectionManager:
         rand: Callable[[], float] = random.random,
         sessions_enabled: bool = True,
         terminal: bool | None = None,
+        proxy: ProxyUrl | None = None,
+        on_change: Callable[[lc.ConnState, lc.ConnState], None] | None = None,
     ) -> None:
         self.client = client
+        self._proxy = proxy
+        self._on_change = on_change
         self._metrics = metrics
         self._publish = publish
         self._pairing = pairing
@@ -214,6 +219,11 @@ class ConnectionManager:
                     "last_error": after.last_error,
                 },
             )
+        if self._on_change is not None and after is not before:
+            try:
+                self._on_change(before, after)
+            except Exception:
+                log.exception("state change hook failed")
         self._metrics.set_state(after.state)
         self._metrics.reconnects_to(after.reconnects)
         self._metrics.lease_held(after.lease_held)
@@ -239,7 +249,10 @@ class ConnectionManager:
         self._code_requested = False
         if not self._sessions_enabled:
             return
-        log.info("connecting to WhatsApp", extra={"attempt": self._state.sessions_started})
+        extra: dict[str, Any] = {"attempt": self._state.sessions_started}
+        if self._proxy is not None:
+            extra["proxy"] = self._proxy.display
+        log.info("connecting to WhatsApp", extra=extra)
         self._session_thread = threading.Thread(
             target=self._session, name="neonize-session", daemon=True
         )
@@ -248,9 +261,17 @@ class ConnectionManager:
     def _session(self) -> None:
         error: str | None = None
         try:
-            self.client.connect()
+            if self._proxy is not None:
+                # neonize hands ProxySettings to whatsmeow before it dials (the websocket and
+                # media go through the proxy).
+                self.client.connect(self._proxy.settings())
+            else:
+                self.client.connect()
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"[:500]
+            error = f"{type(exc).__name__}: {exc}"
+            if self._proxy is not None:
+                error = self._proxy.scrub(error)
+            error = error[:500]
         self.post(lc.SessionEnded(error))
 
     def _stop_session(self, reason: str) -> None:

@@ -76,6 +76,7 @@ class ConnState:
     account: Account | None = None
     last_connected_at: float | None = None
     last_error: str | None = None
+    error_reason: str | None = None
 
     @property
     def ready(self) -> bool:
@@ -154,6 +155,15 @@ class TemporaryBan:
 
 
 @dataclass(frozen=True)
+class ConfigBlocked:
+    """The configuration makes a session impossible or unsafe (e.g. an invalid proxy URL):
+    never start one; report `reason` (machine-readable) and `message` until a new pod comes."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Tick:
     pass
 
@@ -176,6 +186,7 @@ Event = (
     | LoggedOut
     | StreamReplaced
     | TemporaryBan
+    | ConfigBlocked
     | Tick
     | Shutdown
 )
@@ -249,13 +260,27 @@ def transition(
             return s, acts
         return replace(s, state=WorkerState.STOPPED, finished=True), [Publish(), Finished()]
 
+    if isinstance(ev, ConfigBlocked):
+        s = replace(
+            s,
+            state=WorkerState.DISCONNECTED,
+            parked=True,
+            pairing=None,
+            retry_at=None,
+            last_error=ev.message,
+            error_reason=ev.reason,
+        )
+        s, actions = _stop(s, "configuration problem")
+        return s, [*actions, Publish()]
+
     if isinstance(ev, LeaseAcquired):
         s = replace(s, lease_held=True)
         s, actions = _maybe_start(s, now, policy)
         return s, [*actions, Publish()]
 
     if isinstance(ev, LeaseLost):
-        s = replace(s, lease_held=False, retry_at=None, last_error=f"lease lost: {ev.reason}")
+        error = s.last_error if s.error_reason else f"lease lost: {ev.reason}"
+        s = replace(s, lease_held=False, retry_at=None, last_error=error)
         s, actions = _stop(s, "lease lost")
         if s.state in (WorkerState.CONNECTED, WorkerState.CONNECTING, WorkerState.PAIRING):
             s = replace(s, state=WorkerState.DISCONNECTED, pairing=None)
@@ -336,6 +361,7 @@ def transition(
             watchdog_at=None,
             retry_at=None,
             last_error=None,
+            error_reason=None,
         )
         if not s.lease_held:
             # Also when a stop was already requested: a stop() that reached neonize before its
@@ -425,6 +451,7 @@ def to_report(s: ConnState, pod_name: str | None, now: float) -> WorkerReport:
         account=account,
         last_connected_at=_ts(s.last_connected_at),
         last_error=(s.last_error or None) and s.last_error[:1024],
+        error_reason=s.error_reason,
         reconnects=s.reconnects,
         updated_at=_ts(now) or datetime.now(UTC),
     )

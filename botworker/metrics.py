@@ -75,6 +75,29 @@ class Metrics:
             "wabot_spec_reloads", "Spec changes applied without a restart, by result",
             [*_BASE, "result"], registry=r,
         )
+        self._webhook_deliveries = Counter(
+            "wabot_webhook_deliveries",
+            "Webhook delivery outcomes: sent, retried (an attempt failed and is retried), "
+            "failed (given up after the maximum age), dropped (queue bound hit)",
+            [*_BASE, "result"], registry=r,
+        )
+        self._webhook_queue = Gauge(
+            "wabot_webhook_queue_depth", "Webhook events waiting for delivery (memory and disk)",
+            _BASE, registry=r,
+        )
+        self._webhook_duration = Histogram(
+            "wabot_webhook_delivery_duration_seconds",
+            "Time of one webhook delivery attempt, whatever its outcome",
+            _BASE,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+            registry=r,
+        )
+        self._api_requests = Counter(
+            "wabot_api_requests", "Send-message API requests to this worker, by result",
+            [*_BASE, "result"], registry=r,
+        )
+        for result in ("sent", "retried", "failed", "dropped"):
+            self._webhook_deliveries.labels(*self._base, result)
         self._reconnects_seen = 0
         for state in WorkerState:
             self._state.labels(*self._base, state.value).set(0)
@@ -129,6 +152,20 @@ class Metrics:
 
     def spec_reload(self, result: str) -> None:
         self._spec_reloads.labels(*self._base, result).inc()
+
+    def webhook(self, result: str, seconds: float | None = None) -> None:
+        self._webhook_deliveries.labels(*self._base, result).inc()
+        if seconds is not None:
+            self._webhook_duration.labels(*self._base).observe(seconds)
+
+    def webhook_attempt(self, seconds: float) -> None:
+        self._webhook_duration.labels(*self._base).observe(seconds)
+
+    def webhook_queue(self, depth: int) -> None:
+        self._webhook_queue.labels(*self._base).set(depth)
+
+    def api_request(self, result: str) -> None:
+        self._api_requests.labels(*self._base, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,8 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from pydantic import BaseModel
+
+from wabot.api import CommandData, MessageData
 from wabot.spec import WhatsAppBotSpec
 
 from . import parser
@@ -37,8 +41,18 @@ from .logs import get_logger
 from .metrics import Metrics
 from .registry import CommandRegistry
 from .sender import Sender
+from .state import GreetedChats
 
 log = get_logger("pipeline")
+
+
+class EventSink(Protocol):
+    """Where webhook events go (webhooks.WebhookDispatcher): `wants` is cheap, `emit` never
+    blocks."""
+
+    def wants(self, event: str) -> bool: ...
+
+    def emit(self, event: str, data: BaseModel) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,8 @@ class Pipeline:
         own_user: Callable[[], str | None] = lambda: None,
         maxsize: int = 1000,
         dedupe: int = 4096,
+        events: EventSink | None = None,
+        greeted: Callable[[], GreetedChats] | None = None,
     ) -> None:
         self.bot_id = bot_id
         self.server_name = server_name
@@ -109,6 +125,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._busy = False
+        self._events = events
+        self._greeted = greeted
 
     # --- neonize's callback thread ------------------------------------------------------------
 
@@ -195,13 +213,22 @@ class Pipeline:
         if reason is not None:
             self._metrics.dropped(reason)
             return
+        if self._events is not None and self._events.wants("message"):
+            self._events.emit("message", MessageData(
+                chat=msg.chat, sender=msg.sender, push_name=msg.push_name,
+                message_id=msg.message_id, text=parser.to_text(msg.text), is_group=msg.is_group,
+                timestamp=(datetime.fromtimestamp(msg.timestamp_ms / 1000.0, UTC)
+                           if msg.timestamp_ms else None),
+            ))
         if settings.auto_read:
             self._sender.mark_read(ev)
+        chat_jid = ev.Info.MessageSource.Chat
+        if settings.welcome_text and not msg.is_group:
+            self._welcome(msg.chat, chat_jid, settings.welcome_text)
         prefix = rt.spec.commands.prefix
         parsed = parser.parse(msg.text, prefix, settings.max_message_length)
         if isinstance(parsed, parser.NotACommand):
             return
-        chat_jid = ev.Info.MessageSource.Chat
 
         def reply(text: str) -> None:
             self._sender.send(msg.chat, chat_jid, text, quoted=ev)
@@ -210,6 +237,7 @@ class Pipeline:
             self._metrics.command("too_long", "rejected", None)
             if self._sender.would_allow(msg.chat):
                 reply(f"That message is too long (the limit is {parsed.limit} characters).")
+            self._command_event(msg, "too_long", [], "rejected", 0)
             return
 
         cmd = rt.registry.lookup(parsed.name)
@@ -219,12 +247,14 @@ class Pipeline:
                 hint = f" Send {prefix}help for the list." if "help" in rt.registry else ""
                 reply(f"Unknown command {prefix}{parsed.name}.{hint}")
             self._audit_row(msg, parsed.name, "unknown_command", 0)
+            self._command_event(msg, parsed.name, list(parsed.args), "unknown_command", 0)
             return
 
         if not self._sender.would_allow(msg.chat):
             # This chat is over its limit: an answer could not be sent, so skip the work too.
             self._metrics.dropped("rate_limited")
             self._metrics.command(cmd.name, "rate_limited", None)
+            self._command_event(msg, cmd.name, list(parsed.args), "rate_limited", 0)
             return
 
         adapter = logging.LoggerAdapter(
@@ -269,6 +299,32 @@ class Pipeline:
         elapsed = time.perf_counter() - started
         self._metrics.command(cmd.name, result, elapsed)
         self._audit_row(msg, cmd.name, result, int(elapsed * 1000))
+        self._command_event(msg, cmd.name, list(parsed.args), result, int(elapsed * 1000))
+
+    def _command_event(self, msg: Inbound, command: str, args: list[str], result: str,
+                       latency_ms: int) -> None:
+        if self._events is None or not self._events.wants("command"):
+            return
+        self._events.emit("command", CommandData(
+            chat=msg.chat, sender=msg.sender, message_id=msg.message_id, command=command[:64],
+            args=args, result=result, latency_ms=latency_ms,
+        ))
+
+    def _welcome(self, chat: str, chat_jid: Any, text: str) -> None:
+        """settings.welcomeText, once per chat (the first time it writes to the bot), through
+        the rate-limited sender. A chat counts as greeted only once the text went out, so a
+        welcome held back by a rate limit or a send failure is tried on the chat's next
+        message."""
+        if self._greeted is None:
+            return
+        try:
+            store = self._greeted()
+            if store.greeted(chat):
+                return
+            if self._sender.send(chat, chat_jid, text) == "sent":
+                store.remember(chat)
+        except Exception:
+            log.exception("welcome text failed")
 
     def _audit_row(self, msg: Inbound, command: str, result: str, latency_ms: int) -> None:
         if self._audit is None:

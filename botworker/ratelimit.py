@@ -71,6 +71,17 @@ class RateLimiter:
         with self._lock:
             return self._chat_bucket(chat, now).tokens >= 1 and self._bot_bucket(now).tokens >= 1
 
+    def retry_after(self, chat: str, now: float) -> float:
+        """Seconds until one message to `chat` would be allowed (0 when it is now): what a
+        429 answer's Retry-After says."""
+        with self._lock:
+            waits = []
+            for bucket, per in ((self._chat_bucket(chat, now), self._limits.per_chat_per_minute),
+                                (self._bot_bucket(now), self._limits.per_bot_per_minute)):
+                if bucket.tokens < 1:
+                    waits.append((1 - bucket.tokens) * 60.0 / per)
+            return max(waits, default=0.0)
+
     def try_acquire(self, chat: str, now: float) -> str | None:
         """Take a token for one message to `chat`; None when allowed, else which limit hit."""
         with self._lock:

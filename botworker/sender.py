@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from .logs import get_logger
@@ -24,12 +25,19 @@ MAX_TEXT = 65536
 SendResult = Literal["sent", "rate_limited", "not_connected", "failed"]
 
 
+@dataclass(frozen=True)
+class SendOutcome:
+    result: SendResult
+    message_id: str | None = None
+    retry_after_s: float = 0.0  # with "rate_limited": when one more message would be allowed
+
+
 class Transport(Protocol):
     """Everything the worker sends to WhatsApp: texts, read receipts, call rejections."""
 
-    def send_text(self, chat: Any, text: str, quoted: Any | None) -> None:
+    def send_text(self, chat: Any, text: str, quoted: Any | None) -> str | None:
         """Send `text` to `chat` (a neonize JID), quoting `quoted` (a MessageEv) if given;
-        raise on failure."""
+        return WhatsApp's message id (when known); raise on failure."""
 
     def mark_read(self, message: Any) -> None:
         """Send a read receipt for `message` (a MessageEv); raise on failure."""
@@ -44,11 +52,13 @@ class NeonizeTransport:
     def __init__(self, client: Any) -> None:
         self._client = client
 
-    def send_text(self, chat: Any, text: str, quoted: Any | None) -> None:
+    def send_text(self, chat: Any, text: str, quoted: Any | None) -> str | None:
         if quoted is not None:
-            self._client.reply_message(text, quoted)
+            resp = self._client.reply_message(text, quoted)
         else:
-            self._client.send_message(chat, text)
+            resp = self._client.send_message(chat, text)
+        message_id = getattr(resp, "ID", None)
+        return str(message_id) if message_id else None
 
     def mark_read(self, message: Any) -> None:
         from neonize.utils.enum import ReceiptType
@@ -104,24 +114,34 @@ class Sender:
     def would_allow(self, chat_key: str) -> bool:
         return self.limiter.would_allow(chat_key, self._clock())
 
+    def can_send(self) -> bool:
+        return self._can_send()
+
     def send(self, chat_key: str, chat: Any, text: str, quoted: Any | None = None) -> SendResult:
         """Send one text unless fenced or over a limit; never raises."""
+        return self.send_text(chat_key, chat, text, quoted).result
+
+    def send_text(self, chat_key: str, chat: Any, text: str,
+                  quoted: Any | None = None) -> SendOutcome:
+        """`send`, with the message id and, when rate-limited, when to try again."""
         if not self._can_send():
             # Without the Lease (or the connection) this pod must not speak for the bot.
             self._metrics.dropped("not_connected")
-            return "not_connected"
-        hit = self.limiter.try_acquire(chat_key, self._clock())
+            return SendOutcome("not_connected")
+        now = self._clock()
+        hit = self.limiter.try_acquire(chat_key, now)
         if hit is not None:
             self._metrics.dropped("rate_limited")
-            log.info("reply dropped by rate limit", extra={"limit": hit})
-            return "rate_limited"
+            log.info("message dropped by rate limit", extra={"limit": hit})
+            return SendOutcome("rate_limited",
+                               retry_after_s=self.limiter.retry_after(chat_key, now))
         if len(text) > MAX_TEXT:
             text = text[: MAX_TEXT - 1] + "\u2026"
         try:
-            self._transport.send_text(chat, text, quoted)
+            message_id = self._transport.send_text(chat, text, quoted)
         except Exception as exc:
             self._metrics.dropped("send_failed")
             log.warning("send failed", extra={"error": str(exc)[:300]})
-            return "failed"
+            return SendOutcome("failed")
         self._metrics.sent()
-        return "sent"
+        return SendOutcome("sent", message_id=message_id)

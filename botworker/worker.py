@@ -16,14 +16,18 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from typing import Any
 
+from wabot.api import ConnectionData, PairingData
 from wabot.spec import WhatsAppBotSpec, WorkerReport
 
 from . import __version__
 from . import lifecycle as lc
+from .api import IdempotencyStore, MessageApi
 from .audit import AuditWriter
+from .backoff import BackoffPolicy
 from .config import WorkerConfig, redact_dsn
 from .connection import ConnectionManager
 from .datalayer import DataLayer, Migrator
@@ -31,9 +35,12 @@ from .http import HealthServer
 from .logs import get_logger
 from .metrics import Metrics
 from .pipeline import Pipeline, Runtime
+from .proxy import INVALID_PROXY, InvalidProxyUrl, ProxyUrl, parse_proxy_url
 from .ratelimit import Limits, RateLimiter
 from .registry import build_registry
 from .sender import NeonizeTransport, Sender
+from .state import GreetedChats
+from .webhooks import WebhookDispatcher, WebhookSettings
 
 log = get_logger("worker")
 
@@ -91,6 +98,26 @@ class Worker:
         self.audit = AuditWriter(self.datalayer.database, cfg.spool_path, self.metrics)
         self._runtime = self._build_runtime(spec)
         self.limiter = RateLimiter(self._limits(spec))
+        self.greeted = GreetedChats(cfg.state_path)
+        self.webhooks = WebhookDispatcher(
+            cfg.state_path, self.metrics, bot=cfg.bot_id, server_name=cfg.server_name,
+            target=lambda: self._runtime.spec.webhook,
+            secret=(cfg.webhook_secret.get_secret_value().encode()
+                    if cfg.webhook_secret is not None else None),
+            settings=WebhookSettings(
+                timeout_s=cfg.webhook_timeout_s, queue_max=cfg.webhook_queue_max,
+                max_age_s=cfg.webhook_max_age_s,
+                backoff=BackoffPolicy(base_s=1.0, cap_s=cfg.webhook_backoff_cap_s,
+                                      min_s=min(0.5, cfg.webhook_backoff_cap_s)),
+            ),
+        )
+        self.proxy: ProxyUrl | None = None
+        self._proxy_problem: str | None = None
+        if cfg.proxy_url is not None:
+            try:
+                self.proxy = parse_proxy_url(cfg.proxy_url.get_secret_value())
+            except InvalidProxyUrl as exc:
+                self._proxy_problem = f"invalid proxy URL (spec.proxy): {exc}"
 
         # Anything with publish/start/flush/stop; the Kubernetes status reporter on a cluster.
         self.reporter: Any = reporter
@@ -125,6 +152,8 @@ class Worker:
             policy=policy,
             sessions_enabled=sessions_enabled,
             terminal=terminal,
+            proxy=self.proxy,
+            on_change=self._connection_changed,
         )
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send
@@ -138,12 +167,22 @@ class Worker:
             audit=self.audit,
             db=self.datalayer.session,
             own_user=self.connection.own_user,
+            events=self.webhooks,
+            greeted=lambda: self.greeted,
         )
+        self.api: MessageApi | None = None
+        self._idempotency: IdempotencyStore | None = None
+        if cfg.api_token is not None:
+            self._idempotency = IdempotencyStore(cfg.state_path)
+            self.api = MessageApi(cfg.api_token.get_secret_value(), self.sender,
+                                  self._idempotency, self.metrics, bot=cfg.bot_id,
+                                  server_name=cfg.server_name)
         self.http: HealthServer | None = None
         if http:
             self.http = HealthServer(
                 cfg.http_host, cfg.http_port,
                 live=self.live, ready=self.ready, metrics=self.metrics.render,
+                messages=self.api.handle if self.api is not None else None,
             )
 
     # --- spec --------------------------------------------------------------------------------
@@ -181,6 +220,8 @@ class Worker:
         runtime = self._build_runtime(spec)
         self._runtime = runtime
         self.limiter.set_limits(self._limits(spec))
+        if spec.webhook is not None:
+            self.webhooks.start()
         self.metrics.spec_reload("applied")
         log.info(
             "spec applied without restart",
@@ -199,6 +240,25 @@ class Worker:
             log.error("ignoring the changed spec", extra={"error": str(exc)})
             return
         self.apply_spec(spec)
+
+    # --- webhooks: connection and pairing events -------------------------------------------
+
+    def _connection_changed(self, before: lc.ConnState, after: lc.ConnState) -> None:
+        """On the connection's control thread: queue `connection` and `pairing` events."""
+        if after.state is not before.state and self.webhooks.wants("connection"):
+            self.webhooks.emit("connection", ConnectionData(
+                state=after.state.value, previous_state=before.state.value,
+                last_error=after.last_error,
+                account=after.account.jid if after.account is not None else None,
+            ))
+        pairing = after.pairing
+        if pairing is not None and pairing != before.pairing and self.webhooks.wants("pairing"):
+            expires = datetime.fromtimestamp(pairing.expires_at, UTC)
+            if pairing.method == "qr":
+                data = PairingData(method="qr", qr=pairing.payload, expires_at=expires)
+            else:
+                data = PairingData(method="code", code=pairing.payload, expires_at=expires)
+            self.webhooks.emit("pairing", data)
 
     # --- health ------------------------------------------------------------------------------
 
@@ -235,6 +295,12 @@ class Worker:
             },
         )
         self.connection.register_handlers()
+        if self._proxy_problem is not None:
+            # Before the Lease can arrive: no session starts, the report says why.
+            log.error("not connecting to WhatsApp", extra={"error": self._proxy_problem})
+            self.connection.post(lc.ConfigBlocked(INVALID_PROXY, self._proxy_problem))
+        if self._runtime.spec.webhook is not None:
+            self.webhooks.start()
         self.pipeline.start()
         self.audit.start()
         if self.http is not None:
@@ -279,8 +345,12 @@ class Worker:
             # Releasing while a session might still be up would let the next pod connect
             # alongside it; without release the Lease simply expires.
             self.elector.stop(release=ended)
+        self.webhooks.stop(left(3.0))
         self.audit.close(left(3.0))
         self.datalayer.dispose()
+        self.greeted.close()
+        if self._idempotency is not None:
+            self._idempotency.close()
         if self.http is not None:
             self.http.stop()
         log.info("worker stopped", extra={"clean": ended})

@@ -33,6 +33,14 @@ def pvc_name(bot: str) -> str:
     return f"wabot-{bot}-auth"
 
 
+def api_secret_name(bot: str) -> str:
+    """The Secret holding the bot's send-API token (WABOT_API_TOKEN; read by the gateway)."""
+    return f"wabot-{bot}-api"
+
+
+API_TOKEN_KEY = "token"
+
+
 def bot_labels(bot: str, server_name: str) -> dict[str, str]:
     return {
         LABEL_NAME: "wabot",

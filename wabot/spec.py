@@ -101,9 +101,19 @@ def _default_webhook_events() -> list[WebhookEvent]:
 
 
 class WebhookSpec(_Model):
+    """Signed deliveries of the bot's events (botworker/webhooks.py). The signing key is
+    required: a receiver must be able to tell wabot's deliveries from anyone else's."""
+
     url: str = Field(pattern=r"^https?://", max_length=2048)
-    secret_ref: SecretKeyRef | None = None
+    secret_ref: SecretKeyRef
     events: list[WebhookEvent] = Field(default_factory=_default_webhook_events, max_length=4)
+
+
+class ProxySpec(_Model):
+    """The proxy the WhatsApp connection goes through (http://, https:// or socks5://, with
+    optional credentials). The URL is a secret: it comes from a Secret key, never the spec."""
+
+    secret_ref: SecretKeyRef
 
 
 class RateLimitSpec(_Model):
@@ -157,6 +167,9 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
     "DATABASE_URL",
     "HTTP_PORT",
     "WABOT_SPEC_SOURCE",
+    "WABOT_WEBHOOK_SECRET",
+    "WABOT_API_TOKEN",
+    "WABOT_PROXY_URL",
 )
 
 
@@ -203,6 +216,7 @@ class WhatsAppBotSpec(_Model):
         default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253
     )
     database: DatabaseSpec | None = None
+    proxy: ProxySpec | None = None
 
     def effective_bot_id(self, name: str) -> str:
         """botId defaults to the resource's metadata.name (the CRD cannot default from it)."""
@@ -249,6 +263,13 @@ class AccountStatus(_Model):
     push_name: str | None = Field(default=None, max_length=256)
 
 
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
 class WorkerReport(_Model):
     """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
 
@@ -258,15 +279,15 @@ class WorkerReport(_Model):
     account: AccountStatus | None = None
     last_connected_at: datetime | None = None
     last_error: str | None = Field(default=None, max_length=1024)
+    # Why the worker cannot go on, machine-readable (e.g. InvalidProxy): a problem of its
+    # configuration that only a change by a human fixes. The operator turns it into a condition.
+    error_reason: str | None = Field(
+        default=None, pattern=CONDITION_REASON_PATTERN, max_length=64
+    )
     reconnects: int = Field(default=0, ge=0)
     updated_at: datetime
 
 
-CONDITION_TYPE_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
-)
-CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
 class Condition(_Model):

@@ -25,6 +25,9 @@ Variables (all optional):
   Lease when nothing changed (300).
 - `WABOT_OPERATOR_LOG_FORMAT`: `text` or `json`; `WABOT_OPERATOR_LOG_LEVEL`: `DEBUG`,
   `INFO`, `WARNING` or `ERROR`.
+- `WABOT_OPERATOR_GATEWAY_SERVICE_ACCOUNT`: `namespace/name` of the send-message gateway's
+  ServiceAccount; each bot then gets a Role + RoleBinding `wabot-N-gateway` letting it read
+  that bot's API-token Secret `wabot-N-api` (and nothing else). Unset: no such grants.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ class ConfigError(ValueError):
     """A setting is wrong; the message names the environment variable."""
 
 
+class GatewayAccount(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str = Field(pattern=NAME_PATTERN, max_length=63)
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+
+
 class OperatorConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -101,6 +111,7 @@ class OperatorConfig(BaseModel):
     resync_interval: float = Field(default=300.0, gt=0, le=86400)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gateway_service_account: GatewayAccount | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -163,6 +174,10 @@ class OperatorConfig(BaseModel):
                 raw[field] = value
         if (standalone := get("STANDALONE")) is not None:
             raw["standalone"] = standalone
+        if (gateway := get("GATEWAY_SERVICE_ACCOUNT")) is not None:
+            ns, sep, sa = gateway.partition("/")
+            raw["gateway_service_account"] = (
+                {"namespace": ns, "name": sa} if sep else {"namespace": "", "name": gateway})
         if (fmt := get("LOG_FORMAT")) is not None:
             raw["log_format"] = fmt.lower()
         if (level := get("LOG_LEVEL")) is not None:
@@ -190,6 +205,7 @@ _FIELD_TO_ENV = {
     "resync_interval": "RESYNC_INTERVAL",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
+    "gateway_service_account": "GATEWAY_SERVICE_ACCOUNT",
 }
 
 

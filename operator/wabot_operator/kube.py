@@ -96,6 +96,11 @@ class Kube:
                 coord.read_namespaced_lease,
                 coord.patch_namespaced_lease,
                 coord.delete_namespaced_lease),
+            "Secret": _KindOps(
+                core.create_namespaced_secret,
+                core.read_namespaced_secret,
+                core.patch_namespaced_secret,
+                core.delete_namespaced_secret),
             "Pod": _KindOps(
                 core.create_namespaced_pod,
                 core.read_namespaced_pod,

@@ -9,7 +9,9 @@ restarted operator converges from whatever it finds.
 
 from __future__ import annotations
 
+import base64
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +27,13 @@ from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, observe_pod
-from wabot_operator.render import BotRef, Children, RenderDefaults, render_children
+from wabot_operator.render import (
+    BotRef,
+    Children,
+    RenderDefaults,
+    ServiceAccountRef,
+    render_children,
+)
 from wabot_operator.status import (
     Problem,
     current_operator_status,
@@ -97,8 +105,11 @@ class Reconciler:
         self.kube = kube
         self.config = config
         self.templates = templates
-        self.defaults = RenderDefaults(worker_image=config.worker_image,
-                                       database_secret=config.database_secret)
+        gateway = config.gateway_service_account
+        self.defaults = RenderDefaults(
+            worker_image=config.worker_image, database_secret=config.database_secret,
+            gateway_service_account=(ServiceAccountRef(gateway.namespace, gateway.name)
+                                     if gateway is not None else None))
         self._clock = clock
         self._now = now
 
@@ -178,6 +189,8 @@ class Reconciler:
             return
         for desired in children.supporting():
             self._ensure_one(ref, desired, outcome, log)
+        if children.api_secret is not None:
+            self._ensure_api_secret(ref, children.api_secret, outcome, log)
         memory.ensured_key = key
         memory.ensured_at = self._clock()
 
@@ -208,6 +221,29 @@ class Reconciler:
             outcome.events.append(Event("Normal", "Updated", f"brought {kind} {name} back "
                                         f"to its rendered state"))
             log.info("patched %s %s: %s", kind, name, sorted(drift.patch))
+
+    def _ensure_api_secret(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
+                           log: BotLog) -> None:
+        """Create `wabot-N-api` with a fresh random token; an existing one is never changed
+        (the running worker and the gateway hold its token). The operator may create and get
+        Secrets, nothing more: a damaged one is reported, and deleting it makes a new one."""
+        name = desired["metadata"]["name"]
+        body = {**desired, "data": {naming.API_TOKEN_KEY: base64.b64encode(
+            secrets.token_urlsafe(32).encode()).decode()}}
+        try:
+            self.kube.create(body)
+        except KubeError as e:
+            if not e.conflict:
+                raise
+            observed = self.kube.read("Secret", ref.namespace, name)
+            if not (observed.get("data") or {}).get(naming.API_TOKEN_KEY):
+                outcome.events.append(Event(
+                    "Warning", "ApiTokenMissing",
+                    f"Secret {name} has no key {naming.API_TOKEN_KEY!r}: the send API is off "
+                    "for this bot; delete the Secret and the operator makes a new one"))
+            return
+        outcome.events.append(Event("Normal", "Created", f"created Secret {name}"))
+        log.info("created Secret %s (the bot's API token)", name)
 
     # --- the pod -----------------------------------------------------------------------------
 

@@ -51,11 +51,20 @@ class BotRef:
 
 
 @dataclass(frozen=True)
+class ServiceAccountRef:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class RenderDefaults:
     """What the operator supplies when a spec leaves it open."""
 
     worker_image: str
     database_secret: SecretKeyRef | None = None
+    # The send-message gateway's ServiceAccount: when set, each bot gets a Role and RoleBinding
+    # that let exactly that ServiceAccount read exactly this bot's API-token Secret.
+    gateway_service_account: ServiceAccountRef | None = None
 
 
 @dataclass(frozen=True)
@@ -69,11 +78,18 @@ class Children:
     lease: dict[str, Any]
     pod: dict[str, Any] | None
     pod_hash: str
+    # The Secret with the bot's API token, without its data: the token is random, so the
+    # apply layer adds it when it creates the Secret, and never changes it afterwards.
+    api_secret: dict[str, Any] | None = None
+    gateway_role: dict[str, Any] | None = None
+    gateway_role_binding: dict[str, Any] | None = None
 
     def supporting(self) -> list[dict[str, Any]]:
         """The objects that must exist before the pod (the pod mounts the PVC and runs as the
         ServiceAccount; admission refuses a pod whose ServiceAccount is missing)."""
-        return [self.pvc, self.service_account, self.role, self.role_binding, self.lease]
+        out = [self.pvc, self.service_account, self.role, self.role_binding, self.lease]
+        out += [o for o in (self.gateway_role, self.gateway_role_binding) if o is not None]
+        return out
 
 
 def template_values(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults) -> dict[str, str]:
@@ -111,9 +127,39 @@ def referenced_secrets(spec: WhatsAppBotSpec) -> list[str]:
     names = set()
     if spec.database is not None:
         names.add(spec.database.secret_ref.name)
-    if spec.webhook is not None and spec.webhook.secret_ref is not None:
+    if spec.webhook is not None:
         names.add(spec.webhook.secret_ref.name)
+    if spec.proxy is not None:
+        names.add(spec.proxy.secret_ref.name)
     return sorted(names)
+
+
+def render_api_secret(bot: BotRef, spec: WhatsAppBotSpec) -> dict[str, Any]:
+    """`wabot-N-api`: the token the gateway presents to this bot's worker (the worker gets it
+    as WABOT_API_TOKEN). Owned by the bot, so it goes with it."""
+    doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque"}
+    return _metadata(doc, naming.api_secret_name(bot.name), bot, spec, owned=True)
+
+
+def render_gateway_access(bot: BotRef, spec: WhatsAppBotSpec,
+                          gateway: ServiceAccountRef) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Role + RoleBinding `wabot-N-gateway`: the gateway's ServiceAccount may `get` this bot's
+    API-token Secret, by name, and nothing else here (it reads WhatsAppBots and pods through
+    the chart's own rules)."""
+    name = f"{naming.child_name(bot.name)}-gateway"
+    role: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "rules": [{"apiGroups": [""], "resources": ["secrets"],
+                   "resourceNames": [naming.api_secret_name(bot.name)], "verbs": ["get"]}],
+    }
+    binding: dict[str, Any] = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+        "subjects": [{"kind": "ServiceAccount", "name": gateway.name,
+                      "namespace": gateway.namespace}],
+    }
+    return (_metadata(role, name, bot, spec, owned=True),
+            _metadata(binding, name, bot, spec, owned=True))
 
 
 def render_pvc(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
@@ -219,6 +265,19 @@ def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
         {"name": "HTTP_PORT", "value": str(http_port)},
         {"name": "WABOT_SPEC_SOURCE", "value": SPEC_SOURCE},
     ]
+    if spec.webhook is not None:
+        ref = spec.webhook.secret_ref
+        env.append({"name": "WABOT_WEBHOOK_SECRET",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    if spec.proxy is not None:
+        ref = spec.proxy.secret_ref
+        env.append({"name": "WABOT_PROXY_URL",
+                    "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    # optional: a pod must not be held back by the send API (without the Secret it is off).
+    env.append({"name": "WABOT_API_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": naming.api_secret_name(bot.name),
+                                               "key": naming.API_TOKEN_KEY,
+                                               "optional": True}}})
     return env
 
 
@@ -288,6 +347,10 @@ def render_children(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults
                     templates: Templates) -> Children:
     values = template_values(bot, spec, defaults)
     pod, digest = render_pod(bot, spec, defaults, templates, values)
+    gateway_role = gateway_binding = None
+    if defaults.gateway_service_account is not None:
+        gateway_role, gateway_binding = render_gateway_access(
+            bot, spec, defaults.gateway_service_account)
     return Children(
         pvc=render_pvc(bot, spec, templates, values),
         service_account=render_service_account(bot, spec, templates, values),
@@ -296,5 +359,8 @@ def render_children(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults
         lease=render_lease(bot, spec, templates, values),
         pod=None if spec.suspend else pod,
         pod_hash=digest,
+        api_secret=render_api_secret(bot, spec),
+        gateway_role=gateway_role,
+        gateway_role_binding=gateway_binding,
     )
 

@@ -82,6 +82,8 @@ def derive_phase(*, suspended: bool, pod: ObservedPod | None, report: WorkerRepo
     fresh = fresh_report(report, pod)
     if fresh is None:
         return Phase.CONNECTING
+    if fresh.error_reason:
+        return Phase.FAILED  # the worker's configuration stops it (e.g. InvalidProxy)
     return WORKER_PHASES.get(fresh.state, Phase.CONNECTING)
 
 
@@ -107,7 +109,7 @@ def _connected(suspended: bool, pod: ObservedPod | None, fresh: WorkerReport | N
         return _Cond("Unknown", "NoWorkerReport", "the worker has not reported yet")
     if fresh.state == WorkerState.CONNECTED:
         return _Cond("True", "Connected", "the WhatsApp session is connected")
-    return _Cond("False", fresh.state.value, fresh.last_error or "")
+    return _Cond("False", fresh.error_reason or fresh.state.value, fresh.last_error or "")
 
 
 def _paired(report: WorkerReport | None) -> _Cond:
@@ -127,9 +129,14 @@ def _paired(report: WorkerReport | None) -> _Cond:
     return _Cond("False", "NotPaired", "no WhatsApp account is linked yet")
 
 
-def _degraded(pod: ObservedPod | None, problem: Problem | None) -> _Cond:
+def _degraded(pod: ObservedPod | None, problem: Problem | None,
+              fresh: WorkerReport | None = None) -> _Cond:
     if problem is not None:
         return _Cond("True", problem.reason, problem.message)
+    if fresh is not None and fresh.error_reason:
+        # A configuration problem the worker found (e.g. InvalidProxy): it will not connect
+        # until a human fixes the spec or its Secret.
+        return _Cond("True", fresh.error_reason, fresh.last_error or fresh.error_reason)
     if pod is not None and not pod.terminating:
         if pod.phase == "Failed":
             return _Cond("True", "PodFailed",
@@ -166,7 +173,7 @@ def derive_status(
         PAIRED: _paired(report),
         CONNECTED: _connected(suspended, pod, fresh),
         POD_SCHEDULED: _pod_scheduled(suspended, pod),
-        DEGRADED: _degraded(pod, problem),
+        DEGRADED: _degraded(pod, problem, fresh),
     }
     before = {c.type: c for c in previous}
     conditions = []

@@ -131,7 +131,7 @@ def test_role_grants_exactly_the_referenced_secrets(templates: Templates) -> Non
 
 def test_role_has_no_secret_rule_without_references(templates: Templates) -> None:
     """An empty resourceNames list would grant every Secret in the namespace."""
-    c = render(templates, webhook={"url": "https://hooks.example/x"})
+    c = render(templates)
     assert not [r for r in c.role["rules"] if "secrets" in r["resources"]]
     # The operator's default DSN Secret is read by the kubelet (secretKeyRef), not the bot.
     c = render(templates, RenderDefaults("img", SecretKeyRef(name="shared-dsn")))
@@ -161,7 +161,7 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
     env = worker(c)["env"]
     assert [e["name"] for e in env] == [
         "ROLE", "BOT_ID", "SERVER_NAME", "WABOT_BOT_NAME", "WABOT_NAMESPACE", "POD_NAME",
-        "WABOT_LEASE_NAME", "AUTH_DIR", "HTTP_PORT", "WABOT_SPEC_SOURCE",
+        "WABOT_LEASE_NAME", "AUTH_DIR", "HTTP_PORT", "WABOT_SPEC_SOURCE", "WABOT_API_TOKEN",
     ]
     assert env_of(c) == {
         "ROLE": "worker",
@@ -174,6 +174,8 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
         "AUTH_DIR": "/var/lib/wabot",
         "HTTP_PORT": "8080",
         "WABOT_SPEC_SOURCE": "kubernetes",
+        "WABOT_API_TOKEN": {"secretKeyRef": {"name": "wabot-sales-api", "key": "token",
+                                             "optional": True}},
     }
 
 
@@ -320,7 +322,6 @@ def test_pod_affecting_changes_change_the_hash(templates: Templates,
     {"rateLimit": {"perChatPerMinute": 5}},
     {"features": {"beta": True}},
     {"storage": {"retainPolicy": "Delete"}},
-    {"webhook": {"url": "https://x.example/"}},
 ])
 def test_changes_the_worker_reads_live_keep_the_pod(templates: Templates,
                                                     change: dict[str, Any]) -> None:
@@ -419,3 +420,61 @@ def test_store_reloads_changed_templates_and_keeps_the_last_good_set(tmp_path: P
 def test_store_without_any_good_set_raises(tmp_path: Path) -> None:
     with pytest.raises(TemplateError):
         TemplateStore(tmp_path).get()
+
+
+def test_webhook_url_and_events_are_read_live_but_its_key_is_env(templates: Templates) -> None:
+    """The URL and the event list are hot-applied by the worker; the signing key reaches it as
+    WABOT_WEBHOOK_SECRET (secretKeyRef), so only a change of secretRef replaces the pod."""
+    hook = {"url": "https://x.example/", "secretRef": {"name": "hook"}}
+    base = render(templates, webhook=hook)
+    other = render(templates, webhook={**hook, "url": "https://y.example/h",
+                                       "events": ["message", "command"]})
+    assert other.pod_hash == base.pod_hash
+    moved = render(templates, webhook={**hook, "secretRef": {"name": "hook2"}})
+    assert moved.pod_hash != base.pod_hash
+    assert base.pod is not None
+    env = {e["name"]: e for e in base.pod["spec"]["containers"][0]["env"]}
+    assert env["WABOT_WEBHOOK_SECRET"]["valueFrom"] == {
+        "secretKeyRef": {"name": "hook", "key": "value"}}
+    assert "value" not in env["WABOT_WEBHOOK_SECRET"]
+
+
+def test_proxy_url_comes_from_its_secret_and_is_a_referenced_secret(
+        templates: Templates) -> None:
+    c = render(templates, proxy={"secretRef": {"name": "acme-proxy", "key": "url"}})
+    assert c.pod is not None
+    env = {e["name"]: e for e in c.pod["spec"]["containers"][0]["env"]}
+    assert env["WABOT_PROXY_URL"]["valueFrom"] == {
+        "secretKeyRef": {"name": "acme-proxy", "key": "url"}}
+    assert referenced_secrets(spec(proxy={"secretRef": {"name": "acme-proxy"}})) == [
+        "acme-proxy"]
+    assert "WABOT_PROXY_URL" not in {e["name"] for e in render(templates).pod["spec"][
+        "containers"][0]["env"]}
+
+
+def test_api_token_secret_and_optional_env(templates: Templates) -> None:
+    c = render(templates)
+    assert c.api_secret is not None
+    assert c.api_secret["metadata"]["name"] == "wabot-sales-api"
+    assert c.api_secret["metadata"]["ownerReferences"][0]["kind"] == "WhatsAppBot"
+    assert "data" not in c.api_secret and "stringData" not in c.api_secret  # added at create
+    assert c.pod is not None
+    env = {e["name"]: e for e in c.pod["spec"]["containers"][0]["env"]}
+    assert env["WABOT_API_TOKEN"]["valueFrom"] == {"secretKeyRef": {
+        "name": "wabot-sales-api", "key": "token", "optional": True}}
+    assert c.gateway_role is None and c.gateway_role_binding is None
+
+
+def test_gateway_may_read_only_this_bots_token(templates: Templates) -> None:
+    from wabot_operator.render import ServiceAccountRef
+
+    defaults = RenderDefaults("img", gateway_service_account=ServiceAccountRef(
+        "wabot-system", "wabot-gateway"))
+    c = render(templates, defaults)
+    assert c.gateway_role is not None and c.gateway_role_binding is not None
+    assert c.gateway_role["rules"] == [{"apiGroups": [""], "resources": ["secrets"],
+                                        "resourceNames": ["wabot-sales-api"], "verbs": ["get"]}]
+    assert c.gateway_role_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "wabot-gateway", "namespace": "wabot-system"}]
+    assert c.gateway_role_binding["roleRef"]["name"] == c.gateway_role["metadata"]["name"]
+    assert c.gateway_role in c.supporting() and c.gateway_role_binding in c.supporting()

@@ -217,6 +217,9 @@ def make_worker(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
         )
         made.append(w)
         w.start()
+        # start() posts the Lease verdict to the connection thread: let it be applied, so a
+        # test's first look (or its first QR) does not race the session start.
+        assert w.connection.sync()
         h = Harness(w)
         if connect:
             h.connect()
