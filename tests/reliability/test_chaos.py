@@ -109,6 +109,7 @@ def children_audit(cluster: Cluster) -> tuple[list[str], list[str]]:
         "RoleBinding": cluster.rbac.list_namespaced_role_binding(
             cluster.ns, label_selector=sel).items,
         "Lease": cluster.coord.list_namespaced_lease(cluster.ns, label_selector=sel).items,
+        "Secret": cluster.core.list_namespaced_secret(cluster.ns, label_selector=sel).items,
     }
     orphans, duplicates = [], []
     for kind, items in kinds.items():
@@ -121,12 +122,15 @@ def children_audit(cluster: Cluster) -> tuple[list[str], list[str]]:
             owners = {r.uid for r in (o.metadata.owner_references or [])}
             if bot is None or bot["metadata"]["uid"] not in owners:
                 orphans.append(f"{kind} {o.metadata.name}")
-            want = (naming.pvc_name(o.metadata.labels[sel]) if kind == "PersistentVolumeClaim"
-                    else naming.child_name(o.metadata.labels[sel]))
+            bot_name = o.metadata.labels[sel]
+            want = (naming.pvc_name(bot_name) if kind == "PersistentVolumeClaim"
+                    else naming.api_secret_name(bot_name) if kind == "Secret"
+                    else naming.child_name(bot_name))
             if o.metadata.name != want:
                 duplicates.append(f"{kind} {o.metadata.name} (expected name {want})")
     for name, bot in bots.items():
-        for kind in ("PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding", "Lease"):
+        for kind in ("PersistentVolumeClaim", "ServiceAccount", "Role", "RoleBinding", "Lease",
+                     "Secret"):
             if not any(o.metadata.labels[sel] == name for o in kinds[kind]):
                 orphans.append(f"{name}: no {kind}")  # a missing child: not converged
         del bot
