@@ -64,7 +64,7 @@ def parse_proxy_url(raw: str) -> ProxyUrl:
         port = parts.port
     except ValueError:
         raise InvalidProxyUrl("the proxy URL cannot be parsed (check the host and port)") from None
-    if not scheme:
+    if not scheme or "://" not in raw:
         raise InvalidProxyUrl("the proxy URL has no scheme; use http://, https:// or socks5://")
     if scheme not in SCHEMES:
         shown = scheme if scheme.isascii() and scheme.isalnum() and len(scheme) < 16 else "?"

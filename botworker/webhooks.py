@@ -220,6 +220,12 @@ class WebhookDispatcher:
         with self._lock:
             return self._stored + len(self._incoming)
 
+    @property
+    def in_memory(self) -> int:
+        """Events not yet written to disk (0 once the outbox thread caught up)."""
+        with self._lock:
+            return len(self._incoming) + (1 if self._writing else 0)
+
     def idle(self) -> bool:
         """Nothing left to deliver (used by tests and at shutdown)."""
         return self.depth == 0 and not self._writing

@@ -273,6 +273,8 @@ class Worker:
         st = self.connection.state
         if st.ready:
             return True, ""
+        if st.error_reason:
+            return False, f"{st.error_reason}: {st.last_error}"
         if not st.lease_held:
             return False, "waiting for the Lease"
         return False, f"state {st.state.value}"

@@ -263,3 +263,20 @@ def test_observe_pod_reads_the_raw_pod() -> None:
     assert not p.terminating
     raw["metadata"]["deletionTimestamp"] = "2026-01-01T12:10:00Z"
     assert observe_pod(raw).terminating
+
+
+def test_a_configuration_problem_the_worker_reports_is_degraded_and_failed() -> None:
+    """spec.proxy with a URL the worker cannot use: the worker says InvalidProxy; the operator
+    makes it a condition a human (or an alert) sees, with the worker's explanation."""
+    r = report("Disconnected", errorReason="InvalidProxy",
+               lastError="invalid proxy URL (spec.proxy): unsupported proxy scheme 'ftp'")
+    s = derive(p=pod(), r=r)
+    assert s.phase == Phase.FAILED
+    degraded = cond(s, "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "InvalidProxy")
+    assert "unsupported proxy scheme" in degraded.message
+    connected = cond(s, "Connected")
+    assert (connected.status, connected.reason) == ("False", "InvalidProxy")
+    # A report of the previous pod does not count (the new pod may have a fixed Secret).
+    stale = report("Disconnected", at=STARTED - timedelta(seconds=1), errorReason="InvalidProxy")
+    assert cond(derive(p=pod(), r=stale), "Degraded").status == "False"

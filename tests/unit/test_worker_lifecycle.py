@@ -237,3 +237,17 @@ def test_parking_without_a_running_session_stops_nothing(ev: lc.Event) -> None:
     s, _ = step(s, lc.SessionEnded("x"))
     s, actions = step(s, ev)
     assert lc.StopSession not in kinds(actions) and s.parked
+
+
+def test_a_configuration_problem_parks_the_worker_before_any_session() -> None:
+    s, acts = step(lc.ConnState(), lc.ConfigBlocked("InvalidProxy", "invalid proxy URL"))
+    assert kinds(acts) == [lc.Publish]
+    assert s.parked and s.error_reason == "InvalidProxy"
+    s, acts = step(s, lc.LeaseAcquired())
+    assert lc.StartSession not in kinds(acts) and not s.session_running
+    s, acts = step(s, lc.Tick(), now=10_000.0)
+    assert lc.StartSession not in kinds(acts)
+    rep = lc.to_report(s, "pod-1", 1000.0)
+    assert rep.error_reason == "InvalidProxy" and rep.last_error == "invalid proxy URL"
+    s, _ = step(s, lc.LeaseLost("expired"))
+    assert s.last_error == "invalid proxy URL"  # the cause stays visible

@@ -54,9 +54,15 @@ def recording_client(path: str) -> Any:
                 from neonize.exc import SendMessageError
 
                 raise SendMessageError("recorded failure")
+            if isinstance(message, str):
+                # What neonize's send_message builds from a plain string (no mentions, no
+                # link preview) before its Go call.
+                from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+                message = Message(conversation=message)
             with self._lock:
                 self.sent.append((to, message))
-            return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
+                return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
 
         # Receipts and call rejections are outgoing network sends too: recorded the same way.
         def mark_read(self, *message_ids: str, **kwargs: Any) -> None:
