@@ -225,7 +225,8 @@ class LeaseElector:
                 with self._state:
                     self._obs = lz.observe(self._obs, rec, now)
                     decision = lz.decide(rec, self.identity, self._obs, now,
-                                         self.timing.duration_s)
+                                         self.timing.duration_s, held=self._held)
+                    taking_over = not self._held
                 if decision == "wait":
                     if self._held:
                         self._lose(f"taken over by {rec.holder}")
@@ -235,7 +236,8 @@ class LeaseElector:
                     return
                 sent_at = self._clock()
                 patch = lz.claim_patch(
-                    rec, self.identity, datetime.now(UTC), int(self.timing.duration_s)
+                    rec, self.identity, datetime.now(UTC), int(self.timing.duration_s),
+                    taking_over=taking_over,
                 )
                 self._patch(patch)
                 self._renewed(sent_at)
@@ -301,6 +303,9 @@ class LeaseElector:
         with self._state:
             if self._fence is not None:
                 self._fence.cancel()
+            # Only a Lease this process holds is released: the record names the pod, and
+            # another process of the same name may hold it.
+            release = release and self._held
         if release:
             with self._calls:
                 try:

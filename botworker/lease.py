@@ -67,8 +67,15 @@ def observe(prev: Observation | None, rec: LeaseRecord, now: float) -> Observati
 Decision = Literal["renew", "acquire", "wait"]
 
 
-def decide(rec: LeaseRecord, me: str, obs: Observation, now: float, default_s: float) -> Decision:
-    if rec.holder == me:
+def decide(
+    rec: LeaseRecord, me: str, obs: Observation, now: float, default_s: float,
+    *, held: bool = True,
+) -> Decision:
+    """`held`: whether this process holds the Lease now. A record that names `me` although
+    this process does not hold it was written by another process with the same identity —
+    the pod name is fixed, so a new pod after a forced delete (the old process may still run)
+    or a restarted container — and is respected like anyone else's until it expires."""
+    if rec.holder == me and held:
         return "renew"
     if not rec.holder:
         return "acquire"
@@ -88,11 +95,14 @@ def micro_time(t: datetime) -> str:
 
 
 def claim_patch(
-    rec: LeaseRecord, me: str, now: datetime, duration_s: int
+    rec: LeaseRecord, me: str, now: datetime, duration_s: int,
+    *, taking_over: bool | None = None,
 ) -> dict[str, Any]:
     """A merge patch that renews (same holder) or takes over the Lease, conditional on the
-    resourceVersion it was computed from."""
-    taking_over = rec.holder != me
+    resourceVersion it was computed from. `taking_over` defaults to "another holder"; a
+    process taking over an expired record of its own name passes True."""
+    if taking_over is None:
+        taking_over = rec.holder != me
     spec: dict[str, Any] = {
         "holderIdentity": me,
         "leaseDurationSeconds": duration_s,
