@@ -3,9 +3,9 @@
 `worker` runs one bot (BOT_ID required), `operator` runs the Kubernetes operator, `monolith`
 runs many bots from a bots file or the database (one OS process per bot: neonize cannot host
 several clients in one process) and `controller` runs them in N worker-group processes behind
-a token-protected API. As in the seed, `monolith` is the default when ROLE is unset. Each
-role's package is imported only when chosen, so a worker never pays for kopf and an operator
-never loads neonize.
+a token-protected API, and `gateway` serves the send-message API (gateway/). As in the seed,
+`monolith` is the default when ROLE is unset. Each role's package is imported only when chosen,
+so a worker never pays for kopf and an operator never loads neonize.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 
-ROLES = ("worker", "operator", "monolith", "controller")
+ROLES = ("worker", "operator", "monolith", "controller", "gateway")
 DEFAULT_ROLE = "monolith"
 
 
@@ -42,11 +42,18 @@ def _controller(argv: list[str]) -> int:
     return run(argv)
 
 
+def _gateway(argv: list[str]) -> int:
+    from gateway.main import run
+
+    return run(argv)
+
+
 RUNNERS: dict[str, Callable[[list[str]], int]] = {
     "worker": _worker,
     "operator": _operator,
     "monolith": _monolith,
     "controller": _controller,
+    "gateway": _gateway,
 }
 
 

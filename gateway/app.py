@@ -1,0 +1,290 @@
+"""POST /v1/bots/{namespace}/{bot}/messages: authenticate, find the bot, forward to its worker.
+
+Stateless on purpose (any number of replicas, any replica for any request): what it keeps is
+only a cache of what it read from the API server (API-key hashes, bot tokens). The answer to a
+request is decided in this order, so a client learns no more than its key entitles it to:
+
+1. 401 without a valid API key (`Authorization: Bearer <key>`);
+2. 422 for a malformed body or Idempotency-Key (naming the field);
+3. 404 for a bot that does not exist (or lives in a namespace this gateway does not serve);
+4. 403 for a bot of another tenant (its spec.serverName is not the key's tenant);
+5. 503 when the bot is not connected (status.phase), its pod has no IP or no API token;
+6. whatever the worker answers (200, 409, 422, 429 with Retry-After, 502, 503), passed on;
+   503 when the worker cannot be reached, 504 when it does not answer in time.
+
+Idempotency is the worker's job (it knows whether it sent): the gateway forwards the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import ValidationError
+
+from wabot.api import (
+    ErrorResponse,
+    SendMessageRequest,
+    valid_idempotency_key,
+)
+from wabot.spec import NAME_PATTERN
+
+from .config import GatewayConfig
+from .kube import BotView
+
+log = logging.getLogger("wabot.gateway")
+
+MAX_BODY = 64 * 1024
+_NAME = re.compile(NAME_PATTERN)
+PASSED_HEADERS = ("Retry-After", "Idempotent-Replayed")
+
+
+class Lookup(Protocol):
+    def bot(self, namespace: str, name: str) -> BotView | None: ...
+
+    def pod_ip(self, namespace: str, name: str) -> str | None: ...
+
+    def bot_token(self, namespace: str, bot: str) -> str | None: ...
+
+    def api_keys(self, namespace: str) -> dict[str, str]: ...
+
+
+def problem(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+            **extra: Any) -> web.Response:
+    body = ErrorResponse(error=code, message=message, **extra)
+    return web.Response(status=status, body=body.model_dump_json(by_alias=True,
+                                                                 exclude_none=True),
+                        content_type="application/json", headers=headers)
+
+
+@dataclass
+class _Cached:
+    value: Any
+    at: float
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("wabot_gateway_requests", "Send-message requests by answer",
+                                ["code"], registry=self.registry)
+        self.duration = Histogram("wabot_gateway_request_duration_seconds",
+                                  "Time to answer a send-message request", registry=self.registry,
+                                  buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+
+
+class Gateway:
+    def __init__(self, cfg: GatewayConfig, lookup: Lookup,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cfg = cfg
+        self.lookup = lookup
+        self.metrics = Metrics()
+        self._clock = clock
+        self._keys: _Cached | None = None
+        self._keys_lock = asyncio.Lock()
+        self._tokens: dict[tuple[str, str], _Cached] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    # --- API keys --------------------------------------------------------------------------
+
+    async def _key_table(self, refresh: bool = False) -> dict[str, str]:
+        async with self._keys_lock:
+            now = self._clock()
+            stale = self._keys is None or now - self._keys.at > self.cfg.keys_ttl_s
+            # An unknown key may be a brand-new one: look again, but not more than every 2 s.
+            recheck = refresh and self._keys is not None and now - self._keys.at > 2.0
+            if stale or recheck:
+                table = await asyncio.to_thread(self.lookup.api_keys, self.cfg.keys_namespace)
+                self._keys = _Cached(table, now)
+            assert self._keys is not None
+            result: dict[str, str] = self._keys.value
+            return result
+
+    async def tenant_of(self, request: web.Request) -> str | None:
+        scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key or len(key) > 512:
+            return None
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        tenant = (await self._key_table()).get(digest)
+        if tenant is None:
+            tenant = (await self._key_table(refresh=True)).get(digest)
+        return tenant
+
+    # --- bot tokens ------------------------------------------------------------------------
+
+    async def _token(self, namespace: str, bot: str, *, fresh: bool = False) -> str | None:
+        key = (namespace, bot)
+        cached = self._tokens.get(key)
+        if cached is not None and not fresh and self._clock() - cached.at < 300.0:
+            value: str | None = cached.value
+            return value
+        token = await asyncio.to_thread(self.lookup.bot_token, namespace, bot)
+        if token:
+            self._tokens[key] = _Cached(token, self._clock())
+        else:
+            self._tokens.pop(key, None)
+        return token
+
+    # --- the endpoint ----------------------------------------------------------------------
+
+    async def send(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            response = await self._send(request)
+        except web.HTTPException:
+            raise
+        except Exception:
+            log.exception("send-message request failed")
+            response = problem(500, "internal_error", "the gateway failed; retry later")
+        self.metrics.requests.labels(str(response.status)).inc()
+        self.metrics.duration.observe(time.perf_counter() - started)
+        return response
+
+    async def _send(self, request: web.Request) -> web.Response:
+        namespace = request.match_info["namespace"]
+        bot = request.match_info["bot"]
+        tenant = await self.tenant_of(request)
+        if tenant is None:
+            return problem(401, "unauthorized", "a valid API key is required "
+                           "(Authorization: Bearer <key>)",
+                           headers={"WWW-Authenticate": 'Bearer realm="wabot"'})
+        body = await request.read()
+        try:
+            req = SendMessageRequest.model_validate_json(body)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            if first["type"] == "json_invalid" or not loc:
+                loc = "body"
+            return problem(422, "invalid_request", f"{loc}: {first['msg']}", field=loc)
+        idem = request.headers.get("Idempotency-Key")
+        if idem is not None and not valid_idempotency_key(idem):
+            return problem(422, "invalid_request",
+                           "Idempotency-Key: 1 to 255 visible ASCII characters",
+                           field="Idempotency-Key")
+        where = f"{namespace}/{bot}"
+        served = not self.cfg.namespaces or namespace in self.cfg.namespaces
+        view = None
+        if served and _NAME.match(namespace) and _NAME.match(bot) and len(bot) <= 63:
+            view = await asyncio.to_thread(self.lookup.bot, namespace, bot)
+        if view is None:
+            return problem(404, "bot_not_found", f"there is no bot {where}")
+        if view.tenant != tenant:
+            return problem(403, "forbidden", f"this API key may not use bot {where}")
+        if view.phase != "Connected":
+            return problem(503, "bot_not_connected",
+                           f"bot {where} is not connected to WhatsApp (phase "
+                           f"{view.phase or 'unknown'}); retry once it is Connected",
+                           phase=view.phase or "Unknown", headers={"Retry-After": "30"})
+        pod_ip = await asyncio.to_thread(self.lookup.pod_ip, namespace, view.pod_name)
+        if not pod_ip:
+            return problem(503, "bot_unreachable", f"bot {where} has no running pod right now",
+                           phase=view.phase, headers={"Retry-After": "10"})
+        url = self.cfg.worker_url(pod_ip=pod_ip, namespace=namespace, bot=bot)
+        return await self._forward(url, namespace, bot, req, idem)
+
+    async def _forward(self, url: str, namespace: str, bot: str, req: SendMessageRequest,
+                       idem: str | None) -> web.Response:
+        where = f"{namespace}/{bot}"
+        payload = req.model_dump_json(by_alias=True)
+        for attempt in (1, 2):
+            token = await self._token(namespace, bot, fresh=attempt == 2)
+            if not token:
+                return problem(503, "bot_api_unavailable",
+                               f"bot {where} has no API token yet (Secret "
+                               f"wabot-{bot}-api); retry shortly",
+                               headers={"Retry-After": "10"})
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+            if idem is not None:
+                headers["Idempotency-Key"] = idem
+            try:
+                assert self._session is not None
+                async with self._session.post(f"{url.rstrip('/')}/v1/messages", data=payload,
+                                              headers=headers) as resp:
+                    data = await resp.read()
+                    if resp.status == 401 and attempt == 1:
+                        continue  # the token changed (a recreated Secret): read it again
+                    if resp.status == 401:
+                        return problem(503, "bot_api_unavailable",
+                                       f"bot {where} refused the gateway's token",
+                                       headers={"Retry-After": "10"})
+                    passed = {h: resp.headers[h] for h in PASSED_HEADERS if h in resp.headers}
+                    return web.Response(status=resp.status, body=data,
+                                        content_type="application/json", headers=passed)
+            except TimeoutError:
+                return problem(504, "bot_timeout",
+                               f"bot {where} did not answer in {self.cfg.timeout_s:g} s; with "
+                               "an Idempotency-Key a retry cannot send twice")
+            except aiohttp.ClientError as exc:
+                log.warning("cannot reach the worker of %s: %s", where, type(exc).__name__)
+                return problem(503, "bot_unreachable", f"bot {where} cannot be reached "
+                               "right now", headers={"Retry-After": "10"})
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- the application -------------------------------------------------------------------
+
+    async def _start(self, _app: web.Application) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.cfg.timeout_s, connect=5.0)
+        self._session = aiohttp.ClientSession(timeout=timeout)
+
+    async def _stop(self, _app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
+        app.router.add_post("/v1/bots/{namespace}/{bot}/messages", self.send)
+        app.router.add_get("/openapi.yaml", openapi)
+        app.router.add_get("/livez", ok)
+        app.router.add_get("/readyz", ok)
+        app.router.add_get("/metrics", self._metrics)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        resp = web.Response(body=generate_latest(self.metrics.registry))
+        resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return resp
+
+
+def openapi_document() -> bytes:
+    return resources.files("gateway").joinpath("openapi.yaml").read_bytes()
+
+
+async def openapi(_request: web.Request) -> web.Response:
+    return web.Response(body=openapi_document(), content_type="application/yaml")
+
+
+async def ok(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own answers (404 route, 405 method, 413 too large) as the API's JSON errors."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = {404: "not_found", 405: "method_not_allowed",
+                413: "body_too_large"}.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 413 else f"at most {MAX_BODY} bytes"
+        headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        return problem(exc.status, code, message, headers=headers)

@@ -1,0 +1,73 @@
+"""`ROLE=gateway` (or `python -m gateway`): serve the send-message API until SIGTERM.
+
+Exit codes: 0 after SIGTERM/SIGINT, 2 for a configuration error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, GatewayConfig
+
+
+class _Json(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+            "level": record.levelname.lower(), "logger": record.name,
+            "msg": record.getMessage(),
+            **({"exc": self.formatException(record.exc_info)} if record.exc_info else {}),
+        })
+
+
+def api_client() -> Any:
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return k8s.ApiClient()
+    return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=os.environ.get("KUBECONFIG"))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    args = list(argv or [])
+    if args in (["--version"],):
+        print(f"wabot gateway {__version__}")
+        return 0
+    try:
+        cfg = GatewayConfig.from_env()
+    except ConfigError as exc:
+        print(f"wabot gateway: {exc}", file=sys.stderr, flush=True)
+        return 2
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Json())
+    logging.basicConfig(level=cfg.log_level, handlers=[handler], force=True)
+    # aiohttp's access log would record every request line; the metrics count them instead.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+
+    from aiohttp import web
+
+    from .app import Gateway
+    from .kube import KubeLookup
+
+    gateway = Gateway(cfg, KubeLookup(api_client()))
+    logging.getLogger("wabot.gateway").info(
+        "gateway listening on %s:%s (keys in namespace %s)", cfg.host, cfg.port,
+        cfg.keys_namespace)
+    web.run_app(gateway.app(), host=cfg.host, port=cfg.port, print=None,
+                access_log=None, shutdown_timeout=10.0)
+    return 0
+
+
+def main() -> int:
+    return run(sys.argv[1:])
