@@ -120,6 +120,7 @@ def test_first_pass_creates_supporting_objects_before_the_pod(
         ("create", "Role", "wabot-sales"),
         ("create", "RoleBinding", "wabot-sales"),
         ("create", "Lease", "wabot-sales"),
+        ("create", "Secret", "wabot-sales-api"),
         ("create", "Pod", "wabot-sales"),
     ]
     assert out.result == "requeue" and out.delay is not None
@@ -272,3 +273,19 @@ def test_a_refused_pod_is_retried_at_the_normal_pace(kube: FakeKube,
                     if c["type"] == "Degraded")
     assert (degraded["reason"], degraded["message"]) == ("PodRejected",
                                                          "requests must be <= limits")
+
+
+def test_the_api_token_secret_is_made_once_and_never_rewritten(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    reconciler.reconcile(bot(), None, BotMemory())
+    secret = kube.objects[("Secret", "wabot-sales-api")]
+    token = secret["data"]["token"]
+    assert len(token) >= 40  # base64 of a 32-byte urlsafe token
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "WhatsAppBot"
+    reconciler.reconcile(bot(), None, BotMemory())  # a fresh operator: checks everything again
+    assert kube.objects[("Secret", "wabot-sales-api")]["data"]["token"] == token
+    assert not [c for c in kube.calls if c[0] == "patch" and c[1] == "Secret"]
+    # Damaged by hand: reported, not silently replaced (the operator cannot patch Secrets).
+    kube.objects[("Secret", "wabot-sales-api")]["data"] = {}
+    out = reconciler.reconcile(bot(), None, BotMemory())
+    assert [e.reason for e in out.events if e.type == "Warning"] == ["ApiTokenMissing"]

@@ -23,6 +23,7 @@ from tests.packaging.conftest import (
     template_args,
 )
 
+OPERATOR = "wabot-wabot-operator"  # the operator's Deployment (the gateway has its own)
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -111,7 +112,7 @@ def test_default_objects_can_be_turned_off(setting: str) -> None:
             "serviceAccount.create": {"ServiceAccount"}, "service.enabled": {"Service"}}[setting]
     assert not [o for o in objects if o["kind"] in gone]
     if setting == "serviceAccount.create":
-        spec = find(objects, "Deployment")["spec"]["template"]["spec"]
+        spec = find(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]
         assert spec["serviceAccountName"] == "existing-sa"
 
 
@@ -126,7 +127,7 @@ def test_every_object_carries_the_standard_labels() -> None:
 @pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["defaults", "everything-enabled"])
 def test_operator_pod_is_hardened(values: Path | None) -> None:
     objects = render(*([values] if values else []))
-    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = find(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 10001
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -148,7 +149,7 @@ def test_operator_pod_is_hardened(values: Path | None) -> None:
 
 
 def test_one_replica_runs_standalone_and_never_overlaps() -> None:
-    deployment = find(render(), "Deployment")
+    deployment = find(render(), "Deployment", OPERATOR)
     assert deployment["spec"]["replicas"] == 1
     assert env_of(deployment)["WABOT_OPERATOR_STANDALONE"] == "true"
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
@@ -158,7 +159,7 @@ def test_one_replica_runs_standalone_and_never_overlaps() -> None:
 @pytest.mark.parametrize("sets", [{"replicaCount": "3"},
                                   {"replicaCount": "1", "operator.peering": "true"}])
 def test_peering_replicas_never_run_standalone(sets: dict[str, str]) -> None:
-    deployment = find(render(sets=sets), "Deployment")
+    deployment = find(render(sets=sets), "Deployment", OPERATOR)
     env = env_of(deployment)
     assert env["WABOT_OPERATOR_STANDALONE"] == "false"
     assert env["WABOT_OPERATOR_PEERING_NAME"] == "wabot"
@@ -179,7 +180,7 @@ def test_peering_replicas_get_distinct_priorities() -> None:
     processes started from the very same Deployment environment."""
     from wabot_operator import config as opconfig
 
-    deployment = find(render(sets={"replicaCount": "2"}), "Deployment")
+    deployment = find(render(sets={"replicaCount": "2"}), "Deployment", OPERATOR)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert "command" not in container and "args" not in container
     env = {k: v for k, v in env_of(deployment).items() if isinstance(v, str)}
@@ -198,7 +199,8 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     from wabot_operator import config as opconfig
 
     objects = render(ALL_VALUES, sets={"watchNamespaces": "{team-a,team-b}"})
-    env = {k: v for k, v in env_of(find(objects, "Deployment")).items() if isinstance(v, str)}
+    env = {k: v for k, v in env_of(find(objects, "Deployment", OPERATOR)).items()
+           if isinstance(v, str)}
     chart_names = {k.removeprefix(opconfig.ENV_PREFIX) for k in env
                    if k.startswith(opconfig.ENV_PREFIX)}
     read_by_operator = set(opconfig._FIELD_TO_ENV.values())
@@ -221,7 +223,7 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     assert cfg.log_format == "json"
 
     defaults = opconfig.OperatorConfig.from_env(
-        {k: v for k, v in env_of(find(render(), "Deployment")).items()
+        {k: v for k, v in env_of(find(render(), "Deployment", OPERATOR)).items()
          if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
         | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
     assert defaults.clusterwide
@@ -238,7 +240,7 @@ def test_bot_templates_override_replaces_only_the_given_file() -> None:
     assert "example.com/team: bots" in cm["data"]["lease.yaml"]
     for name in shipped.keys() - {"lease.yaml"}:
         assert cm["data"][name] == shipped[name].rstrip("\n")
-    deployment = find(objects, "Deployment")
+    deployment = find(objects, "Deployment", OPERATOR)
     assert env_of(deployment)["WABOT_OPERATOR_TEMPLATES_DIR"] == "/etc/wabot/bot-templates"
     assert "checksum/bot-templates" in deployment["spec"]["template"]["metadata"]["annotations"]
 
@@ -262,7 +264,9 @@ def _grants(rules: list[dict[str, Any]], group: str, resource: str, verb: str) -
 
 @pytest.mark.parametrize("values", [None, ALL_VALUES], ids=["defaults", "everything-enabled"])
 def test_rbac_has_no_wildcards_or_escalation_verbs(values: Path | None) -> None:
-    for rule in _rules(render(*([values] if values else []))):
+    objects = [o for o in render(*([values] if values else []))
+               if not o["metadata"]["name"].endswith("-gateway-keys")]  # see the gateway test
+    for rule in _rules(objects):
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule.get(key, []), rule
         assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
@@ -315,14 +319,15 @@ def test_clusterwide_peering_uses_cluster_peering_objects() -> None:
 
 def test_watch_namespaces_bind_the_bot_rules_only_there() -> None:
     objects = render(ALL_VALUES, sets={"watchNamespaces": "{team-a,team-b}"})
-    bindings = [o for o in objects if o["kind"] == "RoleBinding"]
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"
+                and o["roleRef"]["name"] == "wabot-wabot-operator-bots"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert all(b["roleRef"]["name"] == "wabot-wabot-operator-bots" for b in bindings)
     cluster_bindings = [o for o in objects if o["kind"] == "ClusterRoleBinding"]
     assert [b["roleRef"]["name"] for b in cluster_bindings] == ["wabot-wabot-operator"]
     # Namespaced peering objects, in the namespaces bound above.
     assert _grants(_rules(objects), "kopf.dev", "kopfpeerings", "create")
-    env = env_of(find(objects, "Deployment"))
+    env = env_of(find(objects, "Deployment", OPERATOR))
     assert env["WABOT_OPERATOR_NAMESPACES"] == "team-a,team-b"
     pod_monitor = find(objects, "PodMonitor")
     assert pod_monitor["spec"]["namespaceSelector"] == {"matchNames": ["team-a", "team-b"]}
@@ -333,7 +338,7 @@ def test_watch_namespaces_bind_the_bot_rules_only_there() -> None:
 
 def test_monitors_select_what_exists() -> None:
     objects = render(ALL_VALUES)
-    service = find(objects, "Service")
+    service = find(objects, "Service", OPERATOR)
     monitor = find(objects, "ServiceMonitor")
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert selector.items() <= service["metadata"]["labels"].items()
@@ -382,8 +387,8 @@ def test_network_policies_keep_the_operator_to_dns_and_the_api_server() -> None:
 
 def test_pdb_guards_the_operator_pods() -> None:
     objects = render(ALL_VALUES)
-    pdb = find(objects, "PodDisruptionBudget")
-    deployment = find(objects, "Deployment")
+    pdb = find(objects, "PodDisruptionBudget", OPERATOR)
+    deployment = find(objects, "Deployment", OPERATOR)
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert deployment["spec"]["replicas"] > pdb["spec"]["minAvailable"]
 
@@ -403,5 +408,95 @@ def test_pdb_guards_the_operator_pods() -> None:
 ], ids=lambda s: next(iter(s)))
 def test_schema_rejects_bad_values(sets: dict[str, str]) -> None:
     out = helm(*template_args(sets=sets), check=False)
+    assert out.returncode != 0, f"{sets} was accepted"
+    assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+
+
+# --- the send-message gateway ----------------------------------------------------------------
+
+GATEWAY = "wabot-wabot-operator-gateway"
+
+
+def test_the_gateway_is_behind_its_value() -> None:
+    assert not [o for o in render() if GATEWAY in o["metadata"]["name"]]
+    objects = render(sets={"gateway.enabled": "true"})
+    kinds = sorted(o["kind"] for o in objects if o["metadata"]["name"].startswith(GATEWAY))
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+                            "RoleBinding", "Deployment", "Service"])
+    deployment = find(objects, "Deployment", GATEWAY)
+    assert deployment["spec"]["replicas"] == 2
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == GATEWAY
+    (container,) = pod["containers"]
+    assert container["image"] == find(objects, "Deployment", OPERATOR)["spec"]["template"][
+        "spec"]["containers"][0]["image"]  # the operator image runs ROLE=gateway
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["ROLE"] == "gateway"
+    assert env["WABOT_GATEWAY_KEYS_NAMESPACE"] == "wabot-system"
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    service = find(objects, "Service", GATEWAY)
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"][
+        "labels"].items()
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
+    # The operator's Service and PDB do not select the gateway's pods.
+    assert find(objects, "Service", OPERATOR)["spec"]["selector"][
+        "app.kubernetes.io/component"] == "operator"
+
+
+def test_gateway_env_is_what_the_gateway_and_the_operator_read() -> None:
+    from wabot_operator import config as opconfig
+
+    from gateway.config import GatewayConfig
+
+    objects = render(ALL_VALUES)
+    (container,) = find(objects, "Deployment", GATEWAY)["spec"]["template"]["spec"][
+        "containers"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    cfg = GatewayConfig.from_env(env)
+    assert cfg.keys_namespace == "wabot-system"
+    assert cfg.namespaces == ("wabot-ci-a", "wabot-ci-b")
+    assert (cfg.timeout_s, cfg.log_level, cfg.port) == (20.0, "DEBUG", 8080)
+    op_env = {k: v for k, v in env_of(find(objects, "Deployment", OPERATOR)).items()
+              if isinstance(v, str)}
+    op_env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "auth-templates")
+    sa = opconfig.OperatorConfig.from_env(op_env).gateway_service_account
+    assert sa is not None and (sa.namespace, sa.name) == ("wabot-system", GATEWAY)
+
+
+def test_gateway_rbac_is_least_privilege() -> None:
+    """WhatsAppBots and pods: get only. Secrets: list in the keys namespace only (the per-bot
+    API-token Secrets are granted by the operator's per-bot Role, by name)."""
+    objects = render(ALL_VALUES)
+    cluster_role = find(objects, "ClusterRole", GATEWAY)
+    assert cluster_role["rules"] == [
+        {"apiGroups": ["wabot.io"], "resources": ["whatsappbots"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]
+    bindings = [o for o in objects if o["kind"] == "RoleBinding"
+                and o["roleRef"]["name"] == GATEWAY]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["wabot-ci-a", "wabot-ci-b"]
+    keys = find(objects, "Role", f"{GATEWAY}-keys")
+    assert keys["metadata"]["namespace"] == "wabot-system"
+    assert keys["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]
+    # The operator can create the per-bot gateway Role: it holds what that Role grants.
+    assert _grants(_rules(render()), "", "secrets", "get")
+
+
+def test_bot_network_policy_admits_the_gateway() -> None:
+    objects = render(ALL_VALUES, sets={"watchNamespaces": "{team-a}"})
+    bots = find(objects, "NetworkPolicy", "wabot-wabot-operator-bots")
+    peers = [p for rule in bots["spec"]["ingress"] for p in rule.get("from", [])]
+    assert any(p.get("podSelector", {}).get("matchLabels", {}).get(
+        "app.kubernetes.io/component") == "gateway" for p in peers)
+
+
+@pytest.mark.parametrize("sets", [
+    {"gateway.replicaCount": "0"},
+    {"gateway.logLevel": "TRACE"},
+    {"gateway.keysNamespace": "Not_A_Namespace"},
+    {"gateway.typo": "1"},
+], ids=lambda s: next(iter(s)))
+def test_schema_rejects_bad_gateway_values(sets: dict[str, str]) -> None:
+    out = helm(*template_args(sets={"gateway.enabled": "true", **sets}), check=False)
     assert out.returncode != 0, f"{sets} was accepted"
     assert "values don't meet the specifications of the schema" in out.stderr, out.stderr

@@ -226,3 +226,41 @@ def test_signature_scheme_matches_the_readme_example() -> None:
     assert verify(b"s3cret", "1700000000", body, "sha256=" + expected, now=1_700_000_100)
     assert not verify(b"s3cret", "1700000000", body, "sha256=" + expected,
                       now=1_700_000_000 + 3600)  # too old: a replay
+
+
+def _readme_block(lang: str, needle: str) -> str:
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Receiving webhooks", 1)[1].split("\n## ", 1)[0]
+    blocks = [b.split("```", 1)[0] for b in section.split(f"```{lang}\n")[1:]]
+    (block,) = [b for b in blocks if needle in b]
+    return block
+
+
+def test_the_readme_snippets_verify_a_real_delivery(make_worker: Make, receiver: Receiver,
+                                                    tmp_path: Path) -> None:
+    """The README's Python function and its openssl one-liner, run on a delivery the worker
+    really made: both accept it, and both refuse it with one byte of the body changed."""
+    import shutil
+    import subprocess
+
+    h = make_worker(hook_spec(receiver.url, ["message"]), env=FAST)
+    h.say("check me")
+    wait_for(lambda: receiver.accepted(), what="a delivery")
+    d = receiver.accepted()[0]
+    headers = {"X-Wabot-Timestamp": d.headers["x-wabot-timestamp"],
+               "X-Wabot-Signature": d.headers["x-wabot-signature"]}
+    namespace: dict[str, Any] = {}
+    exec(_readme_block("python", "def verify"), namespace)
+    assert namespace["verify"](KEY.encode(), headers, d.body)
+    assert not namespace["verify"](KEY.encode(), headers, d.body.replace(b"check", b"chuck"))
+
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed to check the README's shell snippet")
+    script = _readme_block("sh", "openssl dgst")
+    for body, verdict in ((d.body, "valid"), (d.body.replace(b"check", b"chuck"), "INVALID")):
+        (tmp_path / "body.json").write_bytes(body)
+        out = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True,
+                             text=True, env={"PATH": "/usr/bin:/bin", "TS": headers[
+                                 "X-Wabot-Timestamp"], "SIG": headers["X-Wabot-Signature"],
+                                 "WEBHOOK_KEY": KEY})
+        assert out.stdout.strip() == verdict, out.stderr

@@ -77,3 +77,35 @@ app.kubernetes.io/component: operator
 {{- define "wabot-operator.botTemplatesName" -}}
 {{- printf "%s-bot-templates" (include "wabot-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
+
+{{/* The send-message gateway: its own component label, so nothing selects it as the operator. */}}
+{{- define "wabot-operator.gatewayName" -}}
+{{- printf "%s-gateway" (include "wabot-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "wabot-operator.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "wabot-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "wabot-operator.gatewayLabels" -}}
+helm.sh/chart: {{ include "wabot-operator.chart" . }}
+{{ include "wabot-operator.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: wabot
+{{- end }}
+
+{{/* The gateway's image: its own if set, else the operator's (ROLE=gateway runs from it). */}}
+{{- define "wabot-operator.gatewayImage" -}}
+{{- if .Values.gateway.image.repository }}
+{{- include "wabot-operator.imageRef" (list .Values.gateway.image .) }}
+{{- else }}
+{{- include "wabot-operator.imageRef" (list .Values.image .) }}
+{{- end }}
+{{- end }}
+
+{{- define "wabot-operator.gatewayKeysNamespace" -}}
+{{- default .Release.Namespace .Values.gateway.keysNamespace }}
+{{- end }}
