@@ -208,6 +208,15 @@ def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
         env["DATABASE_URL"] = f"${{{var}:?set {var} (the DSN of Secret {ref.name}/{ref.key})}}"
     else:
         env["DATABASE_URL"] = DEFAULT_DSN
+    # The webhook key and the proxy URL come from the environment of `docker compose`, like
+    # the DSN: never written into the generated file.
+    for field, target, name in (("webhook", "WABOT_WEBHOOK_SECRET", "WABOT_HOOK"),
+                                ("proxy", "WABOT_PROXY_URL", "WABOT_PROXY")):
+        part = getattr(spec, field)
+        if part is not None:
+            ref = part.secret_ref
+            var = _env_var(name, ref.name, ref.key)
+            env[target] = f"${{{var}:?set {var} (Secret {ref.name}/{ref.key})}}"
     limits, requests = spec.resources.limits, spec.resources.requests
     lim = Resources(cpus=cpus(limits.cpu) if limits.cpu else None,
                     memory=memory(limits.memory) if limits.memory else None)

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
-from wabot.spec import RESERVED_ENV_NAMES
+from wabot.spec import RESERVED_ENV_NAMES, SecretKeyRef
 
 from .botsfile import BotDefinition
 from .supervisor import ProcessSpec
@@ -38,6 +38,7 @@ FLEET_ENV_NAMES: tuple[str, ...] = (
     "WABOT_RUN_DIR",
     "WABOT_SECRETS_DIR",
     "WABOT_WORKER_COMMAND",
+    "WABOT_WEBHOOK_SECRET_FILE",
     "WABOT_BOT_URL_TEMPLATE",
     "WABOT_FEDERATE_METRICS",
     "DEPLOYMENT_ROLE",
@@ -113,6 +114,35 @@ def database_url_for(bot: BotDefinition, settings: WorkerSettings) -> str | None
                           f"{exc.strerror}") from None
 
 
+def secret_file(bot: BotDefinition, settings: WorkerSettings, ref: SecretKeyRef,
+                field: str) -> Path:
+    """Where a mounted Secret's key would be: $WABOT_SECRETS_DIR/<name>/<key>."""
+    if settings.secrets_dir is None:
+        raise ConfigError(
+            f"bot {bot.name}: {field} {ref.name}/{ref.key} needs WABOT_SECRETS_DIR "
+            "(a directory with <secret>/<key> files)"
+        )
+    return settings.secrets_dir / ref.name / ref.key
+
+
+def integration_env(bot: BotDefinition, settings: WorkerSettings) -> dict[str, str]:
+    """spec.webhook's signing key as a file the worker reads (WABOT_WEBHOOK_SECRET_FILE: the
+    key never sits in the supervisor's process table) and spec.proxy's URL, read here like the
+    DSN (the worker reports a bad one itself)."""
+    env: dict[str, str] = {}
+    if bot.spec.webhook is not None:
+        path = secret_file(bot, settings, bot.spec.webhook.secret_ref, "spec.webhook.secretRef")
+        env["WABOT_WEBHOOK_SECRET_FILE"] = str(path.resolve())
+    if bot.spec.proxy is not None:
+        path = secret_file(bot, settings, bot.spec.proxy.secret_ref, "spec.proxy.secretRef")
+        try:
+            env["WABOT_PROXY_URL"] = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"bot {bot.name}: cannot read proxy secret {path}: "
+                              f"{exc.strerror}") from None
+    return env
+
+
 def write_spec_file(bot: BotDefinition, run_dir: Path) -> Path:
     """The bot's spec for `WABOT_SPEC_SOURCE=file:`; replaced atomically so a worker that
     watches it never reads half a file."""
@@ -144,6 +174,7 @@ def worker_process(bot: BotDefinition, settings: WorkerSettings) -> ProcessSpec:
     dsn = database_url_for(bot, settings)
     if dsn:
         env["DATABASE_URL"] = dsn
+    env.update(integration_env(bot, settings))
     return ProcessSpec(
         name=bot.name,
         argv=settings.worker_argv,

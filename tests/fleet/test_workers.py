@@ -97,3 +97,26 @@ def test_http_dispatch_auth_and_errors() -> None:
     assert dispatch(routes, None, _req("POST", "/bots/a/stop", "Bearer x")).status == 403
     assert dispatch(routes, token, _req("GET", "/bots/a/stop", "Bearer " + token)).status == 405
     assert dispatch(routes, token, _req("GET", "/nope")).status == 404
+
+
+def test_webhook_key_and_proxy_url_come_from_the_secrets_dir(tmp_path: Path) -> None:
+    text = BOT.replace("  botId: s1\n", "  botId: s1\n  webhook: {url: 'https://h.example/x', "
+                       "secretRef: {name: hook}}\n  proxy: {secretRef: {name: px, key: url}}\n")
+    (bot,) = parse_documents(text)
+    with pytest.raises(ConfigError, match="WABOT_SECRETS_DIR"):
+        worker_process(bot, settings(tmp_path))
+    secrets = tmp_path / "secrets"
+    (secrets / "hook").mkdir(parents=True)
+    (secrets / "hook" / "value").write_text("whsec-from-file\n")
+    (secrets / "px").mkdir()
+    (secrets / "px" / "url").write_text("socks5://u:p@proxy.example:1080\n")
+    spec = worker_process(bot, settings(tmp_path, secrets_dir=secrets))
+    assert spec.env["WABOT_WEBHOOK_SECRET_FILE"] == str((secrets / "hook" / "value").resolve())
+    assert "WABOT_WEBHOOK_SECRET" not in spec.env  # the key itself stays in its file
+    assert spec.env["WABOT_PROXY_URL"] == "socks5://u:p@proxy.example:1080"
+    # What the worker makes of it.
+    from botworker.config import load_config
+
+    cfg = load_config({**spec.env, "BOT_ID": "s1", "SERVER_NAME": "acme"})
+    assert cfg.webhook_secret is not None
+    assert cfg.webhook_secret.get_secret_value() == "whsec-from-file"
