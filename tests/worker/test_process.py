@@ -156,3 +156,58 @@ def test_the_role_switch_runs_the_worker(tmp_path: Path) -> None:
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "wabot worker: BOT_ID is required in worker mode"
+
+
+def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
+    """The webhook signing key, the send API's token and the proxy's password, all in use in a
+    real worker process at LOG_LEVEL=DEBUG (whatsmeow's own debug lines included): none of
+    them, nor the proxy's Basic credentials, appears in anything the process prints."""
+    import base64
+
+    from .receiver import Receiver
+    from .test_integrations import FakeProxy
+
+    key, token, password = "whsec-LOGSCAN-8c1f", "api-token-LOGSCAN-0123456789", "pw-LOGSCAN-77"
+    receiver = Receiver(key.encode()).start()
+    proxy = FakeProxy()
+    port = _free_port()
+    spec = tmp_path / "bot.yaml"
+    spec.write_text("serverName: tenant-a\nbotId: bot-a\nwebhook:\n"
+                    f"  url: {receiver.url}\n  secretRef: {{name: hook}}\n"
+                    "  events: [connection]\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botworker"],
+        env=_env(tmp_path, BOT_ID="bot-a", SERVER_NAME="tenant-a", HTTP_PORT=str(port),
+                 HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}", LOG_LEVEL="DEBUG",
+                 WABOT_WEBHOOK_SECRET=key, WABOT_API_TOKEN=token,
+                 WABOT_PROXY_URL=f"http://alice:{password}@127.0.0.1:{proxy.port}",
+                 WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: _status(f"http://127.0.0.1:{port}/livez") == 200, timeout=60,
+                 what="/livez")
+        wait_for(lambda: proxy.received, timeout=60, what="a dial through the proxy")
+        wait_for(lambda: receiver.accepted(), timeout=30, what="a signed delivery")
+        assert all(d.signature_ok for d in receiver.accepted())
+        for bearer in (token, "wrong-" + token):
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/messages", method="POST",
+                data=json.dumps({"to": "15550001111", "text": "hi"}).encode(),
+                headers={"Authorization": f"Bearer {bearer}"})
+            with pytest.raises(urllib.error.HTTPError) as err:
+                urllib.request.urlopen(req, timeout=10)
+            assert err.value.code in (401, 503)
+        proc.send_signal(signal.SIGTERM)
+        out, err_text = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        receiver.stop()
+        proxy.close()
+    printed = out + err_text
+    assert "connecting to WhatsApp" in printed  # the logs are there, and DEBUG
+    basic = base64.b64encode(f"alice:{password}".encode()).decode()
+    for secret in (key, token, password, basic):
+        assert secret not in printed, f"{secret[:8]}... leaked into the worker's output"
