@@ -268,3 +268,44 @@ def test_operator_image_answers_liveness_and_runs_a_bot(
         podman("stop", "-t", "30", name, check=False)
     code = podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
     assert code == "0", podman("logs", name, check=False).stderr[-3000:]
+
+
+def test_operator_image_runs_the_gateway(
+        images: dict[str, float], kube: Kube, namespace: str,
+        container_names: Callable[[str], str], tmp_path: Path) -> None:
+    """ROLE=gateway from the operator image (what the chart deploys with gateway.enabled):
+    read-only, non-root, it serves its OpenAPI document and refuses a request without a key."""
+    flat = kube.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(flat)
+    kubeconfig.chmod(0o644)
+    port = free_port()
+    name = container_names("gateway")
+    podman("run", "-d", "--name", name, *RUNTIME, *HARDENED, "--network=host",
+           "-v", f"{kubeconfig}:/etc/wabot/kubeconfig:ro", "-e", "KUBECONFIG=/etc/wabot/kubeconfig",
+           "-e", "ROLE=gateway", "-e", f"WABOT_GATEWAY_PORT={port}",
+           "-e", "WABOT_GATEWAY_HOST=127.0.0.1",
+           "-e", f"WABOT_GATEWAY_KEYS_NAMESPACE={namespace}", OPERATOR)
+    try:
+        def up() -> bool:
+            if podman("inspect", "--format", "{{.State.Running}}", name).stdout.strip() != "true":
+                logs = podman("logs", name, check=False)
+                raise AssertionError(f"gateway exited:\n{logs.stdout[-3000:]}"
+                                     f"{logs.stderr[-3000:]}")
+            try:
+                return http_get(f"http://127.0.0.1:{port}/livez")[0] == 200
+            except OSError:
+                return False
+
+        eventually(up, timeout=60, what="gateway /livez")
+        status, text = http_get(f"http://127.0.0.1:{port}/openapi.yaml")
+        assert status == 200
+        assert text == (REPO / "gateway" / "openapi.yaml").read_text()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/bots/{namespace}/nobody/messages", method="POST",
+            data=b'{"to": "15550001111", "text": "hi"}')
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(req, timeout=10)
+        assert err.value.code == 401
+    finally:
+        podman("stop", "-t", "15", name, check=False)
