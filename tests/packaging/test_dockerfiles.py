@@ -79,4 +79,4 @@ def test_build_context_leaves_out_everything_but_the_sources() -> None:
     assert lines[0] == "*", "start from nothing and allow only what the images need"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "wabot", "botworker", "fleet",
-                       "operator", "auth-templates", "images/requirements"}
+                       "operator", "gateway", "auth-templates", "images/requirements"}
