@@ -5,26 +5,16 @@ Exit codes: 0 after SIGTERM/SIGINT, 2 for a configuration error (one line on std
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
+from wabot.logs import install_json_handler
+
 from . import __version__
 from .config import ConfigError, GatewayConfig
-
-
-class _Json(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-            "level": record.levelname.lower(), "logger": record.name,
-            "msg": record.getMessage(),
-            **({"exc": self.formatException(record.exc_info)} if record.exc_info else {}),
-        })
 
 
 def api_client() -> Any:
@@ -48,9 +38,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"wabot gateway: {exc}", file=sys.stderr, flush=True)
         return 2
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Json())
-    logging.basicConfig(level=cfg.log_level, handlers=[handler], force=True)
+    install_json_handler(cfg.log_level, {"role": "gateway"})
     # aiohttp's access log would record every request line; the metrics count them instead.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
