@@ -30,6 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
+from wabot.spec import DEFAULT_RESOURCES
 
 from .botsfile import BotDefinition, BotsFileError, dump_bots, load_bots_file
 
@@ -217,7 +218,8 @@ def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
             ref = part.secret_ref
             var = _env_var(name, ref.name, ref.key)
             env[target] = f"${{{var}:?set {var} (Secret {ref.name}/{ref.key})}}"
-    limits, requests = spec.resources.limits, spec.resources.requests
+    resources = spec.resources.over(DEFAULT_RESOURCES)
+    limits, requests = resources.limits, resources.requests
     lim = Resources(cpus=cpus(limits.cpu) if limits.cpu else None,
                     memory=memory(limits.memory) if limits.memory else None)
     res = Resources(cpus=cpus(requests.cpu) if requests.cpu else None,

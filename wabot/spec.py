@@ -128,21 +128,33 @@ class ResourceList(_Model):
     memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
 
 
-def _default_requests() -> ResourceList:
-    return ResourceList(cpu="50m", memory="96Mi")
-
-
-def _default_limits() -> ResourceList:
-    return ResourceList(cpu="500m", memory="256Mi")
+def _overlay(over: ResourceList, under: ResourceList) -> ResourceList:
+    return ResourceList(cpu=over.cpu or under.cpu, memory=over.memory or under.memory)
 
 
 class ResourcesSpec(_Model):
-    requests: ResourceList = Field(default_factory=_default_requests)
-    limits: ResourceList = Field(default_factory=_default_limits)
+    """A key left unset takes the platform default (the operator's, configurable per install),
+    so an admin can change every bot's default without touching any WhatsAppBot."""
+
+    requests: ResourceList = Field(default_factory=ResourceList)
+    limits: ResourceList = Field(default_factory=ResourceList)
+
+    def over(self, defaults: ResourcesSpec) -> ResourcesSpec:
+        """This spec with each unset key taken from `defaults`."""
+        return ResourcesSpec(requests=_overlay(self.requests, defaults.requests),
+                             limits=_overlay(self.limits, defaults.limits))
+
+
+# The built-in defaults: an idle worker measures ~90 MB RSS (bench/), so 96Mi is reserved and
+# 256Mi leaves room for bursts of commands and database access.
+DEFAULT_RESOURCES = ResourcesSpec(requests=ResourceList(cpu="50m", memory="96Mi"),
+                                  limits=ResourceList(cpu="500m", memory="256Mi"))
+DEFAULT_STORAGE_SIZE = "256Mi"
 
 
 class StorageSpec(_Model):
-    size: str = Field(default="256Mi", pattern=QUANTITY_PATTERN, max_length=32)
+    # None: the operator's default (DEFAULT_STORAGE_SIZE unless configured otherwise).
+    size: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
     storage_class_name: str | None = Field(
         default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253
     )

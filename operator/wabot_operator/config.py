@@ -32,6 +32,7 @@ Variables (all optional):
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -42,7 +43,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from wabot.spec import NAME_PATTERN, SecretKeyRef
+from wabot.spec import (
+    DEFAULT_RESOURCES,
+    DEFAULT_STORAGE_SIZE,
+    NAME_PATTERN,
+    QUANTITY_PATTERN,
+    ResourcesSpec,
+    SecretKeyRef,
+)
 
 ENV_PREFIX = "WABOT_OPERATOR_"
 TEMPLATE_FILES = (
@@ -112,6 +120,11 @@ class OperatorConfig(BaseModel):
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway_service_account: GatewayAccount | None = None
+    # Bot defaults for what a WhatsAppBot leaves unset (the chart's `bots.resources/storage`).
+    default_resources: ResourcesSpec = DEFAULT_RESOURCES
+    default_storage_size: str = Field(default=DEFAULT_STORAGE_SIZE, pattern=QUANTITY_PATTERN)
+    default_storage_class: str | None = Field(
+        default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
 
     @property
     def clusterwide(self) -> bool:
@@ -178,6 +191,18 @@ class OperatorConfig(BaseModel):
             ns, sep, sa = gateway.partition("/")
             raw["gateway_service_account"] = (
                 {"namespace": ns, "name": sa} if sep else {"namespace": "", "name": gateway})
+        if (resources := get("DEFAULT_RESOURCES")) is not None:
+            try:
+                given = ResourcesSpec.model_validate(json.loads(resources))
+            except (ValueError, ValidationError) as e:
+                raise ConfigError(
+                    f"{ENV_PREFIX}DEFAULT_RESOURCES: not a JSON object of requests/limits "
+                    f"with cpu/memory quantities: {e}") from e
+            raw["default_resources"] = given.over(DEFAULT_RESOURCES)
+        if (size := get("DEFAULT_STORAGE_SIZE")) is not None:
+            raw["default_storage_size"] = size
+        if (storage_class := get("DEFAULT_STORAGE_CLASS")) is not None:
+            raw["default_storage_class"] = storage_class
         if (fmt := get("LOG_FORMAT")) is not None:
             raw["log_format"] = fmt.lower()
         if (level := get("LOG_LEVEL")) is not None:
@@ -206,6 +231,9 @@ _FIELD_TO_ENV = {
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
     "gateway_service_account": "GATEWAY_SERVICE_ACCOUNT",
+    "default_resources": "DEFAULT_RESOURCES",
+    "default_storage_size": "DEFAULT_STORAGE_SIZE",
+    "default_storage_class": "DEFAULT_STORAGE_CLASS",
 }
 
 

@@ -109,7 +109,9 @@ class Reconciler:
         self.defaults = RenderDefaults(
             worker_image=config.worker_image, database_secret=config.database_secret,
             gateway_service_account=(ServiceAccountRef(gateway.namespace, gateway.name)
-                                     if gateway is not None else None))
+                                     if gateway is not None else None),
+            resources=config.default_resources, storage_size=config.default_storage_size,
+            storage_class=config.default_storage_class)
         self._clock = clock
         self._now = now
 

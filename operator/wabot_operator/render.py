@@ -17,9 +17,12 @@ from wabot import naming
 from wabot.spec import (
     API_GROUP,
     API_VERSION,
+    DEFAULT_RESOURCES,
+    DEFAULT_STORAGE_SIZE,
     KIND,
     RESERVED_ENV_NAMES,
     ResourceList,
+    ResourcesSpec,
     SecretKeyRef,
     WhatsAppBotSpec,
 )
@@ -65,6 +68,9 @@ class RenderDefaults:
     # The send-message gateway's ServiceAccount: when set, each bot gets a Role and RoleBinding
     # that let exactly that ServiceAccount read exactly this bot's API-token Secret.
     gateway_service_account: ServiceAccountRef | None = None
+    resources: ResourcesSpec = DEFAULT_RESOURCES
+    storage_size: str = DEFAULT_STORAGE_SIZE
+    storage_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ def template_values(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults
         "serverName": spec.server_name,
         "botId": spec.effective_bot_id(bot.name),
         "image": spec.image or defaults.worker_image,
-        "storageSize": spec.storage.size,
+        "storageSize": spec.storage.size or defaults.storage_size,
     }
 
 
@@ -163,16 +169,18 @@ def render_gateway_access(bot: BotRef, spec: WhatsAppBotSpec,
 
 
 def render_pvc(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
-               values: Mapping[str, str]) -> dict[str, Any]:
+               values: Mapping[str, str], defaults: RenderDefaults) -> dict[str, Any]:
     """With retainPolicy Retain the PVC has no owner: neither the garbage collector nor a
     `kubectl delete --cascade` of the bot can take the session with it."""
     doc = templates.render("pvc.yaml", values)
     _metadata(doc, naming.pvc_name(bot.name), bot, spec,
               owned=spec.storage.retain_policy == "Delete")
     body = doc.setdefault("spec", {})
-    body.setdefault("resources", {}).setdefault("requests", {})["storage"] = spec.storage.size
-    if spec.storage.storage_class_name is not None:
-        body["storageClassName"] = spec.storage.storage_class_name
+    size = spec.storage.size or defaults.storage_size
+    body.setdefault("resources", {}).setdefault("requests", {})["storage"] = size
+    storage_class = spec.storage.storage_class_name or defaults.storage_class
+    if storage_class is not None:
+        body["storageClassName"] = storage_class
     return doc
 
 
@@ -305,10 +313,11 @@ def render_pod(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults,
         if v.name not in reserved:
             extra[v.name] = {"name": v.name, "value": v.value}
     container["env"] = ours + list(extra.values())
+    resources = spec.resources.over(defaults.resources)
     container["resources"] = {
         key: value
-        for key, value in (("requests", _resource_list(spec.resources.requests)),
-                           ("limits", _resource_list(spec.resources.limits)))
+        for key, value in (("requests", _resource_list(resources.requests)),
+                           ("limits", _resource_list(resources.limits)))
         if value
     }
     pod_spec["serviceAccountName"] = naming.child_name(bot.name)
@@ -352,7 +361,7 @@ def render_children(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults
         gateway_role, gateway_binding = render_gateway_access(
             bot, spec, defaults.gateway_service_account)
     return Children(
-        pvc=render_pvc(bot, spec, templates, values),
+        pvc=render_pvc(bot, spec, templates, values, defaults),
         service_account=render_service_account(bot, spec, templates, values),
         role=render_role(bot, spec, templates, values),
         role_binding=render_role_binding(bot, spec, templates, values),

@@ -204,9 +204,7 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     chart_names = {k.removeprefix(opconfig.ENV_PREFIX) for k in env
                    if k.startswith(opconfig.ENV_PREFIX)}
     read_by_operator = set(opconfig._FIELD_TO_ENV.values())
-    # Bot defaults the chart offers that the operator's config does not read yet.
-    pending = {"DEFAULT_RESOURCES", "DEFAULT_STORAGE_SIZE", "DEFAULT_STORAGE_CLASS"}
-    unknown = chart_names - read_by_operator - pending
+    unknown = chart_names - read_by_operator
     assert not unknown, f"the chart sets {sorted(unknown)}, which the operator never reads"
 
     # The templates dir is a ConfigMap mount in the pod; here, the chart's copy of them.
@@ -221,6 +219,12 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     assert (cfg.health_port, cfg.metrics_port) == (8080, 9090)
     assert cfg.log_level == "DEBUG"
     assert cfg.log_format == "json"
+    # bots.resources overlays the built-in defaults key by key; bots.storage sets the PVC's.
+    assert cfg.default_resources.requests.cpu == "20m"
+    assert cfg.default_resources.requests.memory == "96Mi"
+    assert cfg.default_resources.limits.memory == "256Mi"
+    assert cfg.default_resources.limits.cpu == "500m"
+    assert (cfg.default_storage_size, cfg.default_storage_class) == ("512Mi", "standard")
 
     defaults = opconfig.OperatorConfig.from_env(
         {k: v for k, v in env_of(find(render(), "Deployment", OPERATOR)).items()

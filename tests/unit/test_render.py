@@ -20,7 +20,14 @@ from wabot_operator.render import (
 from wabot_operator.templates import TemplateError, Templates, TemplateStore, load_templates
 
 from wabot import naming
-from wabot.spec import RESERVED_ENV_NAMES, EnvVar, SecretKeyRef, WhatsAppBotSpec
+from wabot.spec import (
+    RESERVED_ENV_NAMES,
+    EnvVar,
+    ResourceList,
+    ResourcesSpec,
+    SecretKeyRef,
+    WhatsAppBotSpec,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = REPO / "auth-templates"
@@ -226,7 +233,27 @@ def test_resources_default_and_follow_the_spec(templates: Templates) -> None:
     }
     c = render(templates, resources={"limits": {"memory": "512Mi"}})
     assert worker(c)["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"},
-                                      "limits": {"memory": "512Mi"}}
+                                      "limits": {"cpu": "500m", "memory": "512Mi"}}
+
+
+def test_operator_defaults_fill_what_the_spec_leaves_unset(templates: Templates) -> None:
+    """An admin changes every bot's defaults in one place (the chart's bots.resources and
+    bots.storage); a bot's own values still win key by key."""
+    defaults = RenderDefaults(
+        worker_image="img",
+        resources=ResourcesSpec(requests=ResourceList(cpu="20m"),
+                                limits=ResourceList(cpu="1", memory="1Gi")),
+        storage_size="2Gi", storage_class="fast-ssd")
+    c = render(templates, defaults)
+    assert worker(c)["resources"] == {"requests": {"cpu": "20m"},
+                                      "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert c.pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert c.pvc["spec"]["storageClassName"] == "fast-ssd"
+    c = render(templates, defaults, resources={"limits": {"memory": "300Mi"}},
+               storage={"size": "64Mi", "storageClassName": "standard"})
+    assert worker(c)["resources"]["limits"] == {"cpu": "1", "memory": "300Mi"}
+    assert c.pvc["spec"]["resources"]["requests"]["storage"] == "64Mi"
+    assert c.pvc["spec"]["storageClassName"] == "standard"
 
 
 def test_pod_security_is_the_restricted_profile_plus_read_only_root(
