@@ -68,6 +68,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         sec.outcome = _outcome(key)
     tr = terminalreporter
     tr.write_sep("=", f"wabot reliability figures ({sizes.SIZE_NAME} size, seed {sizes.SEED})")
+    figures.SECTIONS = dict(sorted(figures.SECTIONS.items(), key=lambda kv: kv[1].title))
     for line in figures.render_text():
         tr.write_line(line)
     if sizes.FULL and not os.environ.get("WABOT_FIGURES_NO_WRITE"):

@@ -49,6 +49,7 @@ class PodRec:
     spec_hash: str | None
     grace: int | None
     owners: tuple[tuple[str, str], ...]
+    node: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def pod_rec(kind: str, pod: client.V1Pod) -> PodRec:
         spec_hash=(meta.annotations or {}).get(naming.ANNOTATION_POD_HASH),
         grace=meta.deletion_grace_period_seconds,
         owners=tuple((o.kind, o.uid) for o in (meta.owner_references or [])),
+        node=pod.spec.node_name if pod.spec else None,
     )
 
 
@@ -244,13 +246,32 @@ class NamespaceRecorder:
                 "moments_two_existing": moments_two_existing}
 
     def forced_deletes(self) -> list[PodRec]:
-        """Pods whose first terminating event carried grace 0: a forced delete (the operator
-        must never force; kwok confirming a graceful delete shows up only later)."""
+        """Pods on a node whose first terminating event carried grace 0: a forced delete (the
+        operator must never force; kwok confirming a graceful delete shows up only later).
+        A pod not yet scheduled to a node, or already finished, is deleted at once by the API
+        server whatever the request said: no container of it can be running."""
         first: dict[str, PodRec] = {}
         for e in self.pods:
-            if e.terminating and e.uid not in first:
+            if (e.terminating or e.type == "DELETED") and e.uid not in first:
                 first[e.uid] = e
-        return [e for e in first.values() if e.grace == 0]
+        return [e for e in first.values() if e.grace == 0 and e.node
+                and e.phase not in ("Succeeded", "Failed")]
+
+    def immediate_deletes_unscheduled(self) -> int:
+        first: dict[str, PodRec] = {}
+        for e in self.pods:
+            if (e.terminating or e.type == "DELETED") and e.uid not in first:
+                first[e.uid] = e
+        return sum(1 for e in first.values() if e.grace == 0 and not e.node)
+
+    def dump(self, path: Any) -> None:
+        import json
+
+        with open(path, "w") as f:
+            for e in [*self.pods, *self.leases]:
+                f.write(json.dumps({"kind": type(e).__name__, **{
+                    k: (str(v) if not isinstance(v, (int, float, str, type(None))) else v)
+                    for k, v in e.__dict__.items()}}) + "\n")
 
     def lease_takeovers_without_expiry(self) -> list[tuple[LeaseRec, LeaseRec]]:
         """Holder changes from one identity straight to another that came before the old

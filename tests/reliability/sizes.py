@@ -21,8 +21,8 @@ def _size(name: str, ci: int, full: int) -> int:
     return int(raw) if raw else (full if FULL else ci)
 
 
-CHAOS_ROUNDS = _size("ROUNDS", 30, 100)
-CHAOS_BOTS = _size("BOTS", 12, 50)
+CHAOS_ROUNDS = _size("ROUNDS", 40, 100)
+CHAOS_BOTS = _size("BOTS", 16, 50)
 INVALID_SPECS = _size("INVALID_SPECS", 1000, 3000)
 HOSTILE_MESSAGES = _size("MESSAGES", 20_000, 100_000)
 OUTAGE_SECONDS = _size("OUTAGE_SECONDS", 10, 60)

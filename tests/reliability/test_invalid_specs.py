@@ -319,22 +319,27 @@ def invalid_case(draw: st.DrawFn, kind: str) -> Case:
         i = draw(st.integers(0, len(env)))
         env.insert(i, {"name": draw(st.sampled_from(RESERVED_ENV_NAMES)), "value": "x"})
         return Case("reserved env name", f"spec.env[{i}].name", spec=_set(spec, ["env"], env))
-    # immutable: a change to one of the existing bots
+    # immutable: a change to one of the existing bots, alone or with valid changes beside it
     change = draw(st.sampled_from(["serverName", "botId", "drop_botId", "add_botId"]))
     put = draw(st.booleans())
+    also: dict[str, Any] = {}
+    if draw(st.booleans()):
+        also = {k: v for k, v in draw(valid_spec()).items()
+                if k not in ("serverName", "botId", "pairing", "webhook")}
     if change == "serverName":
         return Case("immutable field changed", "spec.serverName",
-                    update={"serverName": draw(DNS.filter(lambda s: s != "acme"))}, put=put,
-                    model_refuses=False, name="with-id" if draw(st.booleans()) else "no-id")
+                    update={**also, "serverName": draw(DNS.filter(lambda s: s != "acme"))},
+                    put=put, model_refuses=False,
+                    name="with-id" if draw(st.booleans()) else "no-id")
     if change == "botId":
         return Case("immutable field changed", "spec.botId", name="with-id", put=put,
-                    update={"botId": draw(DNS.filter(lambda s: s != "fixed-id"))},
+                    update={**also, "botId": draw(DNS.filter(lambda s: s != "fixed-id"))},
                     model_refuses=False)
     if change == "drop_botId":
         return Case("immutable field changed", "spec.botId", name="with-id", put=put,
-                    update={"botId": None}, model_refuses=False)
+                    update={**also, "botId": None}, model_refuses=False)
     return Case("immutable field changed", "spec.botId", name="no-id", put=put,
-                update={"botId": draw(DNS)}, model_refuses=False)
+                update={**also, "botId": draw(DNS)}, model_refuses=False)
 
 
 def generate(n: int) -> list[Case]:
@@ -346,7 +351,7 @@ def generate(n: int) -> list[Case]:
         found: dict[str, Case] = {}
 
         @seed(sizes.SEED + i)
-        @settings(max_examples=quota * 3 + 20, database=None, deadline=None,
+        @settings(max_examples=quota * 5 + 50, database=None, deadline=None,
                   phases=[Phase.generate], suppress_health_check=list(HealthCheck))
         @given(invalid_case(kind))
         def collect(case: Case) -> None:
