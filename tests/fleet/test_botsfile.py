@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from fleet.botsfile import BotsFileError, dump_bots, load_bots_file, parse_documents
+from wabot.spec import DEFAULT_RESOURCES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +36,9 @@ def test_multi_document_file_is_read_with_defaults_from_the_models() -> None:
     assert bots[0].namespace == "acme" and bots[0].spec.commands.prefix == "#"
     assert bots[0].bot_id == "sales"  # botId defaults to metadata.name
     assert bots[1].bot_id == "helpdesk"
-    assert bots[1].spec.resources.limits.memory == "256Mi"
+    # Unset resources mean "the platform default", resolved where the bot is run.
+    assert bots[1].spec.resources.limits.memory is None
+    assert bots[1].spec.resources.over(DEFAULT_RESOURCES).limits.memory == "256Mi"
 
 
 def test_error_names_file_document_and_field_path() -> None:
