@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--stock-control-plane", action="store_true",
                    help="run the control plane without the raised controller-manager/scheduler "
                    "client limits")
+    p.add_argument("--operator-path", type=Path,
+                   help="what-if: run the wabot_operator package found in this directory "
+                   "instead of the repo's (operator benchmarks)")
     p.add_argument("--messages", type=int, help="pipeline: commands in the throughput run "
                    "(default 20000; quick 3000)")
     p.add_argument("--hold", type=float, help="density: seconds after start before reading RSS "
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         "git": _git(),
         "machine": machine(),
         "options": {"sizes": sizes, "modes": modes, "messages": messages, "hold_s": hold,
-                    "nodes": args.nodes, "tuned_control_plane": not args.stock_control_plane},
+                    "nodes": args.nodes, "tuned_control_plane": not args.stock_control_plane,
+                    "operator_path": str(args.operator_path or "")},
     }
     results: list[Result] = []
     pg: Any = None
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 restart_n = (args.restart_size or max(sizes)) if "restart" in only else None
                 scale, restart = operator_scale.run(
                     sizes=run_sizes, modes=modes, restart_n=restart_n, nodes=args.nodes,
-                    tuned=not args.stock_control_plane)
+                    tuned=not args.stock_control_plane, operator_path=args.operator_path)
                 out: list[Result] = [scale] if run_sizes else []
                 if restart is not None:
                     restart_starts.extend(restart.extra.get("new_image", {}).get(

@@ -115,6 +115,31 @@ def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
     return out
 
 
+def measure_worker_kubernetes(hold_s: float, workdir: Path) -> dict[str, Any]:
+    """The production spec source: the worker reads and watches its WhatsAppBot, holds its
+    Lease and reports status, against a local control plane (admin credentials instead of
+    the bot's ServiceAccount token; the code path is the same)."""
+    from kubernetes import client
+
+    from bench.kube import BenchCluster
+
+    cluster = BenchCluster(nodes=1)
+    try:
+        cluster.start()
+        ns = cluster.namespace("bench-density")
+        cluster.create_bot(ns, "demo")
+        client.CoordinationV1Api(cluster.api).create_namespaced_lease(
+            ns, client.V1Lease(metadata=client.V1ObjectMeta(name="wabot-demo"),
+                               spec=client.V1LeaseSpec()))
+        out = measure_worker("kubernetes", {
+            "KUBECONFIG": str(cluster.kubeconfig), "WABOT_SPEC_SOURCE": "kubernetes",
+            "WABOT_NAMESPACE": ns, "WABOT_BOT_NAME": "demo", "WABOT_LEASE_NAME": "wabot-demo",
+        }, hold_s, workdir)
+        return out
+    finally:
+        cluster.stop()
+
+
 def _python() -> str:
     import sys
 
@@ -238,12 +263,14 @@ def measure_container(hold_s: float, workdir: Path) -> dict[str, Any]:
 
 
 def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = False,
-        container: bool = True, kube_variant: dict[str, Any] | None = None) -> Result:
+        container: bool = True, kubernetes: bool = True) -> Result:
     res = Result("density", "Density: RSS of one idle bot (after a failed connect attempt)")
     res.note(f"VmRSS from /proc/<pid>/status {hold_s:.0f} s after start, after the worker's "
              "first dial to WhatsApp failed (unreachable here) and while it retries with "
-             "backoff. Worker: `python -m wabot worker`, WABOT_SPEC_SOURCE=file:<spec>; "
-             "Baileys: `node bench/baileys/idle-socket.mjs`, same hold.")
+             "backoff. Worker: `python -m wabot worker`, WABOT_SPEC_SOURCE=file:<spec> (and "
+             "=kubernetes against a local control plane: get + watch of its WhatsAppBot, its "
+             "Lease, status reports - the production configuration); Baileys: `node "
+             "bench/baileys/idle-socket.mjs`, same hold.")
     with tempfile.TemporaryDirectory(prefix="wabot-bench-density-") as tmp:
         work = Path(tmp)
         variants: list[tuple[str, dict[str, str]]] = [("sqlite", {})]
@@ -253,8 +280,12 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
         for variant, env in variants:
             log(f"density: worker ({variant})")
             workers[variant] = measure_worker(variant, env, hold_s, work)
-        if kube_variant is not None:
-            workers["kubernetes"] = kube_variant
+        if kubernetes:
+            log("density: worker (kubernetes spec source, local control plane)")
+            try:
+                workers["kubernetes"] = measure_worker_kubernetes(hold_s, work)
+            except Exception as exc:
+                res.note(f"kubernetes variant failed: {exc}")
         log("density: Baileys baseline")
         baileys = measure_baileys(hold_s, work)
         res.extra["workers"] = workers
@@ -264,7 +295,8 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
         for variant, w in workers.items():
             rss = w.get("rss_mb")
             label = {"sqlite": "file spec, SQLite", "postgres": "file spec, PostgreSQL",
-                     "kubernetes": "kubernetes spec source, SQLite"}.get(variant, variant)
+                     "kubernetes": "kubernetes spec source, SQLite (production)"}.get(
+                         variant, variant)
             res.add(f"worker RSS ({label})", rss, "MiB", target=f"<= {TARGET_MB:.0f} MB and < "
                     "Baileys", met=None if rss is None else (rss <= TARGET_MB and rss < b),
                     note=f"PSS {w.get('pss_mb') or 0:.1f} MB, anon {w.get('rss_anon_mb', 0):.1f}"

@@ -153,6 +153,9 @@ class Operator:
     metrics_port: int = 0
     request_log: Path = field(default_factory=lambda: Path("/dev/null"))
     cpu_at_ready: float = 0.0
+    # A directory holding another `wabot_operator` package to run instead of the repo's
+    # (what-if experiments; `python -m bench --operator-path DIR`).
+    package_dir: Path | None = None
 
     def start(self, tag: str) -> Operator:
         from bench.common import cpu_seconds
@@ -169,6 +172,9 @@ class Operator:
             "WABOT_OPERATOR_LOG_LEVEL": "INFO",
             "WABOT_BENCH_REQUEST_LOG": str(self.request_log),
         }, hooks=True)
+        if self.package_dir is not None:
+            env["PYTHONPATH"] = f"{self.package_dir}:{env['PYTHONPATH']}"
+            env["WABOT_OPERATOR_TEMPLATES_DIR"] = str(REPO / "auth-templates")
         import sys
 
         self.proc = Child([sys.executable, "-m", "wabot_operator"], env=env, cwd=REPO,

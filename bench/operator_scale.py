@@ -144,9 +144,18 @@ def _wait_settled(obs: FleetObserver, names: list[str], timeout: float, after: f
         time.sleep(0.2)
 
 
+def _control_plane_cpu(cluster: BenchCluster) -> float:
+    """CPU seconds used so far by etcd, kube-apiserver, controller-manager, scheduler, kwok."""
+    total = 0.0
+    for pid in cluster.cluster.pids.values():
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir: Path,
-            keep: bool = False) -> tuple[dict[str, Any], Operator | None, FleetObserver | None,
-                                         str]:
+            keep: bool = False, package_dir: Path | None = None
+            ) -> tuple[dict[str, Any], Operator | None, FleetObserver | None, str]:
     """One scale run; with `keep`, the operator and observer are returned still running."""
     ns = cluster.namespace(f"bench-{'op' if operator else 'raw'}-{mode}-{n}")
     names = [f"b{i:05d}" for i in range(n)]
@@ -156,7 +165,8 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
     ok = False
     try:
         if operator:
-            op = Operator(cluster.kubeconfig, ns, workdir).start(f"{mode}-{n}")
+            op = Operator(cluster.kubeconfig, ns, workdir,
+                          package_dir=package_dir).start(f"{mode}-{n}")
         obs.__enter__()
         if operator:
             def create(name: str) -> None:
@@ -171,11 +181,13 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
                 for obj in render(name):
                     kube.create(obj)
         wall0 = time.time()
+        cp_cpu0 = _control_plane_cpu(cluster)
         times = apply_all(names, create, mode)
         first = min(s for s, _ in times.values())
         apply_s = max(d for _, d in times.values()) - first
         timeout = max(120.0, n * 0.3)
         settled_at, done = _wait_settled(obs, names, timeout, 0.0, pods_only=not operator)
+        cp_cpu = _control_plane_cpu(cluster) - cp_cpu0
         pods = obs.live_pods()
         lat = [(pods[nm].added - times[nm][0]) * 1000 for nm in names if nm in pods]
         created = [pods[nm].added for nm in names if nm in pods]
@@ -188,6 +200,8 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
             "apply_to_pod_p99_ms": percentile(lat, 99),
             "apply_to_pod_max_ms": max(lat) if lat else None,
             "pod_creation_peak_per_s": peak_rate(created),
+            "control_plane_cpu_s": cp_cpu,
+            "control_plane_cpu_ms_per_bot": cp_cpu / n * 1000,
         })
         if op is not None:
             st = proc_status(op.pid)
@@ -197,6 +211,7 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
                 "operator_threads": st.get("Threads"),
                 "operator_cpu_s": cpu_seconds(op.pid) - op.cpu_at_ready,
             })
+            result["operator_cpu_ms_per_bot"] = result["operator_cpu_s"] / n * 1000
             time.sleep(1.5)  # the request log is flushed once a second
             reqs = request_summary(read_requests(op.request_log, wall0))
             result["operator_requests"] = reqs
@@ -212,7 +227,7 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
 
 
 def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: str, n: int,
-                 workdir: Path) -> dict[str, Any]:
+                 workdir: Path, package_dir: Path | None = None) -> dict[str, Any]:
     from kubernetes import client
 
     names = [f"b{i:05d}" for i in range(n)]
@@ -245,7 +260,8 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
     op.stop()
     wall1 = time.time()
     t1 = time.monotonic()
-    op2 = Operator(cluster.kubeconfig, ns, workdir, image="registry.invalid/wabot-worker:bench2")
+    op2 = Operator(cluster.kubeconfig, ns, workdir, image="registry.invalid/wabot-worker:bench2",
+                   package_dir=package_dir)
     try:
         op2.start(f"restart-{n}")
         ready_s = time.monotonic() - t1
@@ -271,8 +287,8 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
 
 
 def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = ("rate", "burst"),
-        restart_n: int | None = 1000, nodes: int = NODES, tuned: bool = True
-        ) -> tuple[Result, Result | None]:
+        restart_n: int | None = 1000, nodes: int = NODES, tuned: bool = True,
+        operator_path: Path | None = None) -> tuple[Result, Result | None]:
     res = Result("operator", "Operator scale: N WhatsAppBots on a local control plane (kwok)")
     res.note("Each run on a fresh control plane (etcd, kube-apiserver, controller-manager, "
              f"scheduler, kwok with {nodes} simulated nodes) started by devcluster"
@@ -289,6 +305,8 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
     res.note("Baseline 'raw': the same objects per bot (PVC, SA, Role, RoleBinding, Lease, "
              "Pod from the operator's renderer) created by the benchmark client at the same "
              "pace, on a fresh control plane; settled = every pod Running.")
+    if operator_path is not None:
+        res.note(f"WHAT-IF: the operator package came from {operator_path}, not the repo.")
     runs: list[dict[str, Any]] = []
     restart_out: dict[str, Any] | None = None
     with tempfile.TemporaryDirectory(prefix="wabot-bench-operator-") as tmp:
@@ -299,7 +317,7 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
                        n: int) -> None:
             nonlocal restart_out
             try:
-                restart_out = restart_runs(cluster, op, obs, ns, n, work)
+                restart_out = restart_runs(cluster, op, obs, ns, n, work, operator_path)
                 restart_out["n"] = n
             finally:
                 with contextlib.suppress(Exception):
@@ -316,7 +334,8 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
                     try:
                         cluster.start()
                         r, op, obs, ns = one_run(cluster, n, mode, operator=operator,
-                                                 workdir=work, keep=keep)
+                                                 workdir=work, keep=keep,
+                                                 package_dir=operator_path)
                         r["control_plane_start_s"] = cluster.started_s
                         runs.append(r)
                         log(f"  settled in {_s(r['settled_s'])} s, apply -> pod p99 "
@@ -335,7 +354,7 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
             try:
                 cluster.start()
                 r, op, obs, ns = one_run(cluster, restart_n, "burst", operator=True,
-                                         workdir=work, keep=True)
+                                         workdir=work, keep=True, package_dir=operator_path)
                 if op is not None and obs is not None:
                     restart_on(cluster, op, obs, ns, restart_n)
                     if restart_out is not None:
@@ -411,7 +430,17 @@ def _report(res: Result, runs: list[dict[str, Any]]) -> None:
                     met=at_most(peak, 150.0), note=f"VmRSS at the end "
                     f"{op.get('operator_rss_mb', 0):.1f} MiB, {op.get('operator_threads')} "
                     "threads")
-            res.add(f"{label}: operator CPU", op.get("operator_cpu_s"), "s")
+            res.add(f"{label}: operator CPU", op.get("operator_cpu_s"), "s",
+                    note=f"{op.get('operator_cpu_ms_per_bot', 0):.0f} ms per bot")
+            op_total = (op.get("operator_cpu_ms_per_bot") or 0) + (
+                op.get("control_plane_cpu_ms_per_bot") or 0)
+            res.add(f"{label}: CPU per bot, operator + control plane", op_total, "ms",
+                    note=f"control plane {op.get('control_plane_cpu_ms_per_bot', 0):.0f} ms; "
+                    "less sensitive to other load on the machine than the times")
+            res.add(f"{label}: CPU per bot, raw baseline (control plane)",
+                    raw.get("control_plane_cpu_ms_per_bot"), "ms")
+            res.add(f"{label}: ratio CPU per bot operator/raw",
+                    ratio(op_total, raw.get("control_plane_cpu_ms_per_bot")), "x")
             reqs = op.get("operator_requests") or {}
             res.add(f"{label}: operator API requests", reqs.get("total"), "req",
                     note=f"{op.get('operator_requests_per_bot', 0):.1f} per bot, peak "

@@ -33,12 +33,12 @@ DIAL_FAIL_S = 0.01  # measured here: "no such host" comes back in milliseconds
 
 
 def simulate(starts: Sequence[float], *, reachable: bool, horizon_s: float = HORIZON_S,
-             dial_s: float = DIAL_FAIL_S, seed: int = 7) -> list[float]:
+             dial_s: float = DIAL_FAIL_S, seed: int = 7, policy: Any = None) -> list[float]:
     """The times of every dial (StartSession action) of every worker."""
     from botworker import lifecycle as lc
 
     rng = random.Random(seed)
-    policy = lc.DEFAULT_POLICY
+    policy = policy or lc.DEFAULT_POLICY
     states: list[Any] = [lc.ConnState() for _ in starts]
     queue: list[tuple[float, int, int, Any]] = []
     seq = 0
@@ -117,21 +117,40 @@ def run(n: int = 1000, starts: Sequence[float] | None = None,
     for name, (st, reachable) in scenarios.items():
         out[name] = summarize(simulate(st, reachable=reachable, horizon_s=horizon_s), n,
                               horizon_s)
+    # WHAT-IF (not the worker's behaviour): what spreading it would take. Each worker's first
+    # dial delayed by U(0, 300 s) and a backoff base of 30 s instead of 1 s.
+    import dataclasses
+
+    from botworker.lifecycle import DEFAULT_POLICY as policy
+
+    slow = dataclasses.replace(policy, backoff=dataclasses.replace(policy.backoff, base_s=30.0))
+    rng = random.Random(11)
+    spread = [rng.uniform(0.0, 300.0) for _ in range(n)]
+    out["whatif_spread_outage"] = summarize(
+        simulate(spread, reachable=False, horizon_s=horizon_s, policy=slow), n, horizon_s)
     res.extra.update(out)
     res.extra["starts_spread_s"] = (max(starts_used) - min(starts_used)) if starts_used else 0
     labels = {"restart_reachable": "restart, WhatsApp reachable",
               "restart_outage": "restart during a WhatsApp outage",
               "simultaneous_outage": "all start at once, WhatsApp unreachable"}
+    labels["whatif_spread_outage"] = ("WHAT-IF first dial delayed U(0,300 s), backoff base "
+                                      "30 s, WhatsApp unreachable")
     for name, label in labels.items():
         s = out[name]
+        real = not name.startswith("whatif")
+        target = "<= 20/s" if real else None
+
+        def met(v: float | None, real: bool = real) -> bool | None:
+            return at_most(v, 20.0) if real else None
+
         res.add(f"{label}: dials peak (1 s window)", s.get("peak_per_s_1s"), "dials/s",
-                target="<= 20/s", met=at_most(s.get("peak_per_s_1s"), 20.0),
+                target=target, met=met(s.get("peak_per_s_1s")),
                 note=f"{s.get('attempts')} dials, {s.get('per_worker', 0):.1f} per worker")
         res.add(f"{label}: dials peak (10 s window)", s.get("peak_per_s_10s"), "dials/s",
-                target="<= 20/s", met=at_most(s.get("peak_per_s_10s"), 20.0))
+                target=target, met=met(s.get("peak_per_s_10s")))
         res.add(f"{label}: dials mean over {horizon_s:.0f} s", s.get("mean_per_s"), "dials/s")
         if name != "restart_reachable":
             res.add(f"{label}: dials peak after the first minute (10 s window)",
-                    s.get("after_60s_peak_per_s_10s"), "dials/s", target="<= 20/s",
-                    met=at_most(s.get("after_60s_peak_per_s_10s"), 20.0))
+                    s.get("after_60s_peak_per_s_10s"), "dials/s", target=target,
+                    met=met(s.get("after_60s_peak_per_s_10s")))
     return res
