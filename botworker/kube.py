@@ -186,6 +186,10 @@ class LeaseElector:
         t = max(1.0, timing.duration_s / 5.0)
         self._timeout = (t, t)
         self._held = False
+        # resourceVersion of the record this process last wrote: while the Lease still shows
+        # exactly that record, nobody else has written it, so it is still this process's
+        # (e.g. after fencing itself through an API outage) even though it names only the pod.
+        self._written_rv: str | None = None
         self._last_renewed: float | None = None
         self._obs: lz.Observation | None = None
         self._stop = threading.Event()
@@ -224,9 +228,9 @@ class LeaseElector:
                 now = self._clock()
                 with self._state:
                     self._obs = lz.observe(self._obs, rec, now)
+                    mine = self._held or rec.resource_version == self._written_rv
                     decision = lz.decide(rec, self.identity, self._obs, now,
-                                         self.timing.duration_s, held=self._held)
-                    taking_over = not self._held
+                                         self.timing.duration_s, held=mine)
                 if decision == "wait":
                     if self._held:
                         self._lose(f"taken over by {rec.holder}")
@@ -237,9 +241,11 @@ class LeaseElector:
                 sent_at = self._clock()
                 patch = lz.claim_patch(
                     rec, self.identity, datetime.now(UTC), int(self.timing.duration_s),
-                    taking_over=taking_over,
+                    taking_over=not mine,
                 )
-                self._patch(patch)
+                written = self._patch(patch)
+                with self._state:
+                    self._written_rv = written.resource_version
                 self._renewed(sent_at)
             except ApiException as exc:
                 self._metrics.kube_error("lease_conflict" if exc.status == 409 else "lease")
@@ -303,14 +309,13 @@ class LeaseElector:
         with self._state:
             if self._fence is not None:
                 self._fence.cancel()
-            # Only a Lease this process holds is released: the record names the pod, and
-            # another process of the same name may hold it.
-            release = release and self._held
         if release:
             with self._calls:
                 try:
                     rec = self._read()
-                    if rec.holder == self.identity:
+                    # Only a record this process wrote is released: the record names the
+                    # pod, and another process of the same name may hold it.
+                    if rec.holder == self.identity and rec.resource_version == self._written_rv:
                         self._patch(lz.release_patch(rec))
                         log.info("released the Lease", extra={"lease": self.name})
                 except Exception as exc:
