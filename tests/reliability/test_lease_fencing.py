@@ -114,3 +114,35 @@ def test_the_rule_itself_a_record_of_my_name_i_do_not_hold_is_waited_out() -> No
     patch = lz.claim_patch(rec, "wabot-twin", datetime(2030, 1, 1, tzinfo=UTC), 6,
                            taking_over=True)
     assert patch["spec"]["leaseTransitions"] == 1 and "acquireTime" in patch["spec"]
+
+
+def test_a_process_that_fenced_itself_takes_back_only_its_own_unchanged_record(
+        cluster: Cluster) -> None:
+    """After an API outage longer than the renew deadline a worker fences itself. When the
+    API answers again and the Lease still shows exactly the record this process wrote, nobody
+    else has taken it: it resumes at once. If the record changed (another process of the same
+    pod name wrote it), it waits like anyone else."""
+    figures.section(SECTION, "1b. Lease fencing between two processes with one pod name")
+    lease = "wabot-fenced"
+    cluster.coord.create_namespaced_lease(cluster.ns, client.V1Lease(
+        metadata=client.V1ObjectMeta(name=lease), spec=client.V1LeaseSpec()))
+    holders = Holders()
+    e = holders.elector(cluster, lease, "worker")
+    e.step()
+    assert e.held
+    e._lose("renewals failed past the deadline")  # what its fence timer does in an outage
+    assert not e.held
+    e.step()
+    resumed = e.held
+    e._lose("renewals failed past the deadline")
+    # Another process of the same pod name writes the record meanwhile (as after a forced
+    # delete): the record is no longer this process's.
+    cluster.coord.patch_namespaced_lease(lease, cluster.ns, {"spec": {
+        "renewTime": "2030-01-01T00:00:00.000000Z"}})
+    e.step()
+    waited = not e.held
+    e.stop(release=True)
+    released_foreign = holder(cluster, lease) is None
+    figures.record(SECTION, "after fencing itself: own unchanged record resumed at once / "
+                   "a record someone else wrote waited for", f"{resumed} / {waited}")
+    assert resumed and waited and not released_foreign
