@@ -89,6 +89,9 @@ def _document() -> str:
         f"{elapsed / 60:.1f} min, size `{sizes.SIZE_NAME}`, seed `{sizes.SEED}` "
         f"(`WABOT_CHAOS_SEED={sizes.SEED}` repeats the random choices)",
         f"- machine: {os.cpu_count()} cores, Python {platform.python_version()}",
+        "- kwok runs no containers: in the chaos run a kubelet stand-in runs the worker's real "
+        "Lease elector for every Running pod (tests/reliability/kubeworld.py)",
+        "",
         "",
     ]
     return "\n".join(head) + figures.render_markdown() + "\n"
