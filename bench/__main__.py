@@ -49,6 +49,11 @@ def _parser() -> argparse.ArgumentParser:
                    "default both")
     p.add_argument("--restart-size", type=int,
                    help="fleet restart: N bots (default: the largest scale size)")
+    p.add_argument("--restart", choices=("pods", "image", "both"), default="pods",
+                   help="fleet restart: delete every bot pod (default), roll a new worker image "
+                   "(operator restarted with another image: every pod replaced), or both")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="operator scale: skip the raw-object baseline runs (what-if runs)")
     p.add_argument("--nodes", type=int, default=4, help="kwok nodes (default 4)")
     p.add_argument("--stock-control-plane", action="store_true",
                    help="run the control plane without the raised controller-manager/scheduler "
@@ -59,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", type=int, help="pipeline: commands in the throughput run "
                    "(default 20000; quick 3000)")
     p.add_argument("--hold", type=float, help="density: seconds after start before reading RSS "
-                   "(default 10; quick 8)")
+                   "(default 20, past V8's first major GC in the Baileys baseline; quick 8)")
     p.add_argument("--with-image", action="store_true",
                    help="density: build localhost/wabot-worker:test if it is missing")
     p.add_argument("--out", type=Path, default=BENCH,
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--modes takes rate and/or burst", file=sys.stderr)
         return 2
     messages = args.messages or (3000 if quick else 20000)
-    hold = args.hold or (8.0 if quick else 10.0)
+    hold = args.hold or (8.0 if quick else 20.0)
 
     # neonize configures logging at import; the benchmarks print their own lines.
     logging.basicConfig(level=logging.WARNING, force=True)
@@ -110,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "options": {"sizes": sizes, "modes": modes, "messages": messages, "hold_s": hold,
                     "nodes": args.nodes, "tuned_control_plane": not args.stock_control_plane,
-                    "operator_path": str(args.operator_path or "")},
+                    "operator_path": str(args.operator_path or ""),
+                    "restart": args.restart, "baseline": not args.no_baseline},
     }
     results: list[Result] = []
     pg: Any = None
@@ -170,11 +176,15 @@ def main(argv: list[str] | None = None) -> int:
                 restart_n = (args.restart_size or max(sizes)) if "restart" in only else None
                 scale, restart = operator_scale.run(
                     sizes=run_sizes, modes=modes, restart_n=restart_n, nodes=args.nodes,
-                    tuned=not args.stock_control_plane, operator_path=args.operator_path)
+                    tuned=not args.stock_control_plane, operator_path=args.operator_path,
+                    restart_kinds=("pods", "image") if args.restart == "both" else (
+                        args.restart,), baseline=not args.no_baseline)
                 out: list[Result] = [scale] if run_sizes else []
                 if restart is not None:
-                    restart_starts.extend(restart.extra.get("new_image", {}).get(
-                        "pod_running_times_s", []))
+                    for kind in ("new_image", "pods_deleted"):
+                        times = restart.extra.get(kind, {}).get("pod_running_times_s")
+                        if times and not restart_starts:
+                            restart_starts.extend(times)
                     out.append(restart)
                 return out
 

@@ -227,14 +227,26 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
 
 
 def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: str, n: int,
-                 workdir: Path, package_dir: Path | None = None) -> dict[str, Any]:
-    from kubernetes import client
-
+                 workdir: Path, package_dir: Path | None = None,
+                 kinds: tuple[str, ...] = ("pods", "image")) -> dict[str, Any]:
     names = [f"b{i:05d}" for i in range(n)]
     out: dict[str, Any] = {}
     timeout = max(150.0, n * 0.4)
 
-    # (a) every pod deleted at once
+    if "pods" in kinds:
+        out["pods_deleted"] = _restart_pods(cluster, op, obs, ns, names, timeout)
+    if "image" in kinds:
+        out["new_image"] = _restart_image(cluster, op, obs, ns, names, timeout, workdir,
+                                          package_dir)
+    return out
+
+
+def _restart_pods(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: str,
+                  names: list[str], timeout: float) -> dict[str, Any]:
+    """(a) every pod deleted at once."""
+    from kubernetes import client
+
+    n = len(names)
     log(f"fleet restart (a): deleting all {n} bot pods")
     wall0 = time.time()
     t0 = time.monotonic()
@@ -245,7 +257,7 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
     time.sleep(1.5)
     pods = obs.live_pods(t0)
     starts = [p.running for p in pods.values() if p.running]
-    out["pods_deleted"] = {
+    return {
         "settled_s": None if settled_at is None else settled_at - t0,
         "settled_bots": done,
         "requests": request_summary(read_requests(op.request_log, wall0)),
@@ -255,7 +267,12 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
         "operator_peak_rss_mb": proc_status(op.pid)["VmHWM"] / 1024,
     }
 
-    # (b) a new worker image: the operator restarted with another default image
+
+def _restart_image(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: str,
+                   names: list[str], timeout: float, workdir: Path,
+                   package_dir: Path | None) -> dict[str, Any]:
+    """(b) a new worker image: the operator restarted with another default image."""
+    n = len(names)
     log(f"fleet restart (b): operator restarted with a new worker image for {n} bots")
     op.stop()
     wall1 = time.time()
@@ -270,7 +287,7 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
         pods = obs.live_pods(t1)
         starts = [p.running for p in pods.values() if p.running]
         st = proc_status(op2.pid)
-        out["new_image"] = {
+        return {
             "operator_ready_s": ready_s,
             "settled_s": None if settled_at is None else settled_at - t1,
             "settled_bots": done,
@@ -283,12 +300,12 @@ def restart_runs(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: st
         }
     finally:
         op2.stop()
-    return out
 
 
 def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = ("rate", "burst"),
         restart_n: int | None = 1000, nodes: int = NODES, tuned: bool = True,
-        operator_path: Path | None = None) -> tuple[Result, Result | None]:
+        operator_path: Path | None = None, restart_kinds: tuple[str, ...] = ("pods",),
+        baseline: bool = True) -> tuple[Result, Result | None]:
     res = Result("operator", "Operator scale: N WhatsAppBots on a local control plane (kwok)")
     res.note("Each run on a fresh control plane (etcd, kube-apiserver, controller-manager, "
              f"scheduler, kwok with {nodes} simulated nodes) started by devcluster"
@@ -317,7 +334,8 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
                        n: int) -> None:
             nonlocal restart_out
             try:
-                restart_out = restart_runs(cluster, op, obs, ns, n, work, operator_path)
+                restart_out = restart_runs(cluster, op, obs, ns, n, work, operator_path,
+                                           restart_kinds)
                 restart_out["n"] = n
             finally:
                 with contextlib.suppress(Exception):
@@ -326,7 +344,7 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
 
         for n in sizes:
             for mode in modes:
-                for operator in (False, True):
+                for operator in ((False, True) if baseline else (True,)):
                     kind = "operator" if operator else "raw"
                     log(f"operator scale: {kind}, N={n}, {mode}")
                     cluster = BenchCluster(nodes, tuned)

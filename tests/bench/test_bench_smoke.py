@@ -65,7 +65,8 @@ def test_pipeline_smoke(postgres: PostgresServer) -> None:
 def test_operator_scale_and_restart_smoke() -> None:
     from bench import operator_scale
 
-    scale, restart = operator_scale.run(sizes=(5,), modes=("burst",), restart_n=5, nodes=1)
+    scale, restart = operator_scale.run(sizes=(5,), modes=("burst",), restart_n=5, nodes=1,
+                                              restart_kinds=("pods", "image"))
     got = values(scale)
     assert sane(got["N=5, all at once: settled (operator)"])
     assert sane(got["N=5, all at once: settled (raw baseline)"])
