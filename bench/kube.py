@@ -153,12 +153,13 @@ class Operator:
     metrics_port: int = 0
     request_log: Path = field(default_factory=lambda: Path("/dev/null"))
     cpu_at_ready: float = 0.0
+    rss_at_ready_mb: float = 0.0
     # A directory holding another `wabot_operator` package to run instead of the repo's
     # (what-if experiments; `python -m bench --operator-path DIR`).
     package_dir: Path | None = None
 
     def start(self, tag: str) -> Operator:
-        from bench.common import cpu_seconds
+        from bench.common import cpu_seconds, proc_status
 
         self.health_port, self.metrics_port = free_port(), free_port()
         self.request_log = self.workdir / f"requests-{tag}.jsonl"
@@ -181,6 +182,7 @@ class Operator:
                           log=self.workdir / f"operator-{tag}.log")
         wait_until(self.healthy, 90, "the operator's /healthz", interval=0.2)
         self.cpu_at_ready = cpu_seconds(self.proc.pid)
+        self.rss_at_ready_mb = proc_status(self.proc.pid)["VmRSS"] / 1024
         return self
 
     def healthy(self) -> bool:

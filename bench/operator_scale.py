@@ -208,6 +208,7 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
             result.update({
                 "operator_rss_mb": st["VmRSS"] / 1024,
                 "operator_peak_rss_mb": st["VmHWM"] / 1024,
+                "operator_rss_idle_mb": op.rss_at_ready_mb,
                 "operator_threads": st.get("Threads"),
                 "operator_cpu_s": cpu_seconds(op.pid) - op.cpu_at_ready,
             })
@@ -446,8 +447,9 @@ def _report(res: Result, runs: list[dict[str, Any]]) -> None:
             peak = op.get("operator_peak_rss_mb")
             res.add(f"{label}: operator peak RSS (VmHWM)", peak, "MiB", target="<= 150 MB",
                     met=at_most(peak, 150.0), note=f"VmRSS at the end "
-                    f"{op.get('operator_rss_mb', 0):.1f} MiB, {op.get('operator_threads')} "
-                    "threads")
+                    f"{op.get('operator_rss_mb', 0):.1f} MiB, with no bot yet "
+                    f"{op.get('operator_rss_idle_mb', 0):.1f} MiB; "
+                    f"{op.get('operator_threads')} threads")
             res.add(f"{label}: operator CPU", op.get("operator_cpu_s"), "s",
                     note=f"{op.get('operator_cpu_ms_per_bot', 0):.0f} ms per bot")
             op_total = (op.get("operator_cpu_ms_per_bot") or 0) + (
