@@ -356,7 +356,7 @@ class FleetObserver:
     def __init__(self, api: Any, namespace: str) -> None:
         self.lock = threading.Lock()
         self.pods: dict[str, PodLife] = {}  # by uid
-        self.phases: dict[str, list[tuple[float, str]]] = {}  # bot -> [(arrived, phase)]
+        self.phases: dict[str, list[tuple[float, str]]] = {}  # bot -> every (arrived, phase)
         self.bots_seen: set[str] = set()
         ns = namespace
         self._watches = [
@@ -401,9 +401,9 @@ class FleetObserver:
         phase = (obj.get("status") or {}).get("phase")
         with self.lock:
             self.bots_seen.add(name)
-            history = self.phases.setdefault(name, [])
-            if phase and (not history or history[-1][1] != phase):
-                history.append((arrived, str(phase)))
+            # Every status seen, not only changes: after a restart the phase may well go
+            # Connecting -> Connecting, with the new pod.
+            self.phases.setdefault(name, []).append((arrived, str(phase or "")))
 
     # --- questions ------------------------------------------------------------------------
 
@@ -420,21 +420,46 @@ class FleetObserver:
         return out
 
     def settled(self, bots: list[str], after: float = 0.0) -> float | None:
-        """When every bot had a Running pod first seen after `after` and its status said
-        Connecting after that pod ran; None while not yet."""
+        """When every bot had a Running pod first seen after `after` and a status saying
+        Connecting that arrived after that pod was created (the operator writes Connecting
+        only for a Running pod, and the previous pod was gone before this one was created);
+        None while not yet. The two watches are separate streams, so a status may arrive
+        before the pod event that caused it: the pod's creation is the safe reference."""
         pods = self.live_pods(after)
         latest = 0.0
         with self.lock:
             for bot in bots:
                 life = pods.get(bot)
-                if life is None or life.running is None:
+                history = self.phases.get(bot) or []
+                if life is None or life.running is None or not history:
                     return None
-                when = next((t for t, p in self.phases.get(bot, [])
-                             if p == "Connecting" and t >= life.running - 0.001), None)
+                if history[-1][1] != "Connecting":
+                    return None
+                since = life.added if after > 0 else 0.0  # a first pod: any Connecting
+                when = next((t for t, p in history if p == "Connecting" and t >= since), None)
                 if when is None:
                     return None
                 latest = max(latest, life.running, when)
         return latest
+
+    def unsettled(self, bots: list[str], after: float = 0.0, limit: int = 5) -> list[str]:
+        """Why bots are not settled, for the record when a run times out."""
+        pods = self.live_pods(after)
+        out: list[str] = []
+        with self.lock:
+            for bot in bots:
+                life = pods.get(bot)
+                history = self.phases.get(bot) or []
+                ok = (life is not None and life.running is not None and history
+                      and history[-1][1] == "Connecting")
+                if not ok:
+                    pod = "no pod" if life is None else (
+                        "pod Running" if life.running else "pod not Running")
+                    phases = [p for _, p in history][-4:]
+                    out.append(f"{bot}: {pod}, phases {phases}")
+                if len(out) >= limit:
+                    break
+        return out
 
 
 @contextlib.contextmanager

@@ -140,6 +140,8 @@ def _wait_settled(obs: FleetObserver, names: list[str], timeout: float, after: f
         if time.monotonic() > deadline:
             pods = obs.live_pods(after)
             done = sum(1 for n in names if (p := pods.get(n)) and p.running)
+            if not pods_only:
+                log(f"  not settled after {timeout:.0f} s: {obs.unsettled(names, after)}")
             return None, done
         time.sleep(0.2)
 
@@ -185,7 +187,7 @@ def one_run(cluster: BenchCluster, n: int, mode: str, *, operator: bool, workdir
         times = apply_all(names, create, mode)
         first = min(s for s, _ in times.values())
         apply_s = max(d for _, d in times.values()) - first
-        timeout = max(120.0, n * 0.3)
+        timeout = max(120.0, n * 0.25)
         settled_at, done = _wait_settled(obs, names, timeout, 0.0, pods_only=not operator)
         cp_cpu = _control_plane_cpu(cluster) - cp_cpu0
         pods = obs.live_pods()

@@ -56,7 +56,9 @@ def to_markdown(results: list[Result], meta: dict[str, Any]) -> str:
         "```",
         "",
         "The machine is shared with other work; each section gives how many cores the whole "
-        "machine was busy while it ran (ours included). Memory in MiB (VmRSS kB / 1024).",
+        "machine was busy while it ran (ours included). Memory in MiB (VmRSS kB / 1024). "
+        "How each number is measured, the profiling behind the missed targets and what-if "
+        "runs: [bench/README.md](README.md).",
         "",
     ]
     for r in results:
