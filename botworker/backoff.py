@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wabot.backoff import capped_exponential
+
 
 @dataclass(frozen=True)
 class BackoffPolicy:
@@ -21,11 +23,7 @@ class BackoffPolicy:
 
     def ceiling(self, attempt: int) -> float:
         """The upper bound of the delay before attempt number `attempt` (1-based)."""
-        if attempt <= 0:
-            return 0.0
-        # Clamp the exponent so 2**attempt cannot overflow for a very long outage.
-        exponent = min(attempt - 1, 62)
-        return float(min(self.cap_s, self.base_s * (2**exponent)))
+        return capped_exponential(self.base_s, self.cap_s, attempt)
 
     def delay(self, attempt: int, rand: float) -> float:
         """Full-jitter delay for `attempt`, given a uniform draw `rand` in [0, 1)."""

@@ -35,8 +35,6 @@ import argparse
 import logging
 import os
 import secrets
-import shutil
-import signal
 import sys
 import threading
 import time
@@ -52,7 +50,6 @@ from pydantic.alias_generators import to_camel
 from .botsfile import BotDefinition, BotsFileError, dump_bots
 from .http import (
     PROMETHEUS_TEXT,
-    ApiServer,
     Request,
     Response,
     Route,
@@ -69,6 +66,7 @@ from .monolith import (
     MonolithSettings,
     Reloaded,
     load_bots,
+    serve_until_stopped,
 )
 from .policy import RestartPolicy, State
 from .sharding import group_names, owner
@@ -509,50 +507,18 @@ class Controller:
     # --- run --------------------------------------------------------------------------------
 
     def run(self) -> int:
-        stop = threading.Event()
-        reload_requested = threading.Event()
-
-        def on_stop(signum: int, _frame: object) -> None:
-            log.info("signal received: stopping every group",
-                     extra={"signal": signal.Signals(signum).name})
-            stop.set()
-
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
-
-        def reloader() -> None:
-            while not stop.is_set():
-                if reload_requested.wait(0.5):
-                    reload_requested.clear()
-                    try:
-                        self.reload()
-                    except (BotsFileError, ConfigError) as exc:
-                        log.error("reload failed; the running bots stay as they are",
-                                  extra={"error": str(exc)})
-
-        try:
-            server = ApiServer(self.base.http_host, self.base.http_port, self.routes(),
-                               self.settings.token.get_secret_value()).start()
-        except OSError as exc:
-            print(f"wabot controller: cannot listen on {self.base.http_host}:"
-                  f"{self.base.http_port}: {exc.strerror}", file=sys.stderr)
-            return 2
-        log.info("serving", extra={"host": self.base.http_host, "port": server.port,
-                                   "groups": len(self.groups), "bots": len(self._bots)})
-        threading.Thread(target=reloader, name="fleet-reload", daemon=True).start()
-        try:
+        def supervise(stop: threading.Event) -> None:
             if self.observe_only:
                 while not stop.wait(1.0):
                     self.supervisor.heartbeat = time.monotonic()
             else:
                 self.supervisor.run(stop, probe_interval_s=2.0)
-        finally:
-            server.stop()
-            if self._own_run_dir:
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-        log.info("stopped")
-        return 0
+
+        return serve_until_stopped(
+            "controller", self.base.http_host, self.base.http_port, self.routes(),
+            self.settings.token.get_secret_value(), reload=self.reload, supervise=supervise,
+            own_run_dir=self.run_dir if self._own_run_dir else None,
+            fields={"groups": len(self.groups), "bots": len(self._bots)})
 
 
 def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -305,47 +305,62 @@ class Monolith:
 
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT; SIGHUP reloads. Supervision owns the main thread."""
-        stop = threading.Event()
-        reload_requested = threading.Event()
+        run_dir = self.worker_settings.run_dir if self._own_run_dir else None
+        token = self.settings.token.get_secret_value() if self.settings.token else None
+        return serve_until_stopped(
+            "monolith", self.settings.http_host, self.settings.http_port, self.routes(), token,
+            reload=self.reload, supervise=self.supervisor.run, own_run_dir=run_dir,
+            fields={"bots": len(self._bots)})
 
-        def on_stop(signum: int, _frame: object) -> None:
-            log.info("signal received: stopping every bot",
-                     extra={"signal": signal.Signals(signum).name})
-            stop.set()
 
-        signal.signal(signal.SIGTERM, on_stop)
-        signal.signal(signal.SIGINT, on_stop)
-        signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+def serve_until_stopped(kind: str, host: str, port: int, routes: Sequence[Route],
+                        token: str | None, *,
+                        reload: Callable[[], object],
+                        supervise: Callable[[threading.Event], object],
+                        own_run_dir: Path | None, fields: Mapping[str, object]) -> int:
+    """The main loop the monolith and the controller share: signals (SIGTERM/SIGINT stop,
+    SIGHUP reloads on a side thread so a slow reload never blocks supervision), the HTTP
+    endpoint, and a clean-up of the run directory the process created itself.
 
-        def reloader() -> None:
-            while not stop.is_set():
-                if reload_requested.wait(0.5):
-                    reload_requested.clear()
-                    try:
-                        self.reload()
-                    except (BotsFileError, ConfigError) as exc:
-                        log.error("reload failed; the running bots stay as they are",
-                                  extra={"error": str(exc)})
+    A failed reload keeps the running bots as they are: a typo in the bots file must not take
+    the fleet down.
+    """
+    stop = threading.Event()
+    reload_requested = threading.Event()
 
-        try:
-            server = ApiServer(self.settings.http_host, self.settings.http_port, self.routes(),
-                               self.settings.token.get_secret_value()
-                               if self.settings.token else None).start()
-        except OSError as exc:
-            print(f"wabot monolith: cannot listen on {self.settings.http_host}:"
-                  f"{self.settings.http_port}: {exc.strerror}", file=sys.stderr)
-            return 2
-        log.info("serving", extra={"host": self.settings.http_host, "port": server.port,
-                                   "bots": len(self._bots)})
-        threading.Thread(target=reloader, name="fleet-reload", daemon=True).start()
-        try:
-            self.supervisor.run(stop)
-        finally:
-            server.stop()
-            if self._own_run_dir:
-                shutil.rmtree(self.worker_settings.run_dir, ignore_errors=True)
-        log.info("stopped")
-        return 0
+    def on_stop(signum: int, _frame: object) -> None:
+        log.info("signal received: stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, lambda *_: reload_requested.set())
+
+    def reloader() -> None:
+        while not stop.is_set():
+            if reload_requested.wait(0.5):
+                reload_requested.clear()
+                try:
+                    reload()
+                except (BotsFileError, ConfigError) as exc:
+                    log.error("reload failed; the running bots stay as they are",
+                              extra={"error": str(exc)})
+
+    try:
+        server = ApiServer(host, port, routes, token).start()
+    except OSError as exc:
+        print(f"wabot {kind}: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    log.info("serving", extra={"host": host, "port": server.port, **fields})
+    threading.Thread(target=reloader, name="fleet-reload", daemon=True).start()
+    try:
+        supervise(stop)
+    finally:
+        server.stop()
+        if own_run_dir is not None:
+            shutil.rmtree(own_run_dir, ignore_errors=True)
+    log.info("stopped")
+    return 0
 
 
 def read_stopped_file(path: Path | None) -> tuple[str, ...]:

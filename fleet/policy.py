@@ -17,6 +17,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
+from wabot.backoff import capped_exponential
+
 
 class State(enum.StrEnum):
     PENDING = "pending"  # should run, not started yet (or a restart was requested)
@@ -49,9 +51,7 @@ class RestartPolicy:
     liveness_initial_delay_s: float = 30.0
 
     def ceiling(self, failures: int) -> float:
-        if failures <= 0:
-            return 0.0
-        return float(min(self.cap_s, self.base_s * 2 ** min(failures - 1, 62)))
+        return capped_exponential(self.base_s, self.cap_s, failures)
 
     def delay(self, failures: int, rand: float) -> float:
         """Equal jitter: half the ceiling fixed, half drawn, so the delay still grows with
