@@ -32,6 +32,16 @@ QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|Mi|Gi|Ti|M|G|T)?$"
 PLUGIN_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"
 # Subdomain-style names of cluster objects (PriorityClass, StorageClass).
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# A command prefix has no whitespace. Not `\S`: the API server evaluates CRD patterns with Go's
+# RE2, whose \s is ASCII (and leaves out \v), while pydantic's Rust regex has Unicode \s, so a
+# prefix of U+00A0 or U+3000 passed `kubectl apply` and the operator then refused the spec.
+# The Unicode White_Space characters are listed instead (the \s of pydantic's engine), with
+# escapes both engines read alike; the CRD carries this very string (tests/unit/
+# test_crd_patterns.py checks both engines over every code point).
+PREFIX_PATTERN = (
+    r"^[^\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}"
+    r"\x{3000}]+$"
+)
 
 
 class _Model(BaseModel):
@@ -75,7 +85,7 @@ class CustomCommand(_Model):
 
 
 class CommandsSpec(_Model):
-    prefix: str = Field(default="!", min_length=1, max_length=3, pattern=r"^\S+$")
+    prefix: str = Field(default="!", min_length=1, max_length=3, pattern=PREFIX_PATTERN)
     builtins: list[BuiltinCommand] = Field(
         default_factory=lambda: list(ALL_BUILTINS), max_length=len(ALL_BUILTINS)
     )
