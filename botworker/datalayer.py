@@ -1,10 +1,18 @@
 """The worker's handle on its database, without importing SQLAlchemy until it is needed.
 
-At start the schema is migrated in a child process (see data/migrate.py); the engine, and with
-it SQLAlchemy and sqlmodel, is created on the first command or audit row that needs it. While
-the schema is not in place (the database was down at start) every use answers "unavailable"
-quickly and the migration is retried with backoff, so a database that comes back later is
-picked up without restarting the worker.
+At start the worker makes sure the database can be used for its tenant. A SQLite file (the
+default, beside the session) is the worker's own: it migrates it, in a child process (see
+data/migrate.py). PostgreSQL is shared by every tenant: the worker does not migrate it (its
+role may not change the schema; the deployment's migrate step does that as the owner role)
+but checks, as its own role, that the schema is migrated and that the role is bound to this
+bot's serverName and cannot lift row-level security (data/tenancy.py). A role bound to another
+tenant, or to none, or a superuser/owner role, is refused with one clear log line saying what
+to do; the database is then not used at all (audit rows wait in the spool on the bot's volume,
+database commands answer "unavailable"), and the check is retried with backoff, so fixing the
+role or the Secret's DSN is picked up without a restart, as is a database that was down.
+
+SQLAlchemy and sqlmodel are imported on the first command or audit row that needs them (on
+PostgreSQL, for the start-up check).
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ def _default_migrator(url: str) -> tuple[bool, str]:
 MIGRATION_BACKOFF = BackoffPolicy(base_s=2.0, cap_s=60.0)
 
 
+def is_postgres_url(url: str) -> bool:
+    return url.split(":", 1)[0].split("+", 1)[0] in ("postgres", "postgresql")
+
+
 class DataLayer:
     def __init__(
         self,
@@ -57,6 +69,8 @@ class DataLayer:
         self._failures = 0
         self._next_try = 0.0
         self._db: Database | None = None
+        self._postgres = is_postgres_url(url)
+        self._last_problem: str | None = None
 
     @property
     def schema_ready(self) -> bool:
@@ -66,8 +80,15 @@ class DataLayer:
     def migration_failures(self) -> int:
         return self._failures
 
+    @property
+    def problem(self) -> str | None:
+        """Why the database is not used, when that is a configuration problem (one line,
+        nothing secret); None when it is used or merely unreachable."""
+        return self._last_problem
+
     def ensure_schema(self, wait: bool = True) -> bool:
-        """Run the migrations unless done; False while they cannot run (retried later)."""
+        """Migrate (SQLite) or check the role and schema (PostgreSQL) unless done; False while
+        that cannot succeed (retried later, with backoff)."""
         if self._migrated:
             return True
         if not self._lock.acquire(blocking=wait):
@@ -77,10 +98,15 @@ class DataLayer:
                 return True
             if time.monotonic() < self._next_try:
                 return False
-            ok, reason = self._migrator(self.url)
+            if self._postgres:
+                ok, reason, permanent = self._check_role()
+            else:
+                ok, reason = self._migrator(self.url)
+                permanent = False
             if ok:
                 self._migrated = True
                 self._failures = 0
+                self._last_problem = None
                 self._metrics.db_up(True)
                 log.info("database schema is up to date", extra={"db": redact_dsn(self.url)})
                 return True
@@ -88,13 +114,36 @@ class DataLayer:
             delay = self._backoff.delay(self._failures, 0.5 + 0.5 * (time.monotonic() % 1))
             self._next_try = time.monotonic() + delay
             self._metrics.db_up(False)
-            log.warning(
-                "database migrations failed; retrying later",
-                extra={"db": redact_dsn(self.url), "error": reason, "retry_in_s": round(delay)},
-            )
+            extra = {"db": redact_dsn(self.url), "error": reason, "retry_in_s": round(delay)}
+            if permanent:
+                self._last_problem = reason
+                log.error("not using the database: its role does not fit this bot",
+                          extra=extra)
+            else:
+                log.warning("database not ready; retrying later", extra=extra)
             return False
         finally:
             self._lock.release()
+
+    def _check_role(self) -> tuple[bool, str, bool]:
+        """(ok, reason, permanent) of the PostgreSQL role check; the caller holds the lock."""
+        from .data.db import Database
+
+        if self._db is None:
+            self._db = Database(self.url, self.server_name, on_health=self._metrics.db_up)
+        try:
+            binding = self._db.check_binding()
+        except DatabaseUnavailable as exc:
+            return False, f"database unreachable ({exc})", False
+        except Exception as exc:  # a query the server refused: report it, retry later
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            msg = f"{exc.__class__.__name__}: {first}".replace(self.url, redact_dsn(self.url))
+            return False, msg[:300], False
+        if binding.problem is None:
+            log.info("database role is bound to this tenant",
+                     extra={"role": binding.role, "server_name": binding.tenant})
+            return True, "", False
+        return False, binding.problem, binding.permanent
 
     def database(self) -> Database | None:
         """The Database, or None while the schema cannot be ensured. Never blocks on another
@@ -103,7 +152,7 @@ class DataLayer:
             return None
         if self._db is None:
             with self._lock:
-                if self._db is None:
+                if self._db is None:  # SQLite (PostgreSQL made it for the check)
                     from .data.db import Database
 
                     self._db = Database(

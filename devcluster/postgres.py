@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import time
@@ -107,6 +108,21 @@ class PostgresServer:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self.psql(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
+
+    def create_owned_database(self, name: str) -> str:
+        """A fresh database as production should have it: owned, with its `public` schema, by
+        a LOGIN CREATEROLE role that is not a superuser (the owner/migrator role, which runs
+        the migrations and provisions the tenant roles); that role's DSN. Workers must not
+        connect as it: they get tenant roles (botworker.data.tenancy.provision)."""
+        self.create_database(name)
+        owner = f"{name[:50]}_owner"
+        password = f"pw-{secrets.token_hex(8)}"
+        self.psql(f'DROP ROLE IF EXISTS "{owner}"', dbname=name)
+        self.psql(f"CREATE ROLE \"{owner}\" LOGIN CREATEROLE PASSWORD '{password}'",
+                  dbname=name)
+        self.psql(f'ALTER DATABASE "{name}" OWNER TO "{owner}"', dbname=name)
+        self.psql(f'ALTER SCHEMA public OWNER TO "{owner}"', dbname=name)
+        return self.dsn(name, user=owner, password=password)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

@@ -1,9 +1,10 @@
 """The database as one tenant sees it: an engine, health, audit inserts, scoped sessions.
 
 This module uses SQLAlchemy Core only; the ORM and sqlmodel (another ~10 MB) are imported by
-`orm.py` when a command first opens a session. Audit rows are inserted with plain SQL, inside a
-transaction that sets `app.server_name` on PostgreSQL so the row-level security policies'
-WITH CHECK accepts them.
+`orm.py` when a command first opens a session. Audit rows are inserted with plain SQL. On
+PostgreSQL the tenant is the login role's (see tenancy.py): nothing in a session names it, so
+nothing in a session can change it; `check_binding` makes sure, at start, that the role is the
+bot's own tenant's.
 
 Connection trouble becomes `DatabaseUnavailable`, so a command can say "try again later"
 instead of failing generically, and the worker's WhatsApp connection is never affected.
@@ -16,13 +17,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import DateTime, bindparam, create_engine, exc, text
 from sqlalchemy.engine import Engine, make_url
 
 from ..context import DatabaseUnavailable
 from ..logs import get_logger
+
+if TYPE_CHECKING:
+    from .tenancy import Binding
 
 log = get_logger("db")
 
@@ -39,7 +43,6 @@ _INSERT_AUDIT = text(
     "latency_ms, created_at) VALUES (:id, :server_name, :bot_id, :chat, :sender_hash, "
     ":command, :result, :latency_ms, :created_at) ON CONFLICT (id) DO NOTHING"
 ).bindparams(bindparam("created_at", type_=DateTime(timezone=True)))
-_SET_TENANT = text("SELECT set_config('app.server_name', :tenant, true)")
 
 
 def normalize_url(url: str) -> str:
@@ -131,7 +134,7 @@ class Database:
         if self._fail_fast():
             raise DatabaseUnavailable("database marked down")
         try:
-            with tenant_session(self.engine, self.server_name, self.is_postgres) as session:
+            with tenant_session(self.engine, self.server_name) as session:
                 yield session
         except exc.SQLAlchemyError as err:
             if is_unavailable(err):
@@ -140,6 +143,24 @@ class Database:
             raise
         else:
             self.mark(True)
+
+    def check_binding(self) -> Binding:
+        """On PostgreSQL: is this role bound to this bot's tenant, unable to lift row-level
+        security, on a migrated schema? (SQLite: always fine.) Raises DatabaseUnavailable
+        when the server cannot be reached."""
+        from .tenancy import Binding, binding_problem
+
+        if not self.is_postgres:
+            return Binding("", self.server_name, None, False)
+        try:
+            with self.engine.connect() as conn:
+                binding = binding_problem(conn, self.server_name)
+        except exc.SQLAlchemyError as err:
+            if is_unavailable(err):
+                self.mark(False)
+                raise DatabaseUnavailable(str(err.__class__.__name__)) from err
+            raise
+        return binding
 
     def ping(self) -> bool:
         try:
@@ -155,8 +176,9 @@ class Database:
                     self.bypasses_rls = bool(row)
                     if self.bypasses_rls:
                         log.warning(
-                            "the database role bypasses row-level security; use a role "
-                            "without SUPERUSER/BYPASSRLS so RLS can isolate tenants"
+                            "the database role bypasses row-level security; workers must "
+                            "connect as a tenant role (python -m botworker.data.migrate "
+                            "provision)"
                         )
         except exc.SQLAlchemyError as err:
             if not is_unavailable(err):
@@ -183,8 +205,6 @@ class Database:
             raise DatabaseUnavailable("database marked down")
         try:
             with self.engine.begin() as conn:
-                if self.is_postgres:
-                    conn.execute(_SET_TENANT, {"tenant": self.server_name})
                 conn.execute(_INSERT_AUDIT, values)
         except exc.SQLAlchemyError as err:
             if is_unavailable(err):

@@ -1,18 +1,28 @@
-"""Schema migrations (Alembic), run by the worker at start in a child process.
+"""Schema migrations (Alembic) and tenant roles: the owner's side of the database.
 
-A child process, because Alembic and its templating add ~10 MB that the long-running worker
-would keep for its whole life after using them once. The DSN travels in the child's
-environment (never on its command line, where `ps` shows it), and the child prints at most one
-line, without the DSN, when it fails.
+On PostgreSQL the migrations run as the *owner* (migrator) role, once per rollout, by the
+deployment's migrate step (the Helm chart's hook Job, the monolith/controller at start, or by
+hand), never by a worker: workers connect as tenant roles that cannot change the schema or
+row-level security (see tenancy.py and docs/design.md). A worker still migrates its own SQLite
+file (no roles there), in a child process, because Alembic and its templating add ~10 MB that
+the long-running worker would keep for its whole life after using them once.
 
-    python -m botworker.data.migrate      # upgrades $WABOT_MIGRATE_URL (or $DATABASE_URL)
+The owner's DSN travels in the environment (WABOT_MIGRATE_URL, never on a command line, where
+`ps` shows it), and nothing here prints it or any password:
+
+    python -m botworker.data.migrate                  # upgrade $WABOT_MIGRATE_URL to head
+    python -m botworker.data.migrate provision --tenant acme [--role wabot_acme]
+        [--dsn-file acme.dsn | --password-file pw]    # create/bind a tenant role
+    python -m botworker.data.migrate revoke --role wabot_acme [--drop]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import redact_dsn
@@ -54,20 +64,68 @@ def run_in_child(url: str, timeout_s: float = 120.0) -> tuple[bool, str]:
     return False, reason.replace(url, redact_dsn(url))[:500]
 
 
-def main() -> int:
+def _one_line(exc: BaseException, url: str) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{exc.__class__.__name__}: {first}".replace(url, redact_dsn(url))[:400]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m botworker.data.migrate",
+        description="Migrate the schema and manage tenant roles, as the owner role whose DSN "
+        f"is in ${URL_ENV} (or $DATABASE_URL). Prints no DSN and no password.")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("upgrade", help="bring the schema to head (the default command)")
+    prov = sub.add_parser(
+        "provision", help="create (if missing) a login role for a tenant, grant it the tenant "
+        "privileges and bind it to the tenant; idempotent")
+    prov.add_argument("--tenant", required=True, help="the serverName the role serves")
+    prov.add_argument("--role", help="role name (default: wabot_<tenant>); one role per bot "
+                      "is fine, several roles may serve one tenant")
+    secret = prov.add_mutually_exclusive_group()
+    secret.add_argument("--dsn-file", type=Path, help="set a new random password and write the "
+                        "role's DSN to this file (mode 0600), e.g. for `kubectl create secret "
+                        "generic acme-db --from-file=value=FILE`")
+    secret.add_argument("--password-file", type=Path, help="set the password read from this "
+                        "file (first line)")
+    rev = sub.add_parser("revoke", help="unbind a role from its tenant and take its privileges "
+                         "back")
+    rev.add_argument("--role", required=True)
+    rev.add_argument("--drop", action="store_true", help="also drop the role")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     url = os.environ.get(URL_ENV) or os.environ.get("DATABASE_URL")
     if not url:
-        print("migrate: set WABOT_MIGRATE_URL or DATABASE_URL", file=sys.stderr)
+        print(f"migrate: set {URL_ENV} (the owner role's DSN)", file=sys.stderr)
         return 2
     import logging
 
     logging.basicConfig(level=logging.WARNING)
+    from .tenancy import ProvisionError, provision, revoke
+
     try:
-        upgrade(url)
+        if args.command == "provision":
+            password = None
+            if args.password_file is not None:
+                password = args.password_file.read_text(encoding="utf-8").splitlines()[0]
+            done = provision(url, args.tenant, args.role, password=password,
+                             set_password=password is not None, dsn_file=args.dsn_file)
+            print(f"provision: {done.describe()}")
+        elif args.command == "revoke":
+            print(f"revoke: {revoke(url, args.role, drop=args.drop)}")
+        else:
+            upgrade(url)
+    except ProvisionError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, IndexError) as exc:
+        print(f"{args.command}: {_one_line(exc, url)}", file=sys.stderr)
+        return 2
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        msg = f"{exc.__class__.__name__}: {first}".replace(url, redact_dsn(url))
-        print(f"migrate: {msg[:400]}", file=sys.stderr)
+        print(f"{args.command or 'migrate'}: {_one_line(exc, url)}", file=sys.stderr)
         return 1
     return 0
 

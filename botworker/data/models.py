@@ -1,8 +1,10 @@
 """Tenant tables. Every one carries `server_name`, the tenant key that the scoped session fills
 in and filters on, and that PostgreSQL's row-level security policies check.
 
-Adding a table: subclass `TenantModel`, add it to `TENANT_TABLES`, and write a migration that
-creates it and enables RLS on it (see migrations/versions).
+Adding a table: subclass `TenantModel`, add it to `TENANT_TABLES`, write a migration that
+creates it, enables and forces RLS on it with the `tenant_isolation` policy of 0003 (the tenant
+of `current_user`) and grants the tenant privileges to the roles already bound in
+`wabot_tenant_role`, and add it to `tenancy.TENANT_PRIVILEGES` (what `provision` grants).
 """
 
 from __future__ import annotations

@@ -5,9 +5,10 @@ commands never use the database do not carry SQLAlchemy's ORM and sqlmodel in me
 
 The first wall between tenants lives here: every ORM query gets `server_name = <tenant>` added
 to it (for every TenantModel, joins and relationships included); a new row without a tenant
-gets this one, and a row naming another tenant is refused. On PostgreSQL each transaction also
-sets `app.server_name`, which the row-level security policies check: the second wall, which
-also covers hand-written SQL.
+gets this one, and a row naming another tenant is refused. The second wall, which also covers
+hand-written SQL, is PostgreSQL's row-level security: the policies confine every statement to
+the tenant bound to the session's login role (tenancy.py), which no SQL in the session can
+change, so this module has nothing to set per transaction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlmodel import Session, select
@@ -39,7 +40,7 @@ def tenant_models() -> list[type[TenantModel]]:
     return found
 
 
-def _scope_session(session: Session, tenant: str, postgres: bool) -> None:
+def _scope_session(session: Session, tenant: str) -> None:
     session.info["server_name"] = tenant
 
     @event.listens_for(session, "do_orm_execute")
@@ -67,21 +68,11 @@ def _scope_session(session: Session, tenant: str, postgres: bool) -> None:
                         f"a {tenant!r} session may not write rows of {obj.server_name!r}"
                     )
 
-    if postgres:
-
-        @event.listens_for(session, "after_begin")
-        def _set_tenant(_sess: Session, _tx: Any, connection: Any) -> None:
-            # set_config(..., true) is SET LOCAL: it ends with the transaction, so a pooled
-            # connection never carries one tenant's setting into another's transaction.
-            connection.execute(
-                text("SELECT set_config('app.server_name', :tenant, true)"), {"tenant": tenant}
-            )
-
 
 @contextmanager
-def tenant_session(engine: Engine, tenant: str, postgres: bool) -> Iterator[Session]:
+def tenant_session(engine: Engine, tenant: str) -> Iterator[Session]:
     with Session(engine) as session:
-        _scope_session(session, tenant, postgres)
+        _scope_session(session, tenant)
         yield session
         session.commit()
 

@@ -1,5 +1,7 @@
-"""A PostgreSQL server of the test's own (so it can be stopped) and application roles that
-are not superusers (row-level security does not apply to superusers)."""
+"""A PostgreSQL server of the test's own (so it can be stopped), and the roles production uses:
+an owner (migrator) role that owns the schema and runs the migrations, and tenant roles made
+by the real `provision` code, which the workers connect as (row-level security does not apply
+to superusers, and the owner could switch it off)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from typing import Any
 
 import psycopg
 
+from botworker.data.migrate import upgrade
+from botworker.data.tenancy import dsn_for_role, provision
 from devcluster.postgres import PostgresServer
 
 
@@ -30,17 +34,22 @@ def own_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def app_role(server: PostgresServer, dbname: str, role: str | None = None,
-             password: str | None = None, owner: bool = True) -> str:
-    """A LOGIN role without SUPERUSER/BYPASSRLS (owner of `dbname` if `owner`); its DSN."""
-    role = role or f"wabot_app_{secrets.token_hex(4)}"
+def migrated_database(server: PostgresServer, dbname: str) -> str:
+    """A fresh database owned by a non-superuser owner role, migrated to head as that role;
+    the owner's DSN (for provisioning; never for a worker)."""
+    owner = server.create_owned_database(dbname)
+    upgrade(owner)
+    return owner
+
+
+def tenant_role(owner_dsn: str, tenant: str, role: str | None = None,
+                password: str | None = None) -> str:
+    """A login role bound to `tenant` by `provision` (as an operator of the system would make
+    it), with a known password; its DSN, as a bot's database Secret would hold it."""
+    role = role or f"wabot_{tenant}_{secrets.token_hex(3)}".replace("-", "_")
     password = password or f"pw-{secrets.token_hex(8)}"
-    with psycopg.connect(server.dsn(dbname), autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        if owner:
-            conn.execute(f'ALTER DATABASE "{dbname}" OWNER TO {role}')
-            conn.execute(f"ALTER SCHEMA public OWNER TO {role}")
-    return str(server.dsn(dbname, user=role, password=password))
+    provision(owner_dsn, tenant, role, password=password, set_password=True)
+    return dsn_for_role(owner_dsn, role, password)
 
 
 def rows(dsn: str, sql: str, params: Any = None) -> list[tuple[Any, ...]]:

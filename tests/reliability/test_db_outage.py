@@ -1,8 +1,9 @@
 """4. A database outage under load.
 
 A worker (real pipeline, real neonize client with the send recorded) on a PostgreSQL server of
-this test's own, as a non-superuser role, takes a steady stream of commands (a database write,
-a database read, a ping that needs no database, an unknown command) from many chats. The server
+this test's own, as the tenant's own role (made by `provision`), takes a steady stream of
+commands (a database write, a database read, a ping that needs no database, an unknown
+command) from many chats. The server
 is stopped for the outage (10 s at CI size, 60 s at full size) and started again, the load
 running all the while. Then: every command answered (database commands with the clear "try
 again later" text while it is down, never the generic failure), the WhatsApp connection state
@@ -26,7 +27,7 @@ import pytest
 from botworker.context import DB_UNAVAILABLE_TEXT, FAILED_TEXT
 from botworker.worker import Worker
 from tests.reliability import figures, sizes
-from tests.reliability.pg import app_role, own_server, rows
+from tests.reliability.pg import migrated_database, own_server, rows, tenant_role
 from tests.worker.conftest import (
     PLUGIN_DIR,
     dispatch,
@@ -69,8 +70,8 @@ def test_database_outage_under_load_loses_no_audit_row_and_keeps_whatsapp(
     monkeypatch.syspath_prepend(str(PLUGIN_DIR))
     importlib.invalidate_caches()
     with own_server() as server:
-        server.create_database("outage")
-        dsn = app_role(server, "outage")
+        # As production runs it: migrated by the owner role, the worker as its tenant's role.
+        dsn = tenant_role(migrated_database(server, "outage"), "tenant-o")
         admin = server.dsn("outage")
         spec = WhatsAppBotSpec.model_validate({
             "serverName": "tenant-o", "botId": "bot-o",

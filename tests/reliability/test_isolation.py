@@ -51,7 +51,7 @@ from devcluster.postgres import PostgresServer
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.reliability import figures, sizes
-from tests.reliability.pg import app_role
+from tests.reliability.pg import migrated_database, tenant_role
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WhatsAppBotSpec
 
@@ -116,13 +116,13 @@ def second_namespace(kube: Kube) -> Iterator[str]:
 def make_bots(cluster: Cluster, ns2: str, postgres: PostgresServer) -> list[Bot]:
     k = sizes.ISOLATION_BOTS
     dbname = f"iso_{uuid.uuid4().hex[:8]}"
-    postgres.create_database(dbname)
+    owner = migrated_database(postgres, dbname)  # the migrate step, as the owner role
     bots = []
     for i in range(k):
         ns = cluster.ns if i < (2 * k + 2) // 3 else ns2
         password = f"PW{secrets.token_hex(12)}"
         role = f"iso_{uuid.uuid4().hex[:8]}"
-        dsn = app_role(postgres, dbname, role=role, password=password, owner=(i == 0))
+        dsn = tenant_role(owner, TENANTS[i % len(TENANTS)], role=role, password=password)
         bot = Bot(f"iso{i:02d}", ns, TENANTS[i % len(TENANTS)], dsn, password,
                   f"HK{secrets.token_hex(16)}")
         for secret, value in ((f"db-{bot.name}", dsn), (f"hook-{bot.name}", bot.hook_key)):
@@ -398,7 +398,7 @@ def test_service_accounts_pod_security_and_secrets_are_isolated(
                                             API_GROUP, API_VERSION, bot.ns, PLURAL, bot.name))
                        .get("status", {}).get("worker", {}).get("lastError"),
                        timeout=90, what=f"{bot.name}'s worker report")
-        # The first worker's database works (migrations ran with the password in its DSN);
+        # The first worker's database works (its role checked with the password in its DSN);
         # the second one's does not (a dead port): both paths have logged by now.
         db_up = f'wabot_db_up{{bot="{w0.name}",server_name="{w0.tenant}"}} 1.0'
         metrics_url = f"http://127.0.0.1:{workers[0][2]}/metrics"

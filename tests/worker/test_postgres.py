@@ -1,14 +1,21 @@
-"""The data layer on a real PostgreSQL: tenant isolation (ORM filter and row-level security),
-an audit row per command, and a database outage that loses nothing."""
+"""The data layer on a real PostgreSQL: migrations as the owner role, tenant roles made by
+`provision`, tenant isolation (ORM filter and row-level security bound to the login role), a
+worker that refuses a role of another tenant, an audit row per command, and a database outage
+that loses nothing."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -17,7 +24,9 @@ from sqlalchemy import text
 from botworker.context import DatabaseUnavailable
 from botworker.data.db import Database
 from botworker.data.migrate import run_in_child, upgrade
+from botworker.data.tenancy import SCHEMA_HEAD, dsn_for_role, provision
 from devcluster.postgres import PostgresServer
+from tests.reliability.pg import tenant_role
 from wabot.spec import WhatsAppBotSpec
 
 from .conftest import Harness, wait_for
@@ -26,30 +35,38 @@ pytestmark = pytest.mark.postgres
 Make = Callable[..., Harness]
 
 
-def app_database(server: Any, superuser_dsn: str) -> str:
-    """A database owned by a fresh non-superuser role (as production should run), and that
-    role's DSN. RLS does not apply to superusers, so the tests must not connect as one."""
-    suffix = uuid.uuid4().hex[:8]
-    role, password = f"wabot_app_{suffix}", f"pw-{suffix}"
-    dbname = superuser_dsn.rsplit("/", 1)[1]
-    with psycopg.connect(superuser_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-        conn.execute(f'ALTER DATABASE "{dbname}" OWNER TO {role}')
-        conn.execute(f"ALTER SCHEMA public OWNER TO {role}")
-    return str(server.dsn(dbname, user=role, password=password))
-
-
 def rows(dsn: str, sql: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return list(conn.execute(sql).fetchall())
 
 
-@pytest.fixture(scope="module")
-def app_dsn(postgres: Any, pg_database: str) -> str:
-    dsn = app_database(postgres, pg_database)
-    ok, reason = run_in_child(dsn)  # as the worker does it: in a child process
+@dataclass(frozen=True)
+class Pg:
+    owner: str  # the owner (migrator) role: migrations and provisioning, never a worker
+    admin: str  # a superuser, to look at every row
+
+    def tenant(self, tenant: str) -> str:
+        """The DSN of a fresh login role bound to `tenant` (one role per caller, as one per
+        bot would be)."""
+        return tenant_role(self.owner, tenant)
+
+
+def migrated(server: PostgresServer, dbname: str) -> Pg:
+    owner = server.create_owned_database(dbname)
+    ok, reason = run_in_child(owner)  # as the migrate step does it: in a child process
     assert ok, reason
-    return dsn
+    return Pg(owner, server.dsn(dbname))
+
+
+@pytest.fixture(scope="module")
+def pg(postgres: PostgresServer, request: pytest.FixtureRequest) -> Pg:
+    return migrated(postgres, f"t_pg_{request.module.__name__[-12:]}_{uuid.uuid4().hex[:6]}")
+
+
+@pytest.fixture(scope="module")
+def app_dsn(pg: Pg) -> dict[str, str]:
+    """Tenant -> DSN of a role bound to it."""
+    return {t: pg.tenant(t) for t in ("tenant-a", "tenant-b")}
 
 
 def audit_row(tenant: str, command: str = "ping") -> dict[str, Any]:
@@ -60,24 +77,30 @@ def audit_row(tenant: str, command: str = "ping") -> dict[str, Any]:
     }
 
 
-def test_migrations_are_idempotent_and_enable_forced_rls(app_dsn: str, pg_database: str) -> None:
-    upgrade(app_dsn)  # a second run (every worker start) is a no-op
-    got = rows(pg_database, "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
-                            "WHERE relname IN ('audit_entry', 'key_value') ORDER BY relname")
-    assert got == [("audit_entry", True, True), ("key_value", True, True)]
-    assert rows(pg_database, "SELECT version_num FROM alembic_version") == [("0002",)]
+def test_migrations_are_idempotent_and_enable_forced_rls(pg: Pg) -> None:
+    upgrade(pg.owner)  # a second run (every rollout's migrate step) is a no-op
+    got = rows(pg.admin, "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class "
+                         "WHERE relname IN ('audit_entry', 'key_value', 'wabot_tenant_role') "
+                         "ORDER BY relname")
+    assert got == [("audit_entry", True, True), ("key_value", True, True),
+                   ("wabot_tenant_role", True, False)]
+    assert rows(pg.admin, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
+    # Nothing through PUBLIC: tenant roles get their privileges from `provision` only.
+    assert rows(pg.admin, "SELECT count(*) FROM information_schema.role_table_grants "
+                          "WHERE grantee = 'PUBLIC' AND table_schema = 'public'") == [(0,)]
 
 
 def test_concurrent_migrations_are_serialised_by_an_advisory_lock(postgres: Any) -> None:
-    """After a rollout every bot's worker runs the migrations at the same moment: each waits
-    for the advisory lock instead of racing the others' CREATE TABLEs."""
+    """Two migrate steps at once (two monolith replicas, a Helm hook and a hand-run one): each
+    waits for the advisory lock instead of racing the other's CREATE TABLEs."""
     import threading
 
-    admin = postgres.create_database(f"t_race_{uuid.uuid4().hex[:6]}")
-    dsn = app_database(postgres, admin)
+    name = f"t_race_{uuid.uuid4().hex[:6]}"
+    dsn = postgres.create_owned_database(name)
+    admin = postgres.dsn(name)
     results: list[tuple[bool, str]] = []
     with psycopg.connect(admin, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(7214020501)")  # as if another worker migrates
+        holder.execute("SELECT pg_advisory_lock(7214020501)")  # as if another step migrates
         t = threading.Thread(target=lambda: results.append(run_in_child(dsn)))
         t.start()
         waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
@@ -88,11 +111,12 @@ def test_concurrent_migrations_are_serialised_by_an_advisory_lock(postgres: Any)
         holder.execute("SELECT pg_advisory_unlock(7214020501)")
         t.join(60)
     assert results == [(True, "")]
-    assert rows(dsn, "SELECT version_num FROM alembic_version") == [("0002",)]
+    assert rows(dsn, "SELECT version_num FROM alembic_version") == [(SCHEMA_HEAD,)]
 
 
-def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(app_dsn: str) -> None:
-    a, b = Database(app_dsn, "tenant-a"), Database(app_dsn, "tenant-b")
+def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(
+        app_dsn: dict[str, str], pg: Pg) -> None:
+    a, b = Database(app_dsn["tenant-a"], "tenant-a"), Database(app_dsn["tenant-b"], "tenant-b")
     try:
         a.insert_audit([audit_row("tenant-a", "a1"), audit_row("tenant-a", "a2")])
         b.insert_audit([audit_row("tenant-b", "b1")])
@@ -112,16 +136,16 @@ def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(app_dsn: s
     finally:
         a.dispose()
         b.dispose()
-    # A connection that never set a tenant sees no rows at all.
-    assert rows(app_dsn, "SELECT count(*) FROM audit_entry") == [(0,)]
+    # A role bound to no tenant (here the owner: FORCE applies to it too) sees no rows at all.
+    assert rows(pg.owner, "SELECT count(*) FROM audit_entry") == [(0,)]
     assert a.bypasses_rls is None or a.bypasses_rls is False
 
 
-def test_writing_another_tenants_rows_is_refused_twice(app_dsn: str) -> None:
+def test_writing_another_tenants_rows_is_refused_twice(app_dsn: dict[str, str]) -> None:
     from botworker.data.db import CrossTenantWrite
     from botworker.data.models import KeyValue
 
-    a = Database(app_dsn, "tenant-a")
+    a = Database(app_dsn["tenant-a"], "tenant-a")
     try:
         with pytest.raises(CrossTenantWrite), a.session() as s:  # the ORM wall
             s.add(KeyValue(server_name="tenant-b", scope="x", key="k", value="v"))
@@ -132,13 +156,13 @@ def test_writing_another_tenants_rows_is_refused_twice(app_dsn: str) -> None:
         a.dispose()
 
 
-def test_orm_queries_are_scoped_and_rows_get_the_tenant(app_dsn: str) -> None:
+def test_orm_queries_are_scoped_and_rows_get_the_tenant(app_dsn: dict[str, str]) -> None:
     from sqlmodel import select
 
     from botworker.data.models import KeyValue
     from botworker.data.orm import kv_get, kv_set
 
-    a, b = Database(app_dsn, "tenant-a"), Database(app_dsn, "tenant-b")
+    a, b = Database(app_dsn["tenant-a"], "tenant-a"), Database(app_dsn["tenant-b"], "tenant-b")
     try:
         with a.session() as s:
             kv_set(s, "notes", "greeting", "hello from a")
@@ -153,8 +177,8 @@ def test_orm_queries_are_scoped_and_rows_get_the_tenant(app_dsn: str) -> None:
         b.dispose()
 
 
-def test_a_superuser_dsn_is_flagged(pg_database: str) -> None:
-    db = Database(pg_database, "tenant-a")
+def test_a_superuser_dsn_is_flagged(pg: Pg) -> None:
+    db = Database(pg.admin, "tenant-a")
     try:
         assert db.ping()
         assert db.bypasses_rls is True
@@ -162,19 +186,146 @@ def test_a_superuser_dsn_is_flagged(pg_database: str) -> None:
         db.dispose()
 
 
+def test_the_start_up_check_refuses_every_role_but_the_tenants_own(
+        pg: Pg, app_dsn: dict[str, str], postgres: PostgresServer) -> None:
+    """What a worker's DataLayer asks before it uses the database at all."""
+    unbound = f"t_unbound_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(pg.admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {unbound} LOGIN PASSWORD 'pw-unbound'")
+    old = migrated_to(postgres, "0002")
+    cases = {
+        "own tenant": (app_dsn["tenant-a"], "tenant-a"),
+        "another tenant's role": (app_dsn["tenant-b"], "tenant-a"),
+        "the owner role": (pg.owner, "tenant-a"),
+        "a superuser": (pg.admin, "tenant-a"),
+        "a role nobody provisioned": (postgres.dsn(pg.admin.rsplit("/", 1)[1], unbound,
+                                                   "pw-unbound"), "tenant-a"),
+        "a schema at 0002": (postgres.dsn(old.rsplit("/", 1)[1], unbound, "pw-unbound"),
+                             "tenant-a"),
+    }
+    got = {}
+    for label, (dsn, tenant) in cases.items():
+        db = Database(dsn, tenant)
+        try:
+            b = db.check_binding()
+            got[label] = (b.problem, b.permanent)
+        finally:
+            db.dispose()
+    assert got["own tenant"] == (None, False)
+    problem, permanent = got["another tenant's role"]
+    assert permanent and problem is not None
+    assert "bound to tenant tenant-b" in problem and "serverName is tenant-a" in problem
+    assert "owns" in str(got["the owner role"][0]) and got["the owner role"][1]
+    assert "bypasses row-level security" in str(got["a superuser"][0])
+    assert "bound to no tenant" in str(got["a role nobody provisioned"][0])
+    assert f"provision --tenant tenant-a --role {unbound}" in str(
+        got["a role nobody provisioned"][0])
+    assert "not migrated" in str(got["a schema at 0002"][0])
+    assert got["a schema at 0002"][1] is False  # waits for the migrate step, then goes on
+    assert all("pw-" not in str(p) for p, _ in got.values())
+
+
+def migrated_to(postgres: PostgresServer, revision: str) -> str:
+    """An owned database migrated only to `revision` (an old schema); the owner's DSN."""
+    owner = postgres.create_owned_database(f"t_old_{uuid.uuid4().hex[:6]}")
+    upgrade(owner, revision)
+    return owner
+
+
+def test_provision_cli_prints_no_secret_writes_a_private_dsn_and_is_idempotent(
+        pg: Pg, tmp_path: Path) -> None:
+    env = {**os.environ, "WABOT_MIGRATE_URL": pg.owner}
+    env.pop("DATABASE_URL", None)
+    password = urlsplit(pg.owner).password
+    assert password
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "botworker.data.migrate", *args], env=env,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    role = f"t_cli_{uuid.uuid4().hex[:6]}"
+    out = tmp_path / "acme.dsn"
+    first = cli("provision", "--tenant", "acme", "--role", role, "--dsn-file", str(out))
+    assert first.returncode == 0, first.stderr
+    dsn = out.read_text().strip()
+    tenant_password = urlsplit(dsn).password
+    assert tenant_password and out.stat().st_mode & 0o777 == 0o600
+    assert f"role {role} -> tenant acme (created, password set" in first.stdout
+    for text_ in (first.stdout, first.stderr):
+        assert tenant_password not in text_ and password not in text_
+    again = cli("provision", "--tenant", "acme", "--role", role)  # idempotent, keeps password
+    assert again.returncode == 0 and "existing role" in again.stdout
+    db = Database(dsn, "acme")
+    try:
+        assert db.check_binding().problem is None
+    finally:
+        db.dispose()
+    other = cli("provision", "--tenant", "globex", "--role", role)
+    assert other.returncode == 1 and "bound to tenant acme" in other.stderr
+    owner_role = urlsplit(pg.owner).username
+    assert cli("provision", "--tenant", "acme", "--role", str(owner_role)).returncode == 1
+    gone = cli("revoke", "--role", role, "--drop")
+    assert gone.returncode == 0 and "revoked from tenant acme; role dropped" in gone.stdout
+    assert rows(pg.admin, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == [(0,)]
+
+
+def test_a_worker_with_another_tenants_role_writes_nothing_and_says_why(
+        make_worker: Make, pg: Pg, app_dsn: dict[str, str], plugin_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A bot of tenant-x given tenant-a's DSN: the database is not used at all (RLS would
+    refuse the rows anyway), the audit rows wait in the spool, WhatsApp is untouched."""
+    before = rows(pg.admin, "SELECT count(*) FROM audit_entry")[0][0]
+    spec = WhatsAppBotSpec.model_validate(
+        {"serverName": "tenant-x", "botId": "bot-x", "commands": {"plugins": ["notes"]}})
+    h = make_worker(spec, bot="bot-x", tenant="tenant-x",
+                    env={"DATABASE_URL": app_dsn["tenant-a"]})
+    wait_for(lambda: h.worker.datalayer.problem, timeout=30, what="the refused role")
+    problem = str(h.worker.datalayer.problem)
+    assert "bound to tenant tenant-a" in problem and "serverName is tenant-x" in problem
+    assert h.ask("!ping").startswith("pong")
+    assert h.ask("!note k v") == "The database is unavailable right now, try again later."
+    wait_for(lambda: h.metric("wabot_audit_spool_rows") == 2, timeout=15, what="spooled rows")
+    assert h.metric("wabot_db_up") == 0
+    assert rows(pg.admin, "SELECT count(*) FROM audit_entry")[0][0] == before
+    assert rows(pg.admin, "SELECT count(*) FROM key_value WHERE server_name = 'tenant-x'") \
+        == [(0,)]
+    password = str(urlsplit(app_dsn["tenant-a"]).password)
+    assert password not in caplog.text
+
+
+def test_a_role_provisioned_later_is_picked_up_without_a_restart(
+        make_worker: Make, pg: Pg, postgres: PostgresServer) -> None:
+    role, password = f"t_late_{uuid.uuid4().hex[:6]}", f"pw-{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg.admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
+    dsn = dsn_for_role(pg.owner, role, password)
+    h = make_worker(bot="bot-l", tenant="tenant-late", env={"DATABASE_URL": dsn})
+    wait_for(lambda: h.worker.datalayer.problem, timeout=30, what="the unbound role")
+    assert "bound to no tenant" in str(h.worker.datalayer.problem)
+    h.ask("!ping")
+    wait_for(lambda: h.metric("wabot_audit_spool_rows") == 1, timeout=15, what="spooled row")
+    provision(pg.owner, "tenant-late", role)  # the operator of the system fixes it
+    wait_for(lambda: h.worker.datalayer.schema_ready or h.worker.datalayer.ensure_schema(),
+             timeout=60, what="the role to be accepted")
+    assert h.worker.datalayer.problem is None
+    wait_for(lambda: h.metric("wabot_audit_spool_rows") == 0, timeout=30, what="spool flushed")
+    assert rows(pg.admin, "SELECT count(*) FROM audit_entry WHERE server_name = 'tenant-late'") \
+        == [(1,)]
+
+
 def test_every_command_leaves_an_audit_row(
-    make_worker: Make, app_dsn: str, pg_database: str, plugin_path: Path
+    make_worker: Make, pg: Pg, plugin_path: Path
 ) -> None:
     spec = WhatsAppBotSpec.model_validate(
         {"serverName": "tenant-audit", "botId": "bot-a", "commands": {"plugins": ["boom"]}}
     )
-    h = make_worker(spec, tenant="tenant-audit", env={"DATABASE_URL": app_dsn})
+    h = make_worker(spec, tenant="tenant-audit", env={"DATABASE_URL": pg.tenant("tenant-audit")})
     h.ask("!ping", chat="15550004444")
     h.ask("!boom", chat="15550004444")
     h.ask("!nope", chat="15550004444")
     query = ("SELECT command, result, bot_id, chat, sender_hash FROM audit_entry "
              "WHERE server_name = 'tenant-audit' ORDER BY created_at")
-    got = wait_for(lambda: (r := rows(pg_database, query)) and len(r) == 3 and r, timeout=15,
+    got = wait_for(lambda: (r := rows(pg.admin, query)) and len(r) == 3 and r, timeout=15,
                    what="three audit rows")
     assert [(r[0], r[1]) for r in got] == [
         ("ping", "ok"), ("boom", "error"), ("nope", "unknown_command")
@@ -188,24 +339,24 @@ def test_every_command_leaves_an_audit_row(
 
 
 @pytest.fixture
-def own_postgres() -> Iterator[tuple[PostgresServer, str]]:
+def own_postgres() -> Iterator[tuple[PostgresServer, Pg]]:
     """A server this test may stop. Its directory is outside pytest's basetemp: a concurrent
     pytest session resets /tmp/pytest-of-<user> to 0700, locking the postgres user out."""
     root = Path(tempfile.mkdtemp(prefix="wabot-pg-outage-"))
     server = PostgresServer(root / "pg").init().start()
     try:
         server.wait_ready()
-        dsn = app_database(server, server.create_database("outage"))
-        yield server, dsn
+        yield server, migrated(server, "outage")
     finally:
         server.destroy()
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_outage_degrades_commands_keeps_whatsapp_and_loses_no_audit_row(
-    make_worker: Make, own_postgres: tuple[PostgresServer, str], plugin_path: Path
+    make_worker: Make, own_postgres: tuple[PostgresServer, Pg], plugin_path: Path
 ) -> None:
-    server, dsn = own_postgres
+    server, pg = own_postgres
+    dsn = pg.tenant("tenant-o")
     spec = WhatsAppBotSpec.model_validate(
         {"serverName": "tenant-o", "botId": "bot-o", "commands": {"plugins": ["notes"]}}
     )
@@ -237,10 +388,10 @@ def test_outage_degrades_commands_keeps_whatsapp_and_loses_no_audit_row(
 
 
 def test_spooled_rows_survive_a_worker_restart(
-    make_worker: Make, own_postgres: tuple[PostgresServer, str], plugin_path: Path
+    make_worker: Make, own_postgres: tuple[PostgresServer, Pg], plugin_path: Path
 ) -> None:
-    server, dsn = own_postgres
-    env = {"DATABASE_URL": dsn}
+    server, pg = own_postgres
+    env = {"DATABASE_URL": pg.tenant("tenant-r")}
     h = make_worker(bot="bot-r", tenant="tenant-r", env=env)
     wait_for(h.worker.datalayer.ensure_schema, timeout=60, what="schema")
     server.stop("fast")
