@@ -69,6 +69,7 @@ from .monolith import (
     serve_until_stopped,
 )
 from .policy import RestartPolicy, State
+from .schema import start_migrate_step
 from .sharding import group_names, owner
 from .supervisor import ProcessSpec, Supervisor, http_ok
 from .workers import ConfigError, default_run_dir, inherited_env, python_path
@@ -544,5 +545,6 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     except (ConfigError, BotsFileError) as exc:
         print(f"wabot controller: {exc}", file=sys.stderr)
         return 2
+    start_migrate_step(env)  # WABOT_MIGRATE_URL: once here; the groups never get it
     return controller.run()
 

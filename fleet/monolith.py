@@ -52,6 +52,7 @@ from .http import (
 from .logs import configure_logging
 from .metrics import UnitCollector, merge_expositions, render, scrape_all
 from .policy import RestartPolicy, State
+from .schema import start_migrate_step
 from .supervisor import Supervisor, UnitStatus
 from .workers import (
     WORKER_ARGV,
@@ -403,4 +404,5 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     except (ConfigError, BotsFileError) as exc:
         print(f"wabot monolith: {exc}", file=sys.stderr)
         return 2
+    start_migrate_step(env)  # WABOT_MIGRATE_URL: the schema, as the owner role, once
     return monolith.run()

@@ -31,6 +31,7 @@ WORKER_ARGV: tuple[str, ...] = (sys.executable, "-m", "wabot", "worker")
 FLEET_ENV_NAMES: tuple[str, ...] = (
     "WABOT_BOTS_FILE",
     "WABOT_BOTS_DSN",
+    "WABOT_MIGRATE_URL",  # the owner's DSN: the supervisor's migrate step only, never a bot
     "WABOT_CONTROLLER_TOKEN",
     "WABOT_HTTP_HOST",
     "WABOT_HTTP_PORT",

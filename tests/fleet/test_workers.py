@@ -33,6 +33,7 @@ spec:
 def settings(tmp_path: Path, **kw: object) -> WorkerSettings:
     env = inherited_env({"PATH": "/bin", "WABOT_CONTROLLER_TOKEN": "secret-secret-secret",
                          "WABOT_BOTS_DSN": "postgresql://admin:pw@db/bots", "BOT_ID": "x",
+                         "WABOT_MIGRATE_URL": "postgresql://owner:pw@db/app",
                          "LOG_LEVEL": "DEBUG"})
     return WorkerSettings(auth_dir=tmp_path / "data", run_dir=tmp_path / "run", base_env=env,
                           **kw)  # type: ignore[arg-type]
@@ -48,6 +49,7 @@ def test_env_contract_and_no_leaked_secrets(tmp_path: Path) -> None:
     assert env["DATABASE_URL"] == "postgresql://t@db/app"
     assert env["GREETING"] == "hi" and env["LOG_LEVEL"] == "DEBUG"
     assert "WABOT_CONTROLLER_TOKEN" not in env and "WABOT_BOTS_DSN" not in env
+    assert "WABOT_MIGRATE_URL" not in env  # the owner's DSN stays with the migrate step
     assert spec.port_env == "HTTP_PORT"  # a free port is chosen at each start
     assert spec.labels == {"bot": "s1", "server_name": "acme"}
     # the spec file is the bot's spec, as the worker reads it
