@@ -9,53 +9,51 @@
 - `SpecWatcher`: lists and watches the bot's own WhatsAppBot (fieldSelector metadata.name=N,
   the only form its Role allows) and hands a new spec to the worker when the generation moves.
 
-All of it uses the bot's ServiceAccount (in-cluster) or $KUBECONFIG. This module imports the
-Kubernetes client, so the worker imports it only when WABOT_SPEC_SOURCE=kubernetes.
+All of it uses the bot's ServiceAccount (in-cluster) or $KUBECONFIG, through the small stdlib
+client in `kubeapi` (not the `kubernetes` package: see that module for why).
 """
 
 from __future__ import annotations
 
-import os
+import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
-from kubernetes.client.exceptions import ApiException
 
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WorkerReport
 
 from . import lease as lz
 from .backoff import BackoffPolicy
+from .kubeapi import MERGE_PATCH, ApiError, KubeClient, Timeout, shutdown_socket
 from .logs import get_logger
 from .metrics import Metrics
 
 log = get_logger("kube")
 
-MERGE_PATCH = "application/merge-patch+json"
 # Shows up in managedFields: which fields this worker wrote (status.worker, the Lease spec).
 FIELD_MANAGER = "wabot-worker"
-_SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-_TIMEOUT = (5.0, 10.0)
+_TIMEOUT: Timeout = (5.0, 10.0)
+WATCH_TIMEOUT_S = 120
 
 
-def api_client() -> Any:
+def api_client() -> KubeClient:
     """In a pod: the ServiceAccount's credentials. Elsewhere: $KUBECONFIG (or ~/.kube/config)."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and _SA_TOKEN.exists():
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return k8s.ApiClient()
-    return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=os.environ.get("KUBECONFIG")
-    )
+    return KubeClient.from_environment()
+
+
+def _bots_path(namespace: str, name: str | None = None) -> str:
+    path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+    return path if name is None else f"{path}/{name}"
+
+
+def _lease_path(namespace: str, name: str) -> str:
+    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
 
 
 def _short(err: BaseException) -> str:
-    if isinstance(err, ApiException):
+    if isinstance(err, ApiError):
         return f"HTTP {err.status} {err.reason}"
     return f"{type(err).__name__}: {err}"[:300]
 
@@ -64,8 +62,8 @@ def _short(err: BaseException) -> str:
 
 
 class StatusReporter:
-    def __init__(self, api: Any, namespace: str, name: str, metrics: Metrics) -> None:
-        self._api = k8s.CustomObjectsApi(api)
+    def __init__(self, api: KubeClient, namespace: str, name: str, metrics: Metrics) -> None:
+        self._api = api
         self._namespace = namespace
         self._name = name
         self._metrics = metrics
@@ -88,9 +86,10 @@ class StatusReporter:
     def patch_once(self, report: WorkerReport) -> None:
         """Merge-patch status.worker with `report`; None fields delete stale keys."""
         body = {"status": {"worker": report.model_dump(mode="json", by_alias=True)}}
-        self._api.patch_namespaced_custom_object_status(
-            API_GROUP, API_VERSION, self._namespace, PLURAL, self._name, body,
-            field_manager=FIELD_MANAGER, _content_type=MERGE_PATCH, _request_timeout=_TIMEOUT,
+        self._api.request(
+            "PATCH", _bots_path(self._namespace, self._name) + "/status",
+            query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE_PATCH,
+            timeout=_TIMEOUT,
         )
 
     def _run(self) -> None:
@@ -142,15 +141,25 @@ class StatusReporter:
 # --- the Lease ---------------------------------------------------------------------------------
 
 
-def _record(obj: Any) -> lz.LeaseRecord:
-    spec = obj.spec
+def _time(value: Any) -> datetime | None:
+    """A Lease MicroTime ("2030-01-01T00:00:00.000000Z"); None if absent or unreadable."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _record(obj: dict[str, Any]) -> lz.LeaseRecord:
+    spec = obj.get("spec") or {}
     return lz.LeaseRecord(
-        holder=(spec.holder_identity or None) if spec else None,
-        duration_s=spec.lease_duration_seconds if spec else None,
-        renew_time=spec.renew_time if spec else None,
-        acquire_time=spec.acquire_time if spec else None,
-        transitions=(spec.lease_transitions or 0) if spec else 0,
-        resource_version=obj.metadata.resource_version,
+        holder=spec.get("holderIdentity") or None,
+        duration_s=spec.get("leaseDurationSeconds"),
+        renew_time=_time(spec.get("renewTime")),
+        acquire_time=_time(spec.get("acquireTime")),
+        transitions=spec.get("leaseTransitions") or 0,
+        resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
     )
 
 
@@ -161,7 +170,7 @@ class LeaseElector:
 
     def __init__(
         self,
-        api: Any,
+        api: KubeClient,
         namespace: str,
         name: str,
         identity: str,
@@ -172,7 +181,7 @@ class LeaseElector:
         timing: lz.Timing = lz.DEFAULT_TIMING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._api = k8s.CoordinationV1Api(api)
+        self._api = api
         self.namespace = namespace
         self.name = name
         self.identity = identity
@@ -208,15 +217,17 @@ class LeaseElector:
         self._thread.start()
 
     def _read(self) -> lz.LeaseRecord:
-        obj = self._api.read_namespaced_lease(
-            self.name, self.namespace, _request_timeout=self._timeout
-        )
+        obj = self._api.request("GET", _lease_path(self.namespace, self.name),
+                                timeout=self._timeout)
         return _record(obj)
 
     def _patch(self, body: dict[str, Any]) -> lz.LeaseRecord:
-        obj = self._api.patch_namespaced_lease(
-            self.name, self.namespace, body, field_manager=FIELD_MANAGER,
-            _content_type=MERGE_PATCH, _request_timeout=self._timeout,
+        # Conditional: the body carries the resourceVersion the decision was based on, so a
+        # write racing another contender's gets 409 Conflict instead of overwriting it.
+        obj = self._api.request(
+            "PATCH", _lease_path(self.namespace, self.name),
+            query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE_PATCH,
+            timeout=self._timeout,
         )
         return _record(obj)
 
@@ -247,7 +258,7 @@ class LeaseElector:
                 with self._state:
                     self._written_rv = written.resource_version
                 self._renewed(sent_at)
-            except ApiException as exc:
+            except ApiError as exc:
                 self._metrics.kube_error("lease_conflict" if exc.status == 409 else "lease")
                 if exc.status != 409:
                     log.warning("Lease request failed", extra={"error": _short(exc)})
@@ -325,39 +336,46 @@ class LeaseElector:
             self._held = False
 
 
-def get_own_object(api: Any, namespace: str, name: str) -> dict[str, Any]:
+def get_own_object(api: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     """The bot's WhatsAppBot (the Role allows `get` on it by name)."""
-    obj: Any = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
-        API_GROUP, API_VERSION, namespace, PLURAL, name, _request_timeout=_TIMEOUT
-    )
-    return dict(obj)
+    return api.request("GET", _bots_path(namespace, name), timeout=_TIMEOUT)
 
 
 # --- the spec ----------------------------------------------------------------------------------
 
 
 class SpecWatcher:
-    """Calls `on_object(obj)` with the bot's WhatsAppBot whenever its generation changes."""
+    """Calls `on_object(obj)` with the bot's WhatsAppBot whenever its generation changes.
+
+    Lists once, then watches from the list's resourceVersion, and after every watch the server
+    ends (each `WATCH_TIMEOUT_S`) resumes from the newest resourceVersion it saw, bookmarks
+    included: a quiet bot costs one long-poll every two minutes, not a list. Only when that
+    resourceVersion has expired (410 Gone) does it list again.
+    """
 
     def __init__(
         self,
-        api: Any,
+        api: KubeClient,
         namespace: str,
         name: str,
         metrics: Metrics,
         on_object: Callable[[dict[str, Any]], None],
         generation: int | None = None,
+        resource_version: str | None = None,
     ) -> None:
-        self._api = k8s.CustomObjectsApi(api)
+        """`resource_version`: resume watching from there instead of listing first."""
+        self._api = api
         self.namespace = namespace
         self.name = name
         self._metrics = metrics
         self._on_object = on_object
         self._generation: int | None = generation
+        self.resource_version = resource_version
+        self.lists = 0  # how many times it listed (the first time, and after each 410)
         self._stop = threading.Event()
-        self._watch: Any = None
+        self._sock: socket.socket | None = None
+        self._sock_lock = threading.Lock()
         self._thread: threading.Thread | None = None
-
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="spec-watcher", daemon=True)
@@ -365,8 +383,8 @@ class SpecWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._watch is not None:
-            self._watch.stop()
+        with self._sock_lock:
+            shutdown_socket(self._sock)  # ends a read blocked on a quiet watch
 
     def _deliver(self, obj: dict[str, Any]) -> None:
         generation = obj.get("metadata", {}).get("generation")
@@ -378,42 +396,63 @@ class SpecWatcher:
         except Exception:
             log.exception("applying the new spec failed")
 
+    def _connected(self, sock: socket.socket | None) -> None:
+        with self._sock_lock:
+            self._sock = sock
+            if self._stop.is_set():
+                shutdown_socket(sock)
+
+    def _list(self, selector: dict[str, str]) -> None:
+        listed = self._api.request("GET", _bots_path(self.namespace), query=selector,
+                                   timeout=_TIMEOUT)
+        self.lists += 1
+        for item in listed.get("items", []):
+            self._deliver(item)
+        self.resource_version = listed.get("metadata", {}).get("resourceVersion")
+
+    def _watch(self, selector: dict[str, str]) -> None:
+        assert self.resource_version is not None
+        query = {**selector, "resourceVersion": self.resource_version,
+                 "allowWatchBookmarks": "true"}
+        try:
+            for event in self._api.watch(_bots_path(self.namespace), query,
+                                         timeout_s=WATCH_TIMEOUT_S,
+                                         on_connection=self._connected):
+                if self._stop.is_set():
+                    return
+                rv = event.object.get("metadata", {}).get("resourceVersion")
+                if event.type in ("ADDED", "MODIFIED"):
+                    self._deliver(event.object)
+                elif event.type == "DELETED":
+                    log.info("the WhatsAppBot was deleted; the operator will stop this pod")
+                if rv:
+                    self.resource_version = rv
+        finally:
+            self._connected(None)
+
     def _run(self) -> None:
-        selector = f"metadata.name={self.name}"
+        selector = {"fieldSelector": f"metadata.name={self.name}"}
         failures = 0
         backoff = BackoffPolicy(base_s=1.0, cap_s=30.0)
         while not self._stop.is_set():
             try:
-                listed: Any = self._api.list_namespaced_custom_object(
-                    API_GROUP, API_VERSION, self.namespace, PLURAL,
-                    field_selector=selector, _request_timeout=_TIMEOUT,
-                )
-                for item in listed.get("items", []):
-                    self._deliver(item)
-                rv = listed.get("metadata", {}).get("resourceVersion")
-                self._watch = k8s_watch.Watch()  # type: ignore[no-untyped-call]
-                for event in self._watch.stream(
-                    self._api.list_namespaced_custom_object,
-                    API_GROUP, API_VERSION, self.namespace, PLURAL,
-                    field_selector=selector, resource_version=rv, timeout_seconds=120,
-                    allow_watch_bookmarks=True,
-                ):
-                    if self._stop.is_set():
-                        break
-                    kind = event.get("type")
-                    obj = event.get("raw_object") or event.get("object")
-                    if kind in ("ADDED", "MODIFIED") and isinstance(obj, dict):
-                        self._deliver(obj)
-                    elif kind == "DELETED":
-                        log.info("the WhatsAppBot was deleted; the operator will stop this pod")
+                if self.resource_version is None:
+                    self._list(selector)
+                self._watch(selector)
                 failures = 0
-            except ApiException as exc:
+            except ApiError as exc:
+                if exc.status == 410:
+                    # Expired: the events since our resourceVersion are gone; list again.
+                    log.info("spec watch expired; listing again")
+                    self.resource_version = None
+                    continue
                 failures += 1
-                if exc.status != 410:
-                    self._metrics.kube_error("spec_watch")
-                    log.warning("spec watch failed", extra={"error": _short(exc)})
-                self._stop.wait(backoff.delay(failures, 0.5) if exc.status != 410 else 0)
+                self._metrics.kube_error("spec_watch")
+                log.warning("spec watch failed", extra={"error": _short(exc)})
+                self._stop.wait(backoff.delay(failures, 0.5))
             except Exception as exc:
+                if self._stop.is_set():
+                    return
                 failures += 1
                 self._metrics.kube_error("spec_watch")
                 log.warning("spec watch failed", extra={"error": _short(exc)})

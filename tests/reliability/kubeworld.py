@@ -29,6 +29,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from botworker.kube import LeaseElector
+from botworker.kubeapi import KubeClient
 from botworker.lease import Timing
 from botworker.metrics import Metrics
 from wabot import naming
@@ -350,7 +351,7 @@ class KubeletStandIn:
         self._last_retry = 0.0
         self._queue: queue.Queue[tuple[PodRec, Any] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="kubelet-stand-in", daemon=True)
-        self._clients: list[client.ApiClient] = []
+        self._clients: list[KubeClient] = []
 
     def start(self) -> KubeletStandIn:
         self._thread.start()
@@ -417,12 +418,8 @@ class KubeletStandIn:
         except Exception:
             self.token_failures += 1
             return False
-        cfg = client.Configuration()
-        cfg.host = self.admin.configuration.host
-        cfg.ssl_ca_cert = self.admin.configuration.ssl_ca_cert
-        cfg.api_key = {"BearerToken": token}
-        cfg.api_key_prefix = {"BearerToken": "Bearer"}
-        api = client.ApiClient(cfg)
+        api = KubeClient.with_token(self.admin.configuration.host, token,
+                                    ca_file=self.admin.configuration.ssl_ca_cert)
         self._clients.append(api)
 
         def acquired() -> None:

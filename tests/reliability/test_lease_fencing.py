@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from botworker.kube import LeaseElector
+from botworker.kubeapi import KubeClient
 from botworker.lease import Timing
 from botworker.metrics import Metrics
 from tests.operator.helpers import Cluster, eventually
@@ -46,7 +47,9 @@ class Holders:
             with self.lock:
                 self.now.discard(label)
 
-        return LeaseElector(cluster.api_client, cluster.ns, lease, lease, Metrics(label, "t"),
+        # The worker's own client, with the admin credentials of $KUBECONFIG like `cluster`.
+        return LeaseElector(KubeClient.from_kubeconfig(), cluster.ns, lease, lease,
+                            Metrics(label, "t"),
                             on_acquired=acquired, on_lost=lost, timing=TIMING)
 
 

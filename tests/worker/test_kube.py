@@ -25,6 +25,7 @@ from kubernetes.client.exceptions import ApiException
 
 from botworker import lease as lz
 from botworker.kube import LeaseElector, SpecWatcher, StatusReporter
+from botworker.kubeapi import ApiError, KubeClient
 from botworker.metrics import Metrics
 from wabot.spec import API_GROUP, API_VERSION, KIND, PLURAL, WhatsAppBotSpec, WorkerState
 
@@ -85,12 +86,16 @@ class Bot:
                 audiences=[], expiration_seconds=3600)),
         ).status.token
         self.token = token
+        # The worker's own client with the bot's token (what the classes under test take),
+        # and the same token in the `kubernetes` client for probing the Role with other calls.
+        self.api = KubeClient.with_token(admin.configuration.host, token,
+                                         ca_file=admin.configuration.ssl_ca_cert)
         cfg = k8s.Configuration()
         cfg.host = admin.configuration.host
         cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
         cfg.api_key = {"BearerToken": token}
         cfg.api_key_prefix = {"BearerToken": "Bearer"}
-        self.api = k8s.ApiClient(cfg)
+        self.k8s_api = k8s.ApiClient(cfg)
 
     @property
     def crd(self) -> Any:
@@ -179,7 +184,7 @@ def test_status_patch_writes_only_status_worker(make_bot: Callable[..., Bot]) ->
 
 def test_the_bots_role_reaches_only_its_own_objects(make_bot: Callable[..., Bot]) -> None:
     shop, other = make_bot("shop"), make_bot("other")
-    crd, coord = k8s.CustomObjectsApi(shop.api), k8s.CoordinationV1Api(shop.api)
+    crd, coord = k8s.CustomObjectsApi(shop.k8s_api), k8s.CoordinationV1Api(shop.k8s_api)
     # Its own: allowed.
     crd.get_namespaced_custom_object(API_GROUP, API_VERSION, shop.namespace, PLURAL, "shop")
     listed = crd.list_namespaced_custom_object(API_GROUP, API_VERSION, shop.namespace, PLURAL,
@@ -202,7 +207,7 @@ def test_the_bots_role_reaches_only_its_own_objects(make_bot: Callable[..., Bot]
         lambda: coord.read_namespaced_lease("wabot-other", shop.namespace),
         lambda: coord.create_namespaced_lease(shop.namespace, k8s.V1Lease(
             metadata=k8s.V1ObjectMeta(name="wabot-new"))),
-        lambda: k8s.CoreV1Api(shop.api).list_namespaced_secret(shop.namespace),
+        lambda: k8s.CoreV1Api(shop.k8s_api).list_namespaced_secret(shop.namespace),
     ]
     for call in denied:
         with pytest.raises(ApiException) as err:
@@ -212,9 +217,9 @@ def test_the_bots_role_reaches_only_its_own_objects(make_bot: Callable[..., Bot]
     reporter = StatusReporter(shop.api, shop.namespace, other.name, metrics())
     from botworker import lifecycle as lc
 
-    with pytest.raises(ApiException) as err:
+    with pytest.raises(ApiError) as refused:
         reporter.patch_once(lc.to_report(lc.ConnState(), "p", time.time()))
-    assert err.value.status == 403
+    assert refused.value.status == 403
     assert "worker" not in other.get().get("status", {})
 
 
@@ -299,12 +304,8 @@ def test_a_stolen_lease_fences_the_holder(make_bot: Callable[..., Bot]) -> None:
 def test_a_holder_that_cannot_renew_fences_itself_in_time(make_bot: Callable[..., Bot]) -> None:
     bot = make_bot()
     events: list[str] = []
-    cfg = k8s.Configuration()
-    cfg.host = bot.api.configuration.host
-    cfg.ssl_ca_cert = bot.api.configuration.ssl_ca_cert
-    cfg.api_key = {"BearerToken": bot.token}
-    cfg.api_key_prefix = {"BearerToken": "Bearer"}
-    api = k8s.ApiClient(cfg)
+    api = KubeClient.with_token(bot.admin.configuration.host, bot.token,
+                                ca_file=bot.admin.configuration.ssl_ca_cert)
     holder = LeaseElector(
         api, bot.namespace, bot.lease, "pod-1", metrics(),
         on_acquired=lambda: events.append("acquired"),
@@ -318,7 +319,7 @@ def test_a_holder_that_cannot_renew_fences_itself_in_time(make_bot: Callable[...
         blackhole = socket.socket()
         blackhole.bind(("127.0.0.1", 0))
         blackhole.listen(64)
-        cfg.host = f"https://127.0.0.1:{blackhole.getsockname()[1]}"
+        api.server = f"https://127.0.0.1:{blackhole.getsockname()[1]}"
         try:
             lost_at = wait_for(lambda: (not holder.held) and time.time(), timeout=15,
                                what="fencing")
