@@ -248,6 +248,20 @@ def _http_port(container: Mapping[str, Any]) -> int:
     return DEFAULT_HTTP_PORT
 
 
+TENANT_KEY_PLACEHOLDER = "{serverName}"
+
+
+def database_default(ref: SecretKeyRef | None, server_name: str) -> SecretKeyRef | None:
+    """The operator's default DSN Secret for a bot of `server_name`. Its key may contain
+    `{serverName}` (e.g. `wabot-db:{serverName}`): one Secret then holds one DSN per tenant,
+    each of a PostgreSQL role bound to that tenant, since a worker refuses a role of another
+    tenant (row-level security follows the login role). A plain key gives every bot the same
+    DSN, which fits one tenant only."""
+    if ref is None or TENANT_KEY_PLACEHOLDER not in ref.key:
+        return ref
+    return SecretKeyRef(name=ref.name, key=ref.key.replace(TENANT_KEY_PLACEHOLDER, server_name))
+
+
 def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
             auth_dir: str, http_port: int) -> list[dict[str, Any]]:
     """The worker's environment, as docs/design.md lists it. These names are the operator's:
@@ -265,7 +279,8 @@ def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
         {"name": "WABOT_LEASE_NAME", "value": naming.child_name(bot.name)},
         {"name": "AUTH_DIR", "value": auth_dir},
     ]
-    dsn = spec.database.secret_ref if spec.database is not None else defaults.database_secret
+    dsn = spec.database.secret_ref if spec.database is not None else database_default(
+        defaults.database_secret, spec.server_name)
     if dsn is not None:
         env.append({"name": "DATABASE_URL",
                     "valueFrom": {"secretKeyRef": {"name": dsn.name, "key": dsn.key}}})

@@ -96,6 +96,7 @@ def test_defaults_render_only_the_operator_and_its_rbac() -> None:
     ("networkPolicy.enabled", "NetworkPolicy"),
     ("podDisruptionBudget.enabled", "PodDisruptionBudget"),
     ("bots.templates.enabled", "ConfigMap"),
+    ("database.migrate.enabled", "Job"),
 ])
 def test_every_optional_object_is_behind_its_value(setting: str, kind: str) -> None:
     assert not [o for o in render() if o["kind"] == kind]
@@ -143,6 +144,28 @@ def test_operator_pod_is_hardened(values: Path | None) -> None:
             assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
         # The root filesystem is read-only: /tmp is the only writable path it gets.
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
+
+
+def test_migrate_job_runs_as_the_owner_role_before_install_and_upgrade() -> None:
+    """The migrate step: the owner's DSN from its Secret, hardened like the operator, no
+    ServiceAccount token, a Helm hook (bots never migrate PostgreSQL themselves)."""
+    objects = render(sets={"database.migrate.enabled": "true",
+                           "database.migrate.secret": "pg-owner:dsn",
+                           "bots.databaseSecret": "wabot-db:{serverName}"})
+    (job,) = [o for o in objects if o["kind"] == "Job"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (c,) = pod["containers"]
+    assert c["command"] == ["python3", "-m", "botworker.data.migrate", "upgrade"]
+    assert c["env"] == [{"name": "WABOT_MIGRATE_URL", "valueFrom": {"secretKeyRef": {
+        "name": "pg-owner", "key": "dsn"}}}]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["image"].startswith("wabot-worker:")
+    env = {e["name"]: e.get("value") for e in find(objects, "Deployment", OPERATOR)["spec"]
+           ["template"]["spec"]["containers"][0]["env"]}
+    assert env["WABOT_OPERATOR_DATABASE_SECRET"] == "wabot-db:{serverName}"
 
 
 # --- peering ---------------------------------------------------------------------------------

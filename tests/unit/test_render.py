@@ -200,6 +200,13 @@ def test_database_url_comes_from_the_spec_then_the_operator_default(
     assert env_of(shared)["DATABASE_URL"] == {"secretKeyRef": {"name": "shared",
                                                                "key": "value"}}
     assert "DATABASE_URL" not in env_of(render(templates))  # the worker falls back to SQLite
+    # One default Secret, one DSN per tenant: the key names the tenant (a worker refuses a
+    # database role bound to another tenant).
+    per_tenant = render(templates, RenderDefaults("img", SecretKeyRef(name="wabot-db",
+                                                                      key="{serverName}")))
+    tenant = env_of(per_tenant)["SERVER_NAME"]
+    assert env_of(per_tenant)["DATABASE_URL"] == {"secretKeyRef": {"name": "wabot-db",
+                                                                   "key": tenant}}
 
 
 def test_spec_env_is_appended_and_cannot_override_the_contract(templates: Templates) -> None:
