@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from wabot.naming import MAX_BOT_NAME
 from wabot.spec import API_GROUP, API_VERSION, KIND, NAME_PATTERN, WhatsAppBotSpec
@@ -31,9 +32,12 @@ class BotsFileError(ValueError):
 
 
 class ObjectMeta(BaseModel):
-    """The parts of metadata the tiers use; what a cluster export adds is ignored."""
+    """The parts of metadata the tiers use; what a cluster export adds is ignored.
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    Strict like the spec models (wabot.spec._SpecModel): nothing here has an API server in
+    front of it, so a value of the wrong type is refused, not coerced."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
     name: str = Field(pattern=NAME_PATTERN, max_length=MAX_BOT_NAME)
     namespace: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
@@ -44,7 +48,7 @@ class ObjectMeta(BaseModel):
 class BotManifest(BaseModel):
     """One WhatsAppBot document. `status` is accepted (and ignored) for cluster exports."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     api_version: Literal["wabot.io/v1alpha1"] = Field(alias="apiVersion")
     kind: Literal["WhatsAppBot"]
@@ -99,11 +103,32 @@ def _where(loc: Iterable[int | str]) -> str:
     return out or "(document)"
 
 
+_TYPE_NAMES: dict[type, str] = {
+    bool: "a boolean", int: "an integer", float: "a decimal number", str: "a string",
+    list: "a list", dict: "a mapping", type(None): "null",
+}
+_UNQUOTED = {"int_type": "the number", "float_type": "the number", "bool_type": "true or false"}
+
+
+def _message(err: ErrorDetails) -> str:
+    """pydantic's message, plus what was found instead for a wrong type: the models are strict,
+    and "Input should be a valid integer" alone does not show that `"20"` is a quoted string.
+    Only the type is named, never the value (an env value may be a credential)."""
+    msg = err["msg"]
+    if err["type"].endswith("_type") and "input" in err:
+        got = _TYPE_NAMES.get(type(err["input"]))
+        if got is not None:
+            msg += f", got {got}"
+            if got == "a string" and err["type"] in _UNQUOTED:
+                msg += f" (write {_UNQUOTED[err['type']]} without quotes)"
+    return msg
+
+
 def _explain(source: str, where: str, exc: ValidationError,
              prefix: tuple[str, ...] = ()) -> BotsFileError:
     lines = []
     for err in exc.errors()[:10]:
-        lines.append(f"  {_where((*prefix, *err['loc']))}: {err['msg']}")
+        lines.append(f"  {_where((*prefix, *err['loc']))}: {_message(err)}")
     more = "" if exc.error_count() <= 10 else f"\n  ... and {exc.error_count() - 10} more"
     return BotsFileError(f"{source}: {where}: invalid WhatsAppBot:\n" + "\n".join(lines) + more)
 

@@ -50,14 +50,28 @@ class _Model(BaseModel):
     )
 
 
-class SecretKeyRef(_Model):
+class _SpecModel(_Model):
+    """A part of the spec, which people write by hand (bots file, database row, manifest).
+
+    Strict: a value of the wrong type is an error, never coerced. In pydantic's default (lax)
+    mode "20" became 20, "yes" and 1 became true and true became 1, so a bots file the API
+    server would refuse (its schema types are exact) ran on the tiers without one, and a quoted
+    "false" meant true. Kubernetes hands the operator and the worker exact JSON types, so
+    strictness changes nothing for them. Status models stay lax: they read enum values and
+    timestamps from JSON strings.
+    """
+
+    model_config = ConfigDict(strict=True)
+
+
+class SecretKeyRef(_SpecModel):
     """A key of a Secret in the bot's own namespace; only its name ever appears in status."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=253)
     key: str = Field(default="value", min_length=1, max_length=253)
 
 
-class PairingSpec(_Model):
+class PairingSpec(_SpecModel):
     method: Literal["qr", "code"] = "qr"
     phone_number: str | None = Field(default=None, pattern=PHONE_PATTERN)
 
@@ -77,14 +91,14 @@ PluginName = Annotated[str, Field(pattern=PLUGIN_NAME_PATTERN)]
 LabelValue = Annotated[str, Field(max_length=63)]
 
 
-class CustomCommand(_Model):
+class CustomCommand(_SpecModel):
     name: CommandName
     aliases: list[CommandName] = Field(default_factory=list, max_length=10)
     response: str = Field(min_length=1, max_length=4096)
     description: str = Field(default="", max_length=200)
 
 
-class CommandsSpec(_Model):
+class CommandsSpec(_SpecModel):
     prefix: str = Field(default="!", min_length=1, max_length=3, pattern=PREFIX_PATTERN)
     builtins: list[BuiltinCommand] = Field(
         default_factory=lambda: list(ALL_BUILTINS), max_length=len(ALL_BUILTINS)
@@ -93,7 +107,7 @@ class CommandsSpec(_Model):
     plugins: list[PluginName] = Field(default_factory=list, max_length=20)
 
 
-class SettingsSpec(_Model):
+class SettingsSpec(_SpecModel):
     """Per-bot behaviour, visible to every command through CommandContext.settings."""
 
     ignore_groups: bool = True
@@ -110,7 +124,7 @@ def _default_webhook_events() -> list[WebhookEvent]:
     return ["message"]
 
 
-class WebhookSpec(_Model):
+class WebhookSpec(_SpecModel):
     """Signed deliveries of the bot's events (botworker/webhooks.py). The signing key is
     required: a receiver must be able to tell wabot's deliveries from anyone else's."""
 
@@ -119,21 +133,21 @@ class WebhookSpec(_Model):
     events: list[WebhookEvent] = Field(default_factory=_default_webhook_events, max_length=4)
 
 
-class ProxySpec(_Model):
+class ProxySpec(_SpecModel):
     """The proxy the WhatsApp connection goes through (http://, https:// or socks5://, with
     optional credentials). The URL is a secret: it comes from a Secret key, never the spec."""
 
     secret_ref: SecretKeyRef
 
 
-class RateLimitSpec(_Model):
+class RateLimitSpec(_SpecModel):
     """Outgoing messages per minute; WhatsApp bans numbers that burst."""
 
     per_chat_per_minute: int = Field(default=20, ge=1, le=600)
     per_bot_per_minute: int = Field(default=60, ge=1, le=6000)
 
 
-class ResourceList(_Model):
+class ResourceList(_SpecModel):
     cpu: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
     memory: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
 
@@ -142,7 +156,7 @@ def _overlay(over: ResourceList, under: ResourceList) -> ResourceList:
     return ResourceList(cpu=over.cpu or under.cpu, memory=over.memory or under.memory)
 
 
-class ResourcesSpec(_Model):
+class ResourcesSpec(_SpecModel):
     """A key left unset takes the platform default (the operator's, configurable per install),
     so an admin can change every bot's default without touching any WhatsAppBot."""
 
@@ -162,7 +176,7 @@ DEFAULT_RESOURCES = ResourcesSpec(requests=ResourceList(cpu="50m", memory="96Mi"
 DEFAULT_STORAGE_SIZE = "256Mi"
 
 
-class StorageSpec(_Model):
+class StorageSpec(_SpecModel):
     # None: the operator's default (DEFAULT_STORAGE_SIZE unless configured otherwise).
     size: str | None = Field(default=None, pattern=QUANTITY_PATTERN, max_length=32)
     storage_class_name: str | None = Field(
@@ -171,7 +185,7 @@ class StorageSpec(_Model):
     retain_policy: Literal["Retain", "Delete"] = "Retain"
 
 
-class DatabaseSpec(_Model):
+class DatabaseSpec(_SpecModel):
     secret_ref: SecretKeyRef
 
 
@@ -195,7 +209,7 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
 )
 
 
-class EnvVar(_Model):
+class EnvVar(_SpecModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)
     value: str = Field(default="", max_length=8192)
 
@@ -206,7 +220,7 @@ class EnvVar(_Model):
         return self
 
 
-class Toleration(_Model):
+class Toleration(_SpecModel):
     """A pod toleration, typed so the API server refuses a malformed one at apply time
     instead of the operator finding out when it creates the pod."""
 
@@ -217,7 +231,7 @@ class Toleration(_Model):
     toleration_seconds: int | None = None
 
 
-class WhatsAppBotSpec(_Model):
+class WhatsAppBotSpec(_SpecModel):
     server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
     bot_id: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
     suspend: bool = False

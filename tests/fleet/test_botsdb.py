@@ -70,6 +70,17 @@ def test_a_hand_written_bad_row_names_the_row_and_field(engine: Engine) -> None:
         load_bots_from_db(engine)
 
 
+
+def test_a_row_with_a_quoted_number_is_refused_not_coerced(engine: Engine) -> None:
+    """JSON written by hand (or by an admin tool that stringifies) gets no lax coercion."""
+    with Session(engine) as s:
+        s.add(BotDefinitionRow(name="quoted", server_name="t1",
+                               spec={"rateLimit": {"perBotPerMinute": "60"}}))
+        s.commit()
+    with pytest.raises(BotsFileError, match=r"row 'quoted'[\s\S]*spec\.rateLimit\."
+                       r"perBotPerMinute: Input should be a valid integer, got a string"):
+        load_bots_from_db(engine)
+
 def test_the_monolith_reads_its_bots_from_the_dsn(engine: Engine, pg_database: str) -> None:
     from pydantic import SecretStr
 

@@ -74,6 +74,52 @@ def test_reserved_env_and_cross_field_rules_come_from_the_shared_models() -> Non
         parse_documents(TWO.replace("botId: helpdesk", "pairing: {method: code}"))
 
 
+
+@pytest.mark.parametrize(("line", "path", "got"), [
+    ('suspend: "yes"', "spec.suspend", "a string (write true or false without quotes)"),
+    ('suspend: "false"', "spec.suspend", "a string (write true or false without quotes)"),
+    ("suspend: 1", "spec.suspend", "an integer"),
+    ('rateLimit: {perChatPerMinute: "20"}', "spec.rateLimit.perChatPerMinute",
+     "a string (write the number without quotes)"),
+    ("rateLimit: {perChatPerMinute: true}", "spec.rateLimit.perChatPerMinute", "a boolean"),
+    ("rateLimit: {perBotPerMinute: 20.0}", "spec.rateLimit.perBotPerMinute",
+     "a decimal number"),
+    ("settings: {ignoreGroups: 0}", "spec.settings.ignoreGroups", "an integer"),
+    ("settings: {maxMessageLength: '4096'}", "spec.settings.maxMessageLength", "a string"),
+    ("features: {beta: 1}", "spec.features.beta", "an integer"),
+    ('tolerations: [{key: k, operator: Exists, tolerationSeconds: "60"}]',
+     "spec.tolerations[0].tolerationSeconds", "a string"),
+    ("env: [{name: PIN, value: 1234}]", "spec.env[0].value", "an integer"),
+])
+def test_wrong_types_are_refused_not_coerced(line: str, path: str, got: str) -> None:
+    """pydantic's lax mode turned "20" into 20, "yes", "false" (!) and 1 into booleans and
+    true into 1: a file the API server refuses ran without one. The models are strict, and the
+    message names the path and what was found."""
+    with pytest.raises(BotsFileError) as err:
+        parse_documents(TWO.replace("botId: helpdesk", line), "bots.yaml")
+    msg = str(err.value)
+    assert "bots.yaml: document 2 (line 9)" in msg
+    assert f"  {path}: Input should be a valid " in msg and f", got {got}" in msg, msg
+    assert "1234" not in msg  # the type is named, never the value
+
+
+def test_metadata_is_strict_too() -> None:
+    with pytest.raises(BotsFileError, match=r"metadata\.labels\.tier: .*got an integer"):
+        parse_documents(TWO.replace("metadata: {name: support}",
+                                    "metadata: {name: support, labels: {tier: 1}}"))
+
+
+def test_plain_yaml_scalars_are_exact_types_and_accepted() -> None:
+    """What a user writes without quotes is already the right type (YAML 1.1's yes/no/on/off
+    included, as kubectl reads them too)."""
+    (_, bot) = parse_documents(TWO.replace(
+        "botId: helpdesk", "suspend: yes\n  rateLimit: {perChatPerMinute: 20}\n"
+        "  settings: {ignoreGroups: off, maxMessageLength: 1000}\n  features: {beta: true}\n"
+        "  tolerations: [{key: k, operator: Exists, tolerationSeconds: 60}]"))
+    assert bot.spec.suspend is True and bot.spec.rate_limit.per_chat_per_minute == 20
+    assert bot.spec.settings.ignore_groups is False and bot.spec.features == {"beta": True}
+    assert bot.spec.tolerations[0].toleration_seconds == 60
+
 def test_duplicate_names_and_shared_sessions_are_refused() -> None:
     with pytest.raises(BotsFileError, match="defined twice"):
         parse_documents(TWO.replace("name: support", "name: sales"))

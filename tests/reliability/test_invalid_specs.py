@@ -220,9 +220,8 @@ def invalid_case(draw: st.DrawFn, kind: str) -> Case:
     if kind == "type":
         path = draw(st.sampled_from(sorted(TYPED)))
         value = draw(TYPED[path])
-        # pydantic's lax mode coerces some of these ("yes" -> True): counted, not asserted.
-        return Case("wrong type", f"spec.{path}", spec=_place(spec, path, value),
-                    model_refuses=False)
+        # The spec models are strict (no "yes" -> True, "20" -> 20): the model refuses these.
+        return Case("wrong type", f"spec.{path}", spec=_place(spec, path, value))
     if kind == "too_many":
         path = draw(st.sampled_from(sorted(TOO_MANY)))
         n = TOO_MANY[path] + draw(st.integers(1, 5))
@@ -480,7 +479,7 @@ def test_generated_invalid_specs_are_refused_with_the_field_path(
                f"{json.dumps(_get(coerced[0].case.spec, coerced[0].case.path))[:40]}"
                if coerced else "")
     figures.record(SECTION, "wrong types the model coerces instead of refusing",
-                   f"{len(coerced)}/{len(typed)} (pydantic lax mode{example})")
+                   f"{len(coerced)}/{len(typed)} (strict spec models{example})")
     figures.record(SECTION, "unknown field", f"pruned by default (structural schema); "
                    f"fieldValidation=Strict (kubectl's default): {strict[0]} "
                    f"{strict[1][strict[1].find('unknown field'):][:60]}")
