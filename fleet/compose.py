@@ -43,7 +43,10 @@ WORKER_PORT = 8080
 CONTROLLER_PORT = 5000
 SPECS_DIR = "wabot-specs"
 USER = "10001:10001"
-DEFAULT_DSN = "postgresql://wabot:${POSTGRES_PASSWORD}@postgres:5432/wabot"
+# The bundled PostgreSQL's superuser: the owner side only (the db-setup service migrates and
+# provisions with it); bots connect as their tenant's role, wabot_<serverName>.
+OWNER_DSN = "postgresql://wabot:${POSTGRES_PASSWORD}@postgres:5432/wabot"
+DB_SETUP = "db-setup"
 # Fields of a WhatsAppBot that only mean something to a Kubernetes scheduler.
 KUBE_ONLY = ("node_selector", "tolerations", "affinity", "priority_class_name")
 
@@ -141,7 +144,7 @@ class ConfigRef(_M):
 
 
 class Dependency(_M):
-    condition: Literal["service_started", "service_healthy"]
+    condition: Literal["service_started", "service_healthy", "service_completed_successfully"]
 
 
 class Service(_M):
@@ -203,12 +206,12 @@ def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
         "HTTP_PORT": str(WORKER_PORT),
         "WABOT_SPEC_SOURCE": f"file:{SPEC_PATH}",
     })
-    ref = spec.database.secret_ref if spec.database else None
+    db_ref = ref = spec.database.secret_ref if spec.database else None
     if ref is not None:
         var = _env_var("WABOT_DB", ref.name, ref.key)
         env["DATABASE_URL"] = f"${{{var}:?set {var} (the DSN of Secret {ref.name}/{ref.key})}}"
     else:
-        env["DATABASE_URL"] = DEFAULT_DSN
+        env["DATABASE_URL"] = tenant_dsn(bot.server_name)
     # The webhook key and the proxy URL come from the environment of `docker compose`, like
     # the DSN: never written into the generated file.
     for field, target, name in (("webhook", "WABOT_WEBHOOK_SECRET", "WABOT_HOOK"),
@@ -239,13 +242,40 @@ def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
             limits=lim if (lim.cpus or lim.memory) else None,
             reservations=res if (res.cpus or res.memory) else None)),
         healthcheck=_healthcheck(WORKER_PORT),
-        depends_on={"postgres": Dependency(condition="service_healthy")},
+        depends_on={"postgres": Dependency(condition="service_healthy"),
+                    **({DB_SETUP: Dependency(condition="service_completed_successfully")}
+                       if db_ref is None else {})},
         stop_grace_period="30s",
         # A suspended bot keeps its volume but is not started by a plain `docker compose up`.
         profiles=["suspended"] if spec.suspend else None,
         labels={"io.wabot.bot": bot.name, "io.wabot.server-name": bot.server_name,
                 "io.wabot.session": str(auth_subdir(bot.server_name, bot.bot_id))},
     )
+
+
+def tenant_dsn(server_name: str) -> str:
+    """A bot's DSN on the bundled PostgreSQL: its tenant's role (made by db-setup), whose
+    password comes from the environment of `docker compose` (.env), never from this file."""
+    from botworker.data.migrate import password_env
+    from botworker.data.tenancy import default_role_name
+
+    var = password_env(server_name)
+    return (f"postgresql://{default_role_name(server_name)}:${{{var}:?set {var} (password of "
+            f"tenant {server_name}'s database role)}}@postgres:5432/wabot")
+
+
+def db_setup_service(bots: Sequence[BotDefinition], image: str) -> Service:
+    """One shot before the bots: the migrations and a role per tenant, as the owner."""
+    from botworker.data.migrate import password_env
+
+    tenants = sorted({b.server_name for b in bots})
+    env = {"WABOT_MIGRATE_URL": OWNER_DSN}
+    env.update({password_env(t): f"${{{password_env(t)}:?set {password_env(t)}}}"
+                for t in tenants})
+    return Service(image=image, command=["db", "setup", *[a for t in tenants
+                                                          for a in ("--tenant", t)]],
+                   environment=env, tmpfs=["/tmp:size=16m"], restart="no",
+                   depends_on={"postgres": Dependency(condition="service_healthy")})
 
 
 def render_compose(bots: Sequence[BotDefinition], image: str = DEFAULT_IMAGE,
@@ -282,6 +312,9 @@ def render_compose(bots: Sequence[BotDefinition], image: str = DEFAULT_IMAGE,
             depends_on={"postgres": Dependency(condition="service_healthy")},
         ),
     }
+    if any(b.spec.database is None for b in bots):
+        services[DB_SETUP] = db_setup_service(
+            [b for b in bots if b.spec.database is None], image)
     volumes: dict[str, dict[str, Any]] = {"postgres-data": {}}
     configs = {"wabot-bots": ConfigFile(file=f"./{specs_dir}/bots.yaml")}
     for bot in bots:

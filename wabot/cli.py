@@ -3,9 +3,10 @@
 `worker` runs one bot (BOT_ID required), `operator` runs the Kubernetes operator, `monolith`
 runs many bots from a bots file or the database (one OS process per bot: neonize cannot host
 several clients in one process) and `controller` runs them in N worker-group processes behind
-a token-protected API, and `gateway` serves the send-message API (gateway/). As in the seed,
-`monolith` is the default when ROLE is unset. Each role's package is imported only when chosen,
-so a worker never pays for kopf and an operator never loads neonize.
+a token-protected API, and `gateway` serves the send-message API (gateway/). `wabot db ...`
+is the database's owner-side command (migrations, tenant roles: botworker/data/migrate.py).
+As in the seed, `monolith` is the default when ROLE is unset. Each role's package is imported
+only when chosen, so a worker never pays for kopf and an operator never loads neonize.
 """
 
 from __future__ import annotations
@@ -48,12 +49,19 @@ def _gateway(argv: list[str]) -> int:
     return run(argv)
 
 
+def _db(argv: list[str]) -> int:
+    from botworker.data.migrate import main as db_main
+
+    return db_main(argv)
+
+
 RUNNERS: dict[str, Callable[[list[str]], int]] = {
     "worker": _worker,
     "operator": _operator,
     "monolith": _monolith,
     "controller": _controller,
     "gateway": _gateway,
+    "db": _db,
 }
 
 

@@ -14,6 +14,11 @@ The owner's DSN travels in the environment (WABOT_MIGRATE_URL, never on a comman
     python -m botworker.data.migrate provision --tenant acme [--role wabot_acme]
         [--dsn-file acme.dsn | --password-file pw]    # create/bind a tenant role
     python -m botworker.data.migrate revoke --role wabot_acme [--drop]
+    python -m botworker.data.migrate setup --tenant acme --tenant globex
+        # upgrade, then provision wabot_<tenant> with the password in $WABOT_DB_PASSWORD_<TENANT>
+        # (the Docker Compose tier's one-shot service)
+
+`wabot db ...` is the same command (the images' entry point).
 """
 
 from __future__ import annotations
@@ -29,6 +34,12 @@ from ..config import redact_dsn
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 URL_ENV = "WABOT_MIGRATE_URL"
+PASSWORD_ENV_PREFIX = "WABOT_DB_PASSWORD_"
+
+
+def password_env(tenant: str) -> str:
+    """The variable `setup` reads a tenant role's password from."""
+    return PASSWORD_ENV_PREFIX + tenant.upper().replace("-", "_")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -88,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
                         "generic acme-db --from-file=value=FILE`")
     secret.add_argument("--password-file", type=Path, help="set the password read from this "
                         "file (first line)")
+    setup = sub.add_parser(
+        "setup", help="upgrade, then provision the role wabot_<tenant> of each --tenant with "
+        f"the password in ${PASSWORD_ENV_PREFIX}<TENANT> (upper case, '-' as '_')")
+    setup.add_argument("--tenant", action="append", default=[], required=True)
     rev = sub.add_parser("revoke", help="unbind a role from its tenant and take its privileges "
                          "back")
     rev.add_argument("--role", required=True)
@@ -114,6 +129,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             done = provision(url, args.tenant, args.role, password=password,
                              set_password=password is not None, dsn_file=args.dsn_file)
             print(f"provision: {done.describe()}")
+        elif args.command == "setup":
+            upgrade(url)
+            for tenant in args.tenant:
+                secret = os.environ.get(password_env(tenant), "")
+                if not secret:
+                    print(f"setup: set {password_env(tenant)}", file=sys.stderr)
+                    return 2
+                done = provision(url, tenant, password=secret, set_password=True)
+                print(f"setup: {done.describe()}")
         elif args.command == "revoke":
             print(f"revoke: {revoke(url, args.role, drop=args.drop)}")
         else:

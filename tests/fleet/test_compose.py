@@ -58,8 +58,13 @@ def test_one_service_per_bot_with_its_own_volume_and_limits(
         generated: tuple[dict[str, Any], Path]) -> None:
     doc, _ = generated
     services = doc["services"]
-    assert set(services) == {"postgres", "controller", "bot-acme-sales", "bot-acme-support",
-                             "bot-globex-news"}
+    assert set(services) == {"postgres", "db-setup", "controller", "bot-acme-sales",
+                             "bot-acme-support", "bot-globex-news"}
+    # The migrate step and the tenant roles, as the owner, once; bots as their tenant's role.
+    setup = services["db-setup"]
+    assert setup["command"] == ["db", "setup", "--tenant", "acme", "--tenant", "globex"]
+    assert setup["environment"]["WABOT_MIGRATE_URL"].startswith("postgresql://wabot:")
+    assert setup["restart"] == "no"
     mounts = {}
     for name in ("bot-acme-sales", "bot-acme-support", "bot-globex-news"):
         svc = services[name]
@@ -74,7 +79,11 @@ def test_one_service_per_bot_with_its_own_volume_and_limits(
         assert svc["read_only"] is True and svc["user"] == "10001:10001"
         assert svc["cap_drop"] == ["ALL"] and svc["tmpfs"][0].startswith("/tmp")
         assert "/livez" in " ".join(svc["healthcheck"]["test"])
-        assert svc["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        assert svc["depends_on"] == {"postgres": {"condition": "service_healthy"},
+                                     "db-setup": {"condition": "service_completed_successfully"}}
+        tenant = env["SERVER_NAME"]
+        assert env["DATABASE_URL"].startswith(f"postgresql://wabot_{tenant}:${{WABOT_DB_PASSWORD_")
+        assert "WABOT_MIGRATE_URL" not in env
         lim = svc["deploy"]["resources"]["limits"]
         assert svc["mem_limit"] == lim["memory"] and svc["cpus"] == lim["cpus"]
     assert len(set(mounts.values())) == 3  # a session volume of its own per bot

@@ -269,6 +269,28 @@ def test_provision_cli_prints_no_secret_writes_a_private_dsn_and_is_idempotent(
     assert rows(pg.admin, f"SELECT count(*) FROM pg_roles WHERE rolname = '{role}'") == [(0,)]
 
 
+def test_setup_migrates_and_provisions_each_tenant_from_the_environment(
+        postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`wabot db setup`, the Docker Compose tier's one-shot service."""
+    from botworker.data.migrate import main
+
+    owner = postgres.create_owned_database(f"t_setup_{uuid.uuid4().hex[:6]}")
+    monkeypatch.setenv("WABOT_MIGRATE_URL", owner)
+    monkeypatch.setenv("WABOT_DB_PASSWORD_SETUP_A", "pw-setup-a")
+    assert main(["setup", "--tenant", "setup-a", "--tenant", "setup-b"]) == 2  # no password
+    monkeypatch.setenv("WABOT_DB_PASSWORD_SETUP_B", "pw-setup-b")
+    assert main(["setup", "--tenant", "setup-a", "--tenant", "setup-b"]) == 0
+    out = capsys.readouterr()
+    assert "pw-setup" not in out.out + out.err
+    for tenant in ("setup-a", "setup-b"):
+        db = Database(dsn_for_role(owner, f"wabot_{tenant}", f"pw-{tenant}"), tenant)
+        try:
+            assert db.check_binding().problem is None
+        finally:
+            db.dispose()
+
+
 def test_a_worker_with_another_tenants_role_writes_nothing_and_says_why(
         make_worker: Make, pg: Pg, app_dsn: dict[str, str], plugin_path: Path,
         caplog: pytest.LogCaptureFixture) -> None:
