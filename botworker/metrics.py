@@ -92,6 +92,13 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             registry=r,
         )
+        self._replies_unquoted = Counter(
+            "wabot_replies_unquoted",
+            "Replies sent without quoting the command because the quote could not be built, "
+            "by reason (invalid_utf8: the message ID or another quoted field is not valid "
+            "UTF-8; error: anything else)",
+            [*_BASE, "reason"], registry=r,
+        )
         self._api_requests = Counter(
             "wabot_api_requests", "Send-message API requests to this worker, by result",
             [*_BASE, "result"], registry=r,
@@ -105,6 +112,14 @@ class Metrics:
         self._db_up.labels(*self._base).set(0)
         for reason in ("queue_full", "rate_limited", "duplicate", "send_failed"):
             self._dropped.labels(*self._base, reason)
+        for reason in ("invalid_utf8", "error"):
+            self._replies_unquoted.labels(*self._base, reason)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """The bot and tenant every series carries, as log fields for code that logs on
+        behalf of this bot without knowing it otherwise."""
+        return {"bot": self._base[0], "server_name": self._base[1]}
 
     def received(self) -> None:
         self._received.labels(*self._base).inc()
@@ -114,6 +129,9 @@ class Metrics:
 
     def dropped(self, reason: str) -> None:
         self._dropped.labels(*self._base, reason).inc()
+
+    def reply_unquoted(self, reason: str) -> None:
+        self._replies_unquoted.labels(*self._base, reason).inc()
 
     def command(self, command: str, result: str, seconds: float | None) -> None:
         self._commands.labels(*self._base, command, result).inc()

@@ -1,8 +1,9 @@
 """Fixtures for the worker: the real neonize client, real event protobufs, the real dispatcher.
 
 The one seam is the send: `RecordingClient` is neonize's own `NewClient` with `send_message`
-overridden to record instead of dialling WhatsApp. `reply_message` (which the worker uses to
-quote a command) is neonize's real code and funnels into it. Events are serialized and pushed
+overridden to record instead of dialling WhatsApp. `build_reply_message` (which the worker uses
+to quote a command, as `reply_message` does) is neonize's real code, and its result goes to
+`send_message`. Events are serialized and pushed
 through `client.event.execute(...)` exactly as neonize's Go side does.
 """
 

@@ -3,12 +3,18 @@ down for long, or make it speak more than its rate limits allow."""
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pytest
 from neonize.events import MessageEv
 
+from botworker.context import CommandContext
+from botworker.registry import CommandRegistry
 from wabot.spec import WhatsAppBotSpec
 
 from .conftest import Harness, dispatch_raw, message_ev, wait_for
@@ -43,6 +49,85 @@ def test_invalid_utf8_from_the_wire_is_repaired(make_worker: Make, plugin_path: 
     wait_for(lambda: len(h.client.sent) > before, what="the reply")
     assert h.client.texts()[-1] == "args=\ufffd\ufffd\ufffd\ufffd\ufffdok"
 
+
+def _bad_id_event(text: str, bad: bytes) -> bytes:
+    """A real MessageEv whose Info.ID is `bad` (invalid UTF-8) on the wire: protobuf hands it
+    to Python as bytes, and neonize's quote builder cannot decode it."""
+    placeholder = b"IDXXXXXXXXXX"
+    ev = message_ev(text, msg_id=placeholder.decode())
+    # Same length, so the enclosing length prefixes stay right: only the bytes are bad.
+    data: bytes = ev.SerializePartialToString()
+    return data.replace(placeholder, (bad + b"\x80" * 12)[:12])
+
+
+def _twice(ctx: CommandContext) -> str:
+    ctx.reply("first")
+    return "second"
+
+
+def register_twice(registry: CommandRegistry) -> None:
+    registry.command("twice", _twice)
+
+
+TWICE = EntryPoint(name="twice", value=f"{__name__}:register_twice", group="wabot.plugins")
+
+
+@pytest.mark.parametrize("bad", [b"\xff\xfe", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xc0\xaf"])
+def test_a_message_whose_id_is_invalid_utf8_is_answered_unquoted(
+        make_worker: Make, caplog: pytest.LogCaptureFixture, bad: bytes) -> None:
+    """Once 765 of 100,000 hostile messages went unanswered (send_failed): neonize's
+    reply_message fails decoding the quoted ID. The reply now goes out without the quote,
+    counted and logged once with bot and tenant and without the message's text or ID."""
+    h = make_worker()
+    caplog.set_level(logging.WARNING, logger="wabot.worker")
+    before = len(h.client.sent)
+    dispatch_raw(h.client, MessageEv, _bad_id_event("!ping secret-text", bad))
+    wait_for(lambda: len(h.client.sent) > before, what="the reply")
+    h.settle()
+    assert len(h.client.sent) == before + 1
+    to, message = h.client.sent[-1]
+    assert to.User == "15550001111"
+    assert message.conversation.startswith("pong")  # neonize's plain send: no ContextInfo
+    assert not message.HasField("extendedTextMessage")
+    assert h.metric("wabot_replies_unquoted_total", reason="invalid_utf8") == 1
+    assert h.metric("wabot_messages_dropped_total", reason="send_failed") == 0
+    assert h.metric("wabot_messages_sent_total") == before + 1
+    assert h.metric("wabot_commands_total", command="ping", result="ok") == 1
+    (record,) = [r for r in caplog.records if "without quoting" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert (record.__dict__["bot"], record.__dict__["server_name"]) == ("bot-a", "tenant-a")
+    assert record.__dict__["reason"] == "invalid_utf8"
+    logged = json.dumps({k: str(v) for k, v in record.__dict__.items()})
+    assert "secret-text" not in logged and "IDXXX" not in logged and "\\x" not in logged
+    assert not [r for r in caplog.records if r.getMessage() == "send failed"]
+    # The next, well-formed message is quoted as always.
+    assert h.ask("!ping").startswith("pong")
+
+
+def test_every_reply_to_such_a_message_goes_out_and_is_logged_once(
+        make_worker: Make, caplog: pytest.LogCaptureFixture) -> None:
+    h = make_worker(spec(commands={"plugins": ["twice"]}), plugins=[TWICE])
+    caplog.set_level(logging.WARNING, logger="wabot.worker")
+    dispatch_raw(h.client, MessageEv, _bad_id_event("!twice", b"\xff"))
+    wait_for(lambda: len(h.client.sent) >= 2, what="both replies")
+    h.settle()
+    assert h.client.texts() == ["first", "second"]
+    assert [q for *_, q in h.client.replies()] == ["", ""]
+    assert h.metric("wabot_replies_unquoted_total", reason="invalid_utf8") == 2
+    assert len([r for r in caplog.records if "without quoting" in r.getMessage()]) == 1
+
+
+def test_a_failed_unquoted_send_is_still_a_failed_send(make_worker: Make) -> None:
+    """The fallback is one more attempt at the same text, not a retry loop: a send that fails
+    is counted send_failed as before, and nothing counts as sent unquoted."""
+    h = make_worker()
+    h.client.fail_sends = True
+    dispatch_raw(h.client, MessageEv, _bad_id_event("!ping", b"\xff"))
+    wait_for(lambda: h.metric("wabot_messages_dropped_total", reason="send_failed") == 1,
+             what="the failed send counted")
+    h.settle()
+    assert h.metric("wabot_replies_unquoted_total", reason="invalid_utf8") == 0
+    assert h.client.sent == []
 
 def test_control_and_invisible_characters_are_stripped(
     make_worker: Make, plugin_path: Path
