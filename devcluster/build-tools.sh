@@ -8,7 +8,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
 cache="${WABOT_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/wabot-tools}"
-bin="$cache/bin-k8s${KUBERNETES_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}-helm${HELM_VERSION}"
+# BUILD_REV changes when the way the binaries are built changes (r2: version stamps), so a
+# cache built the old way is not reused.
+BUILD_REV=r2
+bin="$cache/bin-k8s${KUBERNETES_VERSION}-etcd${ETCD_VERSION}-kwok${KWOK_VERSION}-helm${HELM_VERSION}-${BUILD_REV}"
 mkdir -p "$bin"
 export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--trimpath}" GOTOOLCHAIN=local
 
@@ -25,14 +28,14 @@ if [ "${1:-}" = "--check" ]; then  # report the bin dir only if everything is th
   echo "$bin"; exit 0
 fi
 
-build_module() { # build_module <dir> <module-file-contents> <packages...>
-  local dir="$1" gomod="$2"; shift 2
+build_module() { # build_module <dir> <module-file-contents> <ldflags> <packages...>
+  local dir="$1" gomod="$2" ldflags="$3"; shift 3
   mkdir -p "$dir"
   printf '%s\n' "$gomod" > "$dir/go.mod"
   # tools.go holds blank imports so `go mod tidy` keeps the requirements.
   { echo '//go:build tools'; echo; echo 'package tools'; echo; echo 'import ('
     for p in "$@"; do echo "	_ \"$p\""; done; echo ')'; } > "$dir/tools.go"
-  (cd "$dir" && go mod tidy && go build -o "$bin/" "$@")
+  (cd "$dir" && go mod tidy && go build -ldflags "$ldflags" -o "$bin/" "$@")
 }
 
 if ! have kube-apiserver || ! have kube-controller-manager || ! have kube-scheduler || ! have kubectl; then
@@ -47,6 +50,14 @@ if ! have kube-apiserver || ! have kube-controller-manager || ! have kube-schedu
       replaces+="	$m => $m $staging_version"$'\n'
     done
   fi
+  # Stamp the version as Kubernetes' own release build does: without it the API server reports
+  # v0.0.0-master and nothing can check a minimum Kubernetes version against it.
+  minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
+  k8s_ldflags=""
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    k8s_ldflags+=" -X $pkg.gitVersion=$KUBERNETES_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
   build_module "$work/kubernetes" "module wabot.local/k8stools
 
 go 1.24.0
@@ -54,7 +65,7 @@ go 1.24.0
 require k8s.io/kubernetes ${KUBERNETES_VERSION}
 
 replace (
-${replaces})" \
+${replaces})" "$k8s_ldflags" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
     k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 fi

@@ -4,6 +4,7 @@ collection, PVC binding, Pod Security admission) really happens."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -175,3 +176,12 @@ def test_persistent_volume_claim_binds(kube: Kube, namespace: str) -> None:
                  "resources": {"requests": {"storage": "64Mi"}}}})
     eventually(lambda: core.read_namespaced_persistent_volume_claim(name, namespace)
                .status.phase == "Bound")
+
+
+def test_api_server_reports_a_real_version_the_chart_accepts(kube: Kube) -> None:
+    """The chart declares a minimum Kubernetes version; helm checks it against this answer, so
+    a locally built API server must report its real release, not v0.0.0-master."""
+    server = json.loads(kube.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert server["major"] == "1", server
+    assert int(server["minor"].rstrip("+")) >= 29, server
+    assert server["gitVersion"].startswith("v1."), server
