@@ -10,6 +10,7 @@ missed events, restarts and 409s all converge to the same state.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import copy
 import logging
 import os
@@ -30,6 +31,7 @@ from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import Kube
+from wabot_operator.observe import ObservedPod, observe_pod
 from wabot_operator.reconcile import BotMemory, Event, Outcome, Reconciler, bot_log
 from wabot_operator.templates import TemplateStore
 
@@ -37,7 +39,33 @@ log = logging.getLogger("wabot_operator")
 
 WAB = (API_GROUP, API_VERSION, PLURAL)
 POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
-PodIndex = kopf.Index[tuple[str, str], tuple[str, dict[str, Any]]]
+PodIndex = kopf.Index[tuple[str, str], tuple[str, ObservedPod]]
+# Threads for the reconcile passes (a pass is a short sequence of blocking API calls, mostly
+# waiting on the API server): asyncio's default executor has min(32, CPUs + 4) threads, 6 on a
+# 2-core machine, and passes queued behind each other there.
+PASS_THREADS = 16
+# After a watch event wakes a bot's loop, wait this long before the pass so that the burst of
+# changes one step brings (a pod scheduled, then Running; the status write echoing back) is
+# handled by one pass and one status write. A bot's first pass does not wait.
+COALESCE_S = 0.3
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf keeps a copy of each object's last handled state (by default in an annotation) to
+    tell creations and updates apart for on.create/on.update/on.resume handlers. This operator
+    has none: its level-based loop reads the bot itself. Keeping that state cost a PATCH of
+    every new bot and a deep copy of the whole bot per watch event. With this storage every
+    bot looks unchanged to kopf; deletion is detected from deletionTimestamp, not from diffs,
+    so the finalizer and on.delete work as before."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return kopf.BodyEssence()
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
 
 
 @dataclass
@@ -48,6 +76,9 @@ class Runtime:
     reconciler: Reconciler
     phases: metrics.PhaseBook
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    pool: concurrent.futures.ThreadPoolExecutor = field(
+        default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
+            PASS_THREADS, thread_name_prefix="reconcile"))
     locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     last_pass: float = field(default_factory=time.monotonic)
 
@@ -89,12 +120,16 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     config = cfg if isinstance(cfg, OperatorConfig) else OperatorConfig.from_env()
     settings.persistence.finalizer = naming.FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration")
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.posting.reporting_component = "wabot-operator"
     # Which replica acted, visible on every Event (the pod name inside a cluster).
     settings.posting.reporting_instance = f"{socket.gethostname()}-{os.getpid()}"[:128]
     settings.posting.level = logging.WARNING  # Events come from explicit kopf.event calls
+    # kopf posts each object's Events from a task of its own, unbounded: during a burst that
+    # was ~170 concurrent requests, each on a new TLS connection of kopf's unlimited pool (a
+    # handshake for both sides, 256 KiB of buffers in this process). Events may lag a little;
+    # the watches, finalizers and reconcile passes do not wait for them.
+    settings.posting.worker_limit = 10
     # Only the bots' pods, filtered by the API server rather than in this process.
     settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
     settings.watching.inactivity_timeout = 70
@@ -148,30 +183,34 @@ def _literal_namespaces(namespaces: Iterable[str]) -> list[str]:
 # --- watching the bots' pods ----------------------------------------------------------------
 
 
+# The handlers below are `async def` on purpose: kopf runs a plain `def` handler in a thread of
+# its executor, a thread hand-off (and back) per watch event for a few lines of Python.
+
+
 @kopf.index("v1", "pods", labels=POD_LABELS)
-def bot_pods(namespace: str | None, name: str, labels: Mapping[str, str], body: kopf.Body,
-             **_: Any) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
-    """(namespace, bot) → (pod name, raw pod). The pods the operator knows, without a LIST per
-    pass."""
-    return {(namespace or "", labels[naming.LABEL_BOT]): (name, copy.deepcopy(dict(body)))}
+async def bot_pods(namespace: str | None, name: str, labels: Mapping[str, str],
+                   body: kopf.Body, **_: Any) -> dict[tuple[str, str], tuple[str, ObservedPod]]:
+    """(namespace, bot) → (pod name, what the operator reads from the pod). The pods the
+    operator knows, without a LIST per pass, and without keeping a copy of each whole pod."""
+    return {(namespace or "", labels[naming.LABEL_BOT]): (name, observe_pod(body))}
 
 
 @kopf.on.event("v1", "pods", labels=POD_LABELS)
-def pod_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
-                **_: Any) -> None:
+async def pod_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
+                      **_: Any) -> None:
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
         runtime.wake(namespace or "", labels[naming.LABEL_BOT])
 
 
 @kopf.on.event(*WAB)
-def bot_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def bot_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
         runtime.wake(namespace or "", name)
 
 
-def _pod_of(index: PodIndex, namespace: str, bot: str) -> dict[str, Any] | None:
+def _pod_of(index: PodIndex, namespace: str, bot: str) -> ObservedPod | None:
     store = index.get((namespace, bot))
     if not store:
         return None
@@ -196,11 +235,13 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
     runtime.wakers[key] = wake
     memory = BotMemory()
     try:
-        # Spread the first passes of many bots after an operator restart.
-        await _sleep_until(wake, stopped, random.uniform(0, 0.5))
+        if body.get("status"):
+            # Spread the first passes of many bots after an operator restart. A new bot (no
+            # status yet) gets its pass, and its pod, at once.
+            await _sleep_until(wake, stopped, random.uniform(0, 0.5))
         while not stopped:
             wake.clear()
-            snapshot = copy.deepcopy(dict(body))
+            snapshot = _snapshot(body)
             if snapshot.get("metadata", {}).get("deletionTimestamp"):
                 await _sleep_until(wake, stopped, runtime.config.reconcile_interval)
                 continue
@@ -210,7 +251,8 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
                 _post(body, event)
             delay = outcome.delay if outcome.delay is not None else (
                 runtime.config.reconcile_interval)
-            await _sleep_until(wake, stopped, delay)
+            if await _sleep_until(wake, stopped, delay) and not stopped:
+                await _sleep_until(asyncio.Event(), stopped, COALESCE_S)
     finally:
         if runtime.wakers.get(key) is wake:
             del runtime.wakers[key]
@@ -218,13 +260,22 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
         runtime.phases.forget(namespace, name)
 
 
-async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: dict[str, Any] | None,
+def _snapshot(body: kopf.Body) -> dict[str, Any]:
+    """A private copy of the bot for one pass, without metadata.managedFields (often the
+    largest part of the object, and never read)."""
+    raw = dict(body)
+    meta = {k: v for k, v in (raw.get("metadata") or {}).items() if k != "managedFields"}
+    return copy.deepcopy({**raw, "metadata": meta})
+
+
+async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: ObservedPod | None,
                     memory: BotMemory) -> Outcome:
     meta = bot["metadata"]
     started = time.perf_counter()
     async with runtime.lock(meta["namespace"], meta["name"]):
         try:
-            outcome = await asyncio.to_thread(runtime.reconciler.reconcile, bot, pod, memory)
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                runtime.pool, runtime.reconciler.reconcile, bot, pod, memory)
         except Exception as e:
             bot_log(bot).exception("reconcile failed")
             memory.ensured_key = None
@@ -239,14 +290,17 @@ async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: dict[str, Any] |
     return outcome
 
 
-async def _sleep_until(wake: asyncio.Event, stopped: kopf.DaemonStopped, timeout: float) -> None:
-    """Sleep until woken by a watch event, asked to stop, or the timeout passes."""
+async def _sleep_until(wake: asyncio.Event, stopped: kopf.DaemonStopped,
+                       timeout: float) -> bool:
+    """Sleep until woken by a watch event, asked to stop, or the timeout passes. True when
+    woken by an event."""
     waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()
+    return wake.is_set()
 
 
 def _post(body: kopf.Body, event: Event) -> None:
@@ -262,10 +316,11 @@ async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any,
     """Runs under wabot.io/finalizer: the bot stays until its auth volume is dealt with."""
     runtime = _runtime(memo)
     namespace = namespace or ""
-    snapshot = copy.deepcopy(dict(body))
+    snapshot = _snapshot(body)
     async with runtime.lock(namespace, name):
         try:
-            events = await asyncio.to_thread(runtime.reconciler.finalize, snapshot)
+            events = await asyncio.get_running_loop().run_in_executor(
+                runtime.pool, runtime.reconciler.finalize, snapshot)
         except Exception as e:
             raise kopf.TemporaryError(f"could not finalize the auth volume: {e}", delay=5) from e
     for event in events:
@@ -278,7 +333,7 @@ async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any,
 
 
 @kopf.on.probe(id="bots")
-def bots_probe(memo: Any, **_: Any) -> dict[str, float]:
+async def bots_probe(memo: Any, **_: Any) -> dict[str, float]:
     """What /healthz reports beside kopf's own liveness: the bots this replica manages (0
     while paused by peering) and the seconds since its last reconcile pass."""
     runtime = getattr(memo, "runtime", None)

@@ -74,11 +74,12 @@ class BotMemory:
 
     ensured_key: tuple[str, int, str] | None = None  # (uid, generation, templates version)
     ensured_at: float = 0.0
-    # The last status patch written, and the resourceVersion of the bot it was computed from:
-    # until the watch delivers a newer bot, passes build on that patch instead of the stale
-    # copy of the bot.
+    # The last status patch written, the resourceVersion of the bot it was computed from and
+    # the one the API server gave the bot for it: until the watch delivers the bot as written
+    # (or newer), passes build on that patch instead of the stale copy of the bot.
     written: dict[str, Any] | None = None
     written_from: str | None = None
+    written_rv: str | None = None
     template_error: str | None = None  # last one announced
 
 
@@ -89,6 +90,9 @@ class Outcome:
     phase: Phase | None = None
     delay: float | None = None  # look again after this many seconds (None: the usual interval)
     error: str | None = None
+    # "Kind name" of every supporting object this pass created: one Event and one log line
+    # for them all (an Event is an API request; a first pass creates six such objects).
+    created: list[str] = field(default_factory=list)
 
 
 def bot_log(bot: Mapping[str, Any]) -> BotLog:
@@ -117,9 +121,19 @@ class Reconciler:
 
     # --- the pass ---------------------------------------------------------------------------
 
-    def reconcile(self, bot: Mapping[str, Any], pod: Mapping[str, Any] | None,
+    def reconcile(self, bot: Mapping[str, Any], pod: Mapping[str, Any] | ObservedPod | None,
                   memory: BotMemory) -> Outcome:
-        """`pod` is the bot's pod as last seen by the operator's watch (None: none seen)."""
+        """`pod` is the bot's pod as last seen by the operator's watch (None: none seen), raw
+        or already observed (the watch keeps only the ObservedPod)."""
+        outcome = self._reconcile(bot, pod, memory)
+        if outcome.created:
+            what = ", ".join(outcome.created)
+            outcome.events.insert(0, Event("Normal", "Created", f"created {what}"))
+            bot_log(bot).info("created %s", what)
+        return outcome
+
+    def _reconcile(self, bot: Mapping[str, Any], pod: Mapping[str, Any] | ObservedPod | None,
+                   memory: BotMemory) -> Outcome:
         meta = bot["metadata"]
         ref = BotRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
         log = bot_log(bot)
@@ -128,7 +142,7 @@ class Reconciler:
         if meta.get("deletionTimestamp"):
             return outcome  # the finalizer handles it; never create anything for a dying bot
 
-        observed = observe_pod(pod) if pod is not None else None
+        observed = pod if pod is None or isinstance(pod, ObservedPod) else observe_pod(pod)
         problem: Problem | None = None
         try:
             spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
@@ -141,20 +155,24 @@ class Reconciler:
             return outcome
 
         try:
-            children = render_children(ref, spec, self.defaults, self.templates.get())
+            templates = self.templates.get()
+            children = render_children(ref, spec, self.defaults, templates)
         except TemplateError as e:
             problem = Problem("TemplateError", str(e), fatal=True)
             self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
                                log, memory)
             return outcome
 
-        try:
-            self._ensure_supporting(ref, children, generation, memory, outcome, log)
-        except KubeError as e:
-            memory.ensured_key = None
-            problem = Problem("ApplyFailed", f"supporting objects: {e}")
-            outcome.result, outcome.error = "error", str(e)
-            log.warning("could not apply supporting objects: %s", e)
+        # The pod goes out as early as it can: after only what it needs to be scheduled,
+        # admitted and started (PVC: scheduling; ServiceAccount: admission; the API-token
+        # Secret: read once when the container starts). The worker's Role, RoleBinding and
+        # Lease follow in the same pass; the worker retries until they are there.
+        key = (ref.uid, generation, templates.version)
+        check = (memory.ensured_key != key
+                 or self._clock() - memory.ensured_at >= self.config.resync_interval)
+        if check:
+            problem = self._ensure_supporting(ref, _before_pod(children), children, outcome,
+                                              log, memory)
 
         if problem is None:
             decision = decide_pod(bot_uid=ref.uid, desired_hash=None if spec.suspend
@@ -168,6 +186,13 @@ class Reconciler:
                 outcome.delay = FAST_REQUEUE
                 if outcome.result == "success":
                     outcome.result = "requeue"
+            if check:
+                after = self._ensure_supporting(ref, _after_pod(children), None, outcome, log,
+                                                memory)
+                problem = problem or after
+                if after is None:
+                    memory.ensured_key = key
+                    memory.ensured_at = self._clock()
 
         self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
                            log, memory)
@@ -180,21 +205,24 @@ class Reconciler:
 
     # --- supporting objects ----------------------------------------------------------------
 
-    def _ensure_supporting(self, ref: BotRef, children: Children, generation: int,
-                           memory: BotMemory, outcome: Outcome, log: BotLog) -> None:
-        """Create-or-patch the PVC, ServiceAccount, Role, RoleBinding and Lease. Skipped while
-        nothing that shapes them changed and the resync interval has not passed: in steady
-        state a pass costs no API calls."""
-        key = (ref.uid, generation, self.templates.get().version)
-        due = self._clock() - memory.ensured_at >= self.config.resync_interval
-        if memory.ensured_key == key and not due:
-            return
-        for desired in children.supporting():
-            self._ensure_one(ref, desired, outcome, log)
-        if children.api_secret is not None:
-            self._ensure_api_secret(ref, children.api_secret, outcome, log)
-        memory.ensured_key = key
-        memory.ensured_at = self._clock()
+    def _ensure_supporting(self, ref: BotRef, objects: list[dict[str, Any]],
+                           with_secret: Children | None, outcome: Outcome, log: BotLog,
+                           memory: BotMemory) -> Problem | None:
+        """Create-or-patch some of the PVC, ServiceAccount, Role, RoleBinding and Lease (and
+        the API-token Secret with `with_secret`). The caller skips this while nothing that
+        shapes them changed and the resync interval has not passed: in steady state a pass
+        costs no API calls."""
+        try:
+            for desired in objects:
+                self._ensure_one(ref, desired, outcome, log)
+            if with_secret is not None and with_secret.api_secret is not None:
+                self._ensure_api_secret(ref, with_secret.api_secret, outcome, log)
+        except KubeError as e:
+            memory.ensured_key = None
+            outcome.result, outcome.error = "error", str(e)
+            log.warning("could not apply supporting objects: %s", e)
+            return Problem("ApplyFailed", f"supporting objects: {e}")
+        return None
 
     def _ensure_one(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
                     log: BotLog) -> None:
@@ -202,8 +230,7 @@ class Reconciler:
         name = desired["metadata"]["name"]
         try:
             self.kube.create(desired)
-            outcome.events.append(Event("Normal", "Created", f"created {kind} {name}"))
-            log.info("created %s %s", kind, name)
+            outcome.created.append(f"{kind} {name}")
             return
         except KubeError as e:
             if not e.conflict:
@@ -244,8 +271,7 @@ class Reconciler:
                     f"Secret {name} has no key {naming.API_TOKEN_KEY!r}: the send API is off "
                     "for this bot; delete the Secret and the operator makes a new one"))
             return
-        outcome.events.append(Event("Normal", "Created", f"created Secret {name}"))
-        log.info("created Secret %s (the bot's API token)", name)
+        outcome.created.append(f"Secret {name}")
 
     # --- the pod -----------------------------------------------------------------------------
 
@@ -305,7 +331,7 @@ class Reconciler:
                       outcome: Outcome, log: BotLog, memory: BotMemory) -> None:
         current = dict(bot.get("status") or {})
         seen = (bot.get("metadata") or {}).get("resourceVersion")
-        if memory.written is not None and memory.written_from == seen:
+        if memory.written is not None and _older(seen, memory.written_from, memory.written_rv):
             # The watch has not yet delivered the bot as this operator last wrote it: build on
             # that write (not the stale copy), so transition times, the "phase a -> b" event
             # and Degraded warnings are not repeated.
@@ -320,7 +346,7 @@ class Reconciler:
         if patch == current_operator_status(current):
             return
         try:
-            self.kube.patch_bot_status(ref.namespace, ref.name, patch)
+            answer = self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:
             if e.not_found:
                 return
@@ -328,6 +354,7 @@ class Reconciler:
             log.warning("could not write status: %s", e)
             return
         memory.written, memory.written_from = patch, seen
+        memory.written_rv = (answer.get("metadata") or {}).get("resourceVersion")
         old_phase = current.get("phase")
         if old_phase != status.phase:
             log.info("phase %s -> %s", old_phase or "-", status.phase)
@@ -377,6 +404,34 @@ class Reconciler:
         log.info("kept the auth volume %s (retainPolicy Retain)", pvc)
         return [Event("Normal", "VolumeRetained",
                       f"kept PVC {pvc} and the session on it (retainPolicy Retain)")]
+
+
+def _before_pod(children: Children) -> list[dict[str, Any]]:
+    """What the scheduler and admission need before the pod: its PVC (first: with Immediate
+    binding the scheduler waits until the volume is bound, so it gets the longest head start)
+    and its ServiceAccount."""
+    return [children.pvc, children.service_account]
+
+
+def _after_pod(children: Children) -> list[dict[str, Any]]:
+    """Every other supporting object (Role, RoleBinding, Lease, the gateway's grants)."""
+    first = _before_pod(children)
+    return [o for o in children.supporting() if not any(o is f for f in first)]
+
+
+def _older(seen: str | None, written_from: str | None, written_rv: str | None) -> bool:
+    """Whether the bot `seen` (its resourceVersion) predates this operator's last status write.
+
+    resourceVersions are opaque strings to clients; the API server's are etcd revisions, so
+    when both parse as integers the comparison is exact (a bot delivered by the watch before
+    or after kopf's own patch of it, or a later change by anyone, is told apart). Otherwise:
+    only the very bot the write was computed from counts as older."""
+    if seen is not None and written_rv is not None:
+        try:
+            return int(seen) < int(written_rv)
+        except ValueError:
+            pass
+    return seen == written_from
 
 
 def _validation_message(e: ValidationError) -> str:

@@ -111,22 +111,31 @@ def reconciler(kube: FakeKube) -> Reconciler:
     return Reconciler(kube, config, TemplateStore(config.templates_dir))  # type: ignore[arg-type]
 
 
-def test_first_pass_creates_supporting_objects_before_the_pod(
+def test_first_pass_creates_what_the_pod_needs_then_the_pod_then_the_rest(
         kube: FakeKube, reconciler: Reconciler) -> None:
+    """PVC (the scheduler waits for it), ServiceAccount (admission refuses a pod without it)
+    and the API-token Secret (read once when the container starts) before the pod; the
+    worker's Role, RoleBinding and Lease right after it, in the same pass."""
     out = reconciler.reconcile(bot(), None, BotMemory())
     assert [c for c in kube.calls if c[0] == "create"] == [
         ("create", "PersistentVolumeClaim", "wabot-sales-auth"),
         ("create", "ServiceAccount", "wabot-sales"),
+        ("create", "Secret", "wabot-sales-api"),
+        ("create", "Pod", "wabot-sales"),
         ("create", "Role", "wabot-sales"),
         ("create", "RoleBinding", "wabot-sales"),
         ("create", "Lease", "wabot-sales"),
-        ("create", "Secret", "wabot-sales-api"),
-        ("create", "Pod", "wabot-sales"),
     ]
     assert out.result == "requeue" and out.delay is not None
     (patch,) = kube.status_patches
     assert patch["status"]["phase"] == "Pending"
     assert {e.reason for e in out.events} >= {"Created", "PodCreated", "PhaseChanged"}
+    # One Event for all the supporting objects (an Event is an API request).
+    (created,) = [e for e in out.events if e.reason == "Created"]
+    for what in ("ServiceAccount wabot-sales", "PersistentVolumeClaim wabot-sales-auth",
+                 "Secret wabot-sales-api", "Role wabot-sales", "RoleBinding wabot-sales",
+                 "Lease wabot-sales"):
+        assert what in created.message
 
 
 def test_steady_state_pass_makes_no_api_calls(kube: FakeKube, reconciler: Reconciler) -> None:
