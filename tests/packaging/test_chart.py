@@ -517,6 +517,34 @@ def test_bot_network_policy_admits_the_gateway() -> None:
         "app.kubernetes.io/component") == "gateway" for p in peers)
 
 
+def test_gateway_ingress_serves_the_service_over_tls_only() -> None:
+    assert not [o for o in render(sets={"gateway.enabled": "true"}) if o["kind"] == "Ingress"]
+    objects = render(ALL_VALUES)
+    ingress = find(objects, "Ingress", GATEWAY)
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    assert spec["tls"] == [{"hosts": ["bots.example.com"], "secretName": "wabot-gateway-tls"}]
+    (rule,) = spec["rules"]
+    assert rule["host"] == "bots.example.com"
+    backend = rule["http"]["paths"][0]["backend"]["service"]
+    service = find(objects, "Service", GATEWAY)
+    assert backend["name"] == service["metadata"]["name"]
+    assert backend["port"]["name"] == service["spec"]["ports"][0]["name"]
+    assert ingress["metadata"]["annotations"] == {"cert-manager.io/cluster-issuer": "letsencrypt"}
+
+
+@pytest.mark.parametrize("sets", [
+    {"gateway.ingress.enabled": "true"},  # no host, no TLS secret
+    {"gateway.ingress.enabled": "true", "gateway.ingress.host": "bots.example.com"},  # no TLS
+    {"gateway.ingress.enabled": "true", "gateway.ingress.host": "Not A Host",
+     "gateway.ingress.tls.secretName": "tls"},
+], ids=["no-host", "no-tls", "bad-host"])
+def test_schema_refuses_an_ingress_without_host_or_tls(sets: dict[str, str]) -> None:
+    out = helm(*template_args(sets={"gateway.enabled": "true", **sets}), check=False)
+    assert out.returncode != 0, f"{sets} was accepted"
+    assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+
+
 @pytest.mark.parametrize("sets", [
     {"gateway.replicaCount": "0"},
     {"gateway.logLevel": "TRACE"},
