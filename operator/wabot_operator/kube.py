@@ -9,9 +9,9 @@ observed.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -41,112 +41,100 @@ class KubeError(Exception):
 
     @classmethod
     def from_api(cls, e: ApiException) -> KubeError:
-        status = int(e.status or 0)
-        reason = str(e.reason or "")
-        message = str(e.body or "")
+        return cls.from_response(int(e.status or 0), str(e.reason or ""), e.body)
+
+    @classmethod
+    def from_response(cls, status: int, reason: str | None, body: Any) -> KubeError:
+        """From an HTTP status and the API server's Status object (JSON), if it sent one."""
+        if isinstance(body, bytes):
+            body = body.decode("utf-8", "replace")
+        reason = str(reason or "")
+        message = str(body or "")
         try:
-            body = json.loads(e.body) if e.body else {}
-            message = body.get("message", message)
-            reason = body.get("reason", reason)
+            parsed = json.loads(body) if body else {}
+            message = parsed.get("message", message)
+            reason = parsed.get("reason", reason)
         except (ValueError, AttributeError):
             pass
         return cls(status, reason, message)
 
 
-@dataclass(frozen=True)
-class _KindOps:
-    create: Callable[..., Any]
-    read: Callable[..., Any]
-    patch: Callable[..., Any]
-    delete: Callable[..., Any]
+# Collection paths of the kinds a bot owns ({ns}: the namespace).
+_PATHS: dict[str, str] = {
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "Lease": "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+}
+_BOTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/{PLURAL}"
 
 
 class Kube:
-    """Namespaced CRUD for the kinds a bot owns, plus the bot's status subresource."""
+    """Namespaced CRUD for the kinds a bot owns, plus the bot's status subresource.
+
+    Requests go through the `kubernetes` client's ApiClient (its configuration: server, TLS,
+    client certificates or the refreshed ServiceAccount token; its urllib3 pool), but not
+    through the generated per-kind methods: those validate every argument with pydantic and
+    walk the body through the model layer, which cost more CPU than the request itself for
+    the plain dicts this operator sends and reads."""
 
     def __init__(self, api_client: client.ApiClient) -> None:
         self.api_client = api_client
-        core = client.CoreV1Api(api_client)
-        rbac = client.RbacAuthorizationV1Api(api_client)
-        coord = client.CoordinationV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        self._ops: dict[str, _KindOps] = {
-            "PersistentVolumeClaim": _KindOps(
-                core.create_namespaced_persistent_volume_claim,
-                core.read_namespaced_persistent_volume_claim,
-                core.patch_namespaced_persistent_volume_claim,
-                core.delete_namespaced_persistent_volume_claim),
-            "ServiceAccount": _KindOps(
-                core.create_namespaced_service_account,
-                core.read_namespaced_service_account,
-                core.patch_namespaced_service_account,
-                core.delete_namespaced_service_account),
-            "Role": _KindOps(
-                rbac.create_namespaced_role,
-                rbac.read_namespaced_role,
-                rbac.patch_namespaced_role,
-                rbac.delete_namespaced_role),
-            "RoleBinding": _KindOps(
-                rbac.create_namespaced_role_binding,
-                rbac.read_namespaced_role_binding,
-                rbac.patch_namespaced_role_binding,
-                rbac.delete_namespaced_role_binding),
-            "Lease": _KindOps(
-                coord.create_namespaced_lease,
-                coord.read_namespaced_lease,
-                coord.patch_namespaced_lease,
-                coord.delete_namespaced_lease),
-            "Secret": _KindOps(
-                core.create_namespaced_secret,
-                core.read_namespaced_secret,
-                core.patch_namespaced_secret,
-                core.delete_namespaced_secret),
-            "Pod": _KindOps(
-                core.create_namespaced_pod,
-                core.read_namespaced_pod,
-                core.patch_namespaced_pod,
-                core.delete_namespaced_pod),
-        }
 
-    @staticmethod
-    def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: Any = None,
+              content_type: str = "application/json") -> dict[str, Any]:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        _, url, headers, body, _ = self.api_client.param_serialize(
+            method, path, header_params=headers, body=body, auth_settings=["BearerToken"])
+        # A stalled connection must not hang a bot's loop forever (the client's default is no
+        # timeout at all).
         try:
-            # A stalled connection must not hang a bot's loop forever (the client's default
-            # is no timeout at all).
-            response = fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT,
-                          **kwargs)
-        except ApiException as e:
+            response = self.api_client.call_api(method, url, header_params=headers, body=body,
+                                                _request_timeout=REQUEST_TIMEOUT)
+        except ApiException as e:  # e.g. a TLS error (status 0)
             raise KubeError.from_api(e) from None
-        data = response.data
+        data = response.read()  # type: ignore[no-untyped-call]
+        if not 200 <= response.status <= 299:
+            raise KubeError.from_response(response.status, response.reason, data)
         result: dict[str, Any] = json.loads(data) if data else {}
         return result
 
+    @staticmethod
+    def _one(kind: str, namespace: str, name: str) -> str:
+        return f"{_PATHS[kind].format(ns=quote(namespace, safe=''))}/{quote(name, safe='')}"
+
     def create(self, body: Mapping[str, Any]) -> dict[str, Any]:
         meta = body["metadata"]
-        return self._call(self._ops[body["kind"]].create, meta["namespace"], dict(body))
+        path = _PATHS[body["kind"]].format(ns=quote(meta["namespace"], safe=""))
+        return self._call("POST", path, dict(body))
 
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(self._ops[kind].read, name, namespace)
+        return self._call("GET", self._one(kind, namespace, name))
 
     def patch(self, kind: str, namespace: str, name: str,
               patch: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call(self._ops[kind].patch, name, namespace, dict(patch),
-                          _content_type=MERGE_PATCH)
+        return self._call("PATCH", self._one(kind, namespace, name), dict(patch), MERGE_PATCH)
 
     def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> None:
         """Graceful delete (the object's own grace period); with `uid`, only that object."""
-        options = client.V1DeleteOptions(
-            preconditions=client.V1Preconditions(uid=uid) if uid else None,
-            propagation_policy="Background",
-        )
-        self._call(self._ops[kind].delete, name, namespace, body=options)
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
+                                   "propagationPolicy": "Background"}
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        self._call("DELETE", self._one(kind, namespace, name), options)
+
+    def _bot(self, namespace: str, name: str) -> str:
+        return f"{_BOTS.format(ns=quote(namespace, safe=''))}/{quote(name, safe='')}"
 
     def patch_bot_status(self, namespace: str, name: str,
                          patch: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call(self.custom.patch_namespaced_custom_object_status, API_GROUP,
-                          API_VERSION, namespace, PLURAL, name, dict(patch),
-                          _content_type=MERGE_PATCH)
+        return self._call("PATCH", self._bot(namespace, name) + "/status", dict(patch),
+                          MERGE_PATCH)
 
     def read_bot(self, namespace: str, name: str) -> dict[str, Any]:
-        return self._call(self.custom.get_namespaced_custom_object, API_GROUP, API_VERSION,
-                          namespace, PLURAL, name)
+        return self._call("GET", self._bot(namespace, name))
