@@ -298,3 +298,54 @@ def test_the_api_token_secret_is_made_once_and_never_rewritten(
     kube.objects[("Secret", "wabot-sales-api")]["data"] = {}
     out = reconciler.reconcile(bot(), None, BotMemory())
     assert [e.reason for e in out.events if e.type == "Warning"] == ["ApiTokenMissing"]
+
+
+def test_a_status_write_is_not_repeated_for_a_bot_the_watch_shows_from_before_it(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    """kopf's finalizer PATCH and the operator's first status write race: the watch may then
+    deliver a bot newer than the one the write was computed from, yet older than the write.
+    The resourceVersion the API server answered the write with tells them apart."""
+    answers = iter(["13", "14", "15"])
+
+    def patch_bot_status(namespace: str, name: str,
+                         patch: Mapping[str, Any]) -> dict[str, Any]:
+        kube.calls.append(("status", "WhatsAppBot", name))
+        kube.status_patches.append(copy.deepcopy(dict(patch)))
+        return {"metadata": {"resourceVersion": next(answers)}}
+
+    kube.patch_bot_status = patch_bot_status  # type: ignore[method-assign]
+    memory = BotMemory()
+    out = reconciler.reconcile(bot(resourceVersion="10"), None, memory)
+    assert len(kube.status_patches) == 1
+    assert [e.reason for e in out.events].count("PhaseChanged") == 1
+    pod = kube.read("Pod", NS, "wabot-sales")
+    # The bot with kopf's finalizer (resourceVersion 12), without the status written at 13.
+    out = reconciler.reconcile(bot(resourceVersion="12", finalizers=["wabot.io/finalizer"]),
+                               pod, memory)
+    assert len(kube.status_patches) == 1 and out.events == []
+    # Someone else changed the operator's status after the write: the newer bot wins.
+    newer = bot(resourceVersion="20")
+    newer["status"] = {"phase": "Failed"}
+    reconciler.reconcile(newer, pod, memory)
+    assert len(kube.status_patches) == 2
+    assert kube.status_patches[-1]["status"]["phase"] == "Pending"
+
+
+def test_the_pod_does_not_wait_for_the_workers_rbac_and_lease(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    """A Role refused after the pod went out is reported and retried; the pod stays."""
+    kube.fail[("create", "Role")] = KubeError(403, "Forbidden", "no")
+    memory = BotMemory()
+    out = reconciler.reconcile(bot(), None, memory)
+    assert ("create", "Pod", "wabot-sales") in kube.calls
+    assert out.result == "error" and memory.ensured_key is None
+    degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
+                    if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ApplyFailed")
+    del kube.fail[("create", "Role")]
+    pod = kube.read("Pod", NS, "wabot-sales")
+    kube.calls.clear()
+    reconciler.reconcile(bot(), pod, memory)
+    assert ("create", "Role", "wabot-sales") in kube.calls
+    assert ("create", "Pod", "wabot-sales") not in kube.calls
+    assert memory.ensured_key is not None
