@@ -58,6 +58,10 @@ class BotLog(logging.LoggerAdapter[logging.Logger]):
 
 # How soon to look again while something is in motion (a pod terminating, a pod just created).
 FAST_REQUEUE = 1.0
+# A new pod is scheduled, then Running, a moment apart: while the bot stays Pending on a live
+# pod, a status write that would change only the conditions waits up to this long for the
+# next step (which changes the phase too), so the two steps cost one write, not two.
+PENDING_SETTLE = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,7 @@ class BotMemory:
     written: dict[str, Any] | None = None
     written_from: str | None = None
     written_rv: str | None = None
+    written_at: float = 0.0
     template_error: str | None = None  # last one announced
 
 
@@ -345,6 +350,12 @@ class Reconciler:
         patch = status_patch(status)
         if patch == current_operator_status(current):
             return
+        wait = memory.written_at + PENDING_SETTLE - self._clock()
+        if (wait > 0 and problem is None and status.phase == Phase.PENDING
+                and current.get("phase") == Phase.PENDING.value
+                and observed is not None and not observed.terminating):
+            outcome.delay = min(outcome.delay or wait, wait)
+            return
         try:
             answer = self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:
@@ -354,6 +365,7 @@ class Reconciler:
             log.warning("could not write status: %s", e)
             return
         memory.written, memory.written_from = patch, seen
+        memory.written_at = self._clock()
         memory.written_rv = (answer.get("metadata") or {}).get("resourceVersion")
         old_phase = current.get("phase")
         if old_phase != status.phase:

@@ -349,3 +349,50 @@ def test_the_pod_does_not_wait_for_the_workers_rbac_and_lease(
     assert ("create", "Role", "wabot-sales") in kube.calls
     assert ("create", "Pod", "wabot-sales") not in kube.calls
     assert memory.ensured_key is not None
+
+
+def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube) -> None:
+    """Pending (scheduled) and then Connecting (Running) a moment apart: the conditions-only
+    change waits for the phase change (at most PENDING_SETTLE), then both go in one write."""
+    now = [100.0]
+    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+                            standalone=True)
+    r = Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
+                   clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    assert len(kube.status_patches) == 1
+    pod = kube.read("Pod", NS, "wabot-sales")
+    pod["spec"]["nodeName"] = "node-1"
+    pod["status"] = {"phase": "Pending",
+                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    now[0] += 0.2
+    out = r.reconcile(bot(), pod, memory)
+    assert len(kube.status_patches) == 1
+    assert out.delay is not None and out.delay <= 0.8 + 1e-9
+    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    now[0] += 0.2
+    r.reconcile(bot(), pod, memory)
+    assert len(kube.status_patches) == 2
+    status = kube.status_patches[-1]["status"]
+    scheduled = next(c for c in status["conditions"] if c["type"] == "PodScheduled")
+    assert (status["phase"], scheduled["status"]) == ("Connecting", "True")
+    # A pod that stays Pending gets its conditions written once the moment has passed.
+    other = FakeKube()
+    r2 = Reconciler(other, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
+                    clock=lambda: now[0])
+    memory2 = BotMemory()
+    r2.reconcile(bot(), None, memory2)
+    stuck = other.read("Pod", NS, "wabot-sales")
+    stuck["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/4 nodes are available"}]}
+    r2.reconcile(bot(), stuck, memory2)
+    assert len(other.status_patches) == 1
+    now[0] += 1.0
+    r2.reconcile(bot(), stuck, memory2)
+    assert len(other.status_patches) == 2
+    scheduled = next(c for c in other.status_patches[-1]["status"]["conditions"]
+                     if c["type"] == "PodScheduled")
+    assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
