@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench import density
 
             def run_density() -> Result:
-                dsn = postgres().app_database("density")
+                dsn = postgres().tenant_database("acme", "density")
                 return density.run(hold_s=hold, pg_dsn=dsn, with_image=args.with_image)
 
             timed("density", run_density)
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             from bench import pipeline
 
             def run_pipeline() -> Result:
-                dsn = postgres().migrated_database("pipeline")
+                dsn = postgres().tenant_database("acme", "pipeline")
                 return pipeline.run(n_throughput=messages,
                                     n_latency=1000 if quick else 5000,
                                     warmup=200 if quick else 500, pg_dsn=dsn)

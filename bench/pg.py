@@ -1,6 +1,6 @@
-"""A throwaway PostgreSQL for the benchmarks (devcluster/postgres.py), with an application role
-that is not a superuser (row-level security applies to it, as in production) and a migrated
-schema."""
+"""A throwaway PostgreSQL for the benchmarks (devcluster/postgres.py), set up as production sets
+it up: an owner role migrates, the worker connects as its tenant's role (row-level security
+applies to it)."""
 
 from __future__ import annotations
 
@@ -22,29 +22,20 @@ class BenchPostgres:
         self.server.wait_ready()
         return self
 
-    def app_database(self, prefix: str = "bench") -> str:
-        """A fresh database owned by a fresh LOGIN role; returns that role's DSN."""
-        import psycopg
+    def tenant_database(self, tenant: str, prefix: str = "bench") -> str:
+        """A fresh database as production has it: owned by a non-superuser owner role that ran
+        the migrations, and a LOGIN role made by the real `provision` for `tenant` (row-level
+        security applies to it); the tenant role's DSN, which is what a worker gets."""
+        from botworker.data.migrate import upgrade
+        from botworker.data.tenancy import dsn_for_role, provision
 
         assert self.server is not None
         suffix = uuid.uuid4().hex[:8]
-        name = f"{prefix}_{suffix}"
-        admin = self.server.create_database(name)
-        role, password = f"wabot_app_{suffix}", f"pw-{suffix}"
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
-            conn.execute(f'ALTER DATABASE "{name}" OWNER TO {role}')
-            conn.execute(f"ALTER SCHEMA public OWNER TO {role}")
-        return self.server.dsn(name, user=role, password=password)
-
-    def migrated_database(self, prefix: str = "bench") -> str:
-        from botworker.data.migrate import run_in_child
-
-        dsn = self.app_database(prefix)
-        ok, reason = run_in_child(dsn)
-        if not ok:
-            raise RuntimeError(f"migrations failed: {reason}")
-        return dsn
+        owner = self.server.create_owned_database(f"{prefix}_{suffix}")
+        upgrade(owner)
+        role, password = f"wabot_{tenant}_{suffix}".replace("-", "_"), f"pw-{suffix}"
+        provision(owner, tenant, role, password=password, set_password=True)
+        return dsn_for_role(owner, role, password)
 
     def stop(self) -> None:
         try:
