@@ -43,6 +43,7 @@ class ObservedPod:
     status_message: str | None = None
     started_at: datetime | None = None
     node_name: str | None = None
+    resource_version: str | None = None
 
     @property
     def crash_looping(self) -> bool:
@@ -98,4 +99,16 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         status_message=status.get("message"),
         started_at=_time(status.get("startTime")) or _time(meta.get("creationTimestamp")),
         node_name=(pod.get("spec") or {}).get("nodeName"),
+        resource_version=meta.get("resourceVersion"),
     )
+
+
+def newer(a: ObservedPod | None, b: ObservedPod | None) -> ObservedPod | None:
+    """The more recent of two views of a bot's pod, by resourceVersion (the API server's are
+    etcd revisions, ordered across objects); `a` when they cannot be compared."""
+    if a is None or b is None or a.resource_version is None or b.resource_version is None:
+        return a if a is not None else b
+    try:
+        return b if int(b.resource_version) > int(a.resource_version) else a
+    except ValueError:
+        return a

@@ -26,7 +26,7 @@ from wabot_operator.config import OperatorConfig
 from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
 from wabot_operator.kube import Kube, KubeError
-from wabot_operator.observe import ObservedPod, observe_pod
+from wabot_operator.observe import ObservedPod, newer, observe_pod
 from wabot_operator.render import (
     BotRef,
     Children,
@@ -60,8 +60,8 @@ class BotLog(logging.LoggerAdapter[logging.Logger]):
 FAST_REQUEUE = 1.0
 # A new pod is scheduled, then Running, a moment apart: while the bot stays Pending on a live
 # pod, a status write that would change only the conditions waits up to this long for the
-# next step (which changes the phase too), so the two steps cost one write, not two.
-PENDING_SETTLE = 1.0
+# next step (which changes the phase too), so the two steps usually cost one write.
+PENDING_SETTLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class BotMemory:
     written_from: str | None = None
     written_rv: str | None = None
     written_at: float = 0.0
+    # The pod as this operator last created or read it: the watch may show an older state of
+    # it for a while (or not show it yet), and a status derived from that would go backwards.
+    pod: ObservedPod | None = None
     template_error: str | None = None  # last one announced
 
 
@@ -148,6 +151,9 @@ class Reconciler:
             return outcome  # the finalizer handles it; never create anything for a dying bot
 
         observed = pod if pod is None or isinstance(pod, ObservedPod) else observe_pod(pod)
+        if observed is not None:
+            # Not shown yet by the watch (None): the create below meets 409 and reads it.
+            observed = newer(observed, memory.pod)
         problem: Problem | None = None
         try:
             spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
@@ -184,6 +190,8 @@ class Reconciler:
                                   else children.pod_hash, observed=observed)
             observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
                                                  log)
+            if decision.action == PodAction.CREATE:
+                memory.pod = observed  # as created, or as read after a 409
             moving = decision.action in (PodAction.WAIT, PodAction.CREATE, PodAction.DELETE)
             if moving and problem is None:
                 # Something is in motion: look again soon. A refused pod (quota, admission,
