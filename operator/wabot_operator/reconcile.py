@@ -58,6 +58,11 @@ class BotLog(logging.LoggerAdapter[logging.Logger]):
 
 # How soon to look again while something is in motion (a pod terminating, a pod just created).
 FAST_REQUEUE = 1.0
+# How long a pod this operator created (or read after a 409) is taken as existing while the
+# watch has not shown it yet. Without this, every pass while the watch lags behind (an
+# overloaded operator or API server) was a create that met 409 and a read: two requests a
+# second per bot, when the API server can least afford them.
+UNSEEN_POD_TRUST = 30.0
 # A new pod is scheduled, then Running, a moment apart: while the bot stays Pending on a live
 # pod, a status write that would change only the conditions waits up to this long for the
 # next step (which changes the phase too), so the two steps usually cost one write.
@@ -88,6 +93,8 @@ class BotMemory:
     # The pod as this operator last created or read it: the watch may show an older state of
     # it for a while (or not show it yet), and a status derived from that would go backwards.
     pod: ObservedPod | None = None
+    pod_at: float = 0.0  # when `pod` was created or read
+    pod_seen: bool = False  # the watch has shown that pod (then its absence means deleted)
     template_error: str | None = None  # last one announced
 
 
@@ -151,9 +158,14 @@ class Reconciler:
             return outcome  # the finalizer handles it; never create anything for a dying bot
 
         observed = pod if pod is None or isinstance(pod, ObservedPod) else observe_pod(pod)
+        mine = memory.pod
         if observed is not None:
-            # Not shown yet by the watch (None): the create below meets 409 and reads it.
-            observed = newer(observed, memory.pod)
+            if mine is not None and observed.uid == mine.uid:
+                memory.pod_seen = True
+            observed = newer(observed, mine)
+        elif (mine is not None and not memory.pod_seen
+              and self._clock() - memory.pod_at < UNSEEN_POD_TRUST):
+            observed = mine  # created (or read) by this operator, not shown by the watch yet
         problem: Problem | None = None
         try:
             spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
@@ -191,7 +203,8 @@ class Reconciler:
             observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
                                                  log)
             if decision.action == PodAction.CREATE:
-                memory.pod = observed  # as created, or as read after a 409
+                # As created, or as read after a 409 (None: gone in between).
+                memory.pod, memory.pod_at, memory.pod_seen = observed, self._clock(), False
             moving = decision.action in (PodAction.WAIT, PodAction.CREATE, PodAction.DELETE)
             if moving and problem is None:
                 # Something is in motion: look again soon. A refused pod (quota, admission,

@@ -176,14 +176,19 @@ def test_a_changed_spec_deletes_and_only_a_later_pass_creates(
 
 def test_a_409_on_create_is_not_an_error_when_the_pod_is_ours(
         kube: FakeKube, reconciler: Reconciler) -> None:
-    """The watch lags behind the create: the next pass tries again and meets 409."""
+    """The watch lags behind the create: a pass that does not know the pod (an operator
+    restarted meanwhile) tries again and meets 409. The operator that created it does not
+    try again while the watch has not shown it yet."""
     memory = BotMemory()
     reconciler.reconcile(bot(), None, memory)
     kube.calls.clear()
-    out = reconciler.reconcile(bot(), None, memory)
+    out = reconciler.reconcile(bot(), None, BotMemory())
     assert kube.writes("Pod") == [("create", "Pod", "wabot-sales")]
     assert out.result != "error"
     assert not any(e.type == "Warning" for e in out.events)
+    kube.calls.clear()
+    out = reconciler.reconcile(bot(), None, memory)
+    assert kube.writes("Pod") == [] and out.result != "error"
 
 
 def test_a_foreign_pod_holding_the_name_degrades_and_is_left_alone(
@@ -402,8 +407,8 @@ def test_an_older_view_of_the_pod_from_the_watch_does_not_take_the_status_back(
         kube: FakeKube, reconciler: Reconciler) -> None:
     """The watch lags: a pass meets 409, reads the pod Running (Connecting); the next pass
     gets the pod's ADDED event (Pending) from the watch. The newer view wins."""
+    reconciler.reconcile(bot(), None, BotMemory())  # created by an earlier operator
     memory = BotMemory()
-    reconciler.reconcile(bot(), None, memory)
     pod = kube.objects[("Pod", "wabot-sales")]
     added = copy.deepcopy(pod)  # what the watch will deliver later: resourceVersion 1
     pod["metadata"]["resourceVersion"] = "5"
@@ -416,3 +421,34 @@ def test_an_older_view_of_the_pod_from_the_watch_does_not_take_the_status_back(
     seen["status"] = kube.status_patches[-1]["status"]
     reconciler.reconcile(seen, added, memory)
     assert len(kube.status_patches) == writes
+
+
+def test_a_pod_the_watch_showed_and_then_lost_is_made_again(
+        kube: FakeKube, reconciler: Reconciler) -> None:
+    """Trusting a created pod the watch has not shown yet must not hide a deletion."""
+    memory = BotMemory()
+    reconciler.reconcile(bot(), None, memory)
+    pod = kube.read("Pod", NS, "wabot-sales")
+    reconciler.reconcile(bot(), pod, memory)  # the watch shows it
+    del kube.objects[("Pod", "wabot-sales")]  # deleted; the watch drops it
+    kube.calls.clear()
+    reconciler.reconcile(bot(), None, memory)
+    assert kube.writes("Pod") == [("create", "Pod", "wabot-sales")]
+
+
+def test_a_created_pod_the_watch_never_shows_is_checked_again_in_the_end() -> None:
+    now = [100.0]
+    kube = FakeKube()
+    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+                            standalone=True)
+    r = Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
+                   clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    del kube.objects[("Pod", "wabot-sales")]  # gone before the watch ever showed it
+    kube.calls.clear()
+    r.reconcile(bot(), None, memory)
+    assert kube.writes("Pod") == []
+    now[0] += 31.0
+    r.reconcile(bot(), None, memory)
+    assert kube.writes("Pod") == [("create", "Pod", "wabot-sales")]
