@@ -36,6 +36,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from botworker.kubeapi import KubeClient
 from botworker.worker import Worker
 from tests.conftest import REPO, Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually, free_port
@@ -160,7 +161,8 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         cfg.session_dir.mkdir(parents=True, exist_ok=True)
         worker = Worker(cfg, WhatsAppBotSpec.model_validate(SUPPORT_SPEC),
                         client=recording_client(str(cfg.session_path)),
-                        sessions_enabled=False, terminal=False, kube_api=api)
+                        sessions_enabled=False, terminal=False,
+                        kube_api=KubeClient.from_kubeconfig(kube.kubeconfig))
         worker.start()
         eventually(lambda: worker is not None and worker.connection.state.lease_held,
                    timeout=30, what="the worker holds the Lease")

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from botworker.kubeapi import KubeClient
 from botworker.worker import Worker
+from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.worker.conftest import recording_client, worker_config
 from wabot.spec import WhatsAppBotSpec
@@ -62,7 +64,7 @@ def test_pod_env_comes_from_secrets_and_the_api_token_is_made_once(
 
 
 def test_an_invalid_proxy_url_is_a_clear_condition(cluster: Cluster, operator: OperatorProcess,
-                                                   kube: object, tmp_path: Path) -> None:
+                                                   kube: Kube, tmp_path: Path) -> None:
     _secret(cluster, "bad-proxy", value=f"ftp://bob:{PROXY_PASSWORD}@proxy.example:21")
     cluster.create_bot("proxied", {"proxy": {"secretRef": {"name": "bad-proxy"}}})
     eventually(lambda: (p := cluster.pod("wabot-proxied")) is not None and p.status.phase ==
@@ -75,7 +77,8 @@ def test_an_invalid_proxy_url_is_a_clear_condition(cluster: Cluster, operator: O
     cfg.session_dir.mkdir(parents=True, exist_ok=True)
     worker = Worker(cfg, WhatsAppBotSpec.model_validate(cluster.bot("proxied")["spec"]),
                     client=recording_client(str(cfg.session_path)), sessions_enabled=True,
-                    terminal=False, kube_api=cluster.api_client)
+                    terminal=False,
+                    kube_api=KubeClient.from_kubeconfig(kube.kubeconfig))
     worker.start()
     try:
         degraded = eventually(
