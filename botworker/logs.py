@@ -14,6 +14,18 @@ from typing import TextIO
 from wabot.logs import install_json_handler
 
 
+class WithholdObjects(logging.Filter):
+    """neonize sometimes logs a whole protobuf (when it cannot build a quoted reply it logs the
+    message being quoted): that is a user's message text in the log. Records whose message is
+    not a string are rewritten to name the type only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not isinstance(record.msg, str):
+            record.msg = f"<{type(record.msg).__name__} withheld: message content is not logged>"
+            record.args = None
+        return True
+
+
 def configure_logging(
     bot: str, server_name: str, level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -29,6 +41,10 @@ def configure_logging(
     # neonize hands this logger's *own* level (not the effective one) to whatsmeow at
     # connect(); left at NOTSET, Go would forward every debug line across the FFI.
     logging.getLogger("neonize.utils.log").setLevel(quiet)
+    for name in ("neonize.client", "neonize.aioze.client"):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, WithholdObjects) for f in target.filters):
+            target.addFilter(WithholdObjects())
 
 
 def get_logger(name: str) -> logging.Logger:
