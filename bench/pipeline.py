@@ -4,8 +4,8 @@ The worker is the real one (`botworker.worker.Worker`, as tests/worker/conftest.
 neonize's own `NewClient`, its real event dispatcher, real `MessageEv` protobufs serialized
 and handed to `client.event.execute(...)` exactly as neonize's Go side does. The one seam is
 the network: a subclass of the client whose `send_message` records the time instead of
-sending (`reply_message`, which the worker uses to quote the command, is neonize's real code
-and funnels into it). Sessions are not dialled; a `ConnectedEv` through the dispatcher opens
+sending (the worker quotes the command with neonize's real `build_reply_message`, then calls
+`send_message`). Sessions are not dialled; a `ConnectedEv` through the dispatcher opens
 the send gate.
 
 Each command is `!ping`. Latency = time from `execute()` to `send_message()`, per message,
