@@ -63,9 +63,11 @@ FAST_REQUEUE = 1.0
 # overloaded operator or API server) was a create that met 409 and a read: two requests a
 # second per bot, when the API server can least afford them.
 UNSEEN_POD_TRUST = 30.0
-# A new pod is scheduled, then Running, a moment apart: while the bot stays Pending on a live
-# pod, a status write that would change only the conditions waits up to this long for the
-# next step (which changes the phase too), so the two steps usually cost one write.
+# A new pod goes through a few Pending states (Unschedulable while its volume is being bound,
+# scheduled) before it runs, each a moment apart. While the bot stays Pending on a live pod, a
+# status change of the conditions alone waits up to this long (from when it was first seen)
+# for the step that changes the phase too: usually one write for all of them instead of one
+# per step. The phase itself is never held back.
 PENDING_SETTLE = 3.0
 
 
@@ -89,7 +91,7 @@ class BotMemory:
     written: dict[str, Any] | None = None
     written_from: str | None = None
     written_rv: str | None = None
-    written_at: float = 0.0
+    held_since: float | None = None  # a Pending conditions-only change waits since then
     # The pod as this operator last created or read it: the watch may show an older state of
     # it for a while (or not show it yet), and a status derived from that would go backwards.
     pod: ObservedPod | None = None
@@ -370,13 +372,18 @@ class Reconciler:
         outcome.phase = status.phase
         patch = status_patch(status)
         if patch == current_operator_status(current):
+            memory.held_since = None
             return
-        wait = memory.written_at + PENDING_SETTLE - self._clock()
-        if (wait > 0 and problem is None and status.phase == Phase.PENDING
+        if (problem is None and status.phase == Phase.PENDING
                 and current.get("phase") == Phase.PENDING.value
                 and observed is not None and not observed.terminating):
-            outcome.delay = min(outcome.delay or wait, wait)
-            return
+            now = self._clock()
+            if memory.held_since is None:
+                memory.held_since = now
+            wait = memory.held_since + PENDING_SETTLE - now
+            if wait > 0:
+                outcome.delay = min(outcome.delay or wait, wait)
+                return
         try:
             answer = self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:
@@ -386,7 +393,7 @@ class Reconciler:
             log.warning("could not write status: %s", e)
             return
         memory.written, memory.written_from = patch, seen
-        memory.written_at = self._clock()
+        memory.held_since = None
         memory.written_rv = (answer.get("metadata") or {}).get("resourceVersion")
         old_phase = current.get("phase")
         if old_phase != status.phase:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import KubeError
-from wabot_operator.reconcile import BotMemory, Reconciler
+from wabot_operator.reconcile import PENDING_SETTLE, BotMemory, Reconciler
 from wabot_operator.templates import TemplateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -357,8 +357,9 @@ def test_the_pod_does_not_wait_for_the_workers_rbac_and_lease(
 
 
 def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube) -> None:
-    """Pending (scheduled) and then Connecting (Running) a moment apart: the conditions-only
-    change waits for the phase change (at most PENDING_SETTLE), then both go in one write."""
+    """Pending (Unschedulable while the volume binds, then scheduled) and then Connecting
+    (Running), seconds after the first write: the conditions-only changes wait for the phase
+    change (at most PENDING_SETTLE from the first of them), then all go in one write."""
     now = [100.0]
     config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
                             standalone=True)
@@ -368,16 +369,23 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     r.reconcile(bot(), None, memory)
     assert len(kube.status_patches) == 1
     pod = kube.read("Pod", NS, "wabot-sales")
+    now[0] += 10.0  # a loaded cluster: long after the first write
+    pod["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "pod has unbound immediate PersistentVolumeClaims"}]}
+    out = r.reconcile(bot(), pod, memory)
+    assert len(kube.status_patches) == 1
+    assert out.delay is not None and out.delay <= PENDING_SETTLE
+    now[0] += 1.5
     pod["spec"]["nodeName"] = "node-1"
     pod["status"] = {"phase": "Pending",
                      "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    now[0] += 0.2
     out = r.reconcile(bot(), pod, memory)
     assert len(kube.status_patches) == 1
-    assert out.delay is not None and out.delay <= 2.8 + 1e-9
+    assert out.delay is not None and out.delay <= PENDING_SETTLE - 1.5 + 1e-9
     pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
                      "conditions": [{"type": "PodScheduled", "status": "True"}]}
-    now[0] += 0.2
+    now[0] += 1.0
     r.reconcile(bot(), pod, memory)
     assert len(kube.status_patches) == 2
     status = kube.status_patches[-1]["status"]
