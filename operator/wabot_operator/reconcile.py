@@ -67,8 +67,9 @@ UNSEEN_POD_TRUST = 30.0
 # scheduled) before it runs, each a moment apart. While the bot stays Pending on a live pod, a
 # status change of the conditions alone waits up to this long (from when it was first seen)
 # for the step that changes the phase too: usually one write for all of them instead of one
-# per step. The phase itself is never held back.
-PENDING_SETTLE = 3.0
+# per step (in a burst of 300 bots the steps were seconds apart). The phase and the Degraded
+# condition are never held back; the default reconcile interval is as long.
+PENDING_SETTLE = 10.0
 
 
 @dataclass(frozen=True)
@@ -376,7 +377,8 @@ class Reconciler:
             return
         if (problem is None and status.phase == Phase.PENDING
                 and current.get("phase") == Phase.PENDING.value
-                and observed is not None and not observed.terminating):
+                and observed is not None and not observed.terminating
+                and _degraded(patch) == _degraded(current_operator_status(current))):
             now = self._clock()
             if memory.held_since is None:
                 memory.held_since = now
@@ -444,6 +446,13 @@ class Reconciler:
         log.info("kept the auth volume %s (retainPolicy Retain)", pvc)
         return [Event("Normal", "VolumeRetained",
                       f"kept PVC {pvc} and the session on it (retainPolicy Retain)")]
+
+
+def _degraded(patch: Mapping[str, Any]) -> tuple[Any, Any]:
+    for c in (patch.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Degraded":
+            return c.get("status"), c.get("reason")
+    return None, None
 
 
 def _before_pod(children: Children) -> list[dict[str, Any]]:

@@ -403,7 +403,7 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
          "message": "0/4 nodes are available"}]}
     r2.reconcile(bot(), stuck, memory2)
     assert len(other.status_patches) == 1
-    now[0] += 3.0
+    now[0] += PENDING_SETTLE
     r2.reconcile(bot(), stuck, memory2)
     assert len(other.status_patches) == 2
     scheduled = next(c for c in other.status_patches[-1]["status"]["conditions"]
@@ -460,3 +460,18 @@ def test_a_created_pod_the_watch_never_shows_is_checked_again_in_the_end() -> No
     now[0] += 31.0
     r.reconcile(bot(), None, memory)
     assert kube.writes("Pod") == [("create", "Pod", "wabot-sales")]
+
+
+def test_a_stuck_pod_is_reported_at_once(kube: FakeKube, reconciler: Reconciler) -> None:
+    """Degraded (an image that cannot be pulled) is never held back while Pending."""
+    memory = BotMemory()
+    reconciler.reconcile(bot(), None, memory)
+    pod = kube.read("Pod", NS, "wabot-sales")
+    pod["status"] = {"phase": "Pending", "containerStatuses": [
+        {"restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
+                                                  "message": "no such image"}}}]}
+    reconciler.reconcile(bot(), pod, memory)
+    assert len(kube.status_patches) == 2
+    degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
+                    if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ImagePullBackOff")
