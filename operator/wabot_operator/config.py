@@ -23,6 +23,10 @@ Variables (all optional):
 - `WABOT_OPERATOR_RECONCILE_INTERVAL`: seconds between level-based passes per bot (10).
 - `WABOT_OPERATOR_RESYNC_INTERVAL`: seconds between re-checks of a bot's PVC, RBAC and
   Lease when nothing changed (300).
+- `WABOT_OPERATOR_POD_RESTARTS_PER_SECOND`: fleet-wide pace of pod re-creations (a bot that
+  already ran and lost its pod: node loss, image roll-out, mass delete, resume), so a mass
+  restart neither redials WhatsApp nor loads the API server all at once (5; 0 = no pacing).
+  A new bot's first pod is not paced.
 - `WABOT_OPERATOR_LOG_FORMAT`: `text` or `json`; `WABOT_OPERATOR_LOG_LEVEL`: `DEBUG`,
   `INFO`, `WARNING` or `ERROR`.
 - `WABOT_OPERATOR_GATEWAY_SERVICE_ACCOUNT`: `namespace/name` of the send-message gateway's
@@ -117,6 +121,7 @@ class OperatorConfig(BaseModel):
     priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
     reconcile_interval: float = Field(default=10.0, gt=0, le=3600)
     resync_interval: float = Field(default=300.0, gt=0, le=86400)
+    pod_restarts_per_second: float = Field(default=5.0, ge=0, le=1000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway_service_account: GatewayAccount | None = None
@@ -182,6 +187,7 @@ class OperatorConfig(BaseModel):
             ("PRIORITY", "priority"),
             ("RECONCILE_INTERVAL", "reconcile_interval"),
             ("RESYNC_INTERVAL", "resync_interval"),
+            ("POD_RESTARTS_PER_SECOND", "pod_restarts_per_second"),
         ):
             if (value := get(name)) is not None:
                 raw[field] = value
@@ -228,6 +234,7 @@ _FIELD_TO_ENV = {
     "priority": "PRIORITY",
     "reconcile_interval": "RECONCILE_INTERVAL",
     "resync_interval": "RESYNC_INTERVAL",
+    "pod_restarts_per_second": "POD_RESTARTS_PER_SECOND",
     "log_format": "LOG_FORMAT",
     "log_level": "LOG_LEVEL",
     "gateway_service_account": "GATEWAY_SERVICE_ACCOUNT",

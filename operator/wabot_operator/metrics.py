@@ -37,6 +37,12 @@ BOTS = Gauge(
     ["phase"],
     registry=REGISTRY,
 )
+PODS_WAITING_FOR_RESTART = Gauge(
+    "wabot_operator_pod_restarts_waiting",
+    "Bots whose pod re-creation waits for a fleet-wide start slot "
+    "(WABOT_OPERATOR_POD_RESTARTS_PER_SECOND).",
+    registry=REGISTRY,
+)
 for _result in ("success", "requeue", "error"):
     RECONCILE_TOTAL.labels(_result)
 

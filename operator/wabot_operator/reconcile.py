@@ -22,11 +22,13 @@ from pydantic import ValidationError
 
 from wabot import naming
 from wabot.spec import Phase, WhatsAppBotSpec
+from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
 from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, newer, observe_pod
+from wabot_operator.pacing import SlotPacer
 from wabot_operator.render import (
     BotRef,
     Children,
@@ -136,6 +138,8 @@ class Reconciler:
             storage_class=config.default_storage_class)
         self._clock = clock
         self._now = now
+        # One pacer for the whole process: the fleet's re-creations share one pace.
+        self.restarts = SlotPacer(config.pod_restarts_per_second)
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -203,6 +207,11 @@ class Reconciler:
         if problem is None:
             decision = decide_pod(bot_uid=ref.uid, desired_hash=None if spec.suspend
                                   else children.pod_hash, observed=observed)
+            wait = self._restart_slot(bot, ref, decision)
+            if wait > 0:
+                # A re-creation waiting for its start slot: nothing to do until then.
+                decision = PodDecision(PodAction.WAIT, "RestartPaced",
+                                       f"pod re-creation paced: starts in {wait:.1f} s")
             observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
                                                  log)
             if decision.action == PodAction.CREATE:
@@ -212,7 +221,7 @@ class Reconciler:
             if moving and problem is None:
                 # Something is in motion: look again soon. A refused pod (quota, admission,
                 # an impossible spec) is retried at the normal pace instead of hammering.
-                outcome.delay = FAST_REQUEUE
+                outcome.delay = wait if wait > 0 else FAST_REQUEUE
                 if outcome.result == "success":
                     outcome.result = "requeue"
             if check:
@@ -303,6 +312,24 @@ class Reconciler:
         outcome.created.append(f"Secret {name}")
 
     # --- the pod -----------------------------------------------------------------------------
+
+    def _restart_slot(self, bot: Mapping[str, Any], ref: BotRef,
+                      decision: PodDecision) -> float:
+        """Seconds this bot's pod re-creation must wait for its fleet-wide start slot.
+
+        Only re-creations are paced: a bot whose status already has a phase has run before (a
+        node died, an image rolled out, its pod was deleted, it was resumed). A new bot's first
+        pod goes out at once; creating bots is paced by whoever applies them.
+        """
+        if decision.action != PodAction.CREATE:
+            self.restarts.forget(ref.uid)
+            metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
+            return 0.0
+        if not (bot.get("status") or {}).get("phase"):
+            return 0.0
+        wait = self.restarts.wait_for(ref.uid, self._clock())
+        metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
+        return wait
 
     def _act_on_pod(self, ref: BotRef, children: Children, decision: PodDecision,
                     observed: ObservedPod | None, outcome: Outcome,

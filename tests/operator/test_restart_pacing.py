@@ -1,0 +1,92 @@
+"""A mass restart is paced fleet-wide: bots that ran before get their pods back at the
+configured rate, in order, while a new bot's first pod is never held back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wabot_operator.config import OperatorConfig
+from wabot_operator.reconcile import BotMemory, Reconciler
+from wabot_operator.templates import TemplateStore
+
+from tests.operator.test_reconcile import NS, REPO, FakeKube, bot
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def reconciler(kube: FakeKube, clock: Clock, rate: float) -> Reconciler:
+    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+                            standalone=True, pod_restarts_per_second=rate)
+    return Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
+                      clock=clock)
+
+
+def ran_before(name: str) -> dict[str, Any]:
+    """A bot that had a pod: its status has a phase; its pod is gone."""
+    b = bot(name=name, uid=f"uid-{name}")
+    b["status"] = {"phase": "Connected", "podName": f"wabot-{name}"}
+    return b
+
+
+def pod_creates(kube: FakeKube) -> list[str]:
+    return [name for op, kind, name in kube.calls if op == "create" and kind == "Pod"]
+
+
+def test_restarts_go_out_at_the_configured_rate_and_in_order() -> None:
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=5)
+    bots = [ran_before(f"b{i}") for i in range(10)]
+    memories = {b["metadata"]["name"]: BotMemory() for b in bots}
+    delays = {}
+    for b in bots:  # every pod deleted at once: every bot's pass runs at the same moment
+        out = rec.reconcile(b, None, memories[b["metadata"]["name"]])
+        delays[b["metadata"]["name"]] = out.delay
+    assert pod_creates(kube) == ["wabot-b0"]
+    # Each waiting bot is told when its slot comes: 0.2 s apart at 5/s.
+    assert [round(delays[f"b{i}"] or 0, 3) for i in range(1, 10)] == [
+        round(0.2 * i, 3) for i in range(1, 10)]
+    statuses = [p["status"] for p in kube.status_patches]
+    assert all(s.get("phase") != "Failed" for s in statuses)
+    # Passes come back when told: one more pod per slot, never two in 1 s beyond the rate.
+    for step in range(1, 10):
+        clock.now += 0.2
+        for b in bots[step:]:
+            rec.reconcile(b, None, memories[b["metadata"]["name"]])
+    assert pod_creates(kube) == [f"wabot-b{i}" for i in range(10)]
+
+
+def test_a_new_bots_first_pod_is_not_paced() -> None:
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=1)
+    rec.reconcile(ran_before("old1"), None, BotMemory())
+    rec.reconcile(ran_before("old2"), None, BotMemory())  # waits 1 s
+    out = rec.reconcile(bot(name="fresh", uid="uid-fresh"), None, BotMemory())
+    assert "wabot-fresh" in pod_creates(kube) and "wabot-old2" not in pod_creates(kube)
+    assert out.result != "error"
+
+
+def test_a_bot_that_no_longer_needs_a_pod_gives_its_slot_up() -> None:
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=1)
+    rec.reconcile(ran_before("a"), None, BotMemory())
+    rec.reconcile(ran_before("b"), None, BotMemory())
+    assert rec.restarts.waiting() == 1
+    suspended = ran_before("b")
+    suspended["spec"]["suspend"] = True
+    rec.reconcile(suspended, None, BotMemory())
+    assert rec.restarts.waiting() == 0
+
+
+def test_rate_zero_turns_pacing_off() -> None:
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=0)
+    for i in range(20):
+        rec.reconcile(ran_before(f"b{i}"), None, BotMemory())
+    assert len(pod_creates(kube)) == 20
+    assert NS  # the fake's namespace, shared with test_reconcile
