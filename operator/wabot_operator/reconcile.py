@@ -60,6 +60,9 @@ class BotLog(logging.LoggerAdapter[logging.Logger]):
 
 # How soon to look again while something is in motion (a pod terminating, a pod just created).
 FAST_REQUEUE = 1.0
+# A replacement's slot, taken at the delete, covers the create that follows within this time
+# (the old pod's graceful termination).
+REPLACEMENT_WINDOW = 120.0
 # How long a pod this operator created (or read after a 409) is taken as existing while the
 # watch has not shown it yet. Without this, every pass while the watch lags behind (an
 # overloaded operator or API server) was a create that met 409 and a read: two requests a
@@ -101,6 +104,7 @@ class BotMemory:
     pod_at: float = 0.0  # when `pod` was created or read
     pod_seen: bool = False  # the watch has shown that pod (then its absence means deleted)
     template_error: str | None = None  # last one announced
+    slot_at: float | None = None  # when this bot last used a fleet-wide restart slot
 
 
 @dataclass
@@ -207,11 +211,11 @@ class Reconciler:
         if problem is None:
             decision = decide_pod(bot_uid=ref.uid, desired_hash=None if spec.suspend
                                   else children.pod_hash, observed=observed)
-            wait = self._restart_slot(bot, ref, decision)
+            wait = self._restart_slot(bot, ref, decision, memory)
             if wait > 0:
-                # A re-creation waiting for its start slot: nothing to do until then.
+                # A replacement waiting for its start slot: nothing to do until then.
                 decision = PodDecision(PodAction.WAIT, "RestartPaced",
-                                       f"pod re-creation paced: starts in {wait:.1f} s")
+                                       f"pod replacement paced: starts in {wait:.1f} s")
             observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
                                                  log)
             if decision.action == PodAction.CREATE:
@@ -313,21 +317,31 @@ class Reconciler:
 
     # --- the pod -----------------------------------------------------------------------------
 
-    def _restart_slot(self, bot: Mapping[str, Any], ref: BotRef,
-                      decision: PodDecision) -> float:
-        """Seconds this bot's pod re-creation must wait for its fleet-wide start slot.
+    def _restart_slot(self, bot: Mapping[str, Any], ref: BotRef, decision: PodDecision,
+                      memory: BotMemory) -> float:
+        """Seconds this bot's pod replacement must wait for its fleet-wide start slot.
 
-        Only re-creations are paced: a bot whose status already has a phase has run before (a
-        node died, an image rolled out, its pod was deleted, it was resumed). A new bot's first
-        pod goes out at once; creating bots is paced by whoever applies them.
+        Paced: re-creating the pod of a bot that ran before (its status has a phase: a node
+        died, its pod was deleted, it was resumed) and replacing a pod whose spec changed or
+        that failed (an image roll-out). A replacement takes its slot at the delete, which
+        then covers the create that follows. A new bot's first pod goes out at once (creating
+        bots is paced by whoever applies them), and stopping a pod (suspend) is never held.
         """
-        if decision.action != PodAction.CREATE:
+        paced = ((decision.action == PodAction.CREATE
+                  and bool((bot.get("status") or {}).get("phase")))
+                 or (decision.action == PodAction.DELETE
+                     and decision.reason in ("SpecChanged", "PodFailed")))
+        if not paced:
             self.restarts.forget(ref.uid)
             metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
             return 0.0
-        if not (bot.get("status") or {}).get("phase"):
+        now = self._clock()
+        if (decision.action == PodAction.CREATE and memory.slot_at is not None
+                and now - memory.slot_at < REPLACEMENT_WINDOW):
             return 0.0
-        wait = self.restarts.wait_for(ref.uid, self._clock())
+        wait = self.restarts.wait_for(ref.uid, now)
+        if wait == 0.0:
+            memory.slot_at = now
         metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
         return wait
 

@@ -90,3 +90,38 @@ def test_rate_zero_turns_pacing_off() -> None:
         rec.reconcile(ran_before(f"b{i}"), None, BotMemory())
     assert len(pod_creates(kube)) == 20
     assert NS  # the fake's namespace, shared with test_reconcile
+
+
+def test_an_image_roll_out_replaces_pods_at_the_rate_and_each_create_follows_its_delete(
+        ) -> None:
+    """Changing every bot's image at once must not take every bot down at once: the delete
+    waits for the slot, and the create after it does not queue a second time."""
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=2)
+    names = [f"r{i}" for i in range(4)]
+    memories = {n: BotMemory() for n in names}
+    for n in names:  # running bots with pods of img:1
+        b = ran_before(n)
+        b["status"] = {}
+        rec.reconcile(b, None, memories[n])
+    pods = {n: kube.read("Pod", NS, f"wabot-{n}") for n in names}
+    kube.calls.clear()
+    rolled = {}
+    for n in names:
+        b = ran_before(n)
+        b["spec"]["image"] = "img:2"
+        b["metadata"]["generation"] = 2
+        rolled[n] = b
+        rec.reconcile(b, pods[n], memories[n])
+    deletes = [name for op, kind, name in kube.calls if op == "delete" and kind == "Pod"]
+    assert deletes == ["wabot-r0"]
+    # r0's pod is gone: its create goes out at once, on the slot of its delete.
+    kube.calls.clear()
+    rec.reconcile(rolled["r0"], None, memories["r0"])
+    assert pod_creates(kube) == ["wabot-r0"]
+    # Half a second later (2/s) the next bot's delete goes out, and so on.
+    clock.now += 0.5
+    kube.calls.clear()
+    for n in names[1:]:
+        rec.reconcile(rolled[n], pods[n], memories[n])
+    assert [name for op, kind, name in kube.calls if op == "delete"] == ["wabot-r1"]
