@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -105,6 +106,7 @@ class BotMemory:
     pod_seen: bool = False  # the watch has shown that pod (then its absence means deleted)
     template_error: str | None = None  # last one announced
     slot_at: float | None = None  # when this bot last used a fleet-wide restart slot
+    read_first: bool = False  # the bot ran before: its supporting objects most likely exist
 
 
 @dataclass
@@ -202,6 +204,9 @@ class Reconciler:
         # Secret: read once when the container starts). The worker's Role, RoleBinding and
         # Lease follow in the same pass; the worker retries until they are there.
         key = (ref.uid, generation, templates.version)
+        # A bot that ran before (its status has a phase) most likely has its objects: read
+        # them first (one GET each) instead of create -> 409 -> GET. A new bot: create first.
+        memory.read_first = bool((bot.get("status") or {}).get("phase"))
         check = (memory.ensured_key != key
                  or self._clock() - memory.ensured_at >= self.config.resync_interval)
         if check:
@@ -234,7 +239,10 @@ class Reconciler:
                 problem = problem or after
                 if after is None:
                     memory.ensured_key = key
-                    memory.ensured_at = self._clock()
+                    # Up to half an interval early, so bots created together (or an
+                    # operator restart) do not all re-check at the same moment forever after.
+                    memory.ensured_at = self._clock() - random.uniform(
+                        0.0, 0.5 * self.config.resync_interval)
 
         self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
                            log, memory)
@@ -256,9 +264,10 @@ class Reconciler:
         costs no API calls."""
         try:
             for desired in objects:
-                self._ensure_one(ref, desired, outcome, log)
+                self._ensure_one(ref, desired, outcome, log, memory.read_first)
             if with_secret is not None and with_secret.api_secret is not None:
-                self._ensure_api_secret(ref, with_secret.api_secret, outcome, log)
+                self._ensure_api_secret(ref, with_secret.api_secret, outcome, log,
+                                        memory.read_first)
         except KubeError as e:
             memory.ensured_key = None
             outcome.result, outcome.error = "error", str(e)
@@ -267,17 +276,19 @@ class Reconciler:
         return None
 
     def _ensure_one(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
-                    log: BotLog) -> None:
+                    log: BotLog, read_first: bool = False) -> None:
         kind = desired["kind"]
         name = desired["metadata"]["name"]
-        try:
-            self.kube.create(desired)
-            outcome.created.append(f"{kind} {name}")
-            return
-        except KubeError as e:
-            if not e.conflict:
-                raise
-        observed = self.kube.read(kind, ref.namespace, name)
+        observed = self._read_if_there(kind, ref.namespace, name) if read_first else None
+        if observed is None:
+            try:
+                self.kube.create(desired)
+                outcome.created.append(f"{kind} {name}")
+                return
+            except KubeError as e:
+                if not e.conflict:
+                    raise
+            observed = self.kube.read(kind, ref.namespace, name)
         drift = compute_drift(kind, desired, observed, ref.name)
         for note in drift.notes:
             outcome.events.append(Event("Warning", "DriftNotApplied", f"{kind} {name}: {note}"))
@@ -293,27 +304,38 @@ class Reconciler:
                                         f"to its rendered state"))
             log.info("patched %s %s: %s", kind, name, sorted(drift.patch))
 
+    def _read_if_there(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.kube.read(kind, namespace, name)
+        except KubeError as e:
+            if e.not_found:
+                return None
+            raise
+
     def _ensure_api_secret(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
-                           log: BotLog) -> None:
+                           log: BotLog, read_first: bool = False) -> None:
         """Create `wabot-N-api` with a fresh random token; an existing one is never changed
         (the running worker and the gateway hold its token). The operator may create and get
         Secrets, nothing more: a damaged one is reported, and deleting it makes a new one."""
         name = desired["metadata"]["name"]
         body = {**desired, "data": {naming.API_TOKEN_KEY: base64.b64encode(
             secrets.token_urlsafe(32).encode()).decode()}}
-        try:
-            self.kube.create(body)
-        except KubeError as e:
-            if not e.conflict:
-                raise
+        observed = (self._read_if_there("Secret", ref.namespace, name) if read_first
+                    else None)
+        if observed is None:
+            try:
+                self.kube.create(body)
+                outcome.created.append(f"Secret {name}")
+                return
+            except KubeError as e:
+                if not e.conflict:
+                    raise
             observed = self.kube.read("Secret", ref.namespace, name)
-            if not (observed.get("data") or {}).get(naming.API_TOKEN_KEY):
-                outcome.events.append(Event(
-                    "Warning", "ApiTokenMissing",
-                    f"Secret {name} has no key {naming.API_TOKEN_KEY!r}: the send API is off "
-                    "for this bot; delete the Secret and the operator makes a new one"))
-            return
-        outcome.created.append(f"Secret {name}")
+        if not (observed.get("data") or {}).get(naming.API_TOKEN_KEY):
+            outcome.events.append(Event(
+                "Warning", "ApiTokenMissing",
+                f"Secret {name} has no key {naming.API_TOKEN_KEY!r}: the send API is off "
+                "for this bot; delete the Secret and the operator makes a new one"))
 
     # --- the pod -----------------------------------------------------------------------------
 

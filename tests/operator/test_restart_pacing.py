@@ -125,3 +125,27 @@ def test_an_image_roll_out_replaces_pods_at_the_rate_and_each_create_follows_its
     for n in names[1:]:
         rec.reconcile(rolled[n], pods[n], memories[n])
     assert [name for op, kind, name in kube.calls if op == "delete"] == ["wabot-r1"]
+
+
+def test_a_bot_that_ran_before_reads_its_objects_first_one_request_each() -> None:
+    """After an operator restart (no memory) a running fleet is re-checked: a GET per object,
+    not create -> 409 -> GET (twice the requests for every bot)."""
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=5)
+    fresh = bot(name="s", uid="uid-s")
+    rec.reconcile(fresh, None, BotMemory())
+    pod = kube.read("Pod", NS, "wabot-s")
+    known = ran_before("s")
+    kube.calls.clear()
+    reads: list[str] = []
+    read = kube.read
+
+    def counted(kind: str, namespace: str, name: str) -> dict[str, Any]:
+        reads.append(kind)
+        return read(kind, namespace, name)
+
+    kube.read = counted  # type: ignore[method-assign]
+    rec.reconcile(known, pod, BotMemory())  # a new operator process: empty memory
+    assert not [c for c in kube.calls if c[0] == "create"], kube.calls
+    assert sorted(reads) == sorted(["PersistentVolumeClaim", "ServiceAccount", "Secret", "Role",
+                                    "RoleBinding", "Lease"])
