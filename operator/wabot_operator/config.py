@@ -121,7 +121,7 @@ class OperatorConfig(BaseModel):
     priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
     reconcile_interval: float = Field(default=10.0, gt=0, le=3600)
     resync_interval: float = Field(default=300.0, gt=0, le=86400)
-    pod_restarts_per_second: float = Field(default=5.0, ge=0, le=1000)
+    pod_restarts_per_second: float = Field(default=4.0, ge=0, le=1000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway_service_account: GatewayAccount | None = None

@@ -98,7 +98,7 @@ class BotMemory:
     written: dict[str, Any] | None = None
     written_from: str | None = None
     written_rv: str | None = None
-    held_since: float | None = None  # a Pending conditions-only change waits since then
+    held_since: float | None = None  # a Pending -> Pending change waits since then
     # The pod as this operator last created or read it: the watch may show an older state of
     # it for a while (or not show it yet), and a status derived from that would go backwards.
     pod: ObservedPod | None = None
@@ -440,7 +440,6 @@ class Reconciler:
             return
         if (problem is None and status.phase == Phase.PENDING
                 and current.get("phase") == Phase.PENDING.value
-                and observed is not None and not observed.terminating
                 and _degraded(patch) == _degraded(current_operator_status(current))):
             now = self._clock()
             if memory.held_since is None:
@@ -463,8 +462,12 @@ class Reconciler:
         old_phase = current.get("phase")
         if old_phase != status.phase:
             log.info("phase %s -> %s", old_phase or "-", status.phase)
-            outcome.events.append(Event("Normal", "PhaseChanged",
-                                        f"phase {old_phase or '-'} -> {status.phase}"))
+            # Pending and Connecting follow the pod, whose PodCreated/PodDeleted Events say
+            # it already: an Event (an API request) for them too would double what a mass
+            # restart costs. A bot's first phase, and every other phase, get one.
+            if old_phase is None or status.phase not in (Phase.PENDING, Phase.CONNECTING):
+                outcome.events.append(Event("Normal", "PhaseChanged",
+                                            f"phase {old_phase or '-'} -> {status.phase}"))
         if problem is not None:
             degraded = next(c for c in status.conditions if c.type == "Degraded")
             before = {c.type: c for c in parse_conditions(current)}.get("Degraded")
