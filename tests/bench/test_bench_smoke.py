@@ -47,8 +47,8 @@ def test_pipeline_smoke(postgres: PostgresServer) -> None:
     from bench.pg import BenchPostgres
 
     pg = BenchPostgres()
-    pg.server = postgres  # the session's server; BenchPostgres only adds the app role
-    dsn = pg.migrated_database("smoke")
+    pg.server = postgres  # the session's server; BenchPostgres adds the owner and tenant roles
+    dsn = pg.tenant_database("acme", "smoke")
     res = pipeline.run(n_throughput=200, n_latency=50, warmup=10, pg_dsn=dsn)
     got = values(res)
     for variant in ("no audit", "SQLite audit (default)", "PostgreSQL audit"):
