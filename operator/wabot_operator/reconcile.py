@@ -279,16 +279,9 @@ class Reconciler:
                     log: BotLog, read_first: bool = False) -> None:
         kind = desired["kind"]
         name = desired["metadata"]["name"]
-        observed = self._read_if_there(kind, ref.namespace, name) if read_first else None
+        observed = self._existing_or_create(ref, desired, outcome, read_first)
         if observed is None:
-            try:
-                self.kube.create(desired)
-                outcome.created.append(f"{kind} {name}")
-                return
-            except KubeError as e:
-                if not e.conflict:
-                    raise
-            observed = self.kube.read(kind, ref.namespace, name)
+            return
         drift = compute_drift(kind, desired, observed, ref.name)
         for note in drift.notes:
             outcome.events.append(Event("Warning", "DriftNotApplied", f"{kind} {name}: {note}"))
@@ -304,13 +297,27 @@ class Reconciler:
                                         f"to its rendered state"))
             log.info("patched %s %s: %s", kind, name, sorted(drift.patch))
 
-    def _read_if_there(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+    def _existing_or_create(self, ref: BotRef, body: dict[str, Any], outcome: Outcome,
+                            read_first: bool) -> dict[str, Any] | None:
+        """The object as it exists, or None when this call created it.
+
+        `read_first` (a bot that ran before: its objects most likely exist) costs one GET;
+        otherwise create first (a new bot: one POST), and read only after a 409."""
+        kind, name = body["kind"], body["metadata"]["name"]
+        if read_first:
+            try:
+                return self.kube.read(kind, ref.namespace, name)
+            except KubeError as e:
+                if not e.not_found:
+                    raise
         try:
-            return self.kube.read(kind, namespace, name)
+            self.kube.create(body)
         except KubeError as e:
-            if e.not_found:
-                return None
-            raise
+            if not e.conflict:
+                raise
+            return self.kube.read(kind, ref.namespace, name)
+        outcome.created.append(f"{kind} {name}")
+        return None
 
     def _ensure_api_secret(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
                            log: BotLog, read_first: bool = False) -> None:
@@ -320,17 +327,9 @@ class Reconciler:
         name = desired["metadata"]["name"]
         body = {**desired, "data": {naming.API_TOKEN_KEY: base64.b64encode(
             secrets.token_urlsafe(32).encode()).decode()}}
-        observed = (self._read_if_there("Secret", ref.namespace, name) if read_first
-                    else None)
+        observed = self._existing_or_create(ref, body, outcome, read_first)
         if observed is None:
-            try:
-                self.kube.create(body)
-                outcome.created.append(f"Secret {name}")
-                return
-            except KubeError as e:
-                if not e.conflict:
-                    raise
-            observed = self.kube.read("Secret", ref.namespace, name)
+            return
         if not (observed.get("data") or {}).get(naming.API_TOKEN_KEY):
             outcome.events.append(Event(
                 "Warning", "ApiTokenMissing",
