@@ -16,12 +16,14 @@ uid 10001, no capabilities), its process VmRSS and its cgroup's memory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -130,10 +132,11 @@ def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
     return out
 
 
-def measure_worker_kubernetes(hold_s: float, workdir: Path) -> dict[str, Any]:
-    """The production spec source: the worker reads and watches its WhatsAppBot, holds its
-    Lease and reports status, against a local control plane (admin credentials instead of
-    the bot's ServiceAccount token; the code path is the same)."""
+@contextlib.contextmanager
+def kubernetes_worker_env() -> Iterator[dict[str, str]]:
+    """A local control plane holding bot `demo` and its Lease, and the worker environment
+    that reads them (the production spec source; admin credentials instead of the bot's
+    ServiceAccount token, the code path is the same). Stopped on exit."""
     from kubernetes import client
 
     from bench.kube import BenchCluster
@@ -146,13 +149,18 @@ def measure_worker_kubernetes(hold_s: float, workdir: Path) -> dict[str, Any]:
         client.CoordinationV1Api(cluster.api).create_namespaced_lease(
             ns, client.V1Lease(metadata=client.V1ObjectMeta(name="wabot-demo"),
                                spec=client.V1LeaseSpec()))
-        out = measure_worker("kubernetes", {
-            "KUBECONFIG": str(cluster.kubeconfig), "WABOT_SPEC_SOURCE": "kubernetes",
-            "WABOT_NAMESPACE": ns, "WABOT_BOT_NAME": "demo", "WABOT_LEASE_NAME": "wabot-demo",
-        }, hold_s, workdir)
-        return out
+        yield {"KUBECONFIG": str(cluster.kubeconfig), "WABOT_SPEC_SOURCE": "kubernetes",
+               "WABOT_NAMESPACE": ns, "WABOT_BOT_NAME": "demo",
+               "WABOT_LEASE_NAME": "wabot-demo"}
     finally:
         cluster.stop()
+
+
+def measure_worker_kubernetes(hold_s: float, workdir: Path) -> dict[str, Any]:
+    """The production spec source: the worker reads and watches its WhatsAppBot, holds its
+    Lease and reports status, against a local control plane."""
+    with kubernetes_worker_env() as env:
+        return measure_worker("kubernetes", env, hold_s, workdir)
 
 
 def _python() -> str:

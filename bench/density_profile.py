@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BENCH, REPO, log
-from bench.density import measure_worker
+from bench.density import kubernetes_worker_env, measure_worker
 
 HOOKS = BENCH / "_profile_hooks"
 _IMPORT = re.compile(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)")
@@ -71,30 +71,14 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="density-prof-")))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    from kubernetes import client
-
-    from bench.kube import BenchCluster
-
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="wabot-density-prof-") as tmp:
         work = Path(tmp)
         log("profile: file spec")
         results["file"] = profile("file", {}, args.hold, work)
-        cluster = BenchCluster(nodes=1)
-        try:
-            cluster.start()
-            ns = cluster.namespace("bench-density")
-            cluster.create_bot(ns, "demo")
-            client.CoordinationV1Api(cluster.api).create_namespaced_lease(
-                ns, client.V1Lease(metadata=client.V1ObjectMeta(name="wabot-demo"),
-                                   spec=client.V1LeaseSpec()))
+        with kubernetes_worker_env() as env:
             log("profile: kubernetes spec source")
-            results["kubernetes"] = profile("kubernetes", {
-                "KUBECONFIG": str(cluster.kubeconfig), "WABOT_SPEC_SOURCE": "kubernetes",
-                "WABOT_NAMESPACE": ns, "WABOT_BOT_NAME": "demo",
-                "WABOT_LEASE_NAME": "wabot-demo"}, args.hold, work)
-        finally:
-            cluster.stop()
+            results["kubernetes"] = profile("kubernetes", env, args.hold, work)
     (args.out / "profile.json").write_text(json.dumps(results, indent=1))
     report(results)
     print(f"\nwrote {args.out / 'profile.json'}")
