@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import itertools
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,11 +104,20 @@ def kube() -> FakeKube:
     return FakeKube()
 
 
+def make_reconciler(kube: FakeKube, clock: Callable[[], float] | None = None,
+                    **config: Any) -> Reconciler:
+    """The reconciler under test on the repo's templates, with `clock` and config overrides."""
+    cfg = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+                         standalone=True, **config)
+    store = TemplateStore(cfg.templates_dir)
+    if clock is None:
+        return Reconciler(kube, cfg, store)  # type: ignore[arg-type]
+    return Reconciler(kube, cfg, store, clock=clock)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def reconciler(kube: FakeKube) -> Reconciler:
-    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
-                            standalone=True)
-    return Reconciler(kube, config, TemplateStore(config.templates_dir))  # type: ignore[arg-type]
+    return make_reconciler(kube)
 
 
 def test_first_pass_creates_what_the_pod_needs_then_the_pod_then_the_rest(
@@ -361,10 +370,7 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     (Running), seconds after the first write: the conditions-only changes wait for the phase
     change (at most PENDING_SETTLE from the first of them), then all go in one write."""
     now = [100.0]
-    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
-                            standalone=True)
-    r = Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
-                   clock=lambda: now[0])
+    r = make_reconciler(kube, clock=lambda: now[0])
     memory = BotMemory()
     r.reconcile(bot(), None, memory)
     assert len(kube.status_patches) == 1
@@ -393,8 +399,7 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     assert (status["phase"], scheduled["status"]) == ("Connecting", "True")
     # A pod that stays Pending gets its conditions written once the moment has passed.
     other = FakeKube()
-    r2 = Reconciler(other, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
-                    clock=lambda: now[0])
+    r2 = make_reconciler(other, clock=lambda: now[0])
     memory2 = BotMemory()
     r2.reconcile(bot(), None, memory2)
     stuck = other.read("Pod", NS, "wabot-sales")
@@ -447,10 +452,7 @@ def test_a_pod_the_watch_showed_and_then_lost_is_made_again(
 def test_a_created_pod_the_watch_never_shows_is_checked_again_in_the_end() -> None:
     now = [100.0]
     kube = FakeKube()
-    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
-                            standalone=True)
-    r = Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
-                   clock=lambda: now[0])
+    r = make_reconciler(kube, clock=lambda: now[0])
     memory = BotMemory()
     r.reconcile(bot(), None, memory)
     del kube.objects[("Pod", "wabot-sales")]  # gone before the watch ever showed it

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from wabot_operator.config import OperatorConfig
 from wabot_operator.reconcile import BotMemory, Reconciler
-from wabot_operator.templates import TemplateStore
 
-from tests.operator.test_reconcile import NS, REPO, FakeKube, bot
+from tests.operator.test_reconcile import NS, FakeKube, bot, make_reconciler
 
 
 class Clock:
@@ -21,10 +19,7 @@ class Clock:
 
 
 def reconciler(kube: FakeKube, clock: Clock, rate: float) -> Reconciler:
-    config = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
-                            standalone=True, pod_restarts_per_second=rate)
-    return Reconciler(kube, config, TemplateStore(config.templates_dir),  # type: ignore[arg-type]
-                      clock=clock)
+    return make_reconciler(kube, clock, pod_restarts_per_second=rate)
 
 
 def ran_before(name: str) -> dict[str, Any]:
