@@ -53,6 +53,12 @@ class Holders:
                             on_acquired=acquired, on_lost=lost, timing=TIMING)
 
 
+def new_lease(cluster: Cluster, lease: str) -> None:
+    """An empty Lease, as the operator pre-creates it for a bot."""
+    cluster.coord.create_namespaced_lease(cluster.ns, client.V1Lease(
+        metadata=client.V1ObjectMeta(name=lease), spec=client.V1LeaseSpec()))
+
+
 def holder(cluster: Cluster, lease: str) -> str | None:
     spec = cluster.coord.read_namespaced_lease(lease, cluster.ns).spec
     return spec.holder_identity if spec else None
@@ -61,8 +67,7 @@ def holder(cluster: Cluster, lease: str) -> str | None:
 def test_a_second_process_with_the_same_pod_name_waits_for_the_first(cluster: Cluster) -> None:
     figures.section(SECTION, "1b. Lease fencing between two processes with one pod name")
     lease = "wabot-twin"
-    cluster.coord.create_namespaced_lease(cluster.ns, client.V1Lease(
-        metadata=client.V1ObjectMeta(name=lease), spec=client.V1LeaseSpec()))
+    new_lease(cluster, lease)
     holders = Holders()
     old = holders.elector(cluster, lease, "old process")
     old.start()
@@ -127,8 +132,7 @@ def test_a_process_that_fenced_itself_takes_back_only_its_own_unchanged_record(
     pod name wrote it), it waits like anyone else."""
     figures.section(SECTION, "1b. Lease fencing between two processes with one pod name")
     lease = "wabot-fenced"
-    cluster.coord.create_namespaced_lease(cluster.ns, client.V1Lease(
-        metadata=client.V1ObjectMeta(name=lease), spec=client.V1LeaseSpec()))
+    new_lease(cluster, lease)
     holders = Holders()
     e = holders.elector(cluster, lease, "worker")
     e.step()
