@@ -75,7 +75,10 @@ class ConnectionManager:
         terminal: bool | None = None,
         proxy: ProxyUrl | None = None,
         on_change: Callable[[lc.ConnState, lc.ConnState], None] | None = None,
+        resuming: bool = False,
     ) -> None:
+        """`resuming`: the worker starts with a linked session on its volume (a restart); the
+        lifecycle then spreads its first dial and backs off longer until it has connected."""
         self.client = client
         self._proxy = proxy
         self._on_change = on_change
@@ -91,7 +94,7 @@ class ConnectionManager:
         self._sessions_enabled = sessions_enabled
         self._terminal = sys.stdout.isatty() if terminal is None else terminal
         self._inbox: queue.Queue[lc.Event | _Barrier] = queue.Queue()
-        self._state = lc.ConnState()
+        self._state = lc.ConnState(resuming=resuming)
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._session_thread: threading.Thread | None = None
@@ -140,6 +143,10 @@ class ConnectionManager:
     @property
     def state(self) -> lc.ConnState:
         return self._state
+
+    @property
+    def policy(self) -> lc.Policy:
+        return self._policy
 
     def ready(self) -> bool:
         return self._state.ready

@@ -13,11 +13,13 @@ next pod may connect the moment the Lease is free) -> spool what the database di
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 from wabot.api import ConnectionData, PairingData
@@ -49,6 +51,34 @@ def prepare_session_dir(cfg: WorkerConfig) -> None:
     """auth/{serverName}/bot_{botId}/ with mode 0700: the session keys are in there."""
     os.makedirs(cfg.session_dir, mode=0o700, exist_ok=True)
     os.chmod(cfg.session_dir, 0o700)
+
+
+def has_linked_session(session_path: Path) -> bool:
+    """Whether the neonize store on the volume holds a linked device: this pod is a restart of
+    a bot that was paired before, not a new bot waiting to be paired.
+
+    Read before the client first connects (neonize creates the file then, not in `NewClient`),
+    read-only. whatsmeow keeps the paired device as a row of `whatsmeow_device`; a store with
+    no row (a bot that was started but never paired) is not a restart. A store that exists but
+    cannot be read counts as one: the worst that does is a first dial up to 20 s later.
+    """
+    try:
+        if session_path.stat().st_size == 0:
+            return False
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    try:
+        db = sqlite3.connect(f"{session_path.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
+        try:
+            return db.execute("SELECT 1 FROM whatsmeow_device LIMIT 1").fetchone() is not None
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        log.warning("cannot read the session store; treating this start as a restart",
+                    extra={"error": str(exc)[:200]})
+        return True
 
 
 def _uptime(seconds: float) -> str:
@@ -86,6 +116,8 @@ class Worker:
         self._plugins_available = list(plugins_available) if plugins_available is not None else None
         self._stopped = threading.Event()
         prepare_session_dir(cfg)
+        # Before the client's first connect() creates the store.
+        self.resuming = has_linked_session(cfg.session_path)
         if client is None:
             from neonize.client import NewClient
 
@@ -154,6 +186,7 @@ class Worker:
             terminal=terminal,
             proxy=self.proxy,
             on_change=self._connection_changed,
+            resuming=self.resuming,
         )
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send
@@ -294,8 +327,12 @@ class Worker:
                 "db": redact_dsn(self.cfg.effective_database_url),
                 "spec_source": self.cfg.spec_source.kind,
                 "pod": self.cfg.pod_name,
+                "linked_session": self.resuming,
             },
         )
+        if self.resuming:
+            log.info("linked session found on the volume (a restart): first dial spread after "
+                     "the Lease", extra={"within_s": self.connection.policy.resume_jitter_s})
         self.connection.register_handlers()
         if self._proxy_problem is not None:
             # Before the Lease can arrive: no session starts, the report says why.

@@ -83,10 +83,12 @@ def test_operator_scale_and_restart_smoke() -> None:
 def test_reconnect_simulation_smoke() -> None:
     from bench import reconnect
 
-    res = reconnect.run(50, horizon_s=60.0)
+    res = reconnect.run(50, horizon_s=60.0, stored=None)  # paced starts: one every 0.25 s
     got = values(res)
-    assert got["restart, WhatsApp reachable: dials peak (1 s window)"] == 50  # one dial each
+    assert res.extra["restart_reachable"]["attempts"] == 50  # one dial each
     assert sane(got["all start at once, WhatsApp unreachable: dials mean over 60 s"])
+    assert sane(got["WHAT-IF previous policy (first dial at once, full jitter from 1 s): restart "
+                    "during a WhatsApp outage: dials peak (1 s window)"])
 
 
 def test_reports_are_written(tmp_path: Path) -> None:

@@ -80,6 +80,82 @@ def test_backoff_grows_with_consecutive_failures() -> None:
     assert delays[-1] <= POLICY.backoff.cap_s
 
 
+# --- the default policy: new bots, restarted bots, drops (what a fleet restart relies on) ---
+
+DEFAULT = lc.DEFAULT_POLICY
+
+
+def test_a_new_bot_dials_as_soon_as_it_holds_the_lease() -> None:
+    """No linked session on the volume: someone waits for the QR, no start-up delay."""
+    s, actions = lc.transition(lc.ConnState(), lc.LeaseAcquired(), 1000.0, 0.99, DEFAULT)
+    assert kinds(actions) == [lc.StartSession, lc.Publish] and s.session_running
+
+
+def test_a_restarted_bot_drawing_zero_dials_at_once() -> None:
+    s, actions = lc.transition(lc.ConnState(resuming=True), lc.LeaseAcquired(), 1000.0, 0.0,
+                               DEFAULT)
+    assert lc.StartSession in kinds(actions) and s.session_running
+
+
+@pytest.mark.parametrize("rand", [0.001, 0.3, 0.999])
+def test_a_restarted_bot_dials_within_its_jitter_window(rand: float) -> None:
+    s, actions = lc.transition(lc.ConnState(resuming=True), lc.LeaseAcquired(), 1000.0, rand,
+                               DEFAULT)
+    due = 1000.0 + rand * DEFAULT.resume_jitter_s
+    assert s.retry_at == due <= 1000.0 + DEFAULT.resume_jitter_s == 1020.0
+    assert s.next_wakeup() == due and s.lease_held and not s.session_running
+    assert lc.StartSession not in kinds(actions) and lc.Publish in kinds(actions)
+    # The Lease verdict again (a renewal that looked like an acquisition) does not postpone it.
+    again, actions = lc.transition(s, lc.LeaseAcquired(), (1000.0 + due) / 2, 0.9999, DEFAULT)
+    assert again.retry_at == due and lc.StartSession not in kinds(actions)
+    _early, actions = lc.transition(s, lc.Tick(), due - 0.01, 0.5, DEFAULT)
+    assert lc.StartSession not in kinds(actions)
+    s, actions = lc.transition(s, lc.Tick(), due, 0.5, DEFAULT)
+    assert lc.StartSession in kinds(actions) and s.state is WorkerState.CONNECTING
+
+
+def test_a_restarted_bot_that_has_not_connected_retries_at_the_cap_then_quickly() -> None:
+    """During a fleet restart in a WhatsApp outage a resuming worker redials after
+    [cap/2, cap]; once it has connected, a drop is retried within a second again."""
+    cap = DEFAULT.backoff.cap_s
+    s, _ = lc.transition(lc.ConnState(resuming=True), lc.LeaseAcquired(), 0.0, 0.0, DEFAULT)
+    now = 0.0
+    for rand in (0.0, 0.5, 0.999):
+        s, _ = lc.transition(s, lc.SessionEnded("dial failed"), now, rand, DEFAULT)
+        assert s.retry_at is not None and cap / 2 <= s.retry_at - now <= cap
+        now = s.retry_at
+        s, actions = lc.transition(s, lc.Tick(), now, 0.5, DEFAULT)
+        assert lc.StartSession in kinds(actions)
+    s, _ = lc.transition(s, lc.Connected(None), now, 0.5, DEFAULT)
+    assert not s.resuming and s.failures == 0
+    s, _ = lc.transition(s, lc.SessionEnded("stream error"), now + 60, 0.999, DEFAULT)
+    assert s.retry_at is not None and 0.5 <= s.retry_at - (now + 60) < 1.0
+
+
+def test_a_dropped_bot_retries_with_equal_jitter_within_floor_and_cap() -> None:
+    s, _ = lc.transition(lc.ConnState(), lc.LeaseAcquired(), 0.0, 0.5, DEFAULT)
+    b = DEFAULT.backoff
+    now = 0.0
+    for attempt in range(1, 16):
+        for rand in (0.0, 0.999):
+            ended, _ = lc.transition(s, lc.SessionEnded("x"), now, rand, DEFAULT)
+            assert ended.retry_at is not None
+            delay = ended.retry_at - now
+            assert b.min_s <= delay <= b.cap_s
+            # Never early (up to the rounding of `retry_at - now`).
+            assert b.ceiling(attempt) / 2 - 1e-9 <= delay <= b.ceiling(attempt)
+        now = ended.retry_at
+        s, _ = lc.transition(ended, lc.Tick(), now, 0.5, DEFAULT)
+    assert b.delay(1, 0.0) == 0.5 and b.delay(1, 0.999) < 1.0  # the first retry: within 1 s
+
+
+def test_a_temporary_ban_of_a_restarted_bot_waits_the_given_time_too() -> None:
+    s, _ = lc.transition(lc.ConnState(resuming=True), lc.LeaseAcquired(), 0.0, 0.0, DEFAULT)
+    s, _ = lc.transition(s, lc.TemporaryBan("x", 600), 10.0, 0.0, DEFAULT)
+    s, _ = lc.transition(s, lc.SessionEnded(None), 11.0, 0.9, DEFAULT)
+    assert s.state is WorkerState.TEMPORARY_BAN and s.retry_at == 610.0
+
+
 def test_disconnect_waits_for_whatsmeow_then_watchdog_restarts() -> None:
     s = connected()
     s, actions = step(s, lc.Disconnected(), now=2000.0)
@@ -205,13 +281,14 @@ EVENTS = st.one_of(
 
 
 @settings(max_examples=300)
-@given(st.lists(st.tuples(EVENTS, st.floats(0, 100), st.floats(0, 0.999)), max_size=40))
+@given(st.lists(st.tuples(EVENTS, st.floats(0, 100), st.floats(0, 0.999)), max_size=40),
+       st.booleans())
 def test_invariants_hold_for_any_event_sequence(
-    seq: list[tuple[lc.Event, float, float]],
+    seq: list[tuple[lc.Event, float, float]], resuming: bool,
 ) -> None:
-    """Whatever happens: no session is started without the Lease, never two at once, never
-    after a park, and being ready implies connected + Lease."""
-    s = lc.ConnState()
+    """Whatever happens, to a new bot or a restarted one: no session is started without the
+    Lease, never two at once, never after a park, and being ready implies connected + Lease."""
+    s = lc.ConnState(resuming=resuming)
     now = 0.0
     running = False
     for ev, dt, rand in seq:
