@@ -58,6 +58,32 @@ def parse_quantity(value: str) -> Decimal:
     return Decimal(m.group(1)) * _FACTORS[m.group(2)]
 
 
+# What compute_drift reads of an observed object, per kind (besides metadata's labels,
+# ownerReferences, resourceVersion and uid).
+_READ: dict[str, tuple[str, ...]] = {
+    "Role": ("rules",),
+    "RoleBinding": ("roleRef", "subjects"),
+    "ServiceAccount": ("automountServiceAccountToken",),
+}
+
+
+def essentials(kind: str, observed: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of an observed object that compute_drift (and a recreate) reads: what the
+    operator keeps of a listed object, instead of the whole object with its managedFields."""
+    meta = observed.get("metadata") or {}
+    out: dict[str, Any] = {"metadata": {k: meta[k] for k in (
+        "name", "uid", "resourceVersion", "labels", "ownerReferences") if k in meta}}
+    for key in _READ.get(kind, ()):
+        if key in observed:
+            out[key] = observed[key]
+    if kind == "PersistentVolumeClaim":
+        spec = observed.get("spec") or {}
+        storage = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+        out["spec"] = {"storageClassName": spec.get("storageClassName"),
+                       "resources": {"requests": {"storage": storage}}}
+    return out
+
+
 def compute_drift(kind: str, desired: Mapping[str, Any], observed: Mapping[str, Any],
                   bot: str) -> Drift:
     patch: dict[str, Any] = {}

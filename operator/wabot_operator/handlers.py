@@ -253,7 +253,7 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
                                       memory)
             for event in outcome.events:
                 _post(body, event)
-            created = any(event.reason == "PodCreated" for event in outcome.events)
+            created = outcome.pod_created is not None
             delay = outcome.delay if outcome.delay is not None else (
                 runtime.config.reconcile_interval)
             woken = await _sleep_until(wake, stopped, delay)

@@ -9,7 +9,7 @@ observed.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -115,6 +115,22 @@ class Kube:
 
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", self._one(kind, namespace, name))
+
+    def list_all(self, kind: str, namespace: str, label_selector: str,
+                 page: int = 500) -> Iterator[dict[str, Any]]:
+        """Every object of `kind` in `namespace` matching the selector, a page at a time (a
+        page is parsed and let go before the next is asked for)."""
+        base = _PATHS[kind].format(ns=quote(namespace, safe=""))
+        token = ""
+        while True:
+            query = f"labelSelector={quote(label_selector, safe='')}&limit={page}"
+            if token:
+                query += f"&continue={quote(token, safe='')}"
+            answer = self._call("GET", f"{base}?{query}")
+            yield from answer.get("items") or []
+            token = (answer.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return
 
     def patch(self, kind: str, namespace: str, name: str,
               patch: Mapping[str, Any]) -> dict[str, Any]:

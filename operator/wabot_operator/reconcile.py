@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import random
+import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -27,6 +27,7 @@ from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
 from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
+from wabot_operator.inventory import Inventory, Snapshot
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, newer, observe_pod
 from wabot_operator.pacing import SlotPacer
@@ -76,6 +77,8 @@ UNSEEN_POD_TRUST = 30.0
 # per step (in a burst of 300 bots the steps were seconds apart). The phase and the Degraded
 # condition are never held back; the default reconcile interval is as long.
 PENDING_SETTLE = 10.0
+# A new bot's first status waits up to this long for its new pod to run (see _write_status).
+FIRST_STATUS_HOLD = 5.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class BotMemory:
     template_error: str | None = None  # last one announced
     slot_at: float | None = None  # when this bot last used a fleet-wide restart slot
     read_first: bool = False  # the bot ran before: its supporting objects most likely exist
+    direct: bool = False  # the last apply failed: check the objects themselves, not a listing
+    secret_at: float = -math.inf  # when the API-token Secret was last made sure of
+    # The spec as validated and the objects rendered from it, for (uid, generation, templates
+    # version): a bot is passed over many times per change (each step of its pod wakes it),
+    # and validating plus rendering was the largest part of a pass's own CPU.
+    rendered: tuple[tuple[str, int, str], WhatsAppBotSpec, Children] | None = None
 
 
 @dataclass
@@ -116,9 +125,10 @@ class Outcome:
     phase: Phase | None = None
     delay: float | None = None  # look again after this many seconds (None: the usual interval)
     error: str | None = None
-    # "Kind name" of every supporting object this pass created: one Event and one log line
-    # for them all (an Event is an API request; a first pass creates six such objects).
+    # "Kind name" of every object this pass created: one Event and one log line for them all
+    # (an Event is an API request; a first pass creates seven objects).
     created: list[str] = field(default_factory=list)
+    pod_created: str | None = None  # its entry in `created`, when this pass created the pod
 
 
 def bot_log(bot: Mapping[str, Any]) -> BotLog:
@@ -146,6 +156,7 @@ class Reconciler:
         self._now = now
         # One pacer for the whole process: the fleet's re-creations share one pace.
         self.restarts = SlotPacer(config.pod_restarts_per_second)
+        self.inventory = Inventory(kube, clock)
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -156,7 +167,10 @@ class Reconciler:
         outcome = self._reconcile(bot, pod, memory)
         if outcome.created:
             what = ", ".join(outcome.created)
-            outcome.events.insert(0, Event("Normal", "Created", f"created {what}"))
+            # A pod on its own is a restart or a replacement: PodCreated. A first pass (or a
+            # repair) creates several objects: one Created Event for all of them, the pod too.
+            reason = "PodCreated" if outcome.created == [outcome.pod_created] else "Created"
+            outcome.events.insert(0, Event("Normal", reason, f"created {what}"))
             bot_log(bot).info("created %s", what)
         return outcome
 
@@ -181,23 +195,36 @@ class Reconciler:
             observed = mine  # created (or read) by this operator, not shown by the watch yet
         problem: Problem | None = None
         try:
-            spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
-        except ValidationError as e:
-            # The CRD admitted it but the model refuses it (an older CRD, a hand-applied one):
-            # report it and leave the running pod alone; a fixed spec heals on the next pass.
-            problem = Problem("InvalidSpec", _validation_message(e), fatal=True)
-            self._write_status(bot, ref, generation, False, observed, problem, outcome, log,
-                               memory)
-            return outcome
-
-        try:
             templates = self.templates.get()
-            children = render_children(ref, spec, self.defaults, templates)
         except TemplateError as e:
-            problem = Problem("TemplateError", str(e), fatal=True)
-            self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
-                               log, memory)
-            return outcome
+            templates, problem = None, Problem("TemplateError", str(e), fatal=True)
+        rendered = memory.rendered
+        if (templates is not None and rendered is not None
+                and rendered[0] == (ref.uid, generation, templates.version)):
+            spec, children = rendered[1], rendered[2]  # the same spec and templates as before
+        else:
+            try:
+                spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
+            except ValidationError as e:
+                # The CRD admitted it but the model refuses it (an older CRD, a hand-applied
+                # one): report it and leave the running pod alone; a fixed spec heals.
+                problem = Problem("InvalidSpec", _validation_message(e), fatal=True)
+                self._write_status(bot, ref, generation, False, observed, problem, outcome,
+                                   log, memory)
+                return outcome
+            if templates is None:
+                assert problem is not None
+                self._write_status(bot, ref, generation, spec.suspend, observed, problem,
+                                   outcome, log, memory)
+                return outcome
+            try:
+                children = render_children(ref, spec, self.defaults, templates)
+            except TemplateError as e:
+                problem = Problem("TemplateError", str(e), fatal=True)
+                self._write_status(bot, ref, generation, spec.suspend, observed, problem,
+                                   outcome, log, memory)
+                return outcome
+            memory.rendered = ((ref.uid, generation, templates.version), spec, children)
 
         # The pod goes out as early as it can: after only what it needs to be scheduled,
         # admitted and started (PVC: scheduling; ServiceAccount: admission; the API-token
@@ -209,9 +236,22 @@ class Reconciler:
         memory.read_first = bool((bot.get("status") or {}).get("phase"))
         check = (memory.ensured_key != key
                  or self._clock() - memory.ensured_at >= self.config.resync_interval)
-        if check:
-            problem = self._ensure_supporting(ref, _before_pod(children), children, outcome,
-                                              log, memory)
+        snapshot: Snapshot | None = None
+        if check and memory.read_first and not memory.direct and memory.ensured_key in (
+                None, key):
+            # A re-check (the resync, or a restarted operator's first look at a bot that ran
+            # before) compares with one listing of the namespace shared by every bot, not
+            # one GET per object. A changed spec or templates, and the pass after a failed
+            # apply, read the objects themselves.
+            newer_than = memory.ensured_at if memory.ensured_key == key else -math.inf
+            try:
+                snapshot = self.inventory.snapshot(ref.namespace, newer_than)
+            except KubeError as e:
+                problem = self._apply_failed(e, outcome, log, memory)
+        if check and problem is None:
+            problem = self._ensure_supporting(
+                ref, _before_pod(children), None if snapshot else children.api_secret,
+                outcome, log, memory, snapshot)
 
         if problem is None:
             decision = decide_pod(bot_uid=ref.uid, desired_hash=None if spec.suspend
@@ -221,8 +261,15 @@ class Reconciler:
                 # A replacement waiting for its start slot: nothing to do until then.
                 decision = PodDecision(PodAction.WAIT, "RestartPaced",
                                        f"pod replacement paced: starts in {wait:.1f} s")
-            observed, problem = self._act_on_pod(ref, children, decision, observed, outcome,
-                                                 log)
+            if (decision.action == PodAction.CREATE and children.api_secret is not None
+                    and self._clock() - memory.secret_at >= self.config.resync_interval):
+                # The pod reads the token once, at start: make sure it is there (the listing
+                # does not cover Secrets). Deleting the Secret and the pod rotates the token.
+                problem = self._ensure_supporting(ref, [], children.api_secret, outcome, log,
+                                                  memory, None)
+            if problem is None:
+                observed, problem = self._act_on_pod(ref, children, decision, observed,
+                                                     outcome, log)
             if decision.action == PodAction.CREATE:
                 # As created, or as read after a 409 (None: gone in between).
                 memory.pod, memory.pod_at, memory.pod_seen = observed, self._clock(), False
@@ -235,14 +282,13 @@ class Reconciler:
                     outcome.result = "requeue"
             if check:
                 after = self._ensure_supporting(ref, _after_pod(children), None, outcome, log,
-                                                memory)
+                                                memory, snapshot)
                 problem = problem or after
                 if after is None:
-                    memory.ensured_key = key
-                    # Up to half an interval early, so bots created together (or an
-                    # operator restart) do not all re-check at the same moment forever after.
-                    memory.ensured_at = self._clock() - random.uniform(
-                        0.0, 0.5 * self.config.resync_interval)
+                    memory.ensured_key, memory.direct = key, False
+                    # As of the listing it was checked against, if any.
+                    memory.ensured_at = (snapshot.taken_at if snapshot is not None
+                                         else self._clock())
 
         self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
                            log, memory)
@@ -256,30 +302,41 @@ class Reconciler:
     # --- supporting objects ----------------------------------------------------------------
 
     def _ensure_supporting(self, ref: BotRef, objects: list[dict[str, Any]],
-                           with_secret: Children | None, outcome: Outcome, log: BotLog,
-                           memory: BotMemory) -> Problem | None:
-        """Create-or-patch some of the PVC, ServiceAccount, Role, RoleBinding and Lease (and
-        the API-token Secret with `with_secret`). The caller skips this while nothing that
-        shapes them changed and the resync interval has not passed: in steady state a pass
-        costs no API calls."""
+                           secret: dict[str, Any] | None, outcome: Outcome, log: BotLog,
+                           memory: BotMemory, snapshot: Snapshot | None) -> Problem | None:
+        """Create-or-patch some of the PVC, ServiceAccount, Role, RoleBinding and Lease (as
+        listed in `snapshot`, or read one by one), and the API-token `secret`. The caller
+        skips this while nothing that shapes them changed and the resync interval has not
+        passed: in steady state a pass costs no API calls."""
         try:
             for desired in objects:
-                self._ensure_one(ref, desired, outcome, log, memory.read_first)
-            if with_secret is not None and with_secret.api_secret is not None:
-                self._ensure_api_secret(ref, with_secret.api_secret, outcome, log,
-                                        memory.read_first)
+                self._ensure_one(ref, desired, outcome, log, memory.read_first, snapshot)
+            if secret is not None:
+                self._ensure_api_secret(ref, secret, outcome, log, memory.read_first)
+                memory.secret_at = self._clock()
         except KubeError as e:
-            memory.ensured_key = None
-            outcome.result, outcome.error = "error", str(e)
-            log.warning("could not apply supporting objects: %s", e)
-            return Problem("ApplyFailed", f"supporting objects: {e}")
+            return self._apply_failed(e, outcome, log, memory)
         return None
 
+    def _apply_failed(self, e: KubeError, outcome: Outcome, log: BotLog,
+                      memory: BotMemory) -> Problem:
+        # Check again on the next pass, reading the objects themselves (a 409 on a patch
+        # built from a listing means that listing is out of date).
+        memory.ensured_key, memory.direct = None, True
+        outcome.result, outcome.error = "error", str(e)
+        log.warning("could not apply supporting objects: %s", e)
+        return Problem("ApplyFailed", f"supporting objects: {e}")
+
     def _ensure_one(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
-                    log: BotLog, read_first: bool = False) -> None:
+                    log: BotLog, read_first: bool = False,
+                    snapshot: Snapshot | None = None) -> None:
         kind = desired["kind"]
         name = desired["metadata"]["name"]
-        observed = self._existing_or_create(ref, desired, outcome, read_first)
+        observed = snapshot.get(kind, name) if snapshot is not None else None
+        if observed is None:
+            # Not listed (or no listing): create it, or read it when it most likely exists.
+            observed = self._existing_or_create(ref, desired, outcome,
+                                                read_first and snapshot is None)
         if observed is None:
             return
         drift = compute_drift(kind, desired, observed, ref.name)
@@ -410,9 +467,8 @@ class Reconciler:
             outcome.events.append(Event("Warning", "PodRejected", e.message))
             log.warning("pod %s rejected: %s", name, e)
             return None, Problem("PodRejected", e.message)
-        outcome.events.append(Event("Normal", "PodCreated",
-                                    f"created pod {name} (spec hash {children.pod_hash})"))
-        log.info("created pod %s (hash %s)", name, children.pod_hash)
+        outcome.pod_created = f"Pod {name} (spec hash {children.pod_hash})"
+        outcome.created.append(outcome.pod_created)
         return observe_pod(created), None
 
     # --- status ------------------------------------------------------------------------------
@@ -437,13 +493,17 @@ class Reconciler:
         if patch == current_operator_status(current):
             memory.held_since = None
             return
-        if (problem is None and status.phase == Phase.PENDING
-                and current.get("phase") == Phase.PENDING.value
-                and _degraded(patch) == _degraded(current_operator_status(current))):
+        first = not current.get("phase")
+        still_pending = (current.get("phase") == Phase.PENDING.value and _degraded(patch)
+                         == _degraded(current_operator_status(current)))
+        # A new bot's pod is usually Running a moment after it was created: its first status
+        # then says Connecting in one write, instead of Pending and Connecting in two.
+        new_pod = first and observed is not None and _degraded(patch)[0] != "True"
+        if problem is None and status.phase == Phase.PENDING and (still_pending or new_pod):
             now = self._clock()
             if memory.held_since is None:
                 memory.held_since = now
-            wait = memory.held_since + PENDING_SETTLE - now
+            wait = memory.held_since + (FIRST_STATUS_HOLD if first else PENDING_SETTLE) - now
             if wait > 0:
                 outcome.delay = min(outcome.delay or wait, wait)
                 return
@@ -461,10 +521,10 @@ class Reconciler:
         old_phase = current.get("phase")
         if old_phase != status.phase:
             log.info("phase %s -> %s", old_phase or "-", status.phase)
-            # Pending and Connecting follow the pod, whose PodCreated/PodDeleted Events say
-            # it already: an Event (an API request) for them too would double what a mass
-            # restart costs. A bot's first phase, and every other phase, get one.
-            if old_phase is None or status.phase not in (Phase.PENDING, Phase.CONNECTING):
+            # Pending and Connecting follow the pod, whose Created/PodCreated/PodDeleted Events
+            # say it already: an Event (an API request) for them too would double what a new
+            # bot or a mass restart costs. Every other phase gets one.
+            if status.phase not in (Phase.PENDING, Phase.CONNECTING):
                 outcome.events.append(Event("Normal", "PhaseChanged",
                                             f"phase {old_phase or '-'} -> {status.phase}"))
         if problem is not None:

@@ -12,7 +12,8 @@ import copy
 import hashlib
 import string
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,10 +113,18 @@ def load_templates(directory: Path) -> Templates:
 class TemplateStore:
     """Loads the templates and reloads them when a file changes (a ConfigMap mount updates in
     place), so an admin's override takes effect without restarting the operator. A broken
-    edit keeps the last good set in use and is reported through `error`."""
+    edit keeps the last good set in use and is reported through `error`.
 
-    def __init__(self, directory: Path) -> None:
+    The files are looked at (six stat() calls) at most every `recheck_s`: every reconcile
+    pass asks, and at 20 new bots a second that was a few percent of the operator's CPU; a
+    ConfigMap update reaches the mount only after the kubelet's sync (up to a minute) anyway."""
+
+    def __init__(self, directory: Path, recheck_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._directory = directory
+        self._recheck_s = recheck_s
+        self._clock = clock
+        self._checked_at: float | None = None
         self._lock = threading.Lock()
         self._stamp: tuple[tuple[str, int, int], ...] | None = None
         self._templates: Templates | None = None
@@ -133,6 +142,11 @@ class TemplateStore:
 
     def get(self) -> Templates:
         with self._lock:
+            now = self._clock()
+            if (self._templates is not None and self._checked_at is not None
+                    and now - self._checked_at < self._recheck_s):
+                return self._templates
+            self._checked_at = now
             stamp = self._current_stamp()
             if stamp != self._stamp or self._templates is None:
                 try:

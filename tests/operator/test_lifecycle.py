@@ -96,8 +96,8 @@ def test_create_makes_every_child_and_reports_the_running_pod(
     assert all(c["observedGeneration"] == generation for c in conds.values())
     assert cluster.bot("sales")["metadata"]["finalizers"] == ["wabot.io/finalizer"]
 
-    reasons = {e.reason for e in cluster.events_for("sales")}
-    assert {"Created", "PodCreated"} <= reasons
+    (created,) = [e for e in cluster.events_for("sales") if e.reason == "Created"]
+    assert "Pod wabot-sales (spec hash" in created.message  # one Event for all seven objects
 
     assert operator.metric("wabot_bots", phase="Connecting") == 1
     assert operator.metric("wabot_bots", phase="Pending") == 0
@@ -271,9 +271,9 @@ def test_json_logs_name_the_bot_and_its_tenant(
         cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
     op = operator_factory(extra_env={"WABOT_OPERATOR_LOG_FORMAT": "json"}).start()
     cluster.create_bot("logged", {"serverName": "globex"})
-    eventually(lambda: "created pod wabot-logged" in op.log(), what="a log line about the pod")
+    eventually(lambda: "Pod wabot-logged" in op.log(), what="a log line about the pod")
     records = [json.loads(line) for line in op.log().splitlines() if line.startswith("{")]
-    created = [r for r in records if "created pod wabot-logged" in r.get("message", "")]
+    created = [r for r in records if "Pod wabot-logged" in r.get("message", "")]
     assert created, records[-5:]
     assert created[0]["bot"] == "logged"
     assert created[0]["namespace"] == cluster.ns

@@ -72,7 +72,7 @@ def test_changing_resources_replaces_the_pod_old_gone_first(
         assert cluster.bot("roll")["status"]["phase"] == "Pending"
         release(cluster, "wabot-roll")
         new = eventually(lambda: running(cluster, "wabot-roll", "750m"), what="new pod Running")
-        eventually(lambda: cluster.bot("roll")["status"].get("observedGeneration") == 2,
+        eventually(lambda: cluster.bot("roll").get("status", {}).get("observedGeneration") == 2,
                    what="generation observed")
     assert new.metadata.uid != first.metadata.uid
     assert new.spec.containers[0].resources.limits == {"cpu": "750m", "memory": "300Mi"}
@@ -86,7 +86,7 @@ def test_changing_resources_replaces_the_pod_old_gone_first(
     assert deleted_old < added_new
     # Changing what the worker reads live (commands) does not touch the pod.
     cluster.patch_bot("roll", {"commands": {"prefix": "?"}})
-    eventually(lambda: cluster.bot("roll")["status"].get("observedGeneration") == 3,
+    eventually(lambda: cluster.bot("roll").get("status", {}).get("observedGeneration") == 3,
                what="generation 3 observed")
     assert cluster.pod("wabot-roll").metadata.uid == new.metadata.uid  # type: ignore[union-attr]
 
@@ -129,7 +129,7 @@ def test_operator_killed_mid_replacement_converges_after_restart(
         assert cluster.pods_of("crash") == []
         restarted = operator_factory().start()
         new = eventually(lambda: running(cluster, "wabot-crash", "600m"), what="converged")
-        eventually(lambda: cluster.bot("crash")["status"].get("phase") == "Connecting",
+        eventually(lambda: cluster.bot("crash").get("status", {}).get("phase") == "Connecting",
                    what="status converged")
     assert restarted.healthy()
     assert new.metadata.uid != first.metadata.uid
@@ -173,7 +173,7 @@ def test_operator_killed_right_after_create_converges_without_duplicates(
         op.kill()
         operator_factory().start()
         eventually(lambda: running(cluster, "wabot-early"), what="pod Running")
-        eventually(lambda: cluster.bot("early")["status"].get("phase") == "Connecting",
+        eventually(lambda: cluster.bot("early").get("status", {}).get("phase") == "Connecting",
                    what="status converged")
     assert_one_pod_at_a_time(rec)
     assert supporting_counts(cluster, "early") == ONE_OF_EACH
@@ -184,7 +184,7 @@ def test_restart_on_a_converged_bot_changes_nothing(
     op = operator_factory().start()
     cluster.create_bot("calm")
     pod = eventually(lambda: running(cluster, "wabot-calm"), what="pod Running")
-    eventually(lambda: cluster.bot("calm")["status"].get("phase") == "Connecting",
+    eventually(lambda: cluster.bot("calm").get("status", {}).get("phase") == "Connecting",
                what="Connecting")
     op.stop()
     with PodRecorder(cluster.api_client, cluster.ns, "calm") as rec:

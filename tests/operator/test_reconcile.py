@@ -7,14 +7,14 @@ from __future__ import annotations
 import copy
 import itertools
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import KubeError
-from wabot_operator.reconcile import PENDING_SETTLE, BotMemory, Reconciler
+from wabot_operator.reconcile import FIRST_STATUS_HOLD, PENDING_SETTLE, BotMemory, Reconciler
 from wabot_operator.templates import TemplateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,14 +49,27 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self.calls.append(("read", kind, name))
         if (kind, name) not in self.objects:
             raise KubeError(404, "NotFound", f"{kind} {name} not found")
         return copy.deepcopy(self.objects[(kind, name)])
 
+    def list_all(self, kind: str, namespace: str,
+                 label_selector: str) -> Iterator[dict[str, Any]]:
+        self.calls.append(("list", kind, label_selector))
+        self._check("list", kind)
+        for (k, _), obj in list(self.objects.items()):
+            if k == kind and label_selector in (obj["metadata"].get("labels") or {}):
+                yield copy.deepcopy(obj)
+
     def patch(self, kind: str, namespace: str, name: str,
               patch: Mapping[str, Any]) -> dict[str, Any]:
         self.calls.append(("patch", kind, name))
+        self._check("patch", kind)
         obj = self.objects[(kind, name)]
+        expected = (patch.get("metadata") or {}).get("resourceVersion")
+        if expected is not None and expected != obj["metadata"]["resourceVersion"]:
+            raise KubeError(409, "Conflict", "the object has been modified")
         _merge(obj, copy.deepcopy(dict(patch)))
         return copy.deepcopy(obj)
 
@@ -77,7 +90,8 @@ class FakeKube:
         return {}
 
     def writes(self, kind: str | None = None) -> list[tuple[str, str, str]]:
-        return [c for c in self.calls if kind is None or c[1] == kind]
+        return [c for c in self.calls
+                if c[0] not in ("read", "list") and (kind is None or c[1] == kind)]
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -136,15 +150,46 @@ def test_first_pass_creates_what_the_pod_needs_then_the_pod_then_the_rest(
         ("create", "Lease", "wabot-sales"),
     ]
     assert out.result == "requeue" and out.delay is not None
-    (patch,) = kube.status_patches
-    assert patch["status"]["phase"] == "Pending"
-    assert {e.reason for e in out.events} >= {"Created", "PodCreated", "PhaseChanged"}
-    # One Event for all the supporting objects (an Event is an API request).
-    (created,) = [e for e in out.events if e.reason == "Created"]
+    assert out.delay <= FIRST_STATUS_HOLD
+    # One Event for everything the pass created, the pod included (an Event is an API
+    # request), and no status yet: the new pod is given a moment to run (next test).
+    assert [e.reason for e in out.events] == ["Created"]
     for what in ("ServiceAccount wabot-sales", "PersistentVolumeClaim wabot-sales-auth",
-                 "Secret wabot-sales-api", "Role wabot-sales", "RoleBinding wabot-sales",
-                 "Lease wabot-sales"):
-        assert what in created.message
+                 "Secret wabot-sales-api", "Pod wabot-sales (spec hash", "Role wabot-sales",
+                 "RoleBinding wabot-sales", "Lease wabot-sales"):
+        assert what in out.events[0].message
+    assert kube.status_patches == []
+
+
+def test_a_new_bot_whose_pod_runs_at_once_gets_one_status_write(kube: FakeKube) -> None:
+    """The pod ran within FIRST_STATUS_HOLD: the first status says Connecting, in one write;
+    a pod still Pending after that moment gets its Pending status written then."""
+    now = [100.0]
+    r = make_reconciler(kube, clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    pod = kube.read("Pod", NS, "wabot-sales")
+    pod["spec"]["nodeName"] = "node-1"
+    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    now[0] += 0.8
+    out = r.reconcile(bot(), pod, memory)
+    (patch,) = kube.status_patches
+    assert patch["status"]["phase"] == "Connecting"
+    assert patch["status"]["podName"] == "wabot-sales"
+    assert out.events == []  # the Created Event said it; no PhaseChanged for Connecting
+
+    slow = FakeKube()
+    r2 = make_reconciler(slow, clock=lambda: now[0])
+    memory2 = BotMemory()
+    r2.reconcile(bot(), None, memory2)
+    out = r2.reconcile(bot(), None, memory2)  # the watch has not shown the pod yet
+    assert slow.status_patches == []
+    assert out.delay is not None and out.delay <= FIRST_STATUS_HOLD
+    now[0] += FIRST_STATUS_HOLD
+    r2.reconcile(bot(), None, memory2)
+    (patch,) = slow.status_patches
+    assert (patch["status"]["phase"], patch["status"]["podName"]) == ("Pending", "wabot-sales")
 
 
 def test_steady_state_pass_makes_no_api_calls(kube: FakeKube, reconciler: Reconciler) -> None:
@@ -232,7 +277,7 @@ def test_a_broken_template_is_reported_not_raised(tmp_path: Path) -> None:
     (d / "pod.yaml").write_text((d / "pod.yaml").read_text().replace("${pvcName}", "${nope}"))
     kube = FakeKube()
     config = OperatorConfig(templates_dir=d, standalone=True)
-    r = Reconciler(kube, config, TemplateStore(d))  # type: ignore[arg-type]
+    r = Reconciler(kube, config, TemplateStore(d, recheck_s=0))  # type: ignore[arg-type]
     r.reconcile(bot(), None, BotMemory())
     status = kube.status_patches[-1]["status"]
     degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
@@ -328,10 +373,13 @@ def test_a_status_write_is_not_repeated_for_a_bot_the_watch_shows_from_before_it
         return {"metadata": {"resourceVersion": next(answers)}}
 
     kube.patch_bot_status = patch_bot_status  # type: ignore[method-assign]
+    now = [100.0]
+    reconciler = make_reconciler(kube, clock=lambda: now[0])
     memory = BotMemory()
-    out = reconciler.reconcile(bot(resourceVersion="10"), None, memory)
+    reconciler.reconcile(bot(resourceVersion="10"), None, memory)
+    now[0] += FIRST_STATUS_HOLD  # the new pod did not run in time: Pending is written
+    reconciler.reconcile(bot(resourceVersion="10"), None, memory)
     assert len(kube.status_patches) == 1
-    assert [e.reason for e in out.events].count("PhaseChanged") == 1
     pod = kube.read("Pod", NS, "wabot-sales")
     # The bot with kopf's finalizer (resourceVersion 12), without the status written at 13.
     out = reconciler.reconcile(bot(resourceVersion="12", finalizers=["wabot.io/finalizer"]),
@@ -373,6 +421,8 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     r = make_reconciler(kube, clock=lambda: now[0])
     memory = BotMemory()
     r.reconcile(bot(), None, memory)
+    now[0] += FIRST_STATUS_HOLD
+    r.reconcile(bot(), None, memory)
     assert len(kube.status_patches) == 1
     pod = kube.read("Pod", NS, "wabot-sales")
     now[0] += 10.0  # a loaded cluster: long after the first write
@@ -401,6 +451,8 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     other = FakeKube()
     r2 = make_reconciler(other, clock=lambda: now[0])
     memory2 = BotMemory()
+    r2.reconcile(bot(), None, memory2)
+    now[0] += FIRST_STATUS_HOLD
     r2.reconcile(bot(), None, memory2)
     stuck = other.read("Pod", NS, "wabot-sales")
     stuck["status"] = {"phase": "Pending", "conditions": [
@@ -473,7 +525,7 @@ def test_a_stuck_pod_is_reported_at_once(kube: FakeKube, reconciler: Reconciler)
         {"restartCount": 0, "state": {"waiting": {"reason": "ImagePullBackOff",
                                                   "message": "no such image"}}}]}
     reconciler.reconcile(bot(), pod, memory)
-    assert len(kube.status_patches) == 2
+    assert len(kube.status_patches) == 1  # not held for the new pod's moment either
     degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
                     if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ImagePullBackOff")

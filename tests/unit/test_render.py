@@ -438,15 +438,19 @@ def test_values_cannot_inject_yaml(templates: Templates) -> None:
 
 def test_store_reloads_changed_templates_and_keeps_the_last_good_set(tmp_path: Path) -> None:
     d = copy_templates(tmp_path)
-    store = TemplateStore(d)
+    now = [0.0]
+    store = TemplateStore(d, recheck_s=1.0, clock=lambda: now[0])
     first = store.get()
     assert store.get() is first  # unchanged files are not re-read
     pod = d / "pod.yaml"
     pod.write_text(pod.read_text().replace("terminationGracePeriodSeconds: 30",
                                            "terminationGracePeriodSeconds: 45"))
+    assert store.get() is first  # the files are looked at again only after recheck_s
+    now[0] += 1.0
     second = store.get()
     assert second.version != first.version
     pod.write_text("kind: [unclosed")
+    now[0] += 1.0
     assert store.get() is second
     assert store.error is not None and "pod.yaml" in store.error
 
