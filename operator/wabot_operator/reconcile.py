@@ -10,6 +10,8 @@ restarted operator converges from whatever it finds.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import functools
 import logging
 import math
 import secrets
@@ -46,7 +48,7 @@ from wabot_operator.status import (
     parse_report,
     status_patch,
 )
-from wabot_operator.templates import TemplateError, TemplateStore
+from wabot_operator.templates import TemplateError, Templates, TemplateStore
 
 _log = logging.getLogger("wabot_operator.reconcile")
 
@@ -74,11 +76,11 @@ UNSEEN_POD_TRUST = 30.0
 # scheduled) before it runs, each a moment apart. While the bot stays Pending on a live pod, a
 # status change of the conditions alone waits up to this long (from when it was first seen)
 # for the step that changes the phase too: usually one write for all of them instead of one
-# per step (in a burst of 300 bots the steps were seconds apart). The phase and the Degraded
-# condition are never held back; the default reconcile interval is as long.
+# per step (in a burst of 300 bots the steps were seconds apart). A new bot's first status
+# waits as long for its new pod to run (usually one write, Connecting, instead of Pending then
+# Connecting). Other phases and the Degraded condition are never held back; the default
+# reconcile interval is as long.
 PENDING_SETTLE = 10.0
-# A new bot's first status waits up to this long for its new pod to run (see _write_status).
-FIRST_STATUS_HOLD = 5.0
 
 
 @dataclass(frozen=True)
@@ -112,10 +114,12 @@ class BotMemory:
     read_first: bool = False  # the bot ran before: its supporting objects most likely exist
     direct: bool = False  # the last apply failed: check the objects themselves, not a listing
     secret_at: float = -math.inf  # when the API-token Secret was last made sure of
-    # The spec as validated and the objects rendered from it, for (uid, generation, templates
-    # version): a bot is passed over many times per change (each step of its pod wakes it),
-    # and validating plus rendering was the largest part of a pass's own CPU.
-    rendered: tuple[tuple[str, int, str], WhatsAppBotSpec, Children] | None = None
+    # spec.suspend and the pod's hash, for (uid, generation, templates version): a bot is
+    # passed over many times per change (each step of its pod wakes it), and validating plus
+    # rendering was the largest part of a pass's own CPU. The validated spec (~5 KB) and the
+    # rendered objects (~15 KB) are not kept: a pass that creates or checks something
+    # renders them again.
+    rendered: tuple[tuple[str, int, str], bool, str] | None = None
 
 
 @dataclass
@@ -156,6 +160,7 @@ class Reconciler:
         self._now = now
         # One pacer for the whole process: the fleet's re-creations share one pace.
         self.restarts = SlotPacer(config.pod_restarts_per_second)
+        self.pending_writes = SlotPacer(2 * config.pod_restarts_per_second)
         self.inventory = Inventory(kube, clock)
 
     # --- the pass ---------------------------------------------------------------------------
@@ -199,9 +204,10 @@ class Reconciler:
         except TemplateError as e:
             templates, problem = None, Problem("TemplateError", str(e), fatal=True)
         rendered = memory.rendered
+        children: Children | None = None
         if (templates is not None and rendered is not None
                 and rendered[0] == (ref.uid, generation, templates.version)):
-            spec, children = rendered[1], rendered[2]  # the same spec and templates as before
+            suspend, pod_hash = rendered[1], rendered[2]  # the same spec and templates
         else:
             try:
                 spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
@@ -224,7 +230,8 @@ class Reconciler:
                 self._write_status(bot, ref, generation, spec.suspend, observed, problem,
                                    outcome, log, memory)
                 return outcome
-            memory.rendered = ((ref.uid, generation, templates.version), spec, children)
+            suspend, pod_hash = spec.suspend, children.pod_hash
+            memory.rendered = ((ref.uid, generation, templates.version), suspend, pod_hash)
 
         # The pod goes out as early as it can: after only what it needs to be scheduled,
         # admitted and started (PVC: scheduling; ServiceAccount: admission; the API-token
@@ -249,19 +256,23 @@ class Reconciler:
             except KubeError as e:
                 problem = self._apply_failed(e, outcome, log, memory)
         if check and problem is None:
+            children = children or self._render(ref, bot, templates)
             problem = self._ensure_supporting(
                 ref, _before_pod(children), None if snapshot else children.api_secret,
-                outcome, log, memory, snapshot)
+                outcome, log, memory, snapshot, at_once=True)
 
         if problem is None:
-            decision = decide_pod(bot_uid=ref.uid, desired_hash=None if spec.suspend
-                                  else children.pod_hash, observed=observed)
+            decision = decide_pod(bot_uid=ref.uid, desired_hash=None if suspend
+                                  else pod_hash, observed=observed)
             wait = self._restart_slot(bot, ref, decision, memory)
             if wait > 0:
                 # A replacement waiting for its start slot: nothing to do until then.
                 decision = PodDecision(PodAction.WAIT, "RestartPaced",
                                        f"pod replacement paced: starts in {wait:.1f} s")
-            if (decision.action == PodAction.CREATE and children.api_secret is not None
+            if decision.action == PodAction.CREATE or check:
+                children = children or self._render(ref, bot, templates)
+            if (decision.action == PodAction.CREATE and children is not None
+                    and children.api_secret is not None
                     and self._clock() - memory.secret_at >= self.config.resync_interval):
                 # The pod reads the token once, at start: make sure it is there (the listing
                 # does not cover Secrets). Deleting the Secret and the pod rotates the token.
@@ -280,7 +291,7 @@ class Reconciler:
                 outcome.delay = wait if wait > 0 else FAST_REQUEUE
                 if outcome.result == "success":
                     outcome.result = "requeue"
-            if check:
+            if check and children is not None:
                 after = self._ensure_supporting(ref, _after_pod(children), None, outcome, log,
                                                 memory, snapshot)
                 problem = problem or after
@@ -290,8 +301,8 @@ class Reconciler:
                     memory.ensured_at = (snapshot.taken_at if snapshot is not None
                                          else self._clock())
 
-        self._write_status(bot, ref, generation, spec.suspend, observed, problem, outcome,
-                           log, memory)
+        self._write_status(bot, ref, generation, suspend, observed, problem, outcome, log,
+                           memory)
         if self.templates.error != memory.template_error:
             memory.template_error = self.templates.error
             if self.templates.error:
@@ -299,23 +310,40 @@ class Reconciler:
                                             f"templates: {self.templates.error}"))
         return outcome
 
+    def _render(self, ref: BotRef, bot: Mapping[str, Any], templates: Templates) -> Children:
+        """The bot's objects again, from a spec and templates that rendered before."""
+        spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
+        return render_children(ref, spec, self.defaults, templates)
+
     # --- supporting objects ----------------------------------------------------------------
 
     def _ensure_supporting(self, ref: BotRef, objects: list[dict[str, Any]],
                            secret: dict[str, Any] | None, outcome: Outcome, log: BotLog,
-                           memory: BotMemory, snapshot: Snapshot | None) -> Problem | None:
+                           memory: BotMemory, snapshot: Snapshot | None,
+                           at_once: bool = False) -> Problem | None:
         """Create-or-patch some of the PVC, ServiceAccount, Role, RoleBinding and Lease (as
-        listed in `snapshot`, or read one by one), and the API-token `secret`. The caller
-        skips this while nothing that shapes them changed and the resync interval has not
-        passed: in steady state a pass costs no API calls."""
+        listed in `snapshot`, or read one by one), and the API-token `secret`; `at_once`: all
+        together, for objects that do not depend on each other (a RoleBinding does: without
+        `bind`, the API server refuses one whose Role it cannot read yet). The caller skips
+        this while nothing that shapes them changed and the resync interval has not passed:
+        in steady state a pass costs no API calls."""
+        read_first = memory.read_first
+        calls: list[Callable[[Outcome], None]] = [
+            functools.partial(self._ensure_one, ref, desired, log=log, read_first=read_first,
+                              snapshot=snapshot) for desired in objects]
+        if secret is not None:
+            calls.append(functools.partial(self._ensure_api_secret, ref, secret, log=log,
+                                           read_first=read_first))
         try:
-            for desired in objects:
-                self._ensure_one(ref, desired, outcome, log, memory.read_first, snapshot)
-            if secret is not None:
-                self._ensure_api_secret(ref, secret, outcome, log, memory.read_first)
-                memory.secret_at = self._clock()
+            if at_once:
+                _all_at_once(calls, outcome)
+            else:
+                for call in calls:
+                    call(outcome)
         except KubeError as e:
             return self._apply_failed(e, outcome, log, memory)
+        if secret is not None:
+            memory.secret_at = self._clock()
         return None
 
     def _apply_failed(self, e: KubeError, outcome: Outcome, log: BotLog,
@@ -327,7 +355,7 @@ class Reconciler:
         log.warning("could not apply supporting objects: %s", e)
         return Problem("ApplyFailed", f"supporting objects: {e}")
 
-    def _ensure_one(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
+    def _ensure_one(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome, *,
                     log: BotLog, read_first: bool = False,
                     snapshot: Snapshot | None = None) -> None:
         kind = desired["kind"]
@@ -376,7 +404,7 @@ class Reconciler:
         outcome.created.append(f"{kind} {name}")
         return None
 
-    def _ensure_api_secret(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome,
+    def _ensure_api_secret(self, ref: BotRef, desired: dict[str, Any], outcome: Outcome, *,
                            log: BotLog, read_first: bool = False) -> None:
         """Create `wabot-N-api` with a fresh random token; an existing one is never changed
         (the running worker and the gateway hold its token). The operator may create and get
@@ -423,7 +451,7 @@ class Reconciler:
         metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
         return wait
 
-    def _act_on_pod(self, ref: BotRef, children: Children, decision: PodDecision,
+    def _act_on_pod(self, ref: BotRef, children: Children | None, decision: PodDecision,
                     observed: ObservedPod | None, outcome: Outcome,
                     log: BotLog) -> tuple[ObservedPod | None, Problem | None]:
         name = naming.child_name(ref.name)
@@ -446,7 +474,7 @@ class Reconciler:
             log.info("deleted pod %s: %s", name, decision.reason)
             return observed, None
         # CREATE
-        assert children.pod is not None
+        assert children is not None and children.pod is not None
         try:
             created = self.kube.create(children.pod)
         except KubeError as e:
@@ -492,18 +520,32 @@ class Reconciler:
         patch = status_patch(status)
         if patch == current_operator_status(current):
             memory.held_since = None
+            self.pending_writes.forget(ref.uid)
             return
         first = not current.get("phase")
         still_pending = (current.get("phase") == Phase.PENDING.value and _degraded(patch)
                          == _degraded(current_operator_status(current)))
-        # A new bot's pod is usually Running a moment after it was created: its first status
-        # then says Connecting in one write, instead of Pending and Connecting in two.
-        new_pod = first and observed is not None and _degraded(patch)[0] != "True"
+        # A pod this operator just created is usually Running a moment later: a new bot's
+        # first status then says Connecting in one write (not Pending, then Connecting), and
+        # a restarted bot's may not change at all.
+        new_pod = (observed is not None and memory.pod is not None
+                   and observed.uid == memory.pod.uid
+                   and self._clock() - memory.pod_at < PENDING_SETTLE
+                   and _degraded(patch)[0] != "True")
         if problem is None and status.phase == Phase.PENDING and (still_pending or new_pod):
             now = self._clock()
             if memory.held_since is None:
                 memory.held_since = now
-            wait = memory.held_since + (FIRST_STATUS_HOLD if first else PENDING_SETTLE) - now
+            wait = memory.held_since + PENDING_SETTLE - now
+            if wait > 0:
+                outcome.delay = min(outcome.delay or wait, wait)
+                return
+        elif problem is None and status.phase == Phase.PENDING and not first:
+            # A bot that ran is going back to Pending: its pod went away or is being replaced.
+            # When the whole fleet's pods go (a node pool recycled, an image roll-out), these
+            # writes would all come at once: they take fleet-wide slots at twice the restart
+            # pace, so each still shows up well before its bot's own restart slot.
+            wait = self.pending_writes.wait_for(ref.uid, self._clock())
             if wait > 0:
                 outcome.delay = min(outcome.delay or wait, wait)
                 return
@@ -571,6 +613,32 @@ class Reconciler:
         log.info("kept the auth volume %s (retainPolicy Retain)", pvc)
         return [Event("Normal", "VolumeRetained",
                       f"kept PVC {pvc} and the session on it (retainPolicy Retain)")]
+
+
+# Threads for the independent applies of one pass (see _all_at_once), shared by every pass: the
+# operator's passes run 16 at a time, its HTTP pool keeps 32 connections.
+_APPLY_THREADS = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="apply")
+
+
+def _all_at_once(calls: list[Callable[[Outcome], None]], outcome: Outcome) -> None:
+    """Run independent applies together: each is a round trip to the API server, and a new
+    bot's pod waits for three of them (PVC, ServiceAccount, Secret). What each reports is added
+    to `outcome` in the order given; the first error is raised once all have finished."""
+    if len(calls) <= 1:
+        for call in calls:
+            call(outcome)
+        return
+    parts = [Outcome() for _ in calls]
+    futures = [_APPLY_THREADS.submit(call, part) for call, part in zip(calls, parts, strict=True)]
+    errors: list[BaseException] = []
+    for part, future in zip(parts, futures, strict=True):
+        error = future.exception()
+        if error is not None:
+            errors.append(error)
+        outcome.created += part.created
+        outcome.events += part.events
+    if errors:
+        raise errors[0]
 
 
 def _degraded(patch: Mapping[str, Any]) -> tuple[Any, Any]:
