@@ -67,6 +67,8 @@ FAST_REQUEUE = 1.0
 # A replacement's slot, taken at the delete, covers the create that follows within this time
 # (the old pod's graceful termination).
 REPLACEMENT_WINDOW = 120.0
+# Why a pod is deleted to be replaced by a new one (decide.py's reasons).
+REPLACEMENTS = ("SpecChanged", "PodFailed")
 # How long a pod this operator created (or read after a 409) is taken as existing while the
 # watch has not shown it yet. Without this, every pass while the watch lags behind (an
 # overloaded operator or API server) was a create that met 409 and a read: two requests a
@@ -111,6 +113,7 @@ class BotMemory:
     pod_seen: bool = False  # the watch has shown that pod (then its absence means deleted)
     template_error: str | None = None  # last one announced
     slot_at: float | None = None  # when this bot last used a fleet-wide restart slot
+    replaced_at: float | None = None  # when this operator deleted the pod to replace it
     read_first: bool = False  # the bot ran before: its supporting objects most likely exist
     direct: bool = False  # the last apply failed: check the objects themselves, not a listing
     secret_at: float = -math.inf  # when the API-token Secret was last made sure of
@@ -271,19 +274,30 @@ class Reconciler:
                                        f"pod replacement paced: starts in {wait:.1f} s")
             if decision.action == PodAction.CREATE or check:
                 children = children or self._render(ref, bot, templates)
-            if (decision.action == PodAction.CREATE and children is not None
+            replacing = (memory.replaced_at is not None
+                         and self._clock() - memory.replaced_at < REPLACEMENT_WINDOW)
+            if (decision.action == PodAction.CREATE and not replacing and children is not None
                     and children.api_secret is not None
                     and self._clock() - memory.secret_at >= self.config.resync_interval):
                 # The pod reads the token once, at start: make sure it is there (the listing
                 # does not cover Secrets). Deleting the Secret and the pod rotates the token.
+                # (A replacement's predecessor ran with it: no need.)
                 problem = self._ensure_supporting(ref, [], children.api_secret, outcome, log,
                                                   memory, None)
             if problem is None:
                 observed, problem = self._act_on_pod(ref, children, decision, observed,
                                                      outcome, log)
+            if decision.action == PodAction.DELETE and decision.reason in REPLACEMENTS:
+                memory.replaced_at = self._clock()
             if decision.action == PodAction.CREATE:
                 # As created, or as read after a 409 (None: gone in between).
                 memory.pod, memory.pod_at, memory.pod_seen = observed, self._clock(), False
+                if replacing and outcome.pod_created is not None:
+                    # Its PodDeleted Event said a replacement follows: no second Event.
+                    log.info("created %s (replacement)", outcome.pod_created)
+                    outcome.created.remove(outcome.pod_created)
+                    outcome.pod_created = None
+                memory.replaced_at = None
             moving = decision.action in (PodAction.WAIT, PodAction.CREATE, PodAction.DELETE)
             if moving and problem is None:
                 # Something is in motion: look again soon. A refused pod (quota, admission,
@@ -435,8 +449,7 @@ class Reconciler:
         """
         paced = ((decision.action == PodAction.CREATE
                   and bool((bot.get("status") or {}).get("phase")))
-                 or (decision.action == PodAction.DELETE
-                     and decision.reason in ("SpecChanged", "PodFailed")))
+                 or (decision.action == PodAction.DELETE and decision.reason in REPLACEMENTS))
         if not paced:
             self.restarts.forget(ref.uid)
             metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
@@ -469,8 +482,10 @@ class Reconciler:
                 if not (e.not_found or e.conflict):  # gone already / a different pod now
                     outcome.result, outcome.error = "error", str(e)
                     return observed, Problem("PodDeleteFailed", str(e))
+            follows = ("; its replacement follows once it is gone"
+                       if decision.reason in REPLACEMENTS else "")
             outcome.events.append(Event("Normal", "PodDeleted",
-                                        f"{decision.message} (graceful delete)"))
+                                        f"{decision.message} (graceful delete{follows})"))
             log.info("deleted pod %s: %s", name, decision.reason)
             return observed, None
         # CREATE
@@ -532,6 +547,10 @@ class Reconciler:
                    and observed.uid == memory.pod.uid
                    and self._clock() - memory.pod_at < PENDING_SETTLE
                    and _degraded(patch)[0] != "True")
+        # Likewise while this operator replaces the pod (the old one terminating, then the new
+        # one starting): if that is quick, the status need not change at all.
+        new_pod = new_pod or (memory.replaced_at is not None
+                              and self._clock() - memory.replaced_at < PENDING_SETTLE)
         if problem is None and status.phase == Phase.PENDING and (still_pending or new_pod):
             now = self._clock()
             if memory.held_since is None:

@@ -232,6 +232,47 @@ def test_a_changed_spec_deletes_and_only_a_later_pass_creates(
     assert kube.read("Pod", NS, "wabot-sales")["spec"]["containers"][0]["image"] == "img:2"
 
 
+def test_a_quick_replacement_costs_one_event_and_no_pending_status(kube: FakeKube) -> None:
+    """A spec change on a running bot: PodDeleted (saying a replacement follows), the new pod
+    without a second Event or a Secret read, and no Pending written while the old pod
+    terminates and the new one starts (within PENDING_SETTLE)."""
+    now = [100.0]
+    r = make_reconciler(kube, clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    running = kube.read("Pod", NS, "wabot-sales")
+    running["spec"]["nodeName"] = "node-1"
+    running["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+                         "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    now[0] += 1.0
+    r.reconcile(bot(), running, memory)
+    (written,) = kube.status_patches
+    current = bot({"image": "img:2"}, generation=2, resourceVersion="30")
+    current["status"] = written["status"]
+    now[0] += 600.0  # long after: the Secret was read longer ago than the resync interval
+    kube.calls.clear()
+    out = r.reconcile(current, running, memory)
+    assert [e.reason for e in out.events] == ["PodDeleted"]
+    assert "replacement follows" in out.events[0].message
+    terminating = {**running, "metadata": {**running["metadata"],
+                                           "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    now[0] += 1.0
+    r.reconcile(current, terminating, memory)
+    now[0] += 1.0
+    kube.calls.clear()
+    out = r.reconcile(current, None, memory)  # gone: the replacement goes out
+    assert kube.calls == [("create", "Pod", "wabot-sales")]  # no Secret read, no status
+    assert out.events == []
+    new = kube.read("Pod", NS, "wabot-sales")
+    new["spec"]["nodeName"] = "node-2"
+    new["status"] = running["status"]
+    now[0] += 1.0
+    r.reconcile(current, new, memory)
+    # The new generation and the new node are written; the moment without a running pod is
+    # not (no Pending write, and no Pending -> Connecting PhaseChanged).
+    assert [p["status"]["phase"] for p in kube.status_patches] == ["Connecting"] * 3
+
+
 def test_a_409_on_create_is_not_an_error_when_the_pod_is_ours(
         kube: FakeKube, reconciler: Reconciler) -> None:
     """The watch lags behind the create: a pass that does not know the pod (an operator
