@@ -420,11 +420,12 @@ class FleetObserver:
         return out
 
     def settled(self, bots: list[str], after: float = 0.0) -> float | None:
-        """When every bot had a Running pod first seen after `after` and a status saying
-        Connecting that arrived after that pod was created (the operator writes Connecting
-        only for a Running pod, and the previous pod was gone before this one was created);
-        None while not yet. The two watches are separate streams, so a status may arrive
-        before the pod event that caused it: the pod's creation is the safe reference."""
+        """When every bot had a Running pod first seen after `after` and its latest status
+        says Connecting; None while not yet. After a restart the status may say Connecting
+        throughout (the operator holds back a Pending that would last only moments, and paces
+        the others): then the pod's Running is the moment; a status written after the pod was
+        created counts from when it arrived (the two watches are separate streams, so a
+        status may arrive before the pod event that caused it)."""
         pods = self.live_pods(after)
         latest = 0.0
         with self.lock:
@@ -433,13 +434,10 @@ class FleetObserver:
                 history = self.phases.get(bot) or []
                 if life is None or life.running is None or not history:
                     return None
-                if history[-1][1] != "Connecting":
+                when, phase = history[-1]
+                if phase != "Connecting":
                     return None
-                since = life.added if after > 0 else 0.0  # a first pod: any Connecting
-                when = next((t for t, p in history if p == "Connecting" and t >= since), None)
-                if when is None:
-                    return None
-                latest = max(latest, life.running, when)
+                latest = max(latest, life.running, when if when >= life.added else 0.0)
         return latest
 
     def unsettled(self, bots: list[str], after: float = 0.0, limit: int = 5) -> list[str]:

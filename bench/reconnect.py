@@ -47,7 +47,7 @@ from bench.common import BENCH, Result, at_most, peak_rate
 HORIZON_S = 600.0
 DIAL_FAIL_S = 0.01  # measured here: "no such host" comes back in milliseconds
 # The operator's default pace of pod re-creations (WABOT_OPERATOR_POD_RESTARTS_PER_SECOND).
-PACED_RESTARTS_PER_S = 4.0
+PACED_RESTARTS_PER_S = 3.0
 STORED_RESULTS = BENCH / "results.json"
 
 

@@ -39,7 +39,7 @@ def _dial_backoff() -> BackoffPolicy:
 @dataclass(frozen=True)
 class Policy:
     """How the worker paces its dials. The numbers are set for a fleet restart: the operator
-    re-creates 1,000 pods at 4/s (WABOT_OPERATOR_POD_RESTARTS_PER_SECOND) and WhatsApp must not
+    re-creates 1,000 pods at 3-4/s (WABOT_OPERATOR_POD_RESTARTS_PER_SECOND) and WhatsApp must not
     see more than 20 dials/s in any second (bench/reconnect.py simulates this rulebook).
 
     - A new bot (no linked session on its volume) dials as soon as it holds the Lease: someone

@@ -22,11 +22,12 @@ Variables (all optional):
   freezes *all* replicas that share a priority.
 - `WABOT_OPERATOR_RECONCILE_INTERVAL`: seconds between level-based passes per bot (10).
 - `WABOT_OPERATOR_RESYNC_INTERVAL`: seconds between re-checks of a bot's PVC, RBAC and
-  Lease when nothing changed (300).
+  Lease when nothing changed (300), from one LIST per kind and namespace.
 - `WABOT_OPERATOR_POD_RESTARTS_PER_SECOND`: fleet-wide pace of pod re-creations (a bot that
   already ran and lost its pod: node loss, image roll-out, mass delete, resume), so a mass
-  restart neither redials WhatsApp nor loads the API server all at once (5; 0 = no pacing).
-  A new bot's first pod is not paced.
+  restart neither redials WhatsApp nor loads the API server all at once (3; 0 = no pacing).
+  A new bot's first pod is not paced. A running bot's status writes back to Pending (its pod
+  gone or being replaced) are paced at twice this rate.
 - `WABOT_OPERATOR_LOG_FORMAT`: `text` or `json`; `WABOT_OPERATOR_LOG_LEVEL`: `DEBUG`,
   `INFO`, `WARNING` or `ERROR`.
 - `WABOT_OPERATOR_GATEWAY_SERVICE_ACCOUNT`: `namespace/name` of the send-message gateway's
@@ -121,7 +122,7 @@ class OperatorConfig(BaseModel):
     priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
     reconcile_interval: float = Field(default=10.0, gt=0, le=3600)
     resync_interval: float = Field(default=300.0, gt=0, le=86400)
-    pod_restarts_per_second: float = Field(default=4.0, ge=0, le=1000)
+    pod_restarts_per_second: float = Field(default=3.0, ge=0, le=1000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway_service_account: GatewayAccount | None = None
