@@ -69,7 +69,10 @@ def test_changing_resources_replaces_the_pod_old_gone_first(
                                            result="requeue") >= passes + 3,
                    what="passes while terminating")
         assert [p.metadata.uid for p in cluster.pods_of("roll")] == [first.metadata.uid]
-        assert cluster.bot("roll")["status"]["phase"] == "Pending"
+        # A replacement that takes longer than PENDING_SETTLE (10 s) shows as Pending.
+        eventually(lambda: cluster.bot("roll")["status"]["phase"] == "Pending", timeout=30,
+                   what="Pending while the old pod is held terminating")
+        assert [p.metadata.uid for p in cluster.pods_of("roll")] == [first.metadata.uid]
         release(cluster, "wabot-roll")
         new = eventually(lambda: running(cluster, "wabot-roll", "750m"), what="new pod Running")
         eventually(lambda: cluster.bot("roll").get("status", {}).get("observedGeneration") == 2,
