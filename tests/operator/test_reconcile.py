@@ -104,6 +104,18 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[k] = v
 
 
+RUNNING = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
+           "conditions": [{"type": "PodScheduled", "status": "True"}]}
+
+
+def run_on(pod: dict[str, Any], node: str | None = "node-1") -> dict[str, Any]:
+    """The pod as the watch shows it once scheduled on `node` and Running."""
+    if node is not None:
+        pod["spec"]["nodeName"] = node
+    pod["status"] = copy.deepcopy(RUNNING)
+    return pod
+
+
 def bot(spec: dict[str, Any] | None = None, **meta: Any) -> dict[str, Any]:
     return {
         "apiVersion": "wabot.io/v1alpha1", "kind": "WhatsAppBot",
@@ -127,6 +139,17 @@ def make_reconciler(kube: FakeKube, clock: Callable[[], float] | None = None,
     if clock is None:
         return Reconciler(kube, cfg, store)  # type: ignore[arg-type]
     return Reconciler(kube, cfg, store, clock=clock)  # type: ignore[arg-type]
+
+
+def first_pass_then_running(
+        kube: FakeKube) -> tuple[Reconciler, BotMemory, list[float], dict[str, Any]]:
+    """A reconciler on a settable clock (`now[0]`) after a new bot's first pass, and that
+    bot's pod as the watch shows it once Running."""
+    now = [100.0]
+    r = make_reconciler(kube, clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    return r, memory, now, run_on(kube.read("Pod", NS, "wabot-sales"))
 
 
 @pytest.fixture
@@ -168,14 +191,7 @@ def test_first_pass_creates_what_the_pod_needs_then_the_pod_then_the_rest(
 def test_a_new_bot_whose_pod_runs_at_once_gets_one_status_write(kube: FakeKube) -> None:
     """The pod ran within PENDING_SETTLE: the first status says Connecting, in one write;
     a pod still Pending after that moment gets its Pending status written then."""
-    now = [100.0]
-    r = make_reconciler(kube, clock=lambda: now[0])
-    memory = BotMemory()
-    r.reconcile(bot(), None, memory)
-    pod = kube.read("Pod", NS, "wabot-sales")
-    pod["spec"]["nodeName"] = "node-1"
-    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    r, memory, now, pod = first_pass_then_running(kube)
     now[0] += 0.8
     out = r.reconcile(bot(), pod, memory)
     (patch,) = kube.status_patches
@@ -200,8 +216,7 @@ def test_steady_state_pass_makes_no_api_calls(kube: FakeKube, reconciler: Reconc
     memory = BotMemory()
     reconciler.reconcile(bot(), None, memory)
     pod = kube.read("Pod", NS, "wabot-sales")
-    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    run_on(pod, node=None)
     current = bot(resourceVersion="11")
     reconciler.reconcile(current, pod, memory)
     current["status"] = kube.status_patches[-1]["status"]
@@ -236,14 +251,7 @@ def test_a_quick_replacement_costs_one_event_and_no_pending_status(kube: FakeKub
     """A spec change on a running bot: PodDeleted (saying a replacement follows), the new pod
     without a second Event or a Secret read, and no Pending written while the old pod
     terminates and the new one starts (within PENDING_SETTLE)."""
-    now = [100.0]
-    r = make_reconciler(kube, clock=lambda: now[0])
-    memory = BotMemory()
-    r.reconcile(bot(), None, memory)
-    running = kube.read("Pod", NS, "wabot-sales")
-    running["spec"]["nodeName"] = "node-1"
-    running["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                         "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    r, memory, now, running = first_pass_then_running(kube)
     now[0] += 1.0
     r.reconcile(bot(), running, memory)
     (written,) = kube.status_patches
@@ -263,9 +271,7 @@ def test_a_quick_replacement_costs_one_event_and_no_pending_status(kube: FakeKub
     out = r.reconcile(current, None, memory)  # gone: the replacement goes out
     assert kube.calls == [("create", "Pod", "wabot-sales")]  # no Secret read, no status
     assert out.events == []
-    new = kube.read("Pod", NS, "wabot-sales")
-    new["spec"]["nodeName"] = "node-2"
-    new["status"] = running["status"]
+    new = run_on(kube.read("Pod", NS, "wabot-sales"), "node-2")
     now[0] += 1.0
     r.reconcile(current, new, memory)
     # The new generation and the new node are written; the moment without a running pod is
@@ -484,8 +490,7 @@ def test_a_new_pod_scheduled_then_running_costs_one_status_write(kube: FakeKube)
     out = r.reconcile(bot(), pod, memory)
     assert len(kube.status_patches) == 1
     assert out.delay is not None and out.delay <= PENDING_SETTLE - 1.5 + 1e-9
-    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    run_on(pod, node=None)
     now[0] += 1.0
     r.reconcile(bot(), pod, memory)
     assert len(kube.status_patches) == 2
@@ -522,8 +527,7 @@ def test_an_older_view_of_the_pod_from_the_watch_does_not_take_the_status_back(
     pod = kube.objects[("Pod", "wabot-sales")]
     added = copy.deepcopy(pod)  # what the watch will deliver later: resourceVersion 1
     pod["metadata"]["resourceVersion"] = "5"
-    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z",
-                     "conditions": [{"type": "PodScheduled", "status": "True"}]}
+    run_on(pod, node=None)
     reconciler.reconcile(bot(resourceVersion="11"), None, memory)  # 409, read: Running
     assert kube.status_patches[-1]["status"]["phase"] == "Connecting"
     writes = len(kube.status_patches)
