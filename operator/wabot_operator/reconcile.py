@@ -272,7 +272,7 @@ class Reconciler:
                 # A replacement waiting for its start slot: nothing to do until then.
                 decision = PodDecision(PodAction.WAIT, "RestartPaced",
                                        f"pod replacement paced: starts in {wait:.1f} s")
-            if decision.action == PodAction.CREATE or check:
+            if decision.action == PodAction.CREATE:
                 children = children or self._render(ref, bot, templates)
             replacing = (memory.replaced_at is not None
                          and self._clock() - memory.replaced_at < REPLACEMENT_WINDOW)
@@ -349,7 +349,7 @@ class Reconciler:
             calls.append(functools.partial(self._ensure_api_secret, ref, secret, log=log,
                                            read_first=read_first))
         try:
-            if at_once:
+            if at_once and len(calls) > 1:
                 _all_at_once(calls, outcome)
             else:
                 for call in calls:
@@ -543,15 +543,16 @@ class Reconciler:
         # A pod this operator just created is usually Running a moment later: a new bot's
         # first status then says Connecting in one write (not Pending, then Connecting), and
         # a restarted bot's may not change at all.
-        new_pod = (observed is not None and memory.pod is not None
-                   and observed.uid == memory.pod.uid
-                   and self._clock() - memory.pod_at < PENDING_SETTLE
-                   and _degraded(patch)[0] != "True")
+        just_created = (observed is not None and memory.pod is not None
+                        and observed.uid == memory.pod.uid
+                        and self._clock() - memory.pod_at < PENDING_SETTLE
+                        and _degraded(patch)[0] != "True")
         # Likewise while this operator replaces the pod (the old one terminating, then the new
         # one starting): if that is quick, the status need not change at all.
-        new_pod = new_pod or (memory.replaced_at is not None
-                              and self._clock() - memory.replaced_at < PENDING_SETTLE)
-        if problem is None and status.phase == Phase.PENDING and (still_pending or new_pod):
+        replacing = (memory.replaced_at is not None
+                     and self._clock() - memory.replaced_at < PENDING_SETTLE)
+        if problem is None and status.phase == Phase.PENDING and (
+                still_pending or just_created or replacing):
             now = self._clock()
             if memory.held_since is None:
                 memory.held_since = now
@@ -643,10 +644,6 @@ def _all_at_once(calls: list[Callable[[Outcome], None]], outcome: Outcome) -> No
     """Run independent applies together: each is a round trip to the API server, and a new
     bot's pod waits for three of them (PVC, ServiceAccount, Secret). What each reports is added
     to `outcome` in the order given; the first error is raised once all have finished."""
-    if len(calls) <= 1:
-        for call in calls:
-            call(outcome)
-        return
     parts = [Outcome() for _ in calls]
     futures = [_APPLY_THREADS.submit(call, part) for call, part in zip(calls, parts, strict=True)]
     errors: list[BaseException] = []
