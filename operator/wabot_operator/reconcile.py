@@ -553,6 +553,7 @@ class Reconciler:
                      and self._clock() - memory.replaced_at < PENDING_SETTLE)
         if problem is None and status.phase == Phase.PENDING and (
                 still_pending or just_created or replacing):
+            self.pending_writes.forget(ref.uid)  # held here, not paced
             now = self._clock()
             if memory.held_since is None:
                 memory.held_since = now
@@ -569,6 +570,9 @@ class Reconciler:
             if wait > 0:
                 outcome.delay = min(outcome.delay or wait, wait)
                 return
+        else:
+            # Not a write back to Pending (any more): a slot taken for one is not needed.
+            self.pending_writes.forget(ref.uid)
         try:
             answer = self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:
@@ -605,6 +609,11 @@ class Reconciler:
         meta = bot["metadata"]
         ref = BotRef(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
         log = bot_log(bot)
+        # A bot deleted while waiting for a restart or status-write slot no longer needs it
+        # (and must not stay counted in wabot_operator_pod_restarts_waiting).
+        self.restarts.forget(ref.uid)
+        self.pending_writes.forget(ref.uid)
+        metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
         policy = ((bot.get("spec") or {}).get("storage") or {}).get("retainPolicy", "Retain")
         pvc = naming.pvc_name(ref.name)
         if policy == "Delete":

@@ -85,6 +85,21 @@ def test_when_every_pod_goes_the_pending_writes_are_paced_too() -> None:
     assert waited and all(written_at[n] <= created_at[n] for n in waited)
 
 
+def test_a_bot_deleted_while_waiting_gives_its_slots_back() -> None:
+    """Deleted mid-restart: its restart and status-write slots are dropped, so the
+    wabot_operator_pod_restarts_waiting gauge does not count it forever."""
+    kube, clock = FakeKube(), Clock()
+    rec = reconciler(kube, clock, rate=5)
+    bots = [ran_before(f"d{i}") for i in range(4)]
+    for b in bots:
+        rec.reconcile(b, None, BotMemory())
+    assert rec.restarts.waiting() == 3  # d0 got its pod at once
+    assert rec.pending_writes.waiting() > 0
+    for b in bots[1:]:
+        rec.finalize(b)
+    assert rec.restarts.waiting() == 0 and rec.pending_writes.waiting() == 0
+
+
 def test_a_new_bots_first_pod_is_not_paced() -> None:
     kube, clock = FakeKube(), Clock()
     rec = reconciler(kube, clock, rate=1)
