@@ -229,14 +229,13 @@ def test_a_patch_from_an_out_of_date_listing_is_retried_on_the_object_itself() -
     role["metadata"]["ownerReferences"] = []
     role["metadata"]["resourceVersion"] = "7"  # changed again after the listing
     clock.now += 300.0
-    inventory_rv = {"Role": "6"}
-
     listed = kube.list_all
 
     def stale(kind: str, namespace: str, selector: str) -> Any:
+        """The listing as the API server's cache had it before that change."""
         for obj in listed(kind, namespace, selector):
-            if kind in inventory_rv:
-                obj["metadata"]["resourceVersion"] = inventory_rv[kind]
+            if kind == "Role":
+                obj["metadata"]["resourceVersion"] = "6"
             yield obj
 
     kube.list_all = stale  # type: ignore[method-assign]
