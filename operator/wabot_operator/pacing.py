@@ -9,6 +9,11 @@ next free slot and its pass waits for it; a bot's slot is kept across passes (th
 level-based and may run several times before the slot comes), so waiting never loses a bot its
 place in the queue.
 
+A slot says when a bot may start at the earliest, not that it will: its pass may come late (a
+restarted operator working through 1,000 first passes, a busy API server), and several late
+bots would then start in the same moment. The starts themselves are therefore spaced as well
+(a token bucket, GCRA): never more than the rate, plus the burst, in any second.
+
 Pure and clock-free: callers pass `now` (monotonic seconds); the lock is there because passes
 run on kopf's executor threads.
 """
@@ -33,6 +38,7 @@ class SlotPacer:
         self.burst = max(1, burst)
         self._interval = 1.0 / rate_per_s if rate_per_s > 0 else 0.0
         self._next_free: float | None = None  # the earliest time the next new slot may take
+        self._next_start = -float("inf")  # the theoretical time of the next start (GCRA)
         self._slots: dict[Hashable, float] = {}
         self._lock = threading.Lock()
 
@@ -51,10 +57,25 @@ class SlotPacer:
                 slot = earliest if self._next_free is None else max(self._next_free, earliest)
                 self._next_free = slot + self._interval
                 self._slots[key] = slot
-            if slot <= now + _EPSILON:
-                del self._slots[key]
-                return 0.0
-            return slot - now
+            if slot > now + _EPSILON:
+                return slot - now
+            # Due: start now unless other late-comers just used the rate up.
+            earliest_start = self._next_start - (self.burst - 1) * self._interval
+            if earliest_start > now + _EPSILON:
+                return earliest_start - now
+            self._next_start = max(self._next_start, now) + self._interval
+            del self._slots[key]
+            return 0.0
+
+    def take(self, now: float, horizon: float = 1.0) -> None:
+        """Count a start that did not ask for a slot (a status write that must not wait), so
+        that the paced starts due next make room for it. It never pushes them back by more
+        than `horizon` seconds: a steady stream of such starts slows the paced ones, it does
+        not starve them."""
+        if self._interval == 0.0:
+            return
+        with self._lock:
+            self._next_start = min(max(self._next_start, now) + self._interval, now + horizon)
 
     def forget(self, key: Hashable) -> None:
         """Drop `key`'s slot (the bot no longer needs a start: deleted, suspended, pod back)."""

@@ -83,6 +83,13 @@ UNSEEN_POD_TRUST = 30.0
 # Connecting). Other phases and the Degraded condition are never held back; the default
 # reconcile interval is as long.
 PENDING_SETTLE = 10.0
+# A running bot's status going back to Pending (its pod gone, or being replaced) takes a
+# fleet-wide slot at this multiple of the restart pace. At the default 3 restarts/s a restart
+# costs ~3.3 requests (pod, Event, the status when it runs, sometimes the Secret): 10 req/s,
+# and the Pending writes 4.5/s on top leave room under 20 req/s for seconds in which several
+# new pods report Running together (at twice the pace, 1,000 restarts peaked at 21 requests
+# in a second). The last waiting bot shows Pending after ~2/3 of the restart, not ~1/2.
+PENDING_WRITE_PACE = 1.5
 
 
 @dataclass(frozen=True)
@@ -163,7 +170,7 @@ class Reconciler:
         self._now = now
         # One pacer for the whole process: the fleet's re-creations share one pace.
         self.restarts = SlotPacer(config.pod_restarts_per_second)
-        self.pending_writes = SlotPacer(2 * config.pod_restarts_per_second)
+        self.pending_writes = SlotPacer(PENDING_WRITE_PACE * config.pod_restarts_per_second)
         self.inventory = Inventory(kube, clock)
 
     # --- the pass ---------------------------------------------------------------------------
@@ -564,8 +571,8 @@ class Reconciler:
         elif problem is None and status.phase == Phase.PENDING and not first:
             # A bot that ran is going back to Pending: its pod went away or is being replaced.
             # When the whole fleet's pods go (a node pool recycled, an image roll-out), these
-            # writes would all come at once: they take fleet-wide slots at twice the restart
-            # pace, so each still shows up well before its bot's own restart slot.
+            # writes would all come at once: they take fleet-wide slots at PENDING_WRITE_PACE
+            # times the restart pace, so each still shows up before its bot's own restart slot.
             wait = self.pending_writes.wait_for(ref.uid, self._clock())
             if wait > 0:
                 outcome.delay = min(outcome.delay or wait, wait)
@@ -573,6 +580,12 @@ class Reconciler:
         else:
             # Not a write back to Pending (any more): a slot taken for one is not needed.
             self.pending_writes.forget(ref.uid)
+            if not first:
+                # A write that does not wait (Connecting once a new pod runs, a problem) uses
+                # the same budget: in a mass restart new pods report Running in clumps (13
+                # status writes in one second were measured), and the paced Pending writes
+                # due next make room for them.
+                self.pending_writes.take(self._clock())
         try:
             answer = self.kube.patch_bot_status(ref.namespace, ref.name, patch)
         except KubeError as e:

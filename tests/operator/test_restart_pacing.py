@@ -3,11 +3,12 @@ configured rate, in order, while a new bot's first pod is never held back."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from wabot_operator.reconcile import BotMemory, Reconciler
+from wabot_operator.reconcile import PENDING_WRITE_PACE, BotMemory, Reconciler
 
-from tests.operator.test_reconcile import NS, FakeKube, bot, make_reconciler
+from tests.operator.test_reconcile import NS, FakeKube, bot, make_reconciler, run_on
 
 
 class Clock:
@@ -44,7 +45,7 @@ def test_restarts_go_out_at_the_configured_rate_and_in_order() -> None:
         delays[b["metadata"]["name"]] = out.delay
     assert pod_creates(kube) == ["wabot-b0"]
     # Each waiting bot comes back by its slot (0.2 s apart at 5/s), or sooner for its
-    # status write (those are paced too, at twice the pace: next test).
+    # status write (those are paced too, at PENDING_WRITE_PACE times the pace: next test).
     assert all(0 < (delays[f"b{i}"] or 0) <= 0.2 * i + 1e-9 for i in range(1, 10))
     statuses = [p["status"] for p in kube.status_patches]
     assert all(s.get("phase") != "Failed" for s in statuses)
@@ -58,8 +59,9 @@ def test_restarts_go_out_at_the_configured_rate_and_in_order() -> None:
 
 def test_when_every_pod_goes_the_pending_writes_are_paced_too() -> None:
     """Every pod deleted at once: each bot's status goes to Pending, but those writes take
-    fleet-wide slots at twice the restart pace, so a mass restart does not write 1,000
-    statuses in one second; each bot's Pending shows before its own pod comes back."""
+    fleet-wide slots at PENDING_WRITE_PACE times the restart pace, so a mass restart does not
+    write 1,000 statuses in one second; each bot's Pending shows before its own pod comes
+    back."""
     kube, clock = FakeKube(), Clock()
     rec = reconciler(kube, clock, rate=5)
     bots = [ran_before(f"p{i}") for i in range(20)]
@@ -79,8 +81,9 @@ def test_when_every_pod_goes_the_pending_writes_are_paced_too() -> None:
                 created_at[name] = clock.now
         clock.now += 0.1
     times = sorted(written_at.values())
-    for i in range(len(times)):  # never more than 10 Pending writes in any second
-        assert sum(1 for t in times if times[i] <= t < times[i] + 1.0 - 1e-9) <= 10
+    per_second = math.ceil(PENDING_WRITE_PACE * 5)  # slots 1/7.5 s apart: <= 8 in any 1 s
+    for i in range(len(times)):
+        assert sum(1 for t in times if times[i] <= t < times[i] + 1.0 - 1e-9) <= per_second
     waited = [n for n in created_at if created_at[n] > 1000.0 + 1e-9]
     assert waited and all(written_at[n] <= created_at[n] for n in waited)
 
@@ -247,3 +250,28 @@ def test_a_patch_from_an_out_of_date_listing_is_retried_on_the_object_itself() -
     assert not [c for c in kube.calls if c[0] == "list"]
     owners = kube.objects[("Role", "wabot-a")]["metadata"]["ownerReferences"]
     assert [o["uid"] for o in owners] == ["uid-a"]
+
+
+def test_a_status_write_that_cannot_wait_makes_the_next_pending_write_wait() -> None:
+    """New pods report Running in clumps during a mass restart: their Connecting writes go out
+    at once, and the paced Pending writes of the bots still waiting make room for them."""
+
+    def pending_written_at_once(after_connecting: bool) -> bool:
+        kube, clock = FakeKube(), Clock()
+        rec = reconciler(kube, clock, rate=2)  # Pending writes at 3/s
+        up, memory = ran_before("up"), BotMemory()
+        rec.reconcile(up, None, memory)  # the first restart: its new pod at once
+        if after_connecting:
+            up["status"] = {"phase": "Pending", "podName": "wabot-up"}
+            rec.reconcile(up, run_on(kube.read("Pod", NS, "wabot-up")), memory)
+            assert kube.status_patches[-1]["status"]["phase"] == "Connecting"
+        before = len(kube.status_patches)
+        out = rec.reconcile(ran_before("down"), None, BotMemory())  # waits for its restart
+        if len(kube.status_patches) > before:
+            assert kube.status_patches[-1]["status"]["phase"] == "Pending"
+            return True
+        assert out.delay is not None and 0 < out.delay <= 1 / 3 + 1e-6
+        return False
+
+    assert pending_written_at_once(after_connecting=False)
+    assert not pending_written_at_once(after_connecting=True)

@@ -3,6 +3,7 @@ its place by waiting, and an idle pacer only lends a bounded burst."""
 
 from __future__ import annotations
 
+import heapq
 import threading
 
 import pytest
@@ -40,6 +41,43 @@ def test_a_burst_adds_at_most_burst_minus_one_starts_to_a_second() -> None:
     assert busiest_second(list(times)) == 10 + 5 - 1
 
 
+def test_bots_whose_passes_come_late_still_start_at_the_rate() -> None:
+    """Every bot got its slot at once (the pods were deleted together), but their passes came
+    back late and together (the operator was busy): they must not all start in that second."""
+    pacer = SlotPacer(rate_per_s=3, burst=1)
+    keys = [f"bot-{i}" for i in range(300)]
+    for key in keys:
+        pacer.wait_for(key, 0.0)
+    # From t=60 (180 slots overdue) each pass asks, sleeps what it is told and asks again.
+    asks = [(60.0, key) for key in keys]
+    heapq.heapify(asks)
+    started: dict[str, float] = {}
+    while asks:
+        t, key = heapq.heappop(asks)
+        wait = pacer.wait_for(key, t)
+        if wait == 0.0:
+            started[key] = t
+        else:
+            heapq.heappush(asks, (t + wait, key))
+    assert busiest_second(list(started.values())) == 3
+    assert max(started.values()) == pytest.approx(60.0 + 299 / 3, abs=1e-3)
+
+
+def test_starts_that_did_not_wait_make_the_paced_ones_make_room() -> None:
+    pacer = SlotPacer(rate_per_s=4, burst=1)
+    assert pacer.wait_for("a", 0.0) == 0.0
+    for _ in range(2):  # two writes that could not wait, in the same moment
+        pacer.take(0.0)
+    # b's slot (0.25) is due, but the rate is used up until 0.75.
+    assert pacer.wait_for("b", 0.25) == pytest.approx(0.5)
+    assert pacer.wait_for("b", 0.75) == 0.0
+    # A flood of them pushes the paced starts back by at most the horizon (1 s), not for ever.
+    for _ in range(1000):
+        pacer.take(10.0)
+    assert pacer.wait_for("c", 10.0) == pytest.approx(1.0)
+    assert pacer.wait_for("c", 11.0) == 0.0
+
+
 def test_waiting_keeps_the_slot_and_order_is_first_come_first_served() -> None:
     pacer = SlotPacer(rate_per_s=2, burst=1)
     assert pacer.wait_for("a", 0.0) == 0.0
@@ -50,7 +88,9 @@ def test_waiting_keeps_the_slot_and_order_is_first_come_first_served() -> None:
     assert pacer.wait_for("b", 0.2) == 0.3
     assert pacer.waiting() == 2
     assert pacer.wait_for("c", 1.0) == 0.0
-    assert pacer.wait_for("b", 1.0) == 0.0
+    # b is late for its slot (0.5) but not before c's start: the two are spaced.
+    assert pacer.wait_for("b", 1.0) == 0.5
+    assert pacer.wait_for("b", 1.5) == 0.0
     assert pacer.waiting() == 0
 
 
