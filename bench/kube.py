@@ -77,11 +77,28 @@ class BenchCluster:
             from kubernetes.client import rest
 
             self.api.rest_client = rest.RESTClientObject(self.api.configuration)
+            wait_until(self._bots_listable, 60, "the WhatsAppBot storage", interval=0.2)
         except BaseException:
             self.stop()
             raise
         self.started_s = time.monotonic() - t0
         return self
+
+    def _bots_listable(self) -> bool:
+        """A CRD established a moment ago still answers LISTs with 429 "storage is
+        (re)initializing" while its watch cache fills: the operator's first LIST then backs off
+        for a second, and the first bots of a run waited for that (apply -> pod 1.2 s for the
+        first ten of 100, ~0.2 s after). A cluster's CRD is long established; wait it out."""
+        from kubernetes import client
+
+        try:
+            client.CustomObjectsApi(self.api).list_cluster_custom_object(
+                API_GROUP, API_VERSION, PLURAL, limit=1)
+            return True
+        except client.exceptions.ApiException as e:
+            if e.status == 429:
+                return False
+            raise
 
     @property
     def kubeconfig(self) -> Path:
