@@ -77,28 +77,11 @@ class BenchCluster:
             from kubernetes.client import rest
 
             self.api.rest_client = rest.RESTClientObject(self.api.configuration)
-            wait_until(self._bots_listable, 60, "the WhatsAppBot storage", interval=0.2)
         except BaseException:
             self.stop()
             raise
         self.started_s = time.monotonic() - t0
         return self
-
-    def _bots_listable(self) -> bool:
-        """A CRD established a moment ago still answers LISTs with 429 "storage is
-        (re)initializing" while its watch cache fills: the operator's first LIST then backs off
-        for a second, and the first bots of a run waited for that (apply -> pod 1.2 s for the
-        first ten of 100, ~0.2 s after). A cluster's CRD is long established; wait it out."""
-        from kubernetes import client
-
-        try:
-            client.CustomObjectsApi(self.api).list_cluster_custom_object(
-                API_GROUP, API_VERSION, PLURAL, limit=1)
-            return True
-        except client.exceptions.ApiException as e:
-            if e.status == 429:
-                return False
-            raise
 
     @property
     def kubeconfig(self) -> Path:
@@ -198,6 +181,7 @@ class Operator:
         self.proc = Child([sys.executable, "-m", "wabot_operator"], env=env, cwd=REPO,
                           log=self.workdir / f"operator-{tag}.log")
         wait_until(self.healthy, 90, "the operator's /healthz", interval=0.2)
+        wait_until(self.watching, 60, "the operator's watches of bots and pods", interval=0.2)
         self.cpu_at_ready = cpu_seconds(self.proc.pid)
         self.rss_at_ready_mb = proc_status(self.proc.pid)["VmRSS"] / 1024
         return self
@@ -212,6 +196,16 @@ class Operator:
                 return bool(r.status == 200)
         except OSError:
             return False
+
+    def watching(self) -> bool:
+        """kopf answers /healthz before its watches are open. On a control plane started
+        seconds ago the first LIST of WhatsAppBots can take seconds (the CRD's watch cache is
+        still filling: a 429 "storage is (re)initializing" and kopf's 1 s back-off), and the
+        first bots of a run waited for that: the apply -> pod of the first ten of 100 was
+        1.2-2.5 s, every later one 0.1-0.4 s. A run starts once both watches are open (the
+        request log counts a watch when it is opened; it is written once a second)."""
+        opened = {key for counts in read_requests(self.request_log).values() for key in counts}
+        return {"kopf WATCH whatsappbots", "kopf WATCH pods"} <= opened
 
     @property
     def pid(self) -> int:
