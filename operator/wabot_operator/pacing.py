@@ -25,6 +25,8 @@ from collections.abc import Hashable
 
 # Slots are sums of float intervals; a slot due "now" must not read as 1e-13 s away.
 _EPSILON = 1e-6
+# How far `take` may push the paced starts back, at most.
+_TAKE_HORIZON_S = 1.0
 
 
 class SlotPacer:
@@ -67,15 +69,16 @@ class SlotPacer:
             del self._slots[key]
             return 0.0
 
-    def take(self, now: float, horizon: float = 1.0) -> None:
+    def take(self, now: float) -> None:
         """Count a start that did not ask for a slot (a status write that must not wait), so
         that the paced starts due next make room for it. It never pushes them back by more
-        than `horizon` seconds: a steady stream of such starts slows the paced ones, it does
+        than _TAKE_HORIZON_S: a steady stream of such starts slows the paced ones, it does
         not starve them."""
         if self._interval == 0.0:
             return
         with self._lock:
-            self._next_start = min(max(self._next_start, now) + self._interval, now + horizon)
+            self._next_start = min(max(self._next_start, now) + self._interval,
+                                   now + _TAKE_HORIZON_S)
 
     def forget(self, key: Hashable) -> None:
         """Drop `key`'s slot (the bot no longer needs a start: deleted, suspended, pod back)."""
