@@ -11,8 +11,9 @@ to do; the database is then not used at all (audit rows wait in the spool on the
 database commands answer "unavailable"), and the check is retried with backoff, so fixing the
 role or the Secret's DSN is picked up without a restart, as is a database that was down.
 
-SQLAlchemy and sqlmodel are imported on the first command or audit row that needs them (on
-PostgreSQL, for the start-up check).
+SQLAlchemy is imported on the first command or audit row that needs the database, sqlmodel on
+the first command that opens a session; the SQLite migration and the PostgreSQL role check run
+in child processes (data/child.py), so an idle worker has loaded neither, nor a driver.
 """
 
 from __future__ import annotations
@@ -126,19 +127,14 @@ class DataLayer:
             self._lock.release()
 
     def _check_role(self) -> tuple[bool, str, bool]:
-        """(ok, reason, permanent) of the PostgreSQL role check; the caller holds the lock."""
-        from .data.db import Database
+        """(ok, reason, permanent) of the PostgreSQL role check, run in a child process (the
+        worker loads SQLAlchemy and psycopg only when it first writes a row); the caller
+        holds the lock."""
+        from .data.rolecheck import check_in_child
 
-        if self._db is None:
-            self._db = Database(self.url, self.server_name, on_health=self._metrics.db_up)
-        try:
-            binding = self._db.check_binding()
-        except DatabaseUnavailable as exc:
-            return False, f"database unreachable ({exc})", False
-        except Exception as exc:  # a query the server refused: report it, retry later
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            msg = f"{exc.__class__.__name__}: {first}".replace(self.url, redact_dsn(self.url))
-            return False, msg[:300], False
+        binding, error = check_in_child(self.url, self.server_name)
+        if binding is None:
+            return False, error, False
         if binding.problem is None:
             log.info("database role is bound to this tenant",
                      extra={"role": binding.role, "server_name": binding.tenant})
@@ -152,7 +148,7 @@ class DataLayer:
             return None
         if self._db is None:
             with self._lock:
-                if self._db is None:  # SQLite (PostgreSQL made it for the check)
+                if self._db is None:
                     from .data.db import Database
 
                     self._db = Database(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -55,24 +54,14 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def run_in_child(url: str, timeout_s: float = 120.0) -> tuple[bool, str]:
     """Upgrade to head in a child process; (ok, one-line reason when not ok)."""
-    env = {**os.environ, URL_ENV: url}
-    env.pop("DATABASE_URL", None)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "botworker.data.migrate"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return False, f"migrations did not finish within {timeout_s:.0f} s"
-    if proc.returncode == 0:
+    from .child import run_module
+
+    done = run_module("botworker.data.migrate", [], url, URL_ENV, timeout_s)
+    if done.returncode == 0:
         return True, ""
-    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
-    reason = lines[-1] if lines else f"exit code {proc.returncode}"
-    return False, reason.replace(url, redact_dsn(url))[:500]
+    if done.returncode is None:
+        return False, f"migrations {done.reason}"
+    return False, done.reason
 
 
 def _one_line(exc: BaseException, url: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import text
 from botworker.context import DatabaseUnavailable
 from botworker.data.db import Database
 from botworker.data.migrate import run_in_child, upgrade
+from botworker.data.rolecheck import check_in_child
 from botworker.data.tenancy import SCHEMA_HEAD, dsn_for_role, provision
 from devcluster.postgres import PostgresServer
 from tests.reliability.pg import tenant_role
@@ -32,6 +33,7 @@ from wabot.spec import WhatsAppBotSpec
 from .conftest import Harness, wait_for
 
 pytestmark = pytest.mark.postgres
+REPO = Path(__file__).resolve().parents[2]
 Make = Callable[..., Harness]
 
 
@@ -188,7 +190,8 @@ def test_a_superuser_dsn_is_flagged(pg: Pg) -> None:
 
 def test_the_start_up_check_refuses_every_role_but_the_tenants_own(
         pg: Pg, app_dsn: dict[str, str], postgres: PostgresServer) -> None:
-    """What a worker's DataLayer asks before it uses the database at all."""
+    """What a worker's DataLayer asks before it uses the database at all (in a child process,
+    as the worker does)."""
     unbound = f"t_unbound_{uuid.uuid4().hex[:6]}"
     with psycopg.connect(pg.admin, autocommit=True) as conn:
         conn.execute(f"CREATE ROLE {unbound} LOGIN PASSWORD 'pw-unbound'")
@@ -205,12 +208,9 @@ def test_the_start_up_check_refuses_every_role_but_the_tenants_own(
     }
     got = {}
     for label, (dsn, tenant) in cases.items():
-        db = Database(dsn, tenant)
-        try:
-            b = db.check_binding()
-            got[label] = (b.problem, b.permanent)
-        finally:
-            db.dispose()
+        b, error = check_in_child(dsn, tenant)
+        assert b is not None, f"{label}: {error}"
+        got[label] = (b.problem, b.permanent)
     assert got["own tenant"] == (None, False)
     problem, permanent = got["another tenant's role"]
     assert permanent and problem is not None
@@ -452,3 +452,69 @@ def test_a_dead_database_at_start_does_not_stop_the_bot(make_worker: Make) -> No
 
 def dsn_admin(server: PostgresServer) -> str:
     return server.dsn("outage")
+
+
+# --- the worker as a process: what the start-up check leaves in its memory ---------------------
+
+
+def _worker_process(tmp_path: Path, dsn: str, tenant: str) -> tuple[subprocess.Popen[str], Path]:
+    spec = tmp_path / "bot.yaml"
+    spec.write_text(f"serverName: {tenant}\nbotId: bot-p\n")
+    log = tmp_path / "worker.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("ROLE", "WABOT_SPEC_SOURCE")}
+    env.update({"BOT_ID": "bot-p", "SERVER_NAME": tenant, "AUTH_DIR": str(tmp_path / "auth"),
+                "HTTP_PORT": "0", "HTTP_HOST": "127.0.0.1", "DATABASE_URL": dsn,
+                "WABOT_SPEC_SOURCE": f"file:{spec}", "PYTHONPATH": str(REPO)})
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "botworker"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+    return proc, log
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _mapped(pid: int) -> str:
+    with open(f"/proc/{pid}/maps") as f:
+        return f.read()
+
+
+def test_an_idle_postgresql_worker_keeps_no_database_driver_in_memory(
+        tmp_path: Path, pg: Pg) -> None:
+    """The role check runs in a child: once it has passed, the worker itself has loaded
+    neither SQLAlchemy nor psycopg (their ~27 MB come with the first row it writes)."""
+    proc, log = _worker_process(tmp_path, pg.tenant("tenant-proc"), "tenant-proc")
+    try:
+        wait_for(lambda: "database schema is up to date" in log.read_text()
+                 or proc.poll() is not None, timeout=60, what="the role check")
+        assert proc.poll() is None, log.read_text()[-2000:]
+        assert '"msg": "database role is bound to this tenant"' in log.read_text()
+        maps = _mapped(proc.pid)
+        assert "sqlalchemy" not in maps and "psycopg" not in maps and "libpq" not in maps
+    finally:
+        _stop(proc)
+
+
+def test_a_wrong_password_is_one_clear_retried_line_without_the_password(
+        tmp_path: Path, pg: Pg) -> None:
+    dsn = pg.tenant("tenant-pw")
+    parts = urlsplit(dsn)
+    wrong = "pw-WRONG-4e1d"
+    bad = dsn.replace(f":{parts.password}@", f":{wrong}@")
+    proc, log = _worker_process(tmp_path, bad, "tenant-pw")
+    try:
+        wait_for(lambda: "database not ready" in log.read_text() or proc.poll() is not None,
+                 timeout=60, what="the failed role check")
+        assert proc.poll() is None, log.read_text()[-2000:]
+        line = next(ln for ln in log.read_text().splitlines() if "database not ready" in ln)
+        assert "password authentication failed" in line and "retry_in_s" in line
+        assert wrong not in log.read_text() and str(parts.password) not in log.read_text()
+        assert "sqlalchemy" not in _mapped(proc.pid)
+    finally:
+        _stop(proc)
