@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,10 @@ from bench.common import (
 
 TARGET_MB = 90.0
 IMAGE = "localhost/wabot-worker:test"
+COMMAND_HOOKS = BENCH / "_command_hooks"
+# After the idle reading: a command every bot answers (its audit row loads SQLAlchemy Core
+# and the driver), then a database command (an ORM session: sqlmodel too).
+WORKED = ("!ping", "!note k v")
 PODMAN_RUNTIME = ["--runtime", "/usr/sbin/runc", "--ulimit", "nofile=1024:1024",
                   "--ulimit", "nproc=4096:4096"]
 # tests/packaging/test_images.py: how Kubernetes runs the container (auth-templates/pod.yaml).
@@ -91,20 +96,48 @@ def sample_rss(pid: int, started: float, hold_s: float, every_s: float = 0.5
             "held_s": round(seen[-1][0], 1)}
 
 
+def _worked(proc: Child, commands: Sequence[str], hold_s: float, workdir: Path, variant: str,
+            env: dict[str, str]) -> list[dict[str, Any]]:
+    """One command at a time through the worker's own pipeline (bench/_command_hooks), then
+    its memory `hold_s` after the command has been handled and its audit row written."""
+    out = []
+    for n, text in enumerate(commands, start=1):
+        done = Path(f"{env['WABOT_BENCH_COMMAND_DONE']}.{n}")
+        Path(f"{env['WABOT_BENCH_COMMAND_TRIGGER']}.{n}").touch()
+        wait_until(lambda done=done: done.exists() or not proc.alive(), 90,
+                   f"{text!r} handled by the {variant} worker")
+        if not proc.alive():
+            raise RuntimeError(f"the {variant} worker exited:\n{proc.tail()}")
+        handled = json.loads(done.read_text())
+        if handled.get("error") or handled.get("handled", 0) < 1 or handled.get("audit_pending"):
+            raise RuntimeError(f"{text!r} in the {variant} worker: {handled}")
+        out.append({"command": text, **handled,
+                    **sample_rss(proc.pid, time.monotonic(), hold_s)})
+    return out
+
+
 def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
-                   workdir: Path) -> dict[str, Any]:
-    """Start a worker, let it fail its first dial, read its memory `hold_s` after start."""
+                   workdir: Path, commands: Sequence[str] = ()) -> dict[str, Any]:
+    """Start a worker, let it fail its first dial, read its memory `hold_s` after start; then,
+    for each of `commands`, have it handle that command and read its memory again."""
     auth = workdir / f"auth-{variant}"
     auth.mkdir(parents=True, exist_ok=True)
     spec = workdir / f"spec-{variant}.yaml"
-    # Rate limits are irrelevant here; a plain spec as a tenant would write it.
-    spec.write_text("serverName: acme\nbotId: demo\n")
+    # Rate limits are irrelevant here; a plain spec as a tenant would write it (with the
+    # database plugin when a database command is to run).
+    plugins = "commands: {plugins: [notes]}\n" if any("!note" in c for c in commands) else ""
+    spec.write_text(f"serverName: acme\nbotId: demo\n{plugins}")
     env = python_env({
         "BOT_ID": "demo", "SERVER_NAME": "acme", "AUTH_DIR": str(auth),
         "HTTP_PORT": str(free_port()), "HTTP_HOST": "127.0.0.1", "POD_NAME": "bench-density",
         "WABOT_SPEC_SOURCE": f"file:{spec}", "LOG_LEVEL": "INFO",
         **env_extra,
     })
+    if commands:
+        env.update({"PYTHONPATH": f"{COMMAND_HOOKS}{os.pathsep}{env['PYTHONPATH']}",
+                    "WABOT_BENCH_COMMANDS": ";".join(commands),
+                    "WABOT_BENCH_COMMAND_TRIGGER": str(workdir / f"command-{variant}"),
+                    "WABOT_BENCH_COMMAND_DONE": str(workdir / f"handled-{variant}")})
     log_path = workdir / f"worker-{variant}.log"
     proc = Child([_python(), "-m", "wabot", "worker"], env=env, cwd=REPO, log=log_path)
     started = time.monotonic()
@@ -127,6 +160,8 @@ def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
             "first_dial_failed_after_s": round(dial_s, 2),
             "dial_attempts": _dial_attempts(log_path),
         }
+        if commands:
+            out["after_commands"] = _worked(proc, commands, hold_s, workdir, variant, env)
     finally:
         proc.stop()
     return out
@@ -301,7 +336,11 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
              "WABOT_SPEC_SOURCE=file:<spec> (and "
              "=kubernetes against a local control plane: get + watch of its WhatsAppBot, its "
              "Lease, status reports - the production configuration); Baileys: `node "
-             "bench/baileys/idle-socket.mjs`, same hold.")
+             "bench/baileys/idle-socket.mjs`, same hold. The file-spec workers then handle "
+             "`!ping` and then `!note k v`, fed as real MessageEv through their own client's "
+             "dispatcher (bench/_command_hooks; replies dropped, WhatsApp is unreachable), "
+             "and are read again the same hold after each: the memory of a bot that has "
+             "worked, which loads the database layer on its first audit row.")
     with tempfile.TemporaryDirectory(prefix="wabot-bench-density-") as tmp:
         work = Path(tmp)
         variants: list[tuple[str, dict[str, str]]] = [("sqlite", {})]
@@ -310,7 +349,7 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
         workers: dict[str, dict[str, Any]] = {}
         for variant, env in variants:
             log(f"density: worker ({variant})")
-            workers[variant] = measure_worker(variant, env, hold_s, work)
+            workers[variant] = measure_worker(variant, env, hold_s, work, commands=WORKED)
         if kubernetes:
             log("density: worker (kubernetes spec source, local control plane)")
             try:
@@ -339,6 +378,13 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
                     f"{w.get('threads')} threads, {w.get('dial_attempts')} dials")
             res.add(f"ratio worker/Baileys ({label})", ratio(rss, b), "x",
                     target="< 1", met=None if rss is None else rss < b)
+            for worked in w.get("after_commands", []):
+                what = ("its first command (an audit row)" if worked["command"] == WORKED[0]
+                        else f"a database command ({worked['command'].split()[0]})")
+                res.add(f"  same worker after {what}", worked["rss_mb"], "MiB",
+                        note=f"{worked['rss_min_mb']:.1f}-{worked['rss_max_mb']:.1f} MiB over "
+                        f"the second half of {hold_s:.0f} s after it; not idle, so outside "
+                        "the target")
         if with_image and not image_exists():
             build_image()
         if not container:

@@ -25,6 +25,11 @@ class DatabaseUnavailable(Exception):
     answers the user with DB_UNAVAILABLE_TEXT instead of the generic failure text."""
 
 
+class CrossTenantWrite(PermissionError):
+    """A row for another tenant, refused before anything reaches the database (on PostgreSQL
+    row-level security would refuse it too)."""
+
+
 SessionFactory = Callable[[], AbstractContextManager[Any]]
 
 

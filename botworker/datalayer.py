@@ -27,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 from .backoff import BackoffPolicy
 from .config import redact_dsn
 from .context import DatabaseUnavailable
+from .data.health import Health
 from .logs import get_logger
 from .metrics import Metrics
 
 if TYPE_CHECKING:
+    from .data.auditrows import AuditRows
     from .data.db import Database
 
 log = get_logger("datalayer")
@@ -70,6 +72,8 @@ class DataLayer:
         self._failures = 0
         self._next_try = 0.0
         self._db: Database | None = None
+        self._rows: AuditRows | None = None
+        self._health = Health(on_change=metrics.db_up)
         self._postgres = is_postgres_url(url)
         self._last_problem: str | None = None
 
@@ -141,19 +145,30 @@ class DataLayer:
             return True, "", False
         return False, binding.problem, binding.permanent
 
+    def audit_rows(self) -> AuditRows | None:
+        """Where audit rows go, or None while the schema cannot be ensured. Never blocks on
+        another thread's migration (the audit writer spools meanwhile)."""
+        if not self.ensure_schema(wait=False):
+            return None
+        if self._rows is None:
+            from .data.auditrows import AuditRows
+
+            with self._lock:
+                if self._rows is None:
+                    self._rows = AuditRows(self.url, self.server_name, self._health)
+        return self._rows
+
     def database(self) -> Database | None:
-        """The Database, or None while the schema cannot be ensured. Never blocks on another
-        thread's migration (the pipeline must not wait behind it)."""
+        """The Database for command sessions (SQLAlchemy is loaded here, on the first command
+        that opens one), or None while the schema cannot be ensured."""
         if not self.ensure_schema(wait=False):
             return None
         if self._db is None:
+            from .data.db import Database
+
             with self._lock:
                 if self._db is None:
-                    from .data.db import Database
-
-                    self._db = Database(
-                        self.url, self.server_name, on_health=self._metrics.db_up
-                    )
+                    self._db = Database(self.url, self.server_name, self._health)
         return self._db
 
     @contextmanager
@@ -166,5 +181,7 @@ class DataLayer:
             yield s
 
     def dispose(self) -> None:
+        if self._rows is not None:
+            self._rows.close()
         if self._db is not None:
             self._db.dispose()

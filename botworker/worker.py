@@ -127,7 +127,7 @@ class Worker:
         self.datalayer = DataLayer(
             cfg.effective_database_url, cfg.server_name, self.metrics, migrator=migrator
         )
-        self.audit = AuditWriter(self.datalayer.database, cfg.spool_path, self.metrics)
+        self.audit = AuditWriter(self.datalayer.audit_rows, cfg.spool_path, self.metrics)
         self._runtime = self._build_runtime(spec)
         self.limiter = RateLimiter(self._limits(spec))
         self.greeted = GreetedChats(cfg.state_path)

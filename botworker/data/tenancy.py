@@ -102,7 +102,8 @@ def dsn_for_role(owner_url: str, role: str, password: str | None) -> str:
     return urlunsplit((parts.scheme, f"{user}@{host}", parts.path, parts.query, ""))
 
 
-def _psycopg_url(url: str) -> str:
+def psycopg_dsn(url: str) -> str:
+    """The DSN psycopg takes for a URL as operators (or SQLAlchemy) write it."""
     for prefix in ("postgresql+psycopg://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql://" + url[len(prefix):]
@@ -183,7 +184,7 @@ def provision(owner_url: str, server_name: str, role: str | None = None, *,
         set_password = True
     if set_password and password is None:
         password = secrets.token_urlsafe(24)
-    with psycopg.connect(_psycopg_url(owner_url), autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(psycopg_dsn(owner_url), autocommit=True, connect_timeout=10) as conn:
         if conn.execute("SELECT to_regclass(%s)", (MAPPING_TABLE,)).fetchone() == (None,):
             raise ProvisionError("the schema has no tenant mapping: run the migrations first")
         me = conn.execute("SELECT current_user").fetchone()
@@ -234,7 +235,7 @@ def revoke(owner_url: str, role: str, *, drop: bool = False) -> str:
     import psycopg
     from psycopg import sql
 
-    with (psycopg.connect(_psycopg_url(owner_url), autocommit=True, connect_timeout=10) as conn,
+    with (psycopg.connect(psycopg_dsn(owner_url), autocommit=True, connect_timeout=10) as conn,
           conn.transaction()):
             gone = conn.execute(f"DELETE FROM {MAPPING_TABLE} WHERE role_name = %s "
                                 "RETURNING server_name", (role,)).fetchone()

@@ -33,6 +33,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
+from botworker.data.auditrows import AuditRows
 from botworker.data.db import Database
 from botworker.data.tenancy import grant_statements
 from devcluster.postgres import SUPERUSER, PostgresServer
@@ -115,11 +116,13 @@ def shared_db(postgres: PostgresServer) -> Iterator[SharedDb]:
         db = Database(dsn, tenant)
         try:
             assert db.check_binding().problem is None
-            db.insert_audit([{
+            audit = AuditRows(dsn, tenant)  # as the worker writes them
+            audit.insert_audit([{
                 "id": str(uuid.uuid4()), "server_name": tenant, "bot_id": "b", "chat": "c",
                 "sender_hash": "h", "command": f"{tenant}-cmd", "result": "ok",
                 "latency_ms": 1, "created_at": "2030-01-01T00:00:00+00:00"}
                 for _ in range(ROWS_PER_TENANT)])
+            audit.close()
             from botworker.data.orm import kv_set
 
             with db.session() as s:

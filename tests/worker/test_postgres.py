@@ -22,6 +22,7 @@ import pytest
 from sqlalchemy import text
 
 from botworker.context import DatabaseUnavailable
+from botworker.data.auditrows import AuditRows
 from botworker.data.db import Database
 from botworker.data.migrate import run_in_child, upgrade
 from botworker.data.rolecheck import check_in_child
@@ -120,8 +121,10 @@ def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(
         app_dsn: dict[str, str], pg: Pg) -> None:
     a, b = Database(app_dsn["tenant-a"], "tenant-a"), Database(app_dsn["tenant-b"], "tenant-b")
     try:
-        a.insert_audit([audit_row("tenant-a", "a1"), audit_row("tenant-a", "a2")])
-        b.insert_audit([audit_row("tenant-b", "b1")])
+        for tenant, commands in (("tenant-a", ("a1", "a2")), ("tenant-b", ("b1",))):
+            audit = AuditRows(app_dsn[tenant], tenant)  # as the worker writes them
+            audit.insert_audit([audit_row(tenant, c) for c in commands])
+            audit.close()
         with a.session() as s:
             raw = s.execute(text("SELECT server_name, command FROM audit_entry")).all()
             assert {r[0] for r in raw} == {"tenant-a"}
@@ -140,11 +143,10 @@ def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(
         b.dispose()
     # A role bound to no tenant (here the owner: FORCE applies to it too) sees no rows at all.
     assert rows(pg.owner, "SELECT count(*) FROM audit_entry") == [(0,)]
-    assert a.bypasses_rls is None or a.bypasses_rls is False
 
 
 def test_writing_another_tenants_rows_is_refused_twice(app_dsn: dict[str, str]) -> None:
-    from botworker.data.db import CrossTenantWrite
+    from botworker.context import CrossTenantWrite
     from botworker.data.models import KeyValue
 
     a = Database(app_dsn["tenant-a"], "tenant-a")
@@ -177,15 +179,6 @@ def test_orm_queries_are_scoped_and_rows_get_the_tenant(app_dsn: dict[str, str])
     finally:
         a.dispose()
         b.dispose()
-
-
-def test_a_superuser_dsn_is_flagged(pg: Pg) -> None:
-    db = Database(pg.admin, "tenant-a")
-    try:
-        assert db.ping()
-        assert db.bypasses_rls is True
-    finally:
-        db.dispose()
 
 
 def test_the_start_up_check_refuses_every_role_but_the_tenants_own(
@@ -518,3 +511,14 @@ def test_a_wrong_password_is_one_clear_retried_line_without_the_password(
         assert "sqlalchemy" not in _mapped(proc.pid)
     finally:
         _stop(proc)
+
+
+def test_a_bot_that_answered_a_command_has_loaded_the_driver_but_not_sqlalchemy(
+        tmp_path: Path, pg: Pg) -> None:
+    from .test_audit_rows import run_one_command
+
+    got = run_one_command(tmp_path, SERVER_NAME="tenant-one",
+                          DATABASE_URL=pg.tenant("tenant-one"))
+    assert got == {"pending": 0, "loaded": ["psycopg"]}
+    assert rows(pg.admin, "SELECT command, result FROM audit_entry "
+                          "WHERE server_name = 'tenant-one'") == [("ping", "ok")]
