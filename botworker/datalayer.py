@@ -11,9 +11,10 @@ to do; the database is then not used at all (audit rows wait in the spool on the
 database commands answer "unavailable"), and the check is retried with backoff, so fixing the
 role or the Secret's DSN is picked up without a restart, as is a database that was down.
 
-SQLAlchemy is imported on the first command or audit row that needs the database, sqlmodel on
-the first command that opens a session; the SQLite migration and the PostgreSQL role check run
-in child processes (data/child.py), so an idle worker has loaded neither, nor a driver.
+The SQLite migration and the PostgreSQL role check run in child processes (data/child.py), so
+an idle worker has loaded no database library; audit rows need only the driver
+(data/auditrows.py); SQLAlchemy and sqlmodel are imported when a command first opens a
+session.
 """
 
 from __future__ import annotations
@@ -132,8 +133,8 @@ class DataLayer:
 
     def _check_role(self) -> tuple[bool, str, bool]:
         """(ok, reason, permanent) of the PostgreSQL role check, run in a child process (the
-        worker loads SQLAlchemy and psycopg only when it first writes a row); the caller
-        holds the lock."""
+        check needs SQLAlchemy and psycopg, which the worker itself may never use); the
+        caller holds the lock."""
         from .data.rolecheck import check_in_child
 
         binding, error = check_in_child(self.url, self.server_name)

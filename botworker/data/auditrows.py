@@ -7,7 +7,7 @@ resident memory per bot for the rest of its life; with the driver alone 0.4 and 
 (bench/PROFILE-density.md). SQLAlchemy, and sqlmodel, are still loaded by a bot whose
 commands open database sessions (db.py).
 
-One connection, opened on first use and dropped when it fails (the next call reconnects).
+One connection, opened on first use, kept, and replaced when it fails (see `_run`).
 Connection trouble becomes `DatabaseUnavailable`, so the audit writer spools the rows and
 retries; rows of another tenant are refused before anything is sent (row-level security would
 refuse them too, on PostgreSQL).
@@ -73,26 +73,35 @@ class AuditRows:
         return isinstance(err, psycopg.OperationalError | psycopg.InterfaceError)
 
     def _run(self, sql: str, params: Sequence[Sequence[Any]] = ()) -> None:
-        """One transaction on the kept connection; DatabaseUnavailable when it cannot."""
+        """One transaction; DatabaseUnavailable when it cannot be done. A kept connection that
+        fails (the server restarted, a firewall dropped it while the bot was quiet) is
+        replaced and the transaction tried once more on a new one: only a database that a
+        new connection cannot reach is reported down. Trying again is safe, the insert skips
+        rows already stored."""
         with self._lock:
-            try:
-                if self._conn is None:
-                    self._conn = self._connect()
-                cur = self._conn.cursor()
+            while True:
+                kept = self._conn is not None
                 try:
-                    if params:
-                        cur.executemany(sql, params)
-                    else:
-                        cur.execute(sql)
-                finally:
-                    cur.close()
-                self._conn.commit()
-            except Exception as err:
-                self._drop()
-                if self._unavailable(err):
+                    if self._conn is None:
+                        self._conn = self._connect()
+                    cur = self._conn.cursor()
+                    try:
+                        if params:
+                            cur.executemany(sql, params)
+                        else:
+                            cur.execute(sql)
+                    finally:
+                        cur.close()
+                    self._conn.commit()
+                    break
+                except Exception as err:
+                    self._drop()
+                    if not self._unavailable(err):
+                        raise
+                    if kept:
+                        continue
                     self.health.mark(False)
                     raise DatabaseUnavailable(err.__class__.__name__) from err
-                raise
         self.health.mark(True)
 
     def _drop(self) -> None:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from sqlalchemy import text
 from botworker.context import DatabaseUnavailable
 from botworker.data.auditrows import AuditRows
 from botworker.data.db import Database
+from botworker.data.health import Health
 from botworker.data.migrate import run_in_child, upgrade
 from botworker.data.rolecheck import check_in_child
 from botworker.data.tenancy import SCHEMA_HEAD, dsn_for_role, provision
@@ -400,6 +402,37 @@ def test_outage_degrades_commands_keeps_whatsapp_and_loses_no_audit_row(
     assert rows(dsn_admin(server), "SELECT count(*) FROM audit_entry")[0][0] == 8
     assert h.metric("wabot_db_up") == 1
     assert h.ask("!note k") == "before the outage"
+
+
+def test_audit_rows_go_on_over_a_new_connection_after_a_server_restart(
+        own_postgres: tuple[PostgresServer, Pg]) -> None:
+    """The kept connection dies with the server; the first row after the restart goes over a
+    new one, without the database ever being reported down. While the server is down, rows
+    are refused as unavailable (the writer spools them) and nothing is stored twice."""
+    server, pg = own_postgres
+    changes: list[bool] = []
+    audit = AuditRows(pg.tenant("tenant-k"), "tenant-k", Health(on_change=changes.append))
+    try:
+        audit.insert_audit([audit_row("tenant-k", "before")])
+        server.stop("fast")
+        server.start()
+        server.wait_ready()
+        audit.insert_audit([audit_row("tenant-k", "after")])
+        assert changes == [True, True]  # never marked down
+        server.stop("fast")
+        late = audit_row("tenant-k", "late")
+        with pytest.raises(DatabaseUnavailable):
+            audit.insert_audit([late])
+        assert changes[-1] is False
+        server.start()
+        server.wait_ready()
+        time.sleep(2.1)  # past the fail-fast window
+        audit.insert_audit([late])
+        audit.insert_audit([late])  # a spool replayed twice
+    finally:
+        audit.close()
+    assert sorted(r[0] for r in rows(dsn_admin(server), "SELECT command FROM audit_entry")) == [
+        "after", "before", "late"]
 
 
 def test_spooled_rows_survive_a_worker_restart(
