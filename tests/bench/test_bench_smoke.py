@@ -39,6 +39,10 @@ def test_density_smoke() -> None:
     assert sane(got["worker RSS (file spec, SQLite)"])
     assert sane(got["ratio worker/Baileys (file spec, SQLite)"])
     assert res.extra["workers"]["sqlite"]["dial_attempts"] >= 1
+    worked = res.extra["workers"]["sqlite"]["after_commands"]
+    assert [w["command"] for w in worked] == ["!ping", "!note k v"]
+    assert all(w["handled"] == 1 and w["audit_pending"] == 0 and sane(w["rss_mb"])
+               for w in worked)
 
 
 @pytest.mark.postgres
