@@ -2,7 +2,7 @@
 
 A worker needs Alembic once (to migrate its SQLite file) and, on PostgreSQL, SQLAlchemy and
 psycopg once at start (to check its role, see rolecheck.py). Imported into the worker, each
-would stay in its memory for its whole life after one use: ~10 MB for Alembic, ~27 MB for
+would stay in its memory for its whole life after one use: ~10 MB for Alembic, ~26 MiB for
 SQLAlchemy, psycopg and the check's connection pool, of a budget under 90 MB per bot. A child
 that exits gives it all back. A worker that never writes to its database (no audit rows, no
 database commands) then never loads a database driver at all.
