@@ -43,6 +43,12 @@ def redact(text: str, url: str) -> str:
     return text
 
 
+def one_line(exc: BaseException, url: str, limit: int = 400) -> str:
+    """`Class: first line` of an error, redacted: the one stderr line a child prints."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return redact(f"{exc.__class__.__name__}: {lines[0] if lines else ''}", url)[:limit]
+
+
 def run_module(module: str, args: Sequence[str], url: str, url_env: str,
                timeout_s: float) -> ChildResult:
     """`python -m module *args` with `url` in the variable `url_env` (and no DATABASE_URL)."""

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import redact_dsn
+from .child import one_line, run_module
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 URL_ENV = "WABOT_MIGRATE_URL"
@@ -54,19 +54,12 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def run_in_child(url: str, timeout_s: float = 120.0) -> tuple[bool, str]:
     """Upgrade to head in a child process; (ok, one-line reason when not ok)."""
-    from .child import run_module
-
     done = run_module("botworker.data.migrate", [], url, URL_ENV, timeout_s)
     if done.returncode == 0:
         return True, ""
     if done.returncode is None:
         return False, f"migrations {done.reason}"
     return False, done.reason
-
-
-def _one_line(exc: BaseException, url: str) -> str:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{exc.__class__.__name__}: {first}".replace(url, redact_dsn(url))[:400]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,10 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
     except (OSError, IndexError) as exc:
-        print(f"{args.command}: {_one_line(exc, url)}", file=sys.stderr)
+        print(f"{args.command}: {one_line(exc, url)}", file=sys.stderr)
         return 2
     except Exception as exc:
-        print(f"{args.command or 'migrate'}: {_one_line(exc, url)}", file=sys.stderr)
+        print(f"{args.command or 'migrate'}: {one_line(exc, url)}", file=sys.stderr)
         return 1
     return 0
 

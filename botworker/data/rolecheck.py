@@ -20,6 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from .child import one_line, run_module
 from .tenancy import Binding
 
 URL_ENV = "WABOT_CHECK_URL"
@@ -31,8 +32,6 @@ def check_in_child(url: str, server_name: str,
                    timeout_s: float = TIMEOUT_S) -> tuple[Binding | None, str]:
     """(the role's binding, "") when the check ran; (None, one-line reason) when it could
     not (the server unreachable, a query refused): both mean "try again later"."""
-    from .child import run_module
-
     done = run_module("botworker.data.rolecheck", [server_name], url, URL_ENV, timeout_s)
     if done.returncode == 0:
         try:
@@ -44,11 +43,6 @@ def check_in_child(url: str, server_name: str,
     if done.returncode is None:
         return None, f"the role check {done.reason}"
     return None, done.reason
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return f"{exc.__class__.__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,10 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The driver's own words ("password authentication failed for user ...", "connection
         # refused") tell the operator what to fix; SQLAlchemy's wrapper only names a class.
         cause = exc.__cause__
-        print(_first_line(getattr(cause, "orig", None) or cause or exc), file=sys.stderr)
+        print(one_line(getattr(cause, "orig", None) or cause or exc, url, 300), file=sys.stderr)
         return UNREACHABLE
     except Exception as exc:  # a query the server refused
-        print(_first_line(exc), file=sys.stderr)
+        print(one_line(exc, url, 300), file=sys.stderr)
         return 1
     finally:
         db.dispose()

@@ -10,6 +10,7 @@ through `client.event.execute(...)` exactly as neonize's Go side does.
 from __future__ import annotations
 
 import ctypes
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,19 @@ from botworker.worker import Worker
 from wabot.spec import WhatsAppBotSpec
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
+
+
+REPO = Path(__file__).resolve().parents[2]
+# What a worker process started by a test must not inherit from the caller's environment.
+_WORKER_SETTINGS = ("BOT_ID", "SERVER_NAME", "ROLE", "WABOT_SPEC_SOURCE", "DATABASE_URL")
+
+
+def worker_process_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a worker process a test starts: this repo importable, its auth dir
+    under `tmp_path`, none of the caller's worker settings but those in `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in _WORKER_SETTINGS}
+    env.update({"AUTH_DIR": str(tmp_path / "auth"), "PYTHONPATH": str(REPO), **extra})
+    return env
 
 
 def wait_for(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:

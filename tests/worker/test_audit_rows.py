@@ -6,7 +6,6 @@ never for another tenant, and a database that cannot be opened is reported as un
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from botworker.data.health import Health
 from botworker.data.migrate import upgrade
 from botworker.data.models import AuditEntry
 
-REPO = Path(__file__).resolve().parents[2]
+from .conftest import worker_process_env
 
 
 def row(tenant: str = "acme", command: str = "ping", **extra: Any) -> dict[str, Any]:
@@ -108,14 +107,11 @@ def test_a_database_that_cannot_be_opened_is_unavailable_until_it_can(tmp_path: 
 # A worker in a process of its own (the test process has SQLAlchemy loaded): one command
 # through neonize's real dispatcher, its audit row written, then what the process has loaded.
 ONE_COMMAND = r'''
-import ctypes, json, os, sys, time
+import json, os, sys, time
 from botworker.config import load_config
 from botworker.worker import Worker
 from neonize.client import NewClient
-from neonize.events import EVENT_TO_INT, MessageEv
-from neonize.proto.Neonize_pb2 import MessageInfo, MessageSource
-from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
-from neonize.utils import build_jid
+from tests.worker.conftest import dispatch, message_ev
 from wabot.spec import WhatsAppBotSpec
 
 cfg = load_config(dict(os.environ))
@@ -124,12 +120,7 @@ spec = WhatsAppBotSpec.model_validate({"serverName": cfg.server_name, "botId": c
 worker = Worker(cfg, spec, client=NewClient(str(cfg.session_path)), sessions_enabled=False,
                 terminal=False, http=False)
 worker.start()
-chat = build_jid("15550001111")
-data = MessageEv(Info=MessageInfo(MessageSource=MessageSource(Chat=chat, Sender=chat),
-                                  ID="ONE", Timestamp=int(time.time() * 1000)),
-                 Message=Message(conversation="!ping")).SerializePartialToString()
-buf = ctypes.create_string_buffer(data, len(data))
-worker.client.event.execute(0, ctypes.addressof(buf), len(data), EVENT_TO_INT[MessageEv])
+dispatch(worker.client, message_ev("!ping"))
 deadline = time.monotonic() + 60
 while time.monotonic() < deadline and (
         worker.metrics.value("wabot_commands_total", command="ping", result="ok") < 1
@@ -143,10 +134,8 @@ worker.stop(5.0)
 
 
 def run_one_command(tmp_path: Path, **env: str) -> dict[str, Any]:
-    child_env = {k: v for k, v in os.environ.items()
-                 if k not in ("ROLE", "WABOT_SPEC_SOURCE", "DATABASE_URL")}
-    child_env.update({"BOT_ID": "bot-1", "SERVER_NAME": "acme", "AUTH_DIR": str(tmp_path),
-                      "HTTP_PORT": "0", "PYTHONPATH": str(REPO), **env})
+    child_env = worker_process_env(tmp_path, **{"BOT_ID": "bot-1", "SERVER_NAME": "acme",
+                                                 "HTTP_PORT": "0", **env})
     proc = subprocess.run([sys.executable, "-c", ONE_COMMAND], env=child_env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,7 +7,6 @@ renderers from auth-templates/, and the worker talks with a real ServiceAccount 
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import socket
@@ -29,10 +28,16 @@ from botworker.kubeapi import ApiError, KubeClient
 from botworker.metrics import Metrics
 from wabot.spec import API_GROUP, API_VERSION, KIND, PLURAL, WhatsAppBotSpec, WorkerState
 
-from .conftest import Harness, recording_client, wait_for, worker_config
+from .conftest import (
+    REPO,
+    Harness,
+    recording_client,
+    wait_for,
+    worker_config,
+    worker_process_env,
+)
 
 pytestmark = pytest.mark.cluster
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _create(fn: Callable[..., Any], namespace: str, body: dict[str, Any]) -> None:
@@ -417,15 +422,13 @@ def test_worker_process_in_kubernetes_mode(make_bot: Callable[..., Bot], tmp_pat
     """The real entry point with the bot's token: it takes the Lease, dials (no WhatsApp here,
     so the real neonize connect fails), reports that, and on SIGTERM releases and exits 0."""
     bot = make_bot()
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_ID", "SERVER_NAME")}
-    env.update({
-        "BOT_ID": "shop", "SERVER_NAME": "acme", "WABOT_BOT_NAME": "shop",
-        "WABOT_NAMESPACE": bot.namespace, "POD_NAME": "wabot-shop",
-        "WABOT_LEASE_NAME": "wabot-shop", "WABOT_SPEC_SOURCE": "kubernetes",
-        "KUBECONFIG": str(bot.kubeconfig(tmp_path / "bot.kubeconfig")),
-        "AUTH_DIR": str(tmp_path / "auth"), "HTTP_PORT": "0", "PYTHONPATH": str(REPO),
-        "WABOT_SHUTDOWN_TIMEOUT_SECONDS": "15",
-    })
+    env = worker_process_env(
+        tmp_path, BOT_ID="shop", SERVER_NAME="acme", WABOT_BOT_NAME="shop",
+        WABOT_NAMESPACE=bot.namespace, POD_NAME="wabot-shop", WABOT_LEASE_NAME="wabot-shop",
+        WABOT_SPEC_SOURCE="kubernetes",
+        KUBECONFIG=str(bot.kubeconfig(tmp_path / "bot.kubeconfig")), HTTP_PORT="0",
+        WABOT_SHUTDOWN_TIMEOUT_SECONDS="15",
+    )
     env.pop("KUBERNETES_SERVICE_HOST", None)
     proc = subprocess.Popen([sys.executable, "-m", "botworker"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -33,10 +33,9 @@ from devcluster.postgres import PostgresServer
 from tests.reliability.pg import tenant_role
 from wabot.spec import WhatsAppBotSpec
 
-from .conftest import Harness, wait_for
+from .conftest import Harness, wait_for, worker_process_env
 
 pytestmark = pytest.mark.postgres
-REPO = Path(__file__).resolve().parents[2]
 Make = Callable[..., Harness]
 
 
@@ -487,10 +486,9 @@ def _worker_process(tmp_path: Path, dsn: str, tenant: str) -> tuple[subprocess.P
     spec = tmp_path / "bot.yaml"
     spec.write_text(f"serverName: {tenant}\nbotId: bot-p\n")
     log = tmp_path / "worker.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("ROLE", "WABOT_SPEC_SOURCE")}
-    env.update({"BOT_ID": "bot-p", "SERVER_NAME": tenant, "AUTH_DIR": str(tmp_path / "auth"),
-                "HTTP_PORT": "0", "HTTP_HOST": "127.0.0.1", "DATABASE_URL": dsn,
-                "WABOT_SPEC_SOURCE": f"file:{spec}", "PYTHONPATH": str(REPO)})
+    env = worker_process_env(tmp_path, BOT_ID="bot-p", SERVER_NAME=tenant, HTTP_PORT="0",
+                             HTTP_HOST="127.0.0.1", DATABASE_URL=dsn,
+                             WABOT_SPEC_SOURCE=f"file:{spec}")
     with log.open("w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "botworker"], env=env, stdout=out,
                                 stderr=subprocess.STDOUT, text=True)

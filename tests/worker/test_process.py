@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -16,22 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import wait_for
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("BOT_ID", "SERVER_NAME", "ROLE")}
-    if "WABOT_SPEC_SOURCE" not in extra:
-        env.pop("WABOT_SPEC_SOURCE", None)
-    env.update({"AUTH_DIR": str(tmp_path / "auth"), "PYTHONPATH": str(REPO), **extra})
-    return env
+from .conftest import wait_for, worker_process_env
 
 
 def _run(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "botworker", *args], env=_env(tmp_path, **env),
+        [sys.executable, "-m", "botworker", *args], env=worker_process_env(tmp_path, **env),
         capture_output=True, text=True, timeout=60,
     )
 
@@ -100,9 +89,10 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]
     spec.write_text("serverName: tenant-a\nbotId: bot-a\ncommands: {prefix: '#'}\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "botworker"],
-        env=_env(tmp_path, BOT_ID="bot-a", SERVER_NAME="tenant-a", HTTP_PORT=str(port),
-                 HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}",
-                 WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
+        env=worker_process_env(
+            tmp_path, BOT_ID="bot-a", SERVER_NAME="tenant-a", HTTP_PORT=str(port),
+            HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}",
+            WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -151,7 +141,7 @@ def test_idle_worker_memory(running: tuple[subprocess.Popen[str], int, Path]) ->
 
 def test_the_role_switch_runs_the_worker(tmp_path: Path) -> None:
     """`ROLE=worker wabot` (the image's entry point) reaches this worker's config check."""
-    env = _env(tmp_path, ROLE="worker", SERVER_NAME="tenant-a")
+    env = worker_process_env(tmp_path, ROLE="worker", SERVER_NAME="tenant-a")
     proc = subprocess.run([sys.executable, "-m", "wabot"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
@@ -177,11 +167,12 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
                     "  events: [connection]\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "botworker"],
-        env=_env(tmp_path, BOT_ID="bot-a", SERVER_NAME="tenant-a", HTTP_PORT=str(port),
-                 HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}", LOG_LEVEL="DEBUG",
-                 WABOT_WEBHOOK_SECRET=key, WABOT_API_TOKEN=token,
-                 WABOT_PROXY_URL=f"http://alice:{password}@127.0.0.1:{proxy.port}",
-                 WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
+        env=worker_process_env(
+            tmp_path, BOT_ID="bot-a", SERVER_NAME="tenant-a", HTTP_PORT=str(port),
+            HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}", LOG_LEVEL="DEBUG",
+            WABOT_WEBHOOK_SECRET=key, WABOT_API_TOKEN=token,
+            WABOT_PROXY_URL=f"http://alice:{password}@127.0.0.1:{proxy.port}",
+            WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
