@@ -20,7 +20,10 @@ Variables (all optional):
 - `WABOT_OPERATOR_STANDALONE`: `true` turns peering off; then run one replica only.
 - `WABOT_OPERATOR_PRIORITY`: peering priority; default random per process, because kopf
   freezes *all* replicas that share a priority.
-- `WABOT_OPERATOR_RECONCILE_INTERVAL`: seconds between level-based passes per bot (10).
+- `WABOT_OPERATOR_RECONCILE_INTERVAL`: seconds between level-based passes per bot when no
+  watch event wakes it (60): a safety net, since every change the operator acts on arrives
+  as a watch event and every timed step sets its own delay. A failed pass is retried after
+  10 s (or this interval, if shorter).
 - `WABOT_OPERATOR_RESYNC_INTERVAL`: seconds between re-checks of a bot's PVC, RBAC and
   Lease when nothing changed (300), from one LIST per kind and namespace.
 - `WABOT_OPERATOR_POD_RESTARTS_PER_SECOND`: fleet-wide pace of pod re-creations (a bot that
@@ -120,7 +123,7 @@ class OperatorConfig(BaseModel):
     peering_name: str = Field(default="wabot", pattern=NAME_PATTERN, max_length=63)
     standalone: bool = False
     priority: int = Field(default_factory=lambda: random.randint(1, 2**30))
-    reconcile_interval: float = Field(default=10.0, gt=0, le=3600)
+    reconcile_interval: float = Field(default=60.0, gt=0, le=3600)
     resync_interval: float = Field(default=300.0, gt=0, le=86400)
     pod_restarts_per_second: float = Field(default=3.0, ge=0, le=1000)
     log_format: Literal["text", "json"] = "text"

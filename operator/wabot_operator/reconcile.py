@@ -64,6 +64,10 @@ class BotLog(logging.LoggerAdapter[logging.Logger]):
 
 # How soon to look again while something is in motion (a pod terminating, a pod just created).
 FAST_REQUEUE = 1.0
+# How soon a pass that failed (an API error, a refused pod, a failed status write) is tried
+# again, when nothing wakes the bot first; capped by the reconcile interval. Not at once: a
+# refused pod (quota, admission) or an unavailable API server would be hammered.
+RETRY_AFTER_ERROR = 10.0
 # A replacement's slot, taken at the delete, covers the create that follows within this time
 # (the old pod's graceful termination).
 REPLACEMENT_WINDOW = 120.0
@@ -180,6 +184,8 @@ class Reconciler:
         """`pod` is the bot's pod as last seen by the operator's watch (None: none seen), raw
         or already observed (the watch keeps only the ObservedPod)."""
         outcome = self._reconcile(bot, pod, memory)
+        if outcome.result == "error" and outcome.delay is None:
+            outcome.delay = min(RETRY_AFTER_ERROR, self.config.reconcile_interval)
         if outcome.created:
             what = ", ".join(outcome.created)
             # A pod on its own is a restart or a replacement: PodCreated. A first pass (or a

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import KubeError
-from wabot_operator.reconcile import PENDING_SETTLE, BotMemory, Reconciler
+from wabot_operator.reconcile import PENDING_SETTLE, RETRY_AFTER_ERROR, BotMemory, Reconciler
 from wabot_operator.templates import TemplateStore
 
 REPO = Path(__file__).resolve().parents[2]
@@ -383,11 +383,15 @@ def test_finalize_of_an_unreadable_spec_keeps_the_volume(
     assert ("PersistentVolumeClaim", "wabot-sales-auth") in kube.objects
 
 
-def test_a_refused_pod_is_retried_at_the_normal_pace(kube: FakeKube,
-                                                     reconciler: Reconciler) -> None:
+def test_a_refused_pod_is_retried_after_the_error_delay_not_at_once(
+        kube: FakeKube, reconciler: Reconciler) -> None:
     kube.fail[("create", "Pod")] = KubeError(422, "Invalid", "requests must be <= limits")
     out = reconciler.reconcile(bot(), None, BotMemory())
-    assert out.result == "error" and out.delay is None
+    assert out.result == "error"
+    assert out.delay == RETRY_AFTER_ERROR < reconciler.config.reconcile_interval
+    # An operator configured to pass more often than that retries at its own pace.
+    quick = make_reconciler(kube, reconcile_interval=2)
+    assert quick.reconcile(bot(), None, BotMemory()).delay == 2
     degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
                     if c["type"] == "Degraded")
     assert (degraded["reason"], degraded["message"]) == ("PodRejected",
