@@ -6,8 +6,8 @@ the bot's volume (fsync'd), and the spool is replayed, oldest first, once the da
 again — in this process or in the next one after a restart. Rows carry their own IDs and the
 insert skips IDs already stored, so a replay interrupted half-way never duplicates.
 
-Bounds: at most `memory_limit` rows wait in memory (older ones spill to disk early) and the
-spool holds at most `spool_limit` rows; past that, new rows are dropped and counted
+Bounds: at most `memory_limit` rows wait in memory (the oldest spill to disk early, a batch at
+a time) and the spool holds at most `spool_limit` rows; past that, new rows are dropped and counted
 (wabot_messages_dropped_total{reason="audit_spool_full"}). Rows still in memory when the
 process is killed with SIGKILL (at most one flush interval's worth) are the only ones at risk.
 """
@@ -120,8 +120,11 @@ class AuditWriter:
         with self._lock:
             self._memory.append(rec)
             if len(self._memory) > self._memory_limit:
-                for _ in range(len(self._memory) - self._memory_limit):
-                    spill.append(self._memory.popleft())
+                # The writer is behind: the oldest rows go to the spool a batch at a time
+                # (one fsync per batch; one per command held the message path on the disk).
+                n = max(len(self._memory) - self._memory_limit,
+                        min(self._batch, self._memory_limit))
+                spill = [self._memory.popleft() for _ in range(n)]
         if spill:
             self._append_spool(spill)
         self._publish()
