@@ -316,7 +316,7 @@ def run(*, sizes: tuple[int, ...] = (100, 500, 1000), modes: tuple[str, ...] = (
                 "(their defaults, 20 and 50, make the PV controller bind ~5 auth volumes a "
                 "second: that, not the operator, would set the pace; see --stock-control-plane)"
                 if tuned else ", stock settings") + ". The operator "
-             "is `python -m wabot_operator` with production defaults (reconcile interval 10 s, "
+             "is `python -m wabot_operator` with production defaults (reconcile interval 60 s, "
              "INFO logs), standalone, scoped to the run's namespace; its API requests are "
              "counted at its HTTP clients (bench/_hooks/sitecustomize.py).")
     res.note("'settled' = every pod Running and every bot's status.phase = Connecting (written "
