@@ -62,8 +62,8 @@ KOPF_CONNECTIONS = 24
 # every pass, watch and request of the process stood still, and the bots applied in that
 # moment waited for their pods. Start-up objects (modules, kopf, the clients) are moved out of
 # the collector's sight once (gc.freeze), and the young generation is collected every 7,000
-# allocations: full collections became ~5x rarer and GC time fell from 4.1 to 0.9 s for 1,000
-# new bots (bench/PROFILE-operator.md, Round 5). The garbage that needs the collector here
+# allocations: full collections became 5x rarer and GC time fell from 4.1 to 0.9-1.4 s for
+# 1,000 new bots (bench/PROFILE-operator.md, Round 5). The garbage that needs the collector here
 # (kopf's patch objects refer to each other) is a few hundred objects a second.
 GC_YOUNG_THRESHOLD = 7000
 
