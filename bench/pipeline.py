@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import queue
 import tempfile
 import threading
@@ -288,6 +289,28 @@ def bare_dispatcher(tmp: Path, queued: bool) -> tuple[Any, Recorder, Callable[[]
     return client, rec, close
 
 
+def thread_cpu_s() -> dict[str, float]:
+    """CPU seconds (user + system) of each live Python thread of this process, by name. The
+    worker's threads share one GIL: what each costs per command shows where throughput goes
+    (bench/PROFILE-pipeline.md). Linux only (/proc); empty elsewhere."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat", encoding="ascii") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        out[t.name] = out.get(t.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+def cpu_per_command_us(before: dict[str, float], after: dict[str, float],
+                       commands: int) -> dict[str, float]:
+    return {name: round((spent - before.get(name, 0.0)) * 1e6 / commands, 1)
+            for name, spent in after.items() if spent > before.get(name, 0.0)}
+
+
 def _audit_rows(dsn: str) -> int:
     import psycopg
 
@@ -341,8 +364,10 @@ def run(*, n_throughput: int = 20000, n_latency: int = 5000, warmup: int = 500,
                 if audited:
                     wut.audit_drain(done)
                 spool = SpoolWatch(wut)
+                cpu_before = thread_cpu_s()
                 thr = drive(wut.client, Events(n_throughput, f"T{variant}"), wut.rec, WINDOW,
                             before_round=wut.fresh_limiter)
+                cpu = cpu_per_command_us(cpu_before, thread_cpu_s(), n_throughput)
                 done += n_throughput
                 drain_s = wut.audit_drain(done) if audited else 0.0
                 spooled = spool.stop()
@@ -355,6 +380,7 @@ def run(*, n_throughput: int = 20000, n_latency: int = 5000, warmup: int = 500,
                     "audit_commit_after_throughput_s": drain_s,
                     "audit_rows_spooled_to_disk_max": spooled,
                     "dropped": wut.dropped(),
+                    "cpu_us_per_command_by_thread": cpu,
                 }
                 if audited:
                     wut.audit_drain(done)
@@ -398,6 +424,11 @@ def run(*, n_throughput: int = 20000, n_latency: int = 5000, warmup: int = 500,
                 met=at_most(p99, 2.0) if variant != "postgres" else None)
         res.add(f"worker {label}: latency p99 (100 in flight)", v["throughput"]["p99_ms"], "ms",
                 note="includes queueing behind up to 99 earlier messages")
+        cpu = v["cpu_us_per_command_by_thread"]
+        if cpu:
+            res.add(f"worker {label}: CPU per command, all threads", sum(cpu.values()), "us",
+                    note=", ".join(f"{k} {x:g}" for k, x in sorted(cpu.items())
+                                   if k != "bench-spool"))
         res.add(f"ratio bare dispatcher/worker throughput ({label})",
                 ratio(base["throughput"]["per_s"], per_s), "x")
         res.add(f"ratio worker/bare dispatcher latency p50 ({label})",
