@@ -34,7 +34,14 @@ from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import Kube
 from wabot_operator.observe import ObservedPod, observe_pod
-from wabot_operator.reconcile import BotMemory, Event, Outcome, Reconciler, bot_log
+from wabot_operator.reconcile import (
+    APPLY_THREADS,
+    BotMemory,
+    Event,
+    Outcome,
+    Reconciler,
+    bot_log,
+)
 from wabot_operator.templates import TemplateStore
 
 log = logging.getLogger("wabot_operator")
@@ -44,8 +51,10 @@ POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
 PodIndex = kopf.Index[tuple[str, str], tuple[str, ObservedPod]]
 # Threads for the reconcile passes (a pass is a short sequence of blocking API calls, mostly
 # waiting on the API server): asyncio's default executor has min(32, CPUs + 4) threads, 6 on a
-# 2-core machine, and passes queued behind each other there.
-PASS_THREADS = 16
+# 2-core machine, and passes queued behind each other there. With 16, a new bot's first pass
+# still waited up to 3.4 s for a thread during a 1,000-bot roll-out at 20/s (a pass that
+# creates a bot's objects takes 0.3-0.7 s then), and that wait was most of apply -> pod p99.
+PASS_THREADS = 32
 # After a pass created the pod, the first watch event waits this long before the next pass,
 # so that the burst of changes a new pod goes through (scheduled, then Running, ~40 ms apart
 # on kwok) is handled by one pass and one status write instead of one each.
@@ -139,7 +148,9 @@ def _api_client() -> client.ApiClient:
         configuration = client.Configuration()
         kube_config.load_kube_config(  # type: ignore[no-untyped-call]
             client_configuration=configuration)
-    configuration.connection_pool_maxsize = 32
+    # One connection per thread that can be in a request at once: urllib3 opens a connection
+    # beyond the pool's size and then throws it away (a TLS handshake on both sides each time).
+    configuration.connection_pool_maxsize = PASS_THREADS + APPLY_THREADS
     return client.ApiClient(configuration)
 
 
