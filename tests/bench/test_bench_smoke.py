@@ -115,21 +115,22 @@ def test_thread_cpu_is_charged_to_the_thread_that_spent_it() -> None:
 
     from bench.pipeline import cpu_per_command_us, thread_cpu_s
 
-    release = threading.Event()
+    spun, release = threading.Event(), threading.Event()
 
     def spin() -> None:
         end = time.thread_time() + 0.3
         while time.thread_time() < end:
             pass
-        release.wait(5)  # stay alive (and listed) until measured
+        spun.set()
+        release.wait(30)  # stay alive (and listed) until measured
 
     burner = threading.Thread(target=spin, name="burner")
     before = thread_cpu_s()
     burner.start()
-    time.sleep(0.6)
+    assert spun.wait(30)
     after = thread_cpu_s()
     release.set()
     burner.join()
     per = cpu_per_command_us(before, after, 1000)
     assert 250 <= per["burner"] <= 400  # 0.3 s over 1,000 commands, at the clock tick's grain
-    assert per.get("MainThread", 0.0) < 100  # this thread slept
+    assert per.get("MainThread", 0.0) < 100  # this thread waited
