@@ -37,7 +37,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import Result, at_least, at_most, log, percentile, ratio, wait_until
+from bench.common import (
+    Result,
+    at_least,
+    at_most,
+    cpu_seconds,
+    log,
+    percentile,
+    ratio,
+    wait_until,
+)
 
 CHATS = 200
 ROUND = 5000
@@ -293,15 +302,15 @@ def thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) of each live Python thread of this process, by name. The
     worker's threads share one GIL: what each costs per command shows where throughput goes
     (bench/PROFILE-pipeline.md). Linux only (/proc); empty elsewhere."""
-    tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
     for t in threading.enumerate():
-        try:
-            with open(f"/proc/self/task/{t.native_id}/stat", encoding="ascii") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
+        if t.native_id is None:
             continue
-        out[t.name] = out.get(t.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        try:
+            spent = cpu_seconds(os.getpid(), t.native_id)
+        except OSError:  # ended since the listing
+            continue
+        out[t.name] = out.get(t.name, 0.0) + spent
     return out
 
 
