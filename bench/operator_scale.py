@@ -255,7 +255,7 @@ def _restart_pods(cluster: BenchCluster, op: Operator, obs: FleetObserver, ns: s
     t0 = time.monotonic()
     cpu0 = cpu_seconds(op.pid)
     client.CoreV1Api(cluster.api).delete_collection_namespaced_pod(
-        ns, label_selector=BOT_LABEL, _preload_content=False)
+        ns, label_selector=BOT_LABEL, _preload_content=False).drain_conn()
     settled_at, done = _wait_settled(obs, names, timeout, t0, pods_only=False)
     time.sleep(1.5)
     pods = obs.live_pods(t0)
