@@ -36,6 +36,14 @@ TUNED_FLAGS: dict[str, list[str]] = {
     "kube-scheduler": ["--kube-api-qps=400", "--kube-api-burst=800"],
 }
 
+# The auth volumes' StorageClass binds when the pod is scheduled, as the default classes of
+# kind (local-path), GKE, EKS and AKS do. With devcluster's Immediate class a new bot's pod
+# is unschedulable until its claim is bound, and the scheduler retried each of 1,000 such
+# pods ~35 times while the PV controller caught up (kube-scheduler 12-14 ms of CPU per bot
+# against 7 here; settled 69-73 s against 63-68 s in alternating runs, bench/PROFILE-operator.md
+# Round 7).
+VOLUME_BINDING_MODE = "WaitForFirstConsumer"
+
 
 @dataclass
 class TunedCluster(LocalCluster):
@@ -54,6 +62,7 @@ class BenchCluster:
         self.root = Path(tempfile.mkdtemp(prefix="wabot-bench-cluster-"))
         self.tuned = tuned
         self.cluster = TunedCluster(root=self.root / "cp", nodes=nodes,
+                                    volume_binding_mode=VOLUME_BINDING_MODE,
                                     extra_flags=TUNED_FLAGS if tuned else {})
         self.api: Any = None
         self.started_s = 0.0

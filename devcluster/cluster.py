@@ -93,6 +93,10 @@ class LocalCluster:
 
     root: Path
     nodes: int = 1
+    # The default StorageClass's volumeBindingMode. Immediate: a claim is provisioned and
+    # bound as soon as it exists (what tests of a PVC alone need). WaitForFirstConsumer: only
+    # once a pod using it is scheduled, as in kind and the clouds' default classes.
+    volume_binding_mode: str = "Immediate"
     tools: Tools | None = None
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -230,7 +234,7 @@ class LocalCluster:
             "metadata": {"name": STORAGE_CLASS, "annotations": {
                 "storageclass.kubernetes.io/is-default-class": "true"}},
             "provisioner": "kubernetes.io/host-path",
-            "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}]
+            "reclaimPolicy": "Delete", "volumeBindingMode": self.volume_binding_mode}]
         for i in range(self.nodes):
             name = f"{KWOK_NODE_PREFIX}{i}"
             objects.append({
