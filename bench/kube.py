@@ -37,7 +37,8 @@ TUNED_FLAGS: dict[str, list[str]] = {
 }
 
 # The auth volumes' StorageClass binds when the pod is scheduled, as the default classes of
-# kind (local-path), GKE, EKS and AKS do. With devcluster's Immediate class a new bot's pod
+# kind (local-path), GKE, EKS and AKS do (devcluster's default too; set here so the
+# benchmark's condition does not follow a default). With an Immediate class a new bot's pod
 # is unschedulable until its claim is bound, and the scheduler retried each of 1,000 such
 # pods ~35 times while the PV controller caught up (kube-scheduler 12-14 ms of CPU per bot
 # against 7 here; settled 69-73 s against 63-68 s in alternating runs, bench/PROFILE-operator.md

@@ -93,10 +93,13 @@ class LocalCluster:
 
     root: Path
     nodes: int = 1
-    # The default StorageClass's volumeBindingMode. Immediate: a claim is provisioned and
-    # bound as soon as it exists (what tests of a PVC alone need). WaitForFirstConsumer: only
-    # once a pod using it is scheduled, as in kind and the clouds' default classes.
-    volume_binding_mode: str = "Immediate"
+    # The default StorageClass's volumeBindingMode. WaitForFirstConsumer: a claim is
+    # provisioned and bound once a pod using it is scheduled, as by the default classes of
+    # kind, GKE, EKS and AKS. With Immediate a new pod is unschedulable until its claim is
+    # bound, and the scheduler retries it; after an API-server restart, when the
+    # controller-manager bound claims 45-100 s late, it once missed a claim's binding and left
+    # the pod Pending until its 5-minute retry of unschedulable pods.
+    volume_binding_mode: str = "WaitForFirstConsumer"
     tools: Tools | None = None
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
@@ -155,6 +158,15 @@ class LocalCluster:
         self._wait(lambda: self._get("/readyz") == 200, time.monotonic() + timeout,
                    "kube-apiserver /readyz after restart")
         self._save_state()
+
+    def log_lines(self, name: str, containing: str, limit: int = 40) -> list[str]:
+        """The last `limit` lines of one component's log that mention `containing` (a pod's
+        name, say): what a failed test shows of the control plane's side."""
+        try:
+            text = (self.root / "logs" / f"{name}.log").read_text(errors="replace")
+        except OSError:
+            return []
+        return [line for line in text.splitlines() if containing in line][-limit:]
 
     # --- processes ------------------------------------------------------------------------
 

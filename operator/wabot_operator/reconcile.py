@@ -696,9 +696,9 @@ def _degraded(patch: Mapping[str, Any]) -> tuple[Any, Any]:
 
 
 def _before_pod(children: Children) -> list[dict[str, Any]]:
-    """What the scheduler and admission need before the pod: its PVC (first: with Immediate
-    binding the scheduler waits until the volume is bound, so it gets the longest head start)
-    and its ServiceAccount."""
+    """What the scheduler and admission need before the pod: its PVC (first: with an
+    Immediate StorageClass the scheduler waits until the volume is bound, so it gets the
+    longest head start) and its ServiceAccount."""
     return [children.pvc, children.service_account]
 
 

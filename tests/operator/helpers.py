@@ -21,6 +21,7 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,8 +34,9 @@ def free_port() -> int:
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2,
-               what: str = "condition") -> Any:
-    """Poll until `check()` returns something truthy; fail with the last value seen."""
+               what: str = "condition", explain: Callable[[], str] | None = None) -> Any:
+    """Poll until `check()` returns something truthy; fail with the last value seen and, with
+    `explain`, the state that tells why (read at the moment of failure)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -46,7 +48,13 @@ def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float 
             if last:
                 return last
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+            detail = ""
+            if explain is not None:
+                try:
+                    detail = "\n" + explain()
+                except Exception as e:  # the explanation must not hide the failure
+                    detail = f"\n(explaining failed: {e!r})"
+            raise AssertionError(f"{what} not met within {timeout}s (last: {last!r}){detail}")
         time.sleep(interval)
 
 
@@ -210,6 +218,33 @@ class Cluster:
         items: list[client.CoreV1Event] = self.core.list_namespaced_event(
             self.ns, field_selector=f"involvedObject.name={name}").items
         return items
+
+    def describe_bot(self, name: str) -> str:
+        """What a person would look at with kubectl when a bot does not come up: its status,
+        its pod's phase and conditions, its claim, and the Events of all three."""
+        lines = []
+        try:
+            lines.append(f"bot status: {self.bot(name).get('status')!r}")
+        except ApiException as e:
+            lines.append(f"bot: {e.status} {e.reason}")
+        pod_name = naming.child_name(name)
+        pod = self.pod(pod_name)
+        if pod is None:
+            lines.append(f"pod {pod_name}: absent")
+        else:
+            conditions = [(c.type, c.status, c.reason, c.message)
+                          for c in pod.status.conditions or []]
+            lines.append(f"pod {pod_name}: phase={pod.status.phase} node={pod.spec.node_name} "
+                         f"deleting={pod.metadata.deletion_timestamp} conditions={conditions}")
+        claim_name = naming.pvc_name(name)
+        claim = self.pvc(claim_name)
+        lines.append(f"claim {claim_name}: " + ("absent" if claim is None else
+                     f"phase={claim.status.phase} volume={claim.spec.volume_name}"))
+        for obj in (name, pod_name, claim_name):
+            for ev in self.events_for(obj):
+                lines.append(f"event {ev.involved_object.kind}/{obj}: {ev.type} {ev.reason} "
+                             f"x{ev.count or 1}: {ev.message}")
+        return "\n".join(lines)
 
     def can(self, user: str, verb: str, resource: str, name: str = "", group: str = "",
             subresource: str = "") -> bool:

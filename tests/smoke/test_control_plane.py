@@ -168,14 +168,23 @@ def test_owned_object_is_garbage_collected(kube: Kube, namespace: str) -> None:
 
 
 def test_persistent_volume_claim_binds(kube: Kube, namespace: str) -> None:
+    """The default StorageClass provisions and binds a claim for the pod that uses it (at
+    once with Immediate binding, at scheduling with WaitForFirstConsumer, devcluster's and
+    kind's default), and the pod runs."""
     core = client.CoreV1Api(kube.api_client())
     name = f"data-{uuid.uuid4().hex[:6]}"
     core.create_namespaced_persistent_volume_claim(namespace, {
         "metadata": {"name": name},
         "spec": {"accessModes": ["ReadWriteOnce"],
                  "resources": {"requests": {"storage": "64Mi"}}}})
+    pod = restricted_pod(f"{name}-user")
+    pod["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": name}}]
+    pod["spec"]["containers"][0]["volumeMounts"] = [{"name": "data", "mountPath": "/data"}]
+    core.create_namespaced_pod(namespace, pod)
     eventually(lambda: core.read_namespaced_persistent_volume_claim(name, namespace)
                .status.phase == "Bound")
+    eventually(lambda: core.read_namespaced_pod(f"{name}-user", namespace)
+               .status.phase == "Running")
 
 
 def test_api_server_reports_a_real_version_the_chart_accepts(kube: Kube) -> None:
