@@ -97,8 +97,9 @@ class LocalCluster:
     # provisioned and bound once a pod using it is scheduled, as by the default classes of
     # kind, GKE, EKS and AKS. With Immediate a new pod is unschedulable until its claim is
     # bound, and the scheduler retries it; after an API-server restart, when the
-    # controller-manager bound claims 45-100 s late, it once missed a claim's binding and left
-    # the pod Pending until its 5-minute retry of unschedulable pods.
+    # controller-manager bound claims up to ~100 s late, it once missed a claim's binding: the
+    # pod stayed Pending 43 s after it (until the test gave up), left to the scheduler's
+    # periodic retry of unschedulable pods (after 5 minutes).
     volume_binding_mode: str = "WaitForFirstConsumer"
     tools: Tools | None = None
     ports: dict[str, int] = field(default_factory=dict)
