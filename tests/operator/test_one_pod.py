@@ -10,17 +10,24 @@ from kubernetes import client
 
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, PodEvent, PodRecorder, eventually
+from wabot import naming
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
-def running(cluster: Cluster, name: str, limit_cpu: str | None = None) -> client.V1Pod | None:
+def created(cluster: Cluster, name: str, limit_cpu: str | None = None) -> client.V1Pod | None:
+    """The operator's part: the pod exists (not being deleted) with the spec it should have."""
     pod = cluster.pod(name)
-    if pod is None or pod.status.phase != "Running" or pod.metadata.deletion_timestamp:
+    if pod is None or pod.metadata.deletion_timestamp:
         return None
     if limit_cpu is not None and pod.spec.containers[0].resources.limits.get("cpu") != limit_cpu:
         return None
     return pod
+
+
+def running(cluster: Cluster, name: str, limit_cpu: str | None = None) -> client.V1Pod | None:
+    pod = created(cluster, name, limit_cpu)
+    return pod if pod is not None and pod.status.phase == "Running" else None
 
 
 def assert_one_pod_at_a_time(rec: PodRecorder) -> None:
@@ -213,19 +220,9 @@ def explain_after_restart(kube: Kube, cluster: Cluster, bot: str) -> str:
     lines = [cluster.describe_bot(bot)]
     assert kube.local is not None
     for component in ("kube-scheduler", "kube-controller-manager"):
-        for needle in (f"wabot-{bot}\"", f"wabot-{bot}-auth", "disruption mode"):
+        for needle in (f'{naming.child_name(bot)}"', naming.pvc_name(bot), "disruption mode"):
             lines += [f"{component}: {line}" for line in kube.local.log_lines(component, needle)]
     return "\n".join(lines)
-
-
-def created(cluster: Cluster, name: str, limit_cpu: str | None = None) -> client.V1Pod | None:
-    """The operator's part: the pod exists (not being deleted) with the spec it should have."""
-    pod = cluster.pod(name)
-    if pod is None or pod.metadata.deletion_timestamp:
-        return None
-    if limit_cpu is not None and pod.spec.containers[0].resources.limits.get("cpu") != limit_cpu:
-        return None
-    return pod
 
 
 def test_api_server_restart_converges(
