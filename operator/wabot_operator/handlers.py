@@ -55,6 +55,8 @@ PodIndex = kopf.Index[tuple[str, str], tuple[str, ObservedPod]]
 # still waited up to 3.4 s for a thread during a 1,000-bot roll-out at 20/s (a pass that
 # creates a bot's objects takes 0.3-0.7 s then), and that wait was most of apply -> pod p99.
 PASS_THREADS = 32
+# Objects per page of kopf's initial LIST of the bots and of their pods.
+LIST_CHUNK = 100
 # After a pass created the pod, the first watch event waits this long before the next pass,
 # so that the burst of changes a new pod goes through (scheduled, then Running, ~40 ms apart
 # on kwok) is handled by one pass and one status write instead of one each.
@@ -185,6 +187,10 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     # Only the bots' pods, filtered by the API server rather than in this process.
     settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
     settings.watching.inactivity_timeout = 70
+    # kopf lists each watched kind whole before it watches: a restarted operator with 1,000
+    # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 195-200 MiB;
+    # in pages of LIST_CHUNK it peaked 7 MiB lower (bench/PROFILE-operator.md, Round 9).
+    settings.watching.chunk_size = LIST_CHUNK
     settings.peering.name = config.peering_name
     settings.peering.standalone = config.standalone
     settings.peering.priority = config.priority

@@ -82,6 +82,7 @@ def test_operator_scale_and_restart_smoke() -> None:
     assert sane(rgot["all pods deleted: operator API requests peak"])
     assert sane(rgot["new worker image (operator restarted): every bot on a new Running pod "
                      "after"])
+    assert sane(rgot["new worker image (operator restarted): operator peak RSS (VmHWM)"])
 
 
 def test_reconnect_simulation_smoke() -> None:
