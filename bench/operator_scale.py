@@ -488,9 +488,9 @@ def _report_restart(res: Result, out: dict[str, Any]) -> None:
                 note=f"{r['settled_bots']}/{n} bots")
         res.add(f"{label}: new pods Running, peak", r["new_pods_running_peak_per_s"], "pods/s",
                 note="each is a worker that dials WhatsApp on start")
+        whose = ("the operator that set the fleet up, through the restart"
+                 if key == "pods_deleted" else
+                 f"a new operator process, started with the {n} bots and their pods in place")
         peak = r.get("operator_peak_rss_mb")
         res.add(f"{label}: operator peak RSS (VmHWM)", peak, "MiB", target="<= 150 MB",
-                met=at_most(peak, 150.0),
-                note="the operator that set the fleet up, through the restart" if key ==
-                "pods_deleted" else f"a new operator process, started with the {n} bots "
-                "and their pods already there")
+                met=at_most(peak, 150.0), note=whose)

@@ -188,8 +188,8 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
     settings.watching.inactivity_timeout = 70
     # kopf lists each watched kind whole before it watches: a restarted operator with 1,000
-    # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 195-200 MiB;
-    # in pages of LIST_CHUNK it peaked 7 MiB lower (bench/PROFILE-operator.md, Round 9).
+    # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 192-200 MiB;
+    # in pages of LIST_CHUNK it peaked ~7 MiB lower (bench/PROFILE-operator.md, Round 9).
     settings.watching.chunk_size = LIST_CHUNK
     settings.peering.name = config.peering_name
     settings.peering.standalone = config.standalone
