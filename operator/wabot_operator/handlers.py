@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import kopf
+from kopf._cogs.structs.references import match_namespace
 from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
@@ -32,8 +33,9 @@ from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
-from wabot_operator.kube import Kube
+from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, observe_pod
+from wabot_operator.podbook import PodBook
 from wabot_operator.reconcile import (
     APPLY_THREADS,
     BotMemory,
@@ -48,14 +50,14 @@ log = logging.getLogger("wabot_operator")
 
 WAB = (API_GROUP, API_VERSION, PLURAL)
 POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
-PodIndex = kopf.Index[tuple[str, str], tuple[str, ObservedPod]]
 # Threads for the reconcile passes (a pass is a short sequence of blocking API calls, mostly
 # waiting on the API server): asyncio's default executor has min(32, CPUs + 4) threads, 6 on a
 # 2-core machine, and passes queued behind each other there. With 16, a new bot's first pass
 # still waited up to 3.4 s for a thread during a 1,000-bot roll-out at 20/s (a pass that
 # creates a bot's objects takes 0.3-0.7 s then), and that wait was most of apply -> pod p99.
 PASS_THREADS = 32
-# Objects per page of kopf's initial LIST of the bots and of their pods.
+# Objects per page of the LISTs of the bots and of their pods at start-up (kopf's and the
+# operator's own).
 LIST_CHUNK = 100
 # After a pass created the pod, the first watch event waits this long before the next pass,
 # so that the burst of changes a new pod goes through (scheduled, then Running, ~40 ms apart
@@ -104,6 +106,7 @@ class Runtime:
     config: OperatorConfig
     reconciler: Reconciler
     phases: metrics.PhaseBook
+    pods: PodBook
     wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
@@ -203,15 +206,41 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     kube = Kube(api_client)
     store = TemplateStore(config.templates_dir)
     store.get()  # fail the startup on a broken template set, not the first reconcile
+    pods = PodBook()
+    try:
+        fill_pod_book(kube, config.namespaces, pods)
+    except KubeError as e:  # kopf runs the start-up handler again
+        raise kopf.TemporaryError(f"could not list the bots' pods: {e}", delay=5) from e
     memo.runtime = Runtime(config=config, reconciler=Reconciler(kube, config, store),
-                           phases=metrics.PhaseBook())
+                           phases=metrics.PhaseBook(), pods=pods)
     metrics.serve(config.metrics_port)
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
-    logger.info("wabot operator started: namespaces=%s image=%s templates=%s standalone=%s",
-                ",".join(config.namespaces) or "*", config.worker_image, config.templates_dir,
-                config.standalone)
+    logger.info("wabot operator started: namespaces=%s image=%s templates=%s standalone=%s "
+                "pods=%d", ",".join(config.namespaces) or "*", config.worker_image,
+                config.templates_dir, config.standalone, len(pods))
+
+
+def fill_pod_book(kube: Kube, patterns: tuple[str, ...], book: PodBook) -> None:
+    """Every bot pod the operator will watch, listed a page at a time before kopf's watches
+    start, so that a restarted operator's first pass for each bot knows its pod."""
+    for namespace in _pod_namespaces(kube, patterns):
+        for pod in kube.list_all("Pod", namespace, naming.LABEL_BOT, page=LIST_CHUNK):
+            meta = pod["metadata"]
+            book.listed(meta["namespace"], meta["labels"][naming.LABEL_BOT], observe_pod(pod))
+
+
+def _pod_namespaces(kube: Kube, patterns: tuple[str, ...]) -> list[str | None]:
+    """Where the pods are listed: the whole cluster (None), the literal namespaces, or the
+    namespaces that kopf's globs match now (kopf resolves them the same way)."""
+    if not patterns:
+        return [None]
+    literal = _literal_namespaces(patterns)
+    if len(literal) == len(patterns):
+        return list(literal)
+    names = [ns["metadata"]["name"] for ns in kube.list_all("Namespace", None, "")]
+    return [name for name in names if any(match_namespace(name, p) for p in patterns)]
 
 
 def ensure_peering(api_client: client.ApiClient, config: OperatorConfig) -> None:
@@ -248,20 +277,16 @@ def _literal_namespaces(namespaces: Iterable[str]) -> list[str]:
 # its executor, a thread hand-off (and back) per watch event for a few lines of Python.
 
 
-@kopf.index("v1", "pods", labels=POD_LABELS)
-async def bot_pods(namespace: str | None, name: str, labels: Mapping[str, str],
-                   body: kopf.Body, **_: Any) -> dict[tuple[str, str], tuple[str, ObservedPod]]:
-    """(namespace, bot) → (pod name, what the operator reads from the pod). The pods the
-    operator knows, without a LIST per pass, and without keeping a copy of each whole pod."""
-    return {(namespace or "", labels[naming.LABEL_BOT]): (name, observe_pod(body))}
-
-
 @kopf.on.event("v1", "pods", labels=POD_LABELS)
-async def pod_changed(namespace: str | None, labels: Mapping[str, str], memo: Any,
-                      **_: Any) -> None:
+async def pod_changed(type: str | None, namespace: str | None, labels: Mapping[str, str],
+                      body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Keeps the operator's book of pods (what it reads from each, not the whole pod) and
+    wakes the pod's bot."""
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
-        runtime.wake(namespace or "", labels[naming.LABEL_BOT])
+        bot = labels[naming.LABEL_BOT]
+        runtime.pods.watched(type, namespace or "", bot, observe_pod(body))
+        runtime.wake(namespace or "", bot)
 
 
 @kopf.on.event(*WAB)
@@ -271,24 +296,12 @@ async def bot_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> 
         runtime.wake(namespace or "", name)
 
 
-def _pod_of(index: PodIndex, namespace: str, bot: str) -> ObservedPod | None:
-    store = index.get((namespace, bot))
-    if not store:
-        return None
-    want = naming.child_name(bot)
-    for pod_name, pod in store:
-        if pod_name == want:
-            return pod
-    return None
-
-
 # --- the per-bot loop -------------------------------------------------------------------------
 
 
 @kopf.daemon(*WAB, cancellation_timeout=30.0, id="reconcile")
 async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
-                         stopped: kopf.DaemonStopped, memo: Any, **kwargs: Any) -> None:
-    bot_pods: PodIndex = kwargs["bot_pods"]  # kopf passes each index by its function's name
+                         stopped: kopf.DaemonStopped, memo: Any, **_: Any) -> None:
     runtime = _runtime(memo)
     namespace = namespace or ""
     key = (namespace, name)
@@ -308,7 +321,7 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
             # The pass's copy of the bot is not bound here, so it is not kept while the daemon
             # sleeps (a copy per bot: ~1 MiB per 1,000 bots, bench/PROFILE-operator.md Round 7).
             outcome = await _one_pass(runtime, _snapshot(body),
-                                      _pod_of(bot_pods, namespace, name), memory)
+                                      runtime.pods.get(namespace, name), memory)
             for event in outcome.events:
                 _post(body, event)
             created = outcome.pod_created is not None

@@ -17,6 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
+from wabot_operator import metrics
 
 MERGE_PATCH = "application/merge-patch+json"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
@@ -59,8 +60,9 @@ class KubeError(Exception):
         return cls(status, reason, message)
 
 
-# Collection paths of the kinds a bot owns ({ns}: the namespace).
+# Collection paths of the kinds a bot owns ({ns}: the namespace), and of namespaces.
 _PATHS: dict[str, str] = {
+    "Namespace": "/api/v1/namespaces",
     "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
     "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
     "Secret": "/api/v1/namespaces/{ns}/secrets",
@@ -97,7 +99,9 @@ class Kube:
             response = self.api_client.call_api(method, url, header_params=headers, body=body,
                                                 _request_timeout=REQUEST_TIMEOUT)
         except ApiException as e:  # e.g. a TLS error (status 0)
+            metrics.API_REQUESTS.labels(method, str(e.status or 0)).inc()
             raise KubeError.from_api(e) from None
+        metrics.API_REQUESTS.labels(method, str(response.status)).inc()
         data = response.read()  # type: ignore[no-untyped-call]
         if not 200 <= response.status <= 299:
             raise KubeError.from_response(response.status, response.reason, data)
@@ -116,11 +120,15 @@ class Kube:
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", self._one(kind, namespace, name))
 
-    def list_all(self, kind: str, namespace: str, label_selector: str,
+    def list_all(self, kind: str, namespace: str | None, label_selector: str,
                  page: int = 500) -> Iterator[dict[str, Any]]:
-        """Every object of `kind` in `namespace` matching the selector, a page at a time (a
-        page is parsed and let go before the next is asked for)."""
-        base = _PATHS[kind].format(ns=quote(namespace, safe=""))
+        """Every object of `kind` in `namespace` (None: in every namespace) matching the
+        selector, a page at a time (a page is parsed and let go before the next is asked
+        for)."""
+        if namespace is None:
+            base = _PATHS[kind].replace("/namespaces/{ns}", "")
+        else:
+            base = _PATHS[kind].format(ns=quote(namespace, safe=""))
         token = ""
         while True:
             query = f"labelSelector={quote(label_selector, safe='')}&limit={page}"

@@ -43,6 +43,14 @@ PODS_WAITING_FOR_RESTART = Gauge(
     "(WABOT_OPERATOR_POD_RESTARTS_PER_SECOND).",
     registry=REGISTRY,
 )
+API_REQUESTS = Counter(
+    "wabot_operator_api_requests_total",
+    "Requests of the reconcile passes and the start-up listing to the API server, by method "
+    "and HTTP status (0: no response). kopf's own watches, finalizer patches and Events are "
+    "not counted.",
+    ["method", "code"],
+    registry=REGISTRY,
+)
 for _result in ("success", "requeue", "error"):
     RECONCILE_TOTAL.labels(_result)
 

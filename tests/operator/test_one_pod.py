@@ -189,16 +189,23 @@ def test_operator_killed_right_after_create_converges_without_duplicates(
     assert supporting_counts(cluster, "early") == ONE_OF_EACH
 
 
+@pytest.mark.parametrize("scope", ["namespace", "glob"])
 def test_restart_on_a_converged_bot_changes_nothing(
-        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess], scope: str) -> None:
+    """The restarted operator knows the bot's pod before its first pass (it lists the pods in
+    its namespaces, or in those its glob matches, at start-up): no create that meets 409, no
+    status written, no Event."""
     op = operator_factory().start()
     cluster.create_bot("calm")
     pod = eventually(lambda: running(cluster, "wabot-calm"), what="pod Running")
     eventually(lambda: cluster.bot("calm").get("status", {}).get("phase") == "Connecting",
                what="Connecting")
     op.stop()
+    before = cluster.bot("calm")["metadata"]["resourceVersion"]
+    events = len(cluster.events_for("calm"))
+    namespaces = cluster.ns if scope == "namespace" else f"{cluster.ns[:-3]}*"
     with PodRecorder(cluster.api_client, cluster.ns, "calm") as rec:
-        again = operator_factory().start()
+        again = operator_factory(namespace=namespaces).start()
         # Give it several passes (the interval is 2 s) and a status check.
         eventually(lambda: again.metric("wabot_operator_reconcile_total",
                                         result="success") >= 3, timeout=30,
@@ -206,6 +213,12 @@ def test_restart_on_a_converged_bot_changes_nothing(
     assert cluster.pod("wabot-calm").metadata.uid == pod.metadata.uid  # type: ignore[union-attr]
     assert [e.type for e in rec.events] == ["EXISTING"]
     assert supporting_counts(cluster, "calm") == ONE_OF_EACH
+    assert again.metric("wabot_operator_api_requests_total", method="GET", code="200") >= 1
+    assert not [line for line in again.metrics().splitlines()
+                if line.startswith("wabot_operator_api_requests_total")
+                and 'method="GET"' not in line and not line.endswith(" 0.0")], again.metrics()
+    assert cluster.bot("calm")["metadata"]["resourceVersion"] == before
+    assert len(cluster.events_for("calm")) == events
 
 
 # How long a pod may take to run after an API-server restart, for reasons of the control plane

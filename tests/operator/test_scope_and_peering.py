@@ -7,12 +7,17 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from wabot_operator.handlers import fill_pod_book
+from wabot_operator.kube import Kube as OperatorKube
+from wabot_operator.podbook import PodBook
 
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
+from wabot import naming
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -116,3 +121,53 @@ def test_only_the_leading_replica_acts(
                and p.spec.containers[0].image.endswith(":after")
                and not p.metadata.deletion_timestamp, what="follower rolled the pod")
     assert len(reporters(cluster, "led")) == 2
+
+
+def bot_pod(bot: str) -> dict[str, Any]:
+    """A pod as the operator names and labels it for `bot`, admitted under the Restricted Pod
+    Security Standard."""
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": naming.child_name(bot), "labels": {naming.LABEL_BOT: bot}},
+        "spec": {
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "worker", "image": "registry.invalid/wabot-worker:test",
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    }
+
+
+def test_the_start_up_listing_finds_the_pods_of_exactly_the_operators_namespaces(
+        cluster: Cluster, other_namespace: str) -> None:
+    """What a restarted operator knows of its bots' pods before its first pass: everything in
+    the namespaces it watches (literal, a glob, the whole cluster), nothing elsewhere, and
+    only pods named for their bot."""
+    cluster.core.create_namespaced_pod(cluster.ns, bot_pod("here"))
+    cluster.core.create_namespaced_pod(other_namespace, bot_pod("there"))
+    stray = bot_pod("here")
+    stray["metadata"]["name"] = "here-by-hand"
+    cluster.core.create_namespaced_pod(cluster.ns, stray)
+    kube = OperatorKube(cluster.api_client)
+
+    def book_of(*patterns: str) -> PodBook:
+        book = PodBook()
+        fill_pod_book(kube, patterns, book)
+        return book
+
+    uid = cluster.pod("wabot-here").metadata.uid  # type: ignore[union-attr]
+    literal = book_of(cluster.ns)
+    assert (literal.get(cluster.ns, "here") or pytest.fail("no pod")).uid == uid
+    assert literal.get(other_namespace, "there") is None
+    assert len(literal) == 1
+
+    glob = book_of(f"{other_namespace[:-3]}*", "no-such-namespace")
+    assert glob.get(other_namespace, "there") is not None
+    assert glob.get(cluster.ns, "here") is None
+
+    everywhere = book_of()
+    assert everywhere.get(cluster.ns, "here") is not None
+    assert everywhere.get(other_namespace, "there") is not None
