@@ -34,6 +34,7 @@ REQUIRED_METRICS = {
     "command latency": "wabot_command_duration_seconds_bucket",
     "restarts": "kube_pod_container_status_restarts_total",
     "operator reconcile errors": "wabot_operator_reconcile_errors_total",
+    "operator API requests": "wabot_operator_api_requests_total",
 }
 
 
