@@ -14,6 +14,7 @@ import concurrent.futures
 import copy
 import gc
 import logging
+import math
 import os
 import random
 import socket
@@ -56,9 +57,12 @@ POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
 # still waited up to 3.4 s for a thread during a 1,000-bot roll-out at 20/s (a pass that
 # creates a bot's objects takes 0.3-0.7 s then), and that wait was most of apply -> pod p99.
 PASS_THREADS = 32
-# Objects per page of the LISTs of the bots and of their pods at start-up (kopf's and the
-# operator's own).
+# Objects per page of kopf's LISTs of the bots and of their pods at start-up (kopf holds each
+# page, decoded, until it has handled every object in it; pages of 500 peaked ~30 MiB higher
+# for 1,000 bots, bench/PROFILE-operator.md Round 10).
 LIST_CHUNK = 100
+# The pause between the operator's own start-up listing and kopf's (see `startup`).
+STARTUP_SPACING_S = 1.0
 # After a pass created the pod, the first watch event waits this long before the next pass,
 # so that the burst of changes a new pod goes through (scheduled, then Running, ~40 ms apart
 # on kwok) is handled by one pass and one status write instead of one each.
@@ -207,12 +211,24 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     store = TemplateStore(config.templates_dir)
     store.get()  # fail the startup on a broken template set, not the first reconcile
     pods = PodBook()
+    reconciler = Reconciler(kube, config, store)
     try:
         fill_pod_book(kube, config.namespaces, pods)
+        # The bots' supporting objects too, before kopf's own listing: the restarted
+        # operator's first passes check them against this snapshot instead of listing them
+        # in the same second as kopf lists the bots and pods.
+        for namespace in pods.namespaces():
+            reconciler.inventory.snapshot(namespace, -math.inf)
     except KubeError as e:  # kopf runs the start-up handler again
-        raise kopf.TemporaryError(f"could not list the bots' pods: {e}", delay=5) from e
-    memo.runtime = Runtime(config=config, reconciler=Reconciler(kube, config, store),
-                           phases=metrics.PhaseBook(), pods=pods)
+        raise kopf.TemporaryError(f"could not list the bots' objects: {e}", delay=5) from e
+    if len(pods):
+        # kopf's API discovery and its LIST pages of the bots and pods follow this handler at
+        # once, ~20 requests in a second for 1,000 bots: the listing above (12 requests) is
+        # kept out of that second, so that a restarted operator stays near 20 requests a
+        # second (the two together were 26-34 in a second; bench/PROFILE-operator.md Round 10).
+        time.sleep(STARTUP_SPACING_S)
+    memo.runtime = Runtime(config=config, reconciler=reconciler, phases=metrics.PhaseBook(),
+                           pods=pods)
     metrics.serve(config.metrics_port)
     gc.collect()
     gc.freeze()
@@ -226,7 +242,7 @@ def fill_pod_book(kube: Kube, patterns: tuple[str, ...], book: PodBook) -> None:
     """Every bot pod the operator will watch, listed a page at a time before kopf's watches
     start, so that a restarted operator's first pass for each bot knows its pod."""
     for namespace in _pod_namespaces(kube, patterns):
-        for pod in kube.list_all("Pod", namespace, naming.LABEL_BOT, page=LIST_CHUNK):
+        for pod in kube.list_all("Pod", namespace, naming.LABEL_BOT):
             meta = pod["metadata"]
             book.listed(meta["namespace"], meta["labels"][naming.LABEL_BOT], observe_pod(pod))
 

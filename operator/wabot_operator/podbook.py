@@ -47,6 +47,9 @@ class PodBook:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def namespaces(self) -> list[str]:
+        return sorted({namespace for namespace, _ in self._entries})
+
     def listed(self, namespace: str, bot: str, pod: ObservedPod) -> None:
         """A pod from the start-up LIST. Never overrides what the watch has shown."""
         key = (namespace, bot)

@@ -30,6 +30,8 @@ def test_a_listed_pod_is_the_bots_pod_until_the_watch_says_otherwise() -> None:
     book.listed("ns", "sales", pod())
     assert book.get("ns", "sales") == pod()
     assert book.get("other", "sales") is None  # the same name in another namespace
+    book.listed("b-ns", "sales", pod(uid="pod-9"))
+    assert book.namespaces() == ["b-ns", "ns"]  # where the start-up listing found bots
     book.watched("MODIFIED", "ns", "sales", pod(rv="11", phase="Failed"))
     assert book.get("ns", "sales") == pod(rv="11", phase="Failed")
     book.watched("DELETED", "ns", "sales", pod(rv="12", phase="Failed"))
