@@ -214,13 +214,17 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     reconciler = Reconciler(kube, config, store)
     try:
         fill_pod_book(kube, config.namespaces, pods)
-        # The bots' supporting objects too, before kopf's own listing: the restarted
-        # operator's first passes check them against this snapshot instead of listing them
-        # in the same second as kopf lists the bots and pods.
-        for namespace in pods.namespaces():
-            reconciler.inventory.snapshot(namespace, -math.inf)
     except KubeError as e:  # kopf runs the start-up handler again
-        raise kopf.TemporaryError(f"could not list the bots' objects: {e}", delay=5) from e
+        raise kopf.TemporaryError(f"could not list the bots' pods: {e}", delay=5) from e
+    # The bots' supporting objects too, before kopf's own listing: the restarted operator's
+    # first passes check them against this snapshot instead of listing them in the same
+    # second as kopf lists the bots and pods. Only a saving: if it fails, the passes list.
+    for namespace in pods.namespaces():
+        try:
+            reconciler.inventory.snapshot(namespace, -math.inf)
+        except KubeError as e:
+            logger.warning("could not list the bots' objects in %s at start-up: %s",
+                           namespace, e)
     if len(pods):
         # kopf's API discovery and its LIST pages of the bots and pods follow this handler at
         # once, ~20 requests in a second for 1,000 bots: the listing above (12 requests) is
