@@ -17,6 +17,7 @@ from wabot_operator.kube import Kube as OperatorKube
 from wabot_operator.podbook import PodBook
 
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
+from tests.smoke.test_control_plane import restricted_pod
 from wabot import naming
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -124,21 +125,11 @@ def test_only_the_leading_replica_acts(
 
 
 def bot_pod(bot: str) -> dict[str, Any]:
-    """A pod as the operator names and labels it for `bot`, admitted under the Restricted Pod
-    Security Standard."""
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": naming.child_name(bot), "labels": {naming.LABEL_BOT: bot}},
-        "spec": {
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [{
-                "name": "worker", "image": "registry.invalid/wabot-worker:test",
-                "securityContext": {"allowPrivilegeEscalation": False,
-                                    "capabilities": {"drop": ["ALL"]}},
-            }],
-        },
-    }
+    """A pod as the operator names and labels it for `bot` (admitted under the Restricted Pod
+    Security Standard)."""
+    pod = restricted_pod(naming.child_name(bot))
+    pod["metadata"]["labels"] = {naming.LABEL_BOT: bot}
+    return pod
 
 
 def test_the_start_up_listing_finds_the_pods_of_exactly_the_operators_namespaces(
