@@ -124,7 +124,8 @@ class BenchCluster:
 
         core = client.CoreV1Api(self.api)
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-            name=name, labels={"pod-security.kubernetes.io/enforce": "restricted",
+            name=name, annotations={"wabot.io/tenants": "*"},
+            labels={"pod-security.kubernetes.io/enforce": "restricted",
                                "pod-security.kubernetes.io/enforce-version": "latest"})))
 
         def has_sa() -> bool:

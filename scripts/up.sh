@@ -34,6 +34,8 @@ else
 fi
 
 "$kubectl" create namespace wabot-demo --dry-run=client -o yaml | "$kubectl" apply -f -
+# The admin's word on which tenants this namespace hosts (README "Security model").
+"$kubectl" annotate --overwrite namespace wabot-demo wabot.io/tenants=acme,globex
 for f in samples/*-bot.yaml; do "$kubectl" apply -n wabot-demo -f "$f"; done
 echo "up: waiting for the sample bots' pods to run on the simulated nodes..."
 for _ in $(seq 1 60); do

@@ -96,6 +96,8 @@ apiVersion: v1
 kind: Namespace
 metadata:
   name: {name}
+  annotations:
+    wabot.io/tenants: "*"  # tests of tenancy set their own (tests/security)
   labels:
     pod-security.kubernetes.io/enforce: restricted
     pod-security.kubernetes.io/enforce-version: latest

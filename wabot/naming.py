@@ -19,6 +19,14 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 FINALIZER = f"{API_GROUP}/finalizer"
 ANNOTATION_POD_HASH = f"{API_GROUP}/pod-spec-hash"
 
+# The admin's side of the tenant boundary (README "Security model"). On a Namespace: the
+# serverNames (comma list, or `*`) whose bots it may host; without it, only the serverName
+# equal to the namespace's name. On a Secret: `true` lets bots of the namespace name it in
+# their spec (database, webhook, proxy); with LABEL_TENANT as well, only that tenant's bots.
+ANNOTATION_TENANTS = f"{API_GROUP}/tenants"
+LABEL_BOT_SECRET = f"{API_GROUP}/bot-secret"
+LABEL_TENANT = f"{API_GROUP}/tenant"
+
 # Longest WhatsAppBot name: the longest child name ("wabot-" + name + "-auth") stays a label.
 MAX_BOT_NAME = 52
 

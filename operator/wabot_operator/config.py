@@ -36,6 +36,13 @@ Variables (all optional):
 - `WABOT_OPERATOR_GATEWAY_SERVICE_ACCOUNT`: `namespace/name` of the send-message gateway's
   ServiceAccount; each bot then gets a Role + RoleBinding `wabot-N-gateway` letting it read
   that bot's API-token Secret `wabot-N-api` (and nothing else). Unset: no such grants.
+- `WABOT_OPERATOR_ALLOWED_IMAGES`: what `spec.image` may be (comma list; `*` any; a
+  repository such as `reg.example/wabot-worker` allows its tags and digests, an entry ending
+  in `/` everything under it). Default: the worker image's repository.
+- `WABOT_OPERATOR_ALLOWED_PRIORITY_CLASSES`, `WABOT_OPERATOR_ALLOWED_TOLERATIONS` (taint
+  keys), `WABOT_OPERATOR_ALLOWED_NODE_SELECTOR_KEYS`: comma lists, `*` any. Defaults: no
+  PriorityClass, no toleration, the well-known topology labels (policy.py).
+  See README "Security model" for the rules these feed.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from wabot.spec import (
     ResourcesSpec,
     SecretKeyRef,
 )
+from wabot_operator.policy import DEFAULT_NODE_SELECTOR_KEYS, BotPolicy, image_repository
 
 ENV_PREFIX = "WABOT_OPERATOR_"
 TEMPLATE_FILES = (
@@ -134,6 +142,21 @@ class OperatorConfig(BaseModel):
     default_storage_size: str = Field(default=DEFAULT_STORAGE_SIZE, pattern=QUANTITY_PATTERN)
     default_storage_class: str | None = Field(
         default=None, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+    # The admin's allow-lists for what a bot's spec may ask of the cluster (policy.py).
+    allowed_images: tuple[str, ...] | None = None  # None: the worker image's repository
+    allowed_priority_classes: tuple[str, ...] = ()
+    allowed_tolerations: tuple[str, ...] = ()
+    allowed_node_selector_keys: tuple[str, ...] = DEFAULT_NODE_SELECTOR_KEYS
+
+    def bot_policy(self) -> BotPolicy:
+        images = self.allowed_images
+        if images is None:
+            images = (image_repository(self.worker_image),)
+        return BotPolicy(
+            images=images, priority_classes=self.allowed_priority_classes,
+            toleration_keys=self.allowed_tolerations,
+            node_selector_keys=self.allowed_node_selector_keys,
+            reserved_secrets=(self.database_secret.name,) if self.database_secret else ())
 
     @property
     def clusterwide(self) -> bool:
@@ -213,6 +236,14 @@ class OperatorConfig(BaseModel):
             raw["default_storage_size"] = size
         if (storage_class := get("DEFAULT_STORAGE_CLASS")) is not None:
             raw["default_storage_class"] = storage_class
+        for name, field in (
+            ("ALLOWED_IMAGES", "allowed_images"),
+            ("ALLOWED_PRIORITY_CLASSES", "allowed_priority_classes"),
+            ("ALLOWED_TOLERATIONS", "allowed_tolerations"),
+            ("ALLOWED_NODE_SELECTOR_KEYS", "allowed_node_selector_keys"),
+        ):
+            if (value := env.get(ENV_PREFIX + name)) is not None:  # set but empty: none
+                raw[field] = tuple(p.strip() for p in value.split(",") if p.strip())
         if (fmt := get("LOG_FORMAT")) is not None:
             raw["log_format"] = fmt.lower()
         if (level := get("LOG_LEVEL")) is not None:
@@ -245,6 +276,10 @@ _FIELD_TO_ENV = {
     "default_resources": "DEFAULT_RESOURCES",
     "default_storage_size": "DEFAULT_STORAGE_SIZE",
     "default_storage_class": "DEFAULT_STORAGE_CLASS",
+    "allowed_images": "ALLOWED_IMAGES",
+    "allowed_priority_classes": "ALLOWED_PRIORITY_CLASSES",
+    "allowed_tolerations": "ALLOWED_TOLERATIONS",
+    "allowed_node_selector_keys": "ALLOWED_NODE_SELECTOR_KEYS",
 }
 
 

@@ -20,6 +20,7 @@ from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import metrics
 
 MERGE_PATCH = "application/merge-patch+json"
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 REQUEST_TIMEOUT = (5.0, 30.0)  # connect, read (seconds)
 
 
@@ -87,8 +88,9 @@ class Kube:
         self.api_client = api_client
 
     def _call(self, method: str, path: str, body: Any = None,
-              content_type: str = "application/json") -> dict[str, Any]:
-        headers = {"Accept": "application/json"}
+              content_type: str = "application/json",
+              accept: str = "application/json") -> dict[str, Any]:
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         _, url, headers, body, _ = self.api_client.param_serialize(
@@ -119,6 +121,11 @@ class Kube:
 
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return self._call("GET", self._one(kind, namespace, name))
+
+    def read_metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The object's metadata only (a PartialObjectMetadata): for a Secret, its labels
+        without its data, which the operator has no reason to hold."""
+        return self._call("GET", self._one(kind, namespace, name), accept=METADATA_ONLY)
 
     def list_all(self, kind: str, namespace: str | None, label_selector: str,
                  page: int = 500) -> Iterator[dict[str, Any]]:

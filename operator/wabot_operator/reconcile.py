@@ -29,10 +29,13 @@ from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
 from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
+from wabot_operator.facts import FactsCache
 from wabot_operator.inventory import Inventory, Snapshot
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, newer, observe_pod
 from wabot_operator.pacing import SlotPacer
+from wabot_operator.policy import Facts, Refusal, secret_refs
+from wabot_operator.policy import check as check_policy
 from wabot_operator.render import (
     BotRef,
     Children,
@@ -133,7 +136,11 @@ class BotMemory:
     # rendering was the largest part of a pass's own CPU. The validated spec (~5 KB) and the
     # rendered objects (~15 KB) are not kept: a pass that creates or checks something
     # renders them again.
-    rendered: tuple[tuple[str, int, str], bool, str] | None = None
+    # The key also holds the policy facts (facts.py) the spec was checked against, so an
+    # admin's change of a namespace annotation or a Secret label re-checks the bot; a refused
+    # bot's entry holds its Refusal instead of a hash.
+    rendered: tuple[tuple[str, int, str, Facts], bool, str | None, Refusal | None] | None = None
+    secret_names: tuple[str, ...] = ()  # the Secrets its spec names (facts to read)
 
 
 @dataclass
@@ -176,6 +183,8 @@ class Reconciler:
         self.restarts = SlotPacer(config.pod_restarts_per_second)
         self.pending_writes = SlotPacer(PENDING_WRITE_PACE * config.pod_restarts_per_second)
         self.inventory = Inventory(kube, clock)
+        self.policy = config.bot_policy()
+        self.facts = FactsCache(kube, clock)
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -219,11 +228,22 @@ class Reconciler:
             templates = self.templates.get()
         except TemplateError as e:
             templates, problem = None, Problem("TemplateError", str(e), fatal=True)
+        try:
+            facts = self.facts.facts(ref.namespace, memory.secret_names)
+        except KubeError as e:
+            outcome.result, outcome.error = "error", str(e)
+            log.warning("could not read the policy facts: %s", e)
+            self._write_status(bot, ref, generation, False, observed,
+                               Problem("PolicyUnverified", f"policy facts: {e}"), outcome,
+                               log, memory)
+            return outcome
         rendered = memory.rendered
         children: Children | None = None
+        refusal: Refusal | None = None
         if (templates is not None and rendered is not None
-                and rendered[0] == (ref.uid, generation, templates.version)):
-            suspend, pod_hash = rendered[1], rendered[2]  # the same spec and templates
+                and rendered[0] == (ref.uid, generation, templates.version, facts)):
+            # The same spec, templates and facts.
+            suspend, pod_hash, refusal = rendered[1], rendered[2], rendered[3]
         else:
             try:
                 spec = WhatsAppBotSpec.model_validate(bot.get("spec") or {})
@@ -239,21 +259,45 @@ class Reconciler:
                 self._write_status(bot, ref, generation, spec.suspend, observed, problem,
                                    outcome, log, memory)
                 return outcome
-            try:
-                children = render_children(ref, spec, self.defaults, templates)
-            except TemplateError as e:
-                problem = Problem("TemplateError", str(e), fatal=True)
-                self._write_status(bot, ref, generation, spec.suspend, observed, problem,
-                                   outcome, log, memory)
-                return outcome
-            suspend, pod_hash = spec.suspend, children.pod_hash
-            memory.rendered = ((ref.uid, generation, templates.version), suspend, pod_hash)
+            names = tuple(sorted({name for _, name in secret_refs(spec)}))
+            if names != memory.secret_names:
+                memory.secret_names = names
+                try:
+                    facts = self.facts.facts(ref.namespace, names)
+                except KubeError as e:
+                    outcome.result, outcome.error = "error", str(e)
+                    self._write_status(bot, ref, generation, False, observed,
+                                       Problem("PolicyUnverified", f"policy facts: {e}"),
+                                       outcome, log, memory)
+                    return outcome
+            suspend, pod_hash = spec.suspend, None
+            refusal = check_policy(spec, facts, self.policy)
+            if refusal is None:
+                try:
+                    children = render_children(ref, spec, self.defaults, templates)
+                except TemplateError as e:
+                    problem = Problem("TemplateError", str(e), fatal=True)
+                    self._write_status(bot, ref, generation, spec.suspend, observed, problem,
+                                       outcome, log, memory)
+                    return outcome
+                pod_hash = children.pod_hash
+            memory.rendered = ((ref.uid, generation, templates.version, facts), suspend,
+                               pod_hash, refusal)
+        if refusal is not None:
+            # Not what the admin allows: no pod (a running one is stopped) and nothing else is
+            # created for it. A fixed spec, or the admin's change, heals on a later pass.
+            observed = self._refuse(ref, observed, refusal, outcome, log)
+            self._write_status(bot, ref, generation, suspend, observed,
+                               Problem(refusal.reason, refusal.message, fatal=True), outcome,
+                               log, memory)
+            return outcome
+        assert pod_hash is not None
 
         # The pod goes out as early as it can: after only what it needs to be scheduled,
         # admitted and started (PVC: scheduling; ServiceAccount: admission; the API-token
         # Secret: read once when the container starts). The worker's Role, RoleBinding and
         # Lease follow in the same pass; the worker retries until they are there.
-        key = (ref.uid, generation, templates.version)
+        key: tuple[str, int, str] = (ref.uid, generation, templates.version)
         # A bot that ran before (its status has a phase) most likely has its objects: read
         # them first (one GET each) instead of create -> 409 -> GET. A new bot: create first.
         memory.read_first = bool((bot.get("status") or {}).get("phase"))
@@ -476,6 +520,15 @@ class Reconciler:
             memory.slot_at = now
         metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
         return wait
+
+    def _refuse(self, ref: BotRef, observed: ObservedPod | None, refusal: Refusal,
+                outcome: Outcome, log: BotLog) -> ObservedPod | None:
+        decision = decide_pod(bot_uid=ref.uid, desired_hash=None, observed=observed)
+        if decision.action == PodAction.DELETE:
+            decision = PodDecision(PodAction.DELETE, refusal.reason,
+                                   f"deleting the pod: {refusal.message}")
+        observed, _ = self._act_on_pod(ref, None, decision, observed, outcome, log)
+        return observed
 
     def _act_on_pod(self, ref: BotRef, children: Children | None, decision: PodDecision,
                     observed: ObservedPod | None, outcome: Outcome,

@@ -128,18 +128,6 @@ def _metadata(doc: dict[str, Any], name: str, bot: BotRef, spec: WhatsAppBotSpec
     return doc
 
 
-def referenced_secrets(spec: WhatsAppBotSpec) -> list[str]:
-    """The Secrets the bot's own ServiceAccount may read: those its spec names, no others."""
-    names = set()
-    if spec.database is not None:
-        names.add(spec.database.secret_ref.name)
-    if spec.webhook is not None:
-        names.add(spec.webhook.secret_ref.name)
-    if spec.proxy is not None:
-        names.add(spec.proxy.secret_ref.name)
-    return sorted(names)
-
-
 def render_api_secret(bot: BotRef, spec: WhatsAppBotSpec) -> dict[str, Any]:
     """`wabot-N-api`: the token the gateway presents to this bot's worker (the worker gets it
     as WABOT_API_TOKEN). Owned by the bot, so it goes with it."""
@@ -194,16 +182,13 @@ def render_role(bot: BotRef, spec: WhatsAppBotSpec, templates: Templates,
                 values: Mapping[str, str]) -> dict[str, Any]:
     doc = templates.render("role.yaml", values)
     _metadata(doc, naming.child_name(bot.name), bot, spec, owned=True)
-    rules = list(doc.get("rules") or [])
-    for rule in rules:
-        if not rule.get("resourceNames") and "secrets" in (rule.get("resources") or []):
-            raise TemplateError("role.yaml: a secrets rule without resourceNames grants every "
-                                "Secret in the namespace")
-    secrets = referenced_secrets(spec)
-    if secrets:  # an empty resourceNames list would mean *all* Secrets
-        rules.append({"apiGroups": [""], "resources": ["secrets"],
-                      "resourceNames": secrets, "verbs": ["get"]})
-    doc["rules"] = rules
+    # The worker reads no Secret through the API: the kubelet injects the ones its spec names
+    # (secretKeyRef), so its token cannot read a Secret, nor a key of one meant for another
+    # tenant. A template that grants Secrets anyway is refused.
+    for rule in doc.get("rules") or []:
+        if "secrets" in (rule.get("resources") or []) or "*" in (rule.get("resources") or []):
+            raise TemplateError("role.yaml: the bot's Role must not grant Secrets (the kubelet "
+                                "injects the ones it uses)")
     return doc
 
 

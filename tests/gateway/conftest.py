@@ -116,7 +116,8 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     assert isinstance(api, client.ApiClient)
     ns = f"t-gw-{uuid.uuid4().hex[:8]}"
     kube.kubectl("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": {
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": ns, "annotations": {"wabot.io/tenants": "*"}, "labels": {
             "pod-security.kubernetes.io/enforce": "restricted",
             "pod-security.kubernetes.io/enforce-version": "latest",
             "wabot.io/test": "true"}}}))

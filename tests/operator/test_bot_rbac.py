@@ -1,5 +1,5 @@
-"""A bot's ServiceAccount reaches its own WhatsAppBot, status, Lease and referenced Secrets,
-and nothing of any other bot (SubjectAccessReview against the real RBAC authorizer, then the
+"""A bot's ServiceAccount reaches its own WhatsAppBot, status and Lease, no Secret at all (the
+kubelet injects the ones its spec names), and nothing of any other bot (SubjectAccessReview against the real RBAC authorizer, then the
 same with the bot's real token)."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 def make_secret(cluster: Cluster, name: str) -> None:
     cluster.core.create_namespaced_secret(cluster.ns, client.V1Secret(
-        metadata=client.V1ObjectMeta(name=name), string_data={"value": "postgresql://x"}))
+        metadata=client.V1ObjectMeta(name=name, labels={"wabot.io/bot-secret": "true"}),
+        string_data={"value": "postgresql://x"}))
 
 
 def test_each_bot_reaches_only_its_own_objects(cluster: Cluster,
@@ -35,7 +36,12 @@ def test_each_bot_reaches_only_its_own_objects(cluster: Cluster,
     assert can(me, "patch", "whatsappbots", "alpha", group="wabot.io", subresource="status")
     assert can(me, "get", "leases", "wabot-alpha", group="coordination.k8s.io")
     assert can(me, "update", "leases", "wabot-alpha", group="coordination.k8s.io")
-    assert can(me, "get", "secrets", "alpha-dsn")
+    # Not even the Secret its own spec names: the kubelet gives the pod its value.
+    assert not can(me, "get", "secrets", "alpha-dsn")
+    pod = cluster.pod("wabot-alpha")
+    assert pod is not None
+    dsn = {e.name: e for e in pod.spec.containers[0].env}["DATABASE_URL"]
+    assert dsn.value_from.secret_key_ref.name == "alpha-dsn"
     # Another bot's.
     assert not can(me, "get", "whatsappbots", "beta", group="wabot.io")
     assert not can(me, "patch", "whatsappbots", "beta", group="wabot.io", subresource="status")

@@ -31,6 +31,7 @@ class FakeKube:
         self.status_patches: list[dict[str, Any]] = []
         self.fail: dict[tuple[str, str], KubeError] = {}
         self._uids = itertools.count(1)
+        self.tenants: str | None = "*"  # the namespace's wabot.io/tenants annotation
 
     def _check(self, op: str, kind: str) -> None:
         if (op, kind) in self.fail:
@@ -53,6 +54,17 @@ class FakeKube:
         if (kind, name) not in self.objects:
             raise KubeError(404, "NotFound", f"{kind} {name} not found")
         return copy.deepcopy(self.objects[(kind, name)])
+
+    def read_metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        """The policy facts (not logged in `calls`: cached reads beside the pass's writes).
+        The namespace lets every tenant in, as an admin's `wabot.io/tenants: "*"` does."""
+        self._check("read_metadata", kind)
+        if kind == "Namespace":
+            annotations = {} if self.tenants is None else {"wabot.io/tenants": self.tenants}
+            return {"metadata": {"name": name, "annotations": annotations}}
+        if (kind, name) not in self.objects:
+            raise KubeError(404, "NotFound", f"{kind} {name} not found")
+        return {"metadata": copy.deepcopy(self.objects[(kind, name)]["metadata"])}
 
     def list_all(self, kind: str, namespace: str,
                  label_selector: str) -> Iterator[dict[str, Any]]:
@@ -582,3 +594,37 @@ def test_a_stuck_pod_is_reported_at_once(kube: FakeKube, reconciler: Reconciler)
     degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
                     if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "ImagePullBackOff")
+
+
+def test_a_bot_the_policy_refuses_gets_nothing_and_a_clear_failure(kube: FakeKube) -> None:
+    r = make_reconciler(kube)
+    outcome = r.reconcile(bot({"image": "evil.example/miner:1"}), None, BotMemory())
+    assert kube.writes() == [("status", "WhatsAppBot", "sales")]  # no PVC, RBAC, Lease, pod
+    status = kube.status_patches[-1]["status"]
+    assert status["phase"] == "Failed"
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["reason"] == "ImageNotAllowed"
+    assert "spec.image" in degraded["message"]
+    assert [(e.type, e.reason) for e in outcome.events][-1] == ("Warning", "ImageNotAllowed")
+
+
+def test_an_admins_change_stops_a_running_bot_and_undoing_it_heals(kube: FakeKube) -> None:
+    """The namespace's tenants are re-read (at most FACTS_TTL old): a bot whose tenant the
+    admin takes away loses its pod, and gets one again when the admin gives it back."""
+    now = [100.0]
+    r = make_reconciler(kube, clock=lambda: now[0])
+    memory = BotMemory()
+    r.reconcile(bot(), None, memory)
+    pod = run_on(kube.read("Pod", NS, "wabot-sales"))
+    r.reconcile(bot(), pod, memory)
+    kube.tenants = "globex"
+    now[0] += 31
+    r.reconcile(bot(), pod, memory)
+    assert ("Pod", "wabot-sales") not in kube.objects
+    degraded = next(c for c in kube.status_patches[-1]["status"]["conditions"]
+                    if c["type"] == "Degraded")
+    assert degraded["reason"] == "TenantNotAllowed"
+    kube.tenants = "acme,globex"
+    now[0] += 31
+    r.reconcile(bot(), None, memory)
+    assert ("Pod", "wabot-sales") in kube.objects

@@ -114,7 +114,7 @@ def make_namespace(kube: Kube) -> Iterator[Callable[[], str]]:
         name = f"t-{uuid.uuid4().hex[:10]}"
         manifest = {
             "apiVersion": "v1", "kind": "Namespace",
-            "metadata": {"name": name, "labels": {
+            "metadata": {"name": name, "annotations": {"wabot.io/tenants": "*"}, "labels": {
                 "pod-security.kubernetes.io/enforce": "restricted",
                 "pod-security.kubernetes.io/enforce-version": "latest",
                 "wabot.io/test": "true"}},

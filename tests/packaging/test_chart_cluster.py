@@ -172,7 +172,7 @@ def test_operator_runs_on_the_charts_rbac_alone(
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     core.create_namespaced_secret(bots_ns, client.V1Secret(
-        metadata=client.V1ObjectMeta(name="acme-db"),
+        metadata=client.V1ObjectMeta(name="acme-db", labels={"wabot.io/bot-secret": "true"}),
         string_data={"DATABASE_URL": "postgresql://acme@db/acme"}))
 
     operator = OperatorProcess(namespace=bots_ns, kubeconfig=kubeconfig,
@@ -203,8 +203,7 @@ def test_operator_runs_on_the_charts_rbac_alone(
                                 check=False).returncode == 0, (kind, obj, operator.log())
         role = json.loads(kube.kubectl("-n", bots_ns, "get", "role", "wabot-support",
                                        "-o", "json").stdout)
-        assert any("secrets" in r["resources"] and r.get("resourceNames") == ["acme-db"]
-                   for r in role["rules"])
+        assert not any("secrets" in r["resources"] for r in role["rules"])
 
         custom.delete_namespaced_custom_object(API_GROUP, API_VERSION, bots_ns, PLURAL,
                                                "support")

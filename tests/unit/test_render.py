@@ -14,7 +14,6 @@ from wabot_operator.render import (
     Children,
     RenderDefaults,
     pod_hash,
-    referenced_secrets,
     render_children,
 )
 from wabot_operator.templates import TemplateError, Templates, TemplateStore, load_templates
@@ -128,22 +127,15 @@ def test_role_reaches_only_the_bots_own_objects(templates: Templates) -> None:
         assert "create" not in rule["verbs"] and "delete" not in rule["verbs"]
 
 
-def test_role_grants_exactly_the_referenced_secrets(templates: Templates) -> None:
+def test_role_grants_no_secret_whatever_the_spec_names(templates: Templates) -> None:
+    """The kubelet injects the Secrets a spec names (secretKeyRef); the bot's token reads
+    none, so a spec cannot turn the bot into a reader of Secrets it was never given."""
     c = render(templates, database={"secretRef": {"name": "acme-dsn", "key": "url"}},
-               webhook={"url": "https://hooks.example/x", "secretRef": {"name": "acme-hook"}})
-    secret_rules = [r for r in c.role["rules"] if "secrets" in r["resources"]]
-    assert secret_rules == [{"apiGroups": [""], "resources": ["secrets"],
-                             "resourceNames": ["acme-dsn", "acme-hook"], "verbs": ["get"]}]
-
-
-def test_role_has_no_secret_rule_without_references(templates: Templates) -> None:
-    """An empty resourceNames list would grant every Secret in the namespace."""
-    c = render(templates)
+               webhook={"url": "https://hooks.example/x", "secretRef": {"name": "acme-hook"}},
+               proxy={"secretRef": {"name": "acme-proxy"}})
     assert not [r for r in c.role["rules"] if "secrets" in r["resources"]]
-    # The operator's default DSN Secret is read by the kubelet (secretKeyRef), not the bot.
     c = render(templates, RenderDefaults("img", SecretKeyRef(name="shared-dsn")))
     assert not [r for r in c.role["rules"] if "secrets" in r["resources"]]
-    assert referenced_secrets(spec()) == []
 
 
 def test_rolebinding_binds_the_bots_role_to_the_bots_serviceaccount_only(
@@ -417,13 +409,19 @@ def test_wrong_kind_in_a_template_is_refused(tmp_path: Path) -> None:
         load_templates(d)
 
 
-def test_a_template_granting_all_secrets_is_refused(tmp_path: Path) -> None:
-    d = copy_templates(tmp_path)
-    role = yaml.safe_load((d / "role.yaml").read_text())
-    role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
-    (d / "role.yaml").write_text(yaml.safe_dump(role))
-    with pytest.raises(TemplateError, match="every Secret"):
-        render(load_templates(d))
+def test_a_template_granting_secrets_is_refused(tmp_path: Path) -> None:
+    """All of them, or named ones: the bot's token reads no Secret at all."""
+    for i, rule in enumerate((
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["x"],
+             "verbs": ["get"]},
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get"]})):
+        d = copy_templates(tmp_path / str(i))
+        role = yaml.safe_load((d / "role.yaml").read_text())
+        role["rules"].append(rule)
+        (d / "role.yaml").write_text(yaml.safe_dump(role))
+        with pytest.raises(TemplateError, match="must not grant Secrets"):
+            render(load_templates(d))
 
 
 def test_values_cannot_inject_yaml(templates: Templates) -> None:
@@ -477,15 +475,13 @@ def test_webhook_url_and_events_are_read_live_but_its_key_is_env(templates: Temp
     assert "value" not in env["WABOT_WEBHOOK_SECRET"]
 
 
-def test_proxy_url_comes_from_its_secret_and_is_a_referenced_secret(
+def test_proxy_url_comes_from_its_secret(
         templates: Templates) -> None:
     c = render(templates, proxy={"secretRef": {"name": "acme-proxy", "key": "url"}})
     assert c.pod is not None
     env = {e["name"]: e for e in c.pod["spec"]["containers"][0]["env"]}
     assert env["WABOT_PROXY_URL"]["valueFrom"] == {
         "secretKeyRef": {"name": "acme-proxy", "key": "url"}}
-    assert referenced_secrets(spec(proxy={"secretRef": {"name": "acme-proxy"}})) == [
-        "acme-proxy"]
     assert "WABOT_PROXY_URL" not in {e["name"] for e in render(templates).pod["spec"][
         "containers"][0]["env"]}
 
