@@ -231,6 +231,84 @@ class Toleration(_SpecModel):
     toleration_seconds: int | None = None
 
 
+# core/v1 Affinity, typed: an untyped object let a spec nest 5,000 levels deep, which the API
+# server admitted and the operator's recursion could not survive. The bounds are wabot's (the
+# API server's own types have none), wide enough for any placement a bot needs.
+QualifiedName = Annotated[str, Field(min_length=1, max_length=317)]
+
+
+class NodeSelectorRequirement(_SpecModel):
+    key: QualifiedName
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist", "Gt", "Lt"]
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+
+
+class NodeSelectorTerm(_SpecModel):
+    match_expressions: list[NodeSelectorRequirement] = Field(default_factory=list, max_length=16)
+    match_fields: list[NodeSelectorRequirement] = Field(default_factory=list, max_length=16)
+
+
+class NodeSelector(_SpecModel):
+    node_selector_terms: list[NodeSelectorTerm] = Field(min_length=1, max_length=16)
+
+
+class PreferredSchedulingTerm(_SpecModel):
+    weight: int = Field(ge=1, le=100)
+    preference: NodeSelectorTerm
+
+
+class NodeAffinity(_SpecModel):
+    required_during_scheduling_ignored_during_execution: NodeSelector | None = None
+    preferred_during_scheduling_ignored_during_execution: list[PreferredSchedulingTerm] = Field(
+        default_factory=list, max_length=16)
+
+
+class LabelSelectorRequirement(_SpecModel):
+    key: QualifiedName
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
+
+
+class LabelSelector(_SpecModel):
+    match_labels: dict[str, LabelValue] = Field(default_factory=dict, max_length=32)
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list,
+                                                              max_length=16)
+
+
+class PodAffinityTerm(_SpecModel):
+    label_selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    namespaces: list[Annotated[str, Field(max_length=63)]] = Field(default_factory=list,
+                                                                   max_length=16)
+    topology_key: QualifiedName
+    match_label_keys: list[QualifiedName] = Field(default_factory=list, max_length=16)
+    mismatch_label_keys: list[QualifiedName] = Field(default_factory=list, max_length=16)
+
+
+class WeightedPodAffinityTerm(_SpecModel):
+    weight: int = Field(ge=1, le=100)
+    pod_affinity_term: PodAffinityTerm
+
+
+class PodAffinity(_SpecModel):
+    """podAffinity and podAntiAffinity have the same shape."""
+
+    required_during_scheduling_ignored_during_execution: list[PodAffinityTerm] = Field(
+        default_factory=list, max_length=16)
+    preferred_during_scheduling_ignored_during_execution: list[WeightedPodAffinityTerm] = Field(
+        default_factory=list, max_length=16)
+
+
+class Affinity(_SpecModel):
+    node_affinity: NodeAffinity | None = None
+    pod_affinity: PodAffinity | None = None
+    pod_anti_affinity: PodAffinity | None = None
+
+    def to_pod(self) -> dict[str, object]:
+        """As the pod spec takes it: unset and empty fields left out."""
+        return self.model_dump(by_alias=True, exclude_defaults=True)
+
+
 class WhatsAppBotSpec(_SpecModel):
     server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
     bot_id: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
@@ -247,7 +325,7 @@ class WhatsAppBotSpec(_SpecModel):
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     node_selector: dict[str, LabelValue] = Field(default_factory=dict, max_length=32)
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
-    affinity: dict[str, object] | None = None
+    affinity: Affinity | None = None
     priority_class_name: str | None = Field(
         default=None, pattern=DNS_SUBDOMAIN_PATTERN, max_length=253
     )

@@ -328,7 +328,7 @@ def render_pod(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults,
             t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations
         ]
     if spec.affinity is not None:
-        pod_spec["affinity"] = spec.affinity
+        pod_spec["affinity"] = spec.affinity.to_pod()
     if spec.priority_class_name is not None:
         pod_spec["priorityClassName"] = spec.priority_class_name
     for volume in pod_spec.get("volumes") or []:

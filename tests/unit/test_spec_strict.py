@@ -56,7 +56,8 @@ def test_what_kubernetes_hands_over_still_parses() -> None:
         "serverName": "acme", "suspend": False, "rateLimit": {"perChatPerMinute": 12},
         "features": {"beta": True}, "tolerations": [{"key": "k", "operator": "Exists",
                                                       "tolerationSeconds": 30}],
-        "affinity": {"nodeAffinity": {"weight": 1, "x": [1.5, None, "s"]}},
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}},
         "commands": {"prefix": "!", "builtins": ["help"], "custom": [
             {"name": "hours", "response": "9-5"}]},
         "resources": {"limits": {"cpu": "500m"}},
