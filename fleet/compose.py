@@ -301,6 +301,8 @@ def render_compose(bots: Sequence[BotDefinition], image: str = DEFAULT_IMAGE,
                 "WABOT_WORKER_GROUPS": "0",
                 "WABOT_BOTS_FILE": BOTS_PATH,
                 "WABOT_BOT_URL_TEMPLATE": f"http://bot-{{name}}:{WORKER_PORT}",
+                # Loopback is the default outside Kubernetes; the published port needs this.
+                "WABOT_HTTP_HOST": "0.0.0.0",
                 "WABOT_HTTP_PORT": str(CONTROLLER_PORT),
                 "WABOT_CONTROLLER_TOKEN":
                     "${WABOT_CONTROLLER_TOKEN:?set WABOT_CONTROLLER_TOKEN (16+ characters)}",

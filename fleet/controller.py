@@ -12,7 +12,9 @@ is restarted alone; `POST /groups/rollout` restarts the groups one at a time and
 only when every wanted bot of the previous one answers /livez again (e.g. after an upgrade of
 the image or the Python environment), so at most one group's bots are ever down.
 
-API (everything but /livez, /readyz and /metrics needs `Authorization: Bearer $TOKEN`):
+API (everything but /livez and /readyz needs `Authorization: Bearer $TOKEN`; /metrics too,
+since it names every bot and tenant; it listens on 127.0.0.1 unless WABOT_HTTP_HOST says
+otherwise, see fleet.monolith.default_http_host):
   GET  /bots, /bots/{name}             every bot with its group, state, restarts, pid
   POST /bots/{name}/start|stop|restart  a stop is remembered across group restarts
   GET  /groups                         the groups and their processes
@@ -397,7 +399,7 @@ class Controller:
         return [
             Route("GET", r"/livez", self._livez),
             Route("GET", r"/readyz", self._readyz),
-            Route("GET", r"/metrics", self._metrics),
+            Route("GET", r"/metrics", self._metrics, auth=True),
             Route("GET", r"/bots", self._list, auth=True),
             Route("GET", rf"/bots/{name}", self._get, auth=True),
             Route("POST", rf"/bots/{name}/(?P<action>start|stop|restart)", self._act,
@@ -501,7 +503,10 @@ class Controller:
                 targets = [(st.name, f"http://127.0.0.1:{st.port}/metrics", st.labels)
                            for st in self.supervisor.status()
                            if st.state is State.RUNNING and st.port is not None]
-            parts, self._scrape_up = scrape_all(targets, timeout=5.0)
+            # The groups' /metrics want their token; bot containers get none (never a token).
+            auth = {} if self.observe_only else {
+                "Authorization": f"Bearer {self._internal_token}"}
+            parts, self._scrape_up = scrape_all(targets, timeout=5.0, headers=auth)
             federated = merge_expositions(parts)
         return Response(200, render([collector], federated), PROMETHEUS_TEXT)
 
@@ -530,7 +535,8 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
                    "else the bot_definition table at $WABOT_BOTS_DSN)")
     p.add_argument("--groups", type=int, help="worker groups (default: $WABOT_WORKER_GROUPS "
                    "or 2; 0 = observe containers)")
-    p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST or 0.0.0.0)")
+    p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST, else "
+                   "127.0.0.1; 0.0.0.0 in a Kubernetes pod)")
     p.add_argument("--port", type=int, help="listen port (default: $WABOT_HTTP_PORT or 5000)")
     args = p.parse_args(list(argv or []))
     env = dict(os.environ if env is None else env)

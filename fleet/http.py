@@ -3,8 +3,9 @@ worker groups and the controller.
 
 The standard library and not aiohttp: the monolith ships in the worker image, which has no
 aiohttp, and a handful of JSON endpoints polled by humans and Prometheus do not need an event
-loop. Routes that change or reveal the fleet can require a bearer token, compared in constant
-time so the token cannot be guessed byte by byte from response times.
+loop. Routes that change or reveal the fleet (with a token set, /metrics too: it names every bot
+and tenant) can require a bearer token, compared in constant time so the token cannot be
+guessed byte by byte from response times.
 """
 
 from __future__ import annotations
@@ -13,18 +14,21 @@ import hmac
 import json
 import logging
 import re
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from pydantic import BaseModel
+
+from wabot import httpserver
+from wabot.httpserver import HttpServer, Limits
+from wabot.httpserver import Response as Response  # the routes' answers are the kit's
 
 log = logging.getLogger("wabot.fleet.http")
 
 MAX_BODY = 64 * 1024
+# Humans, Prometheus and the controller's fan-out: a few connections at a time.
+LIMITS = Limits(max_body=MAX_BODY, timeout_s=10.0, max_connections=64)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -36,14 +40,6 @@ class Request:
     headers: Mapping[str, str]
     body: bytes
     params: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):
@@ -108,68 +104,32 @@ def dispatch(routes: Sequence[Route], token: str | None, req: Request) -> Respon
 
 
 class ApiServer:
-    """Serves `routes` on a daemon thread; `port=0` picks a free port (see `.port`)."""
+    """Serves `routes` on a daemon thread; `port=0` picks a free port (see `.port`).
+
+    The connection handling (body limits before auth, per-request deadline, connection cap) is
+    the shared kit's (`wabot.httpserver`); this adds routing and the bearer token."""
 
     def __init__(self, host: str, port: int, routes: Sequence[Route],
-                 token: str | None = None) -> None:
+                 token: str | None = None, limits: Limits | None = None) -> None:
         self.routes = list(routes)
         self.token = token
-        server_self = self
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            server_version = "wabot-fleet"
+        def handle(req: httpserver.Request) -> Response:
+            return dispatch(self.routes, self.token, Request(
+                method=req.method, path=req.path.rstrip("/") or "/", query=req.query,
+                headers=req.headers, body=req.body))
 
-            def _handle(self) -> None:
-                parts = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    self._send(error(413, "request body too large"))
-                    return
-                body = self.rfile.read(length) if length else b""
-                req = Request(
-                    method=self.command, path=parts.path.rstrip("/") or "/",
-                    query=parse_qs(parts.query),
-                    headers={k.lower(): v for k, v in self.headers.items()}, body=body,
-                )
-                try:
-                    resp = dispatch(server_self.routes, server_self.token, req)
-                except Exception:
-                    log.exception("request failed", extra={"path": req.path})
-                    resp = error(500, "internal error")
-                self._send(resp)
-
-            do_GET = _handle
-            do_POST = _handle
-            do_PUT = _handle
-            do_DELETE = _handle
-
-            def _send(self, resp: Response) -> None:
-                self.send_response(resp.status)
-                self.send_header("Content-Type", resp.content_type)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.send_header("Cache-Control", "no-store")
-                for k, v in resp.headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(resp.body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("http %s", format % args)
-
-        self._server = ThreadingHTTPServer((host, port), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="fleet-http", daemon=True)
+        self._server = HttpServer(host, port, handle, limits=limits or LIMITS,
+                                  name="fleet-http", server_version="wabot-fleet",
+                                  access_log=log)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return self._server.port
 
     def start(self) -> ApiServer:
-        self._thread.start()
+        self._server.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()

@@ -11,7 +11,11 @@ from the others. The monolith is the supervisor of those processes plus the endp
   GET  /metrics                   the fleet's series + every bot's /metrics, merged
   POST /bots/{name}/start|stop|restart, POST /reload
                                   only with WABOT_CONTROLLER_TOKEN set (bearer token); with a
-                                  token, GET /bots needs it too
+                                  token, GET /bots and /metrics (which name every bot and
+                                  tenant) need it too
+
+It listens on 127.0.0.1 unless told otherwise (WABOT_HTTP_HOST / --host), or on 0.0.0.0 in a
+Kubernetes pod, where probes and Services reach the pod's address.
 
 SIGHUP (or POST /reload) re-reads the bots: new bots start, removed ones stop, a changed spec is
 rewritten to the bot's spec file (the worker applies commands/settings/features/rateLimit
@@ -66,6 +70,7 @@ from .workers import (
 log = logging.getLogger("wabot.fleet.monolith")
 
 DEFAULT_HTTP_PORT = 5000  # the seed's port
+LOOPBACK = "127.0.0.1"
 MIN_TOKEN_LENGTH = 16
 
 
@@ -76,7 +81,7 @@ class MonolithSettings(BaseModel):
 
     bots_file: Path | None = None
     bots_dsn: SecretStr | None = None
-    http_host: str = "0.0.0.0"
+    http_host: str = LOOPBACK
     http_port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
     token: SecretStr | None = None
     auth_dir: Path = Path("./data")
@@ -112,11 +117,22 @@ class MonolithSettings(BaseModel):
             "log_level": get("LOG_LEVEL"),
         }
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        if raw["http_host"] is None:
+            raw["http_host"] = default_http_host(env)
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+
+
+def default_http_host(env: Mapping[str, str]) -> str:
+    """Loopback outside Kubernetes: the API names every bot and tenant and, with a token,
+    controls them, and a laptop or VM is often on a network it does not own. Listening
+    elsewhere is a deliberate setting (WABOT_HTTP_HOST=0.0.0.0, as the generated Compose file
+    does). In a pod (KUBERNETES_SERVICE_HOST set) only the pod's address reaches the kubelet's
+    probes and a Service, and the pod network is the cluster's to police."""
+    return "0.0.0.0" if env.get("KUBERNETES_SERVICE_HOST", "").strip() else LOOPBACK
 
 
 def load_bots(settings: MonolithSettings) -> list[BotDefinition]:
@@ -235,7 +251,7 @@ class Monolith:
         return [
             Route("GET", r"/livez", self._livez),
             Route("GET", r"/readyz", self._readyz),
-            Route("GET", r"/metrics", self._metrics),
+            Route("GET", r"/metrics", self._metrics, auth=guarded),
             Route("GET", r"/bots", self._list, auth=guarded),
             Route("GET", r"/bots/(?P<name>[a-z0-9-]+)", self._get, auth=guarded),
             Route("POST", r"/bots/(?P<name>[a-z0-9-]+)/(?P<action>start|stop|restart)",
@@ -378,7 +394,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         "Run many bots, one OS process each, behind one HTTP endpoint (ROLE=monolith)."))
     p.add_argument("--bots", type=Path, help="bots file (default: $WABOT_BOTS_FILE; "
                    "else the bot_definition table at $WABOT_BOTS_DSN)")
-    p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST or 0.0.0.0)")
+    p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST, else "
+                   "127.0.0.1; 0.0.0.0 in a Kubernetes pod)")
     p.add_argument("--port", type=int, help="listen port (default: $WABOT_HTTP_PORT or 5000)")
     p.add_argument("--group", help=argparse.SUPPRESS)  # set by the controller
     # Set by the controller: a file listing the bots stopped through its API (one per line).

@@ -135,7 +135,7 @@ def test_each_group_owns_its_subset_one_process_per_bot(ctl: Ctl) -> None:
         ppid = int(Path(f"/proc/{b['pid']}/stat").read_text().split(")")[1].split()[1])
         assert ppid == groups[b["group"]]["pid"] and ppid in group_pids
     # One scrape of the controller covers the groups and every bot, labelled by group.
-    code, body = http_get(ctl.url + "/metrics")
+    code, body = http_get(ctl.url + "/metrics", TOKEN)
     assert code == 200
     text = body.decode()
     assert_one_declaration_per_family(text)
@@ -260,7 +260,7 @@ spec: {{serverName: {TENANT}, botId: "{p}"}}
         assert seen["b2"]["state"] == "unknown" and seen["b2"]["live"] is False
         assert http_get(url + "/bots/b0/restart", TOKEN, method="POST")[0] == 501
         assert http_get(url + "/groups/rollout", TOKEN, method="POST")[0] == 501
-        code, text = http_get(url + "/metrics")
+        code, text = http_get(url + "/metrics", TOKEN)
         fake = [line for line in text.decode().splitlines() if line.startswith("fake_total")]
         assert sorted(fake) == sorted(f'fake_total{{bot="{p}",server_name="{TENANT}"}} 7.0'
                                       for p in ports)

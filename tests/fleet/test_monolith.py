@@ -131,7 +131,7 @@ def test_one_bots_crash_stays_contained(three: Running) -> None:
     assert three.proc.poll() is None
 
     # The metrics say so too, and federate each bot's own series.
-    code, body = http_get(three.url + "/metrics")
+    code, body = http_get(three.url + "/metrics", TOKEN)  # with a token set, it needs it
     assert code == 200
     assert_one_declaration_per_family(body.decode())
     fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
