@@ -353,6 +353,12 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
             if (body.get("metadata") or {}).get("deletionTimestamp"):
                 await _sleep_until(wake, stopped, runtime.config.reconcile_interval)
                 continue
+            if (memory.pod is not None and not memory.pod_seen
+                    and runtime.pods.shown(namespace, name, memory.pod.uid)):
+                # The watch showed the pod this operator created, maybe only between two
+                # passes (created, Running and deleted again during one pause): its absence
+                # from the book now means it is gone, not that the watch is behind.
+                memory.pod_seen = True
             # The pass's copy of the bot is not bound here, so it is not kept while the daemon
             # sleeps (a copy per bot: ~1 MiB per 1,000 bots, bench/PROFILE-operator.md Round 7).
             outcome = await _one_pass(runtime, _snapshot(body),
@@ -370,6 +376,7 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
             del runtime.wakers[key]
         # Deleted, filtered out or paused by peering: no longer this replica's bot to count.
         runtime.phases.forget(namespace, name)
+        runtime.pods.forget(namespace, name)
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:

@@ -43,6 +43,8 @@ class PodBook:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._entries: dict[tuple[str, str], _Entry] = {}
+        # The uid of the last pod of each bot any watch event was about (deletions included).
+        self._shown: dict[tuple[str, str], str] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -65,6 +67,7 @@ class PodBook:
         if pod.name != naming.child_name(bot):
             return  # labelled for the bot, but not the pod the operator makes for it
         key = (namespace, bot)
+        self._shown[key] = pod.uid
         entry = self._entries.get(key)
         if event_type == DELETED:
             if entry is not None and entry.pod.uid == pod.uid:
@@ -74,6 +77,16 @@ class PodBook:
             self._entries[key] = _Entry(pod, None)  # the watch's view is the later one
         else:
             self._entries[key] = _Entry(newer(entry.pod, pod) or pod, None)
+
+    def shown(self, namespace: str, bot: str, uid: str) -> bool:
+        """Whether the watch has shown the pod `uid` (the last of the bot's pods it showed).
+        A pod the operator created and the watch has shown is known to the book: its absence
+        there means it is gone, however quickly that happened."""
+        return self._shown.get((namespace, bot)) == uid
+
+    def forget(self, namespace: str, bot: str) -> None:
+        """The bot is no longer this operator's (deleted, or another replica's)."""
+        self._shown.pop((namespace, bot), None)
 
     def get(self, namespace: str, bot: str) -> ObservedPod | None:
         entry = self._entries.get((namespace, bot))

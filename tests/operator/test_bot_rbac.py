@@ -1,6 +1,6 @@
 """A bot's ServiceAccount reaches its own WhatsAppBot, status and Lease, no Secret at all (the
-kubelet injects the ones its spec names), and nothing of any other bot (SubjectAccessReview against the real RBAC authorizer, then the
-same with the bot's real token)."""
+kubelet injects the ones its spec names), and nothing of any other bot (SubjectAccessReview
+against the real RBAC authorizer, then the same with the bot's real token)."""
 
 from __future__ import annotations
 

@@ -272,3 +272,23 @@ def test_api_server_restart_converges(
     assert new.metadata.uid != first.metadata.uid
     assert_one_pod_at_a_time(rec)
     assert operator.healthy()
+
+
+def test_a_pod_deleted_twice_in_quick_succession_is_replaced_at_once(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    """Issue 22: delete, and delete the replacement as soon as it runs. With the usual 60-s
+    safety-net pass (not the tests' 2 s) the bot had no pod for 60-70 s; a replacement must
+    never wait for it, and fencing still holds (one pod at a time, graceful deletes)."""
+    operator_factory(extra_env={"WABOT_OPERATOR_RECONCILE_INTERVAL": "60"}).start()
+    cluster.create_bot("twice")
+    name = naming.child_name("twice")
+    first = eventually(lambda: running(cluster, name), what="first pod running")
+    with PodRecorder(cluster.api_client, cluster.ns, "twice") as rec:
+        for attempt in range(2):
+            previous = first.metadata.uid
+            cluster.core.delete_namespaced_pod(name, cluster.ns)
+            first = eventually(lambda p=previous: (pod := running(cluster, name)) is not None
+                               and pod.metadata.uid != p and pod, timeout=20,
+                               what=f"replacement {attempt + 1} running within 20 s",
+                               explain=lambda: cluster.describe_bot("twice"))
+    assert_one_pod_at_a_time(rec)

@@ -96,3 +96,18 @@ def test_a_pod_labelled_for_a_bot_but_not_named_for_it_is_not_its_pod() -> None:
     book.watched("ADDED", "ns", "sales", pod())
     book.watched("DELETED", "ns", "sales", pod(uid="x", name="sales-by-hand"))
     assert book.get("ns", "sales") == pod()
+
+
+def test_the_book_remembers_which_pod_the_watch_showed_last() -> None:
+    """A pod created, run and deleted between two passes was shown by the watch: its absence
+    afterwards is its deletion (issue 22: a second quick delete left the bot without a pod
+    until the 60-s resync, the operator still trusting its own record of the create)."""
+    book = PodBook(Clock())
+    assert not book.shown("ns", "sales", "pod-2")
+    book.watched("ADDED", "ns", "sales", pod(uid="pod-2"))
+    book.watched("DELETED", "ns", "sales", pod(uid="pod-2", rv="12"))
+    assert book.get("ns", "sales") is None
+    assert book.shown("ns", "sales", "pod-2")
+    assert not book.shown("ns", "sales", "pod-3") and not book.shown("ns", "other", "pod-2")
+    book.forget("ns", "sales")
+    assert not book.shown("ns", "sales", "pod-2")
