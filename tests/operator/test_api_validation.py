@@ -48,7 +48,7 @@ def test_invalid_specs_are_refused_with_the_field_path(
 def test_a_name_too_long_for_the_children_is_refused(cluster: Cluster) -> None:
     status, message = refused(lambda: cluster.create_bot("b" * 53))
     assert status == 422
-    assert "metadata.name must be at most 52 characters" in message
+    assert "metadata.name: Too long: may not be more than 52" in message  # the field, named
     cluster.create_bot("b" * 52)  # the longest that fits: wabot-<52>-auth is 63 characters
 
 
@@ -60,8 +60,14 @@ def test_server_name_and_bot_id_are_immutable(cluster: Cluster) -> None:
     assert status == 422 and "spec.botId" in message and "immutable" in message
     status, message = refused(lambda: cluster.patch_bot("fixed", {"botId": None}))
     assert status == 422 and "spec.botId" in message
+    # botId defaults to the name: writing the default out changes nothing and is allowed,
+    # any other value is refused.
     cluster.create_bot("late")
-    status, message = refused(lambda: cluster.patch_bot("late", {"botId": "late"}))
+    cluster.patch_bot("late", {"botId": "late"})
+    status, message = refused(lambda: cluster.patch_bot("late", {"botId": "other"}))
+    assert status == 422 and "spec.botId" in message
+    cluster.create_bot("early")
+    status, message = refused(lambda: cluster.patch_bot("early", {"botId": "not-early"}))
     assert status == 422 and "spec.botId" in message
     # Everything else stays editable.
     cluster.patch_bot("fixed", {"commands": {"prefix": "?"}, "suspend": True})
@@ -87,3 +93,12 @@ def test_kubectl_get_shows_the_printer_columns(kube: Kube, cluster: Cluster,
     assert row[3] == "False"  # no account column value yet, Ready False
     categories = kube.kubectl("get", "wabot", "-n", cluster.ns, "-o", "name").stdout
     assert "whatsappbot.wabot.io/shown" in categories
+
+
+def test_wide_output_shows_what_someone_on_call_looks_at(kube: Kube, cluster: Cluster) -> None:
+    cluster.create_bot("watched")
+    narrow = kube.kubectl("-n", cluster.ns, "get", "wab", "watched").stdout.split("\n")[0]
+    wide = kube.kubectl("-n", cluster.ns, "get", "wab", "watched", "-o", "wide").stdout
+    header = wide.split("\n")[0].split()
+    assert narrow.split() == ["NAME", "SERVER", "PHASE", "ACCOUNT", "READY", "AGE"]
+    assert header == narrow.split() + ["POD", "RESTARTS", "LAST-CONNECTED", "PROBLEM"]
