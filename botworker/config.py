@@ -14,12 +14,15 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from wabot.naming import auth_subdir, child_name
+from wabot.redact import KNOWN, Kind
+from wabot.redact import redact_dsn as redact_dsn  # the callers' name for it
 from wabot.spec import NAME_PATTERN
+
+from .egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
 
 SESSION_FILE = "session.sqlite3"
 DEFAULT_DB_FILE = "wabot.sqlite3"
@@ -84,6 +87,10 @@ class WorkerConfig(BaseModel):
     webhook_backoff_cap_s: float = Field(default=300.0, ge=0.1, le=86_400.0)
     api_token: SecretStr | None = None
     proxy_url: SecretStr | None = None
+    # The admin's exceptions to the webhook egress policy (egress.py), comma lists as given.
+    webhook_allow_cidrs: str = ""
+    webhook_allow_hosts: str = ""
+    webhook_deny_cidrs: str = ""
 
     @property
     def session_dir(self) -> Path:
@@ -113,20 +120,21 @@ class WorkerConfig(BaseModel):
     def on_kubernetes(self) -> bool:
         return self.spec_source.kind == "kubernetes"
 
+    @property
+    def webhook_egress(self) -> EgressPolicy:
+        return EgressPolicy.parse(self.webhook_allow_cidrs, self.webhook_allow_hosts,
+                                  self.webhook_deny_cidrs)
 
-def redact_dsn(dsn: str) -> str:
-    """A DSN safe to log: the password is replaced, everything else kept for debugging."""
-    try:
-        parts = urlsplit(dsn)
-    except ValueError:
-        return "<unparseable DSN>"
-    if parts.password is None:
-        return dsn
-    user = quote(parts.username or "", safe="")
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, ""))
+
+def register_secrets(cfg: WorkerConfig) -> None:
+    """Hand the process's secrets to the log formatter's last-resort scrubbing (wabot.redact):
+    whatever shape a log line has, none of them is printed."""
+    held: tuple[tuple[SecretStr | None, Kind], ...] = (
+        (cfg.database_url, "dsn"), (cfg.proxy_url, "url"),
+        (cfg.webhook_secret, "opaque"), (cfg.api_token, "opaque"))
+    for value, kind in held:
+        if value is not None:
+            KNOWN.add(value.get_secret_value(), kind)
 
 
 def _required(env: Mapping[str, str], key: str) -> str:
@@ -223,6 +231,15 @@ def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
     proxy = env.get("WABOT_PROXY_URL", "").strip()
     if proxy:
         out["proxy_url"] = proxy
+    lists = {name: env.get(name, "").strip()
+             for name in (ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV)}
+    try:
+        EgressPolicy.parse(*lists.values())
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    out["webhook_allow_cidrs"] = lists[ALLOW_CIDRS_ENV]
+    out["webhook_allow_hosts"] = lists[ALLOW_HOSTS_ENV]
+    out["webhook_deny_cidrs"] = lists[DENY_CIDRS_ENV]
     return out
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, WorkerConfig, load_config
+from .config import ConfigError, WorkerConfig, load_config, register_secrets
 from .logs import configure_logging, get_logger
 
 log = get_logger("main")
@@ -75,6 +75,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         cfg = load_config(env)
     except ConfigError as exc:
         return _fail(str(exc))
+    register_secrets(cfg)
     configure_logging(cfg.bot_id, cfg.server_name, cfg.log_level)
 
     from .spec_source import default_spec, load_file, spec_from_object

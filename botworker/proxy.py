@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from wabot.redact import scrub, secrets_of
+
 SCHEMES = ("http", "https", "socks5")
 INVALID_PROXY = "InvalidProxy"
 
@@ -36,10 +38,7 @@ class ProxyUrl:
 
     def scrub(self, text: str) -> str:
         """`text` (say, an error from the Go side) without any part of the credentials."""
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return scrub(text, self.secrets)
 
     def settings(self) -> Any:
         """neonize's ProxySettings for `connect()`."""
@@ -83,8 +82,6 @@ def parse_proxy_url(raw: str) -> ProxyUrl:
         host=host,
         port=port if port is not None else _DEFAULT_PORTS[scheme],
         has_credentials=parts.username is not None,
-        secrets=tuple(
-            x for x in (raw, parts.username, parts.password, parts.netloc.rpartition("@")[0])
-            if x and len(x) >= 3
-        ),
+        secrets=secrets_of(raw, "url") + tuple(
+            x for x in (parts.username, parts.password, parts.netloc.rpartition("@")[0]) if x),
     )

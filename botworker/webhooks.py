@@ -21,30 +21,52 @@ it: delivery is at least once), and a fresh `X-Wabot-Timestamp` + `X-Wabot-Signa
 
 Only events that are still in memory when the process dies by SIGKILL (milliseconds' worth:
 the outbox thread writes as soon as it is woken) can be lost; SIGTERM writes them first.
+
+Where a delivery may go is egress.py's decision (issue 21, finding 5): the URL is the tenant's,
+the worker sits inside the cluster. `post` resolves the host once, checks every address, and
+connects to an address it checked (the Host header and the TLS server name stay the URL's
+host). A refused target is never connected to, and every attempt that reaches no receiver,
+refused, unresolvable, closed, timed out or not speaking HTTP, reports the same `UNREACHABLE`
+text and the same metric label, so neither the logs nor the metrics can map which internal
+ports are open; why a target is refused is logged once per target, naming only the kind of
+address. Redirects are never followed.
 """
 
 from __future__ import annotations
 
 import http.client
 import random
+import socket
 import ssl
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel
 
 from wabot.api import WebhookPayload, sign
+from wabot.redact import url_origin
 from wabot.spec import WebhookSpec
 
 from . import __version__
 from .backoff import BackoffPolicy
+from .egress import (
+    ALLOW_CIDRS_ENV,
+    ALLOW_HOSTS_ENV,
+    EgressPolicy,
+    IPAddress,
+    Refused,
+    Resolver,
+    allowed_addresses,
+    check,
+    parse_target,
+    system_resolver,
+)
 from .logs import get_logger
 from .metrics import Metrics
 from .state import connect
@@ -56,6 +78,12 @@ USER_AGENT = f"wabot-webhook/{__version__}"
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
+# The one text of every attempt that reached no receiver, whatever the cause (a refused target,
+# a name that does not resolve, a closed port, a timeout, an answer that is not HTTP): the logs
+# must not tell an open internal port from a closed one.
+UNREACHABLE = "the webhook receiver could not be reached, or its address is not allowed"
+
+
 @dataclass(frozen=True)
 class WebhookSettings:
     timeout_s: float = 10.0
@@ -64,35 +92,62 @@ class WebhookSettings:
     backoff: BackoffPolicy = field(default_factory=lambda: BackoffPolicy(base_s=1.0,
                                                                          cap_s=300.0))
     batch: int = 500
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
+    resolver: Resolver = system_resolver
 
 
 @dataclass(frozen=True)
 class Attempt:
     ok: bool
-    detail: str  # "HTTP 200", "HTTP 503", "ConnectionRefusedError: ..."
+    detail: str  # "HTTP 200", "HTTP 503", or UNREACHABLE
+    refused: str | None = None  # why the policy refused the target (logged once, not per try)
 
 
-def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Attempt:
-    """One POST with the standard library (no HTTP client library in the worker's memory).
-    Redirects are not followed: a receiver must answer at the URL it was given."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
-    conn: http.client.HTTPConnection
-    if parts.scheme == "https":
-        conn = http.client.HTTPSConnection(host, parts.port, timeout=timeout_s,
-                                           context=ssl.create_default_context())
-    else:
-        conn = http.client.HTTPConnection(host, parts.port, timeout=timeout_s)
+def _dial(addresses: Sequence[IPAddress], port: int, timeout_s: float) -> socket.socket:
+    """A TCP connection to the first of the checked addresses that answers."""
+    error: OSError = OSError("no address")
+    for address in addresses:
+        try:
+            return socket.create_connection((str(address), port), timeout=timeout_s)
+        except OSError as exc:
+            error = exc
+    raise error
+
+
+def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, *,
+         policy: EgressPolicy | None = None, resolver: Resolver = system_resolver,
+         tls: ssl.SSLContext | None = None) -> Attempt:
+    """One POST with the standard library (no HTTP client library in the worker's memory), to
+    an address `policy` allows (the default policy: public addresses only). The connection is
+    made here to the address that was checked; http.client only speaks HTTP over it, with the
+    URL's host in the Host header and, for https, as the TLS server name the certificate is
+    verified against. Redirects are not followed: a receiver must answer at the URL it was
+    given."""
     try:
-        conn.request("POST", path, body=body, headers=headers)
+        target = parse_target(url)
+        addresses = allowed_addresses(target, policy or EgressPolicy(), resolver)
+    except Refused as exc:
+        return Attempt(False, UNREACHABLE, refused=str(exc))
+    except (OSError, UnicodeError, ValueError):
+        return Attempt(False, UNREACHABLE)
+    conn: http.client.HTTPConnection
+    if target.scheme == "https":
+        context = tls or ssl.create_default_context()
+        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout_s,
+                                           context=context)
+    else:
+        context = None
+        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
+    try:
+        conn.sock = sock = _dial(addresses, target.port, timeout_s)
+        if context is not None:
+            conn.sock = context.wrap_socket(sock, server_hostname=target.host.rstrip("."))
+        conn.request("POST", target.path, body=body, headers=headers)
         resp = conn.getresponse()
         resp.read(MAX_RESPONSE_BYTES)
         return Attempt(200 <= resp.status < 300, f"HTTP {resp.status}")
-    except Exception as exc:
-        return Attempt(False, f"{type(exc).__name__}: {exc}"[:300])
+    except Exception:
+        return Attempt(False, UNREACHABLE)
     finally:
         conn.close()
 
@@ -111,7 +166,7 @@ class WebhookDispatcher:
         target: Callable[[], WebhookSpec | None],
         secret: bytes | None,
         settings: WebhookSettings | None = None,
-        poster: Poster = post,
+        poster: Poster | None = None,
         clock: Callable[[], float] = time.time,
         rand: Callable[[], float] = random.random,
     ) -> None:
@@ -122,7 +177,8 @@ class WebhookDispatcher:
         self._target = target
         self._secret = secret
         self._settings = settings or WebhookSettings()
-        self._post = poster
+        self._post = poster or self._post_with_policy
+        self._explained: set[tuple[str, str]] = set()
         self._clock = clock
         self._rand = rand
         self._incoming: deque[tuple[str, str, bytes, float]] = deque()
@@ -181,6 +237,8 @@ class WebhookDispatcher:
         if self._started:
             return
         self._started = True
+        log.info("webhook egress policy: public addresses, and the admin's exceptions",
+                 extra=self._settings.egress.describe())
         conn = connect(self._path)
         try:
             (self._stored,) = conn.execute("SELECT COUNT(*) FROM webhook_outbox").fetchone()
@@ -293,6 +351,15 @@ class WebhookDispatcher:
     # --- the delivery thread ----------------------------------------------------------------
 
     def _run_delivery(self) -> None:
+        # Why the policy refuses the target, if it does, said at start-up rather than with the
+        # first event (here, not in start(): the check may wait on DNS).
+        try:
+            spec = self._target()
+            if spec is not None:
+                self._explain(spec.url, check(spec.url, self._settings.egress,
+                                              self._settings.resolver))
+        except Exception:
+            log.warning("could not check the webhook target against the egress policy")
         conn = connect(self._path)
         try:
             while not self._stop.is_set():
@@ -346,6 +413,7 @@ class WebhookDispatcher:
         started = time.perf_counter()
         attempt = self._post(spec.url, bytes(body), headers, self._settings.timeout_s)
         self._metrics.webhook_attempt(time.perf_counter() - started)
+        self._explain(spec.url, attempt.refused)
         if attempt.ok:
             self._remove(conn, seq)
             self._metrics.webhook("sent")
@@ -360,6 +428,26 @@ class WebhookDispatcher:
                            "attempt": attempts, "error": attempt.detail,
                            "retry_in_s": round(delay, 1)})
         return 0.0
+
+    def _post_with_policy(self, url: str, body: bytes, headers: dict[str, str],
+                          timeout_s: float) -> Attempt:
+        return post(url, body, headers, timeout_s, policy=self._settings.egress,
+                    resolver=self._settings.resolver)
+
+    def _explain(self, url: str, refused: str | None) -> None:
+        """Log why the policy refuses a target, once per target and reason: for the admin
+        (which setting would allow it), naming the kind of address, never a port."""
+        if refused is None:
+            return
+        origin = url_origin(url)
+        if (origin, refused) in self._explained:
+            return
+        self._explained.add((origin, refused))
+        log.error("spec.webhook.url is not allowed by the webhook egress policy; events are "
+                  "kept and retried, and fail as unreachable",
+                  extra={"webhook": origin, "reason": refused,
+                         "allow_with": f"{ALLOW_CIDRS_ENV} or {ALLOW_HOSTS_ENV} "
+                                       "(set by the admin, not by the bot's spec)"})
 
     def _remove(self, conn: Any, seq: int) -> None:
         with self._db_lock:

@@ -141,6 +141,7 @@ class Worker:
                 max_age_s=cfg.webhook_max_age_s,
                 backoff=BackoffPolicy(base_s=1.0, cap_s=cfg.webhook_backoff_cap_s,
                                       min_s=min(0.5, cfg.webhook_backoff_cap_s)),
+                egress=cfg.webhook_egress,
             ),
         )
         self.proxy: ProxyUrl | None = None

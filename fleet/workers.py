@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
-from wabot.spec import RESERVED_ENV_NAMES, SecretKeyRef
+from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES, SecretKeyRef
 
 from .botsfile import BotDefinition
 from .supervisor import ProcessSpec
@@ -69,8 +69,9 @@ def default_run_dir() -> Path:
 
 
 def inherited_env(env: Mapping[str, str]) -> dict[str, str]:
-    """The supervisor's environment minus what belongs to the contract or to the tier."""
-    drop = set(RESERVED_ENV_NAMES) | set(FLEET_ENV_NAMES)
+    """The supervisor's environment minus what belongs to the contract or to the tier (the
+    admin's settings for every bot, ADMIN_ENV_NAMES, are passed down)."""
+    drop = (set(RESERVED_ENV_NAMES) - set(ADMIN_ENV_NAMES)) | set(FLEET_ENV_NAMES)
     out = {k: v for k, v in env.items() if k not in drop}
     out["PYTHONPATH"] = python_path(env.get("PYTHONPATH"))
     return out

@@ -14,11 +14,18 @@ import sys
 import time
 from typing import Any, TextIO
 
+from .redact import KNOWN, KnownSecrets
+
 _RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Renders a record as one JSON line; `extra={...}` keys become top-level fields."""
+    """Renders a record as one JSON line; `extra={...}` keys become top-level fields. Every
+    string in it is scrubbed of the secrets the process registered (wabot.redact)."""
+
+    def __init__(self, secrets: KnownSecrets = KNOWN) -> None:
+        super().__init__()
+        self._secrets = secrets
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -33,6 +40,8 @@ class JsonFormatter(logging.Formatter):
                 out[key] = value
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
+        if self._secrets:
+            out = self._secrets.scrub_fields(out)
         return json.dumps(out, default=str, ensure_ascii=False)
 
 

@@ -206,6 +206,18 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
     "WABOT_WEBHOOK_SECRET",
     "WABOT_API_TOKEN",
     "WABOT_PROXY_URL",
+    # The admin's webhook egress exceptions (botworker/egress.py): a bot's own env setting them
+    # would let its tenant open the cluster's internal addresses to its webhook.
+    "WABOT_WEBHOOK_ALLOW_CIDRS",
+    "WABOT_WEBHOOK_ALLOW_HOSTS",
+    "WABOT_WEBHOOK_DENY_CIDRS",
+)
+# Reserved names the admin sets for every bot of a tier, which is why the fleet tiers pass the
+# supervisor's own value down to each worker (fleet/workers.py) instead of dropping it.
+ADMIN_ENV_NAMES: tuple[str, ...] = (
+    "WABOT_WEBHOOK_ALLOW_CIDRS",
+    "WABOT_WEBHOOK_ALLOW_HOSTS",
+    "WABOT_WEBHOOK_DENY_CIDRS",
 )
 
 

@@ -9,7 +9,8 @@ database commands) then never loads a database driver at all.
 
 The DSN reaches the child in its environment, never on its command line (where `ps` and
 /proc/<pid>/cmdline show it to anyone on the node), and what the child prints is passed on
-only with the DSN and its password replaced.
+only scrubbed of the DSN and every secret part of it (wabot.redact: its password as written
+and decoded, secret query values, or, for a DSN that cannot be read, the whole of it).
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from ..config import redact_dsn
+from wabot.redact import redact_dsn, scrub, secrets_of
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,9 @@ class ChildResult:
 
 
 def redact(text: str, url: str) -> str:
-    """`text` with the DSN, and its password wherever else it occurs, replaced."""
-    text = text.replace(url, redact_dsn(url))
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    if password:
-        text = text.replace(password, "***")
-    return text
+    """`text` with the DSN shown redacted where it occurs whole, and any secret of it
+    scrubbed wherever else it occurs."""
+    return scrub(text.replace(url, redact_dsn(url)) if url else text, secrets_of(url, "dsn"))
 
 
 def one_line(exc: BaseException, url: str, limit: int = 400) -> str:

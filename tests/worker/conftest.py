@@ -28,7 +28,9 @@ PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
 
 REPO = Path(__file__).resolve().parents[2]
 # What a worker process started by a test must not inherit from the caller's environment.
-_WORKER_SETTINGS = ("BOT_ID", "SERVER_NAME", "ROLE", "WABOT_SPEC_SOURCE", "DATABASE_URL")
+_WORKER_SETTINGS = ("BOT_ID", "SERVER_NAME", "ROLE", "WABOT_SPEC_SOURCE", "DATABASE_URL",
+                    "WABOT_WEBHOOK_ALLOW_CIDRS", "WABOT_WEBHOOK_ALLOW_HOSTS",
+                    "WABOT_WEBHOOK_DENY_CIDRS")
 
 
 def worker_process_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -172,6 +172,7 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
             HTTP_HOST="127.0.0.1", WABOT_SPEC_SOURCE=f"file:{spec}", LOG_LEVEL="DEBUG",
             WABOT_WEBHOOK_SECRET=key, WABOT_API_TOKEN=token,
             WABOT_PROXY_URL=f"http://alice:{password}@127.0.0.1:{proxy.port}",
+            WABOT_WEBHOOK_ALLOW_CIDRS="127.0.0.1/32",  # the receiver's, as an admin would
             WABOT_SHUTDOWN_TIMEOUT_SECONDS="10"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -22,8 +22,12 @@ from .test_connection import qr_callback
 
 Make = Callable[..., Harness]
 KEY = "whsec-0123456789-abcdefghij-SIGNING"
+# The receivers listen on 127.0.0.1, which the egress policy refuses unless the admin
+# allow-lists it (tests/security/test_webhook_egress.py): these tests are that admin.
+LOOPBACK_ALLOWED = {"WABOT_WEBHOOK_ALLOW_CIDRS": "127.0.0.1/32"}
 # Short backoff so a "down for a while" receiver is retried quickly in the test.
-FAST = {"WABOT_WEBHOOK_SECRET": KEY, "WABOT_WEBHOOK_BACKOFF_CAP_SECONDS": "0.3"}
+FAST = {"WABOT_WEBHOOK_SECRET": KEY, "WABOT_WEBHOOK_BACKOFF_CAP_SECONDS": "0.3",
+        **LOOPBACK_ALLOWED}
 
 
 @pytest.fixture
@@ -210,7 +214,7 @@ def test_connection_and_pairing_events(make_worker: Make, receiver: Receiver) ->
 def test_without_a_signing_key_nothing_is_sent_unsigned(make_worker: Make, receiver: Receiver,
                                                         caplog: pytest.LogCaptureFixture
                                                         ) -> None:
-    h = make_worker(hook_spec(receiver.url, ["message"]))
+    h = make_worker(hook_spec(receiver.url, ["message"]), env=LOOPBACK_ALLOWED)
     h.say("hello")
     wait_for(lambda: "no signing key" in caplog.text, what="the error logged")
     assert not receiver.deliveries
