@@ -3,6 +3,7 @@
 #
 #   images/build.sh base               # localhost/wabot-base:bookworm, only if it is missing
 #   images/build.sh base --force       # rebuild it anyway
+#   images/build.sh base --relock      # rebuild it and rewrite images/base-packages.lock
 #   images/build.sh worker [TAG]       # localhost/wabot-worker:TAG   (default TAG: dev)
 #   images/build.sh operator [TAG]     # localhost/wabot-operator:TAG
 #   images/build.sh all [TAG]          # base (if missing), worker, operator
@@ -12,6 +13,12 @@
 # be pulled. The Dockerfiles are standard and build on either (they refer to `python3` and make
 # their venv with `python3 -m venv`). On a machine with a registry, just use
 #   docker build -f Dockerfile.worker -t wabot-worker .
+#
+# Pinned: debootstrap verifies the archive's signatures (debian-archive-keyring), and the base
+# must hold exactly the packages and versions of images/base-packages.lock, or the build stops
+# and shows the difference (a Debian point release or security update changed something: review
+# it, then `images/build.sh base --relock` and commit the lock). The images are then built FROM
+# the base's image ID, not its tag, so both stages of a build use the very same base.
 #
 # Environment:
 #   BASE_IMAGE     base for both images          (default localhost/wabot-base:bookworm)
@@ -66,8 +73,39 @@ slim_rootfs() {
         "$root"/var/cache/debconf/*-old
 }
 
+LOCK="$REPO/images/base-packages.lock"
+
+# The base's packages as name=version lines, the lock's format.
+package_list() {
+    chroot "$1" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort
+}
+
+check_lock() {
+    local root="$1" relock="$2" actual
+    actual="$(package_list "$root")"
+    if [[ "$relock" == true ]]; then
+        {
+            echo "# Packages of the image base (images/build.sh base): Debian bookworm minbase +"
+            echo "# $BASE_PACKAGES, as debootstrap installed them from the signed archive."
+            echo "# Debian $(cat "$root/etc/debian_version"). Rewritten only by images/build.sh base --relock."
+            printf '%s\n' "$actual"
+        } >"$LOCK"
+        log "wrote images/base-packages.lock ($(grep -vc '^#' "$LOCK") packages)"
+        return 0
+    fi
+    if ! diff -u <(grep -v '^#' "$LOCK") <(printf '%s\n' "$actual") >"$root.diff"; then
+        echo "images/build.sh: the base differs from images/base-packages.lock:" >&2
+        cat "$root.diff" >&2
+        echo "Review the change, then: images/build.sh base --relock (and commit the lock)." >&2
+        rm -f "$root.diff"
+        return 1
+    fi
+    rm -f "$root.diff"
+}
+
 build_base() {
-    local force="${1:-}"
+    local force="${1:-}" relock=false
+    [[ "$force" == "--relock" ]] && { relock=true; force=--force; }
     if [[ "$force" != "--force" ]] && podman image exists "$BASE_IMAGE"; then
         log "base image $BASE_IMAGE exists (images/build.sh base --force rebuilds it)"
         return 0
@@ -84,6 +122,7 @@ build_base() {
         exit 1
     }
     rm -f "$rootfs.log"
+    check_lock "$rootfs" "$relock" || return 1
     slim_rootfs "$rootfs"
     log "podman import -> $BASE_IMAGE"
     tar -C "$rootfs" -c . | podman import \
@@ -106,7 +145,7 @@ build_image() {
         --network=host \
         -v "$HOST_CA:/host-ca.crt:ro" \
         --build-arg PIP_CERT=/host-ca.crt \
-        --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --build-arg "BASE_IMAGE=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE")" \
         --build-arg "VERSION=$(version)" \
         --build-arg "REVISION=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)" \
         -f "$REPO/Dockerfile.$role" -t "$image" "$REPO"
@@ -130,5 +169,5 @@ case "${1:-all}" in
     base) build_base "${2:-}" ;;
     worker | operator) build_base; build_image "$1" "${2:-dev}" ;;
     all) build_base; build_image worker "${2:-dev}"; build_image operator "${2:-dev}" ;;
-    *) sed -n '2,9p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) sed -n '2,10p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -15,16 +15,88 @@ from tests.packaging.conftest import REPO
 ROLES = ("worker", "operator")
 
 
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+
+def _requirements(role: str) -> list[tuple[str, list[str]]]:
+    """Each requirement of images/requirements/ROLE.txt with its options (continuation lines
+    joined), comments left out."""
+    text = (REPO / "images" / "requirements" / f"{role}.txt").read_text()
+    out = []
+    for logical in text.replace("\\\n", " ").splitlines():
+        words = logical.split()
+        if words and not words[0].startswith("#"):
+            out.append((words[0], words[1:]))
+    return out
+
+
 def _lock(role: str) -> dict[str, str]:
     pins: dict[str, str] = {}
-    for line in (REPO / "images" / "requirements" / f"{role}.txt").read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        name, sep, version = line.partition("==")
-        assert sep and version, f"{role}.txt: {line!r} is not pinned with =="
+    for requirement, _ in _requirements(role):
+        name, sep, version = requirement.partition("==")
+        assert sep and version, f"{role}.txt: {requirement!r} is not pinned with =="
         pins[canonicalize_name(name)] = version
     return pins
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_requirement_carries_its_hash(role: str) -> None:
+    """Finding 13: the images installed exact versions, but whatever files the index served
+    for them. Every line now lists the sha256 of its wheel(s), and pip installs the file with
+    --require-hashes (any requirement without a hash, or a file with another digest, fails the
+    build). Regenerate with images/lock.sh (or images/hash_requirements.py for new hashes)."""
+    requirements = _requirements(role)
+    assert requirements
+    for requirement, options in requirements:
+        hashes = [o for o in options if o.startswith("--hash")]
+        assert hashes, f"{role}.txt: {requirement} has no --hash"
+        assert all(HASH.match(h) for h in hashes), (requirement, hashes)
+        assert len(options) == len(hashes), f"{role}.txt: {requirement}: {options}"
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_dockerfile_installs_only_hashed_files(role: str) -> None:
+    """The lock with --require-hashes; the project itself with --no-deps and without build
+    isolation (an isolated build would fetch setuptools unpinned and unhashed), so the build
+    backend comes from the hashed lock, at a version pyproject.toml accepts."""
+    text = (REPO / f"Dockerfile.{role}").read_text()
+    installs = re.findall(r"pip install ([^;\n]*)", text)
+    (lock_install,) = [i for i in installs if "requirements.txt" in i]
+    assert "--require-hashes" in lock_install.split()
+    (project_install,) = [i for i in installs if "/src[" in i]
+    assert {"--no-deps", "--no-build-isolation"} <= set(project_install.split())
+    assert len(installs) == 2, installs  # nothing else is installed with pip
+    pins = _lock(role)
+    backend = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for spec in backend:
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"the build backend {req.name} is not in {role}.txt"
+        assert req.specifier.contains(pins[name]), (spec, pins[name])
+
+
+def test_apt_packages_are_pinned_to_a_version() -> None:
+    text = (REPO / "Dockerfile.worker").read_text()
+    (packages,) = re.findall(r"apt-get install -y -qq --no-install-recommends ([^>]*)>",
+                             text.replace("\\\n", " "))
+    for package in packages.split():
+        assert re.fullmatch(r"[a-z0-9.+-]+=[0-9]+:?[A-Za-z0-9.+~-]+", package), package
+
+
+def test_the_image_base_is_pinned() -> None:
+    """images/build.sh makes the base with debootstrap: it must hold exactly the packages and
+    versions of images/base-packages.lock (else the build stops), and the images are built
+    FROM its image ID, never a tag that could move between the two stages."""
+    lock = REPO / "images" / "base-packages.lock"
+    entries = [line for line in lock.read_text().splitlines() if not line.startswith("#")]
+    versions = dict(line.split("=", 1) for line in entries)
+    assert {"python3", "python3-venv", "python3.11", "ca-certificates", "libc6",
+            "base-files"} <= versions.keys()
+    assert all(versions.values()) and entries == sorted(entries)
+    build = (REPO / "images" / "build.sh").read_text()
+    assert 'check_lock "$rootfs" "$relock" || return 1' in build
+    base_by_id = """"BASE_IMAGE=$(podman image inspect --format '{{.Id}}' "$BASE_IMAGE")\""""
+    assert f"--build-arg {base_by_id}" in build
 
 
 @pytest.mark.parametrize("role", ROLES)
