@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) from the Go module proxy, at the versions pinned in
-# versions.env, into a cache shared by every checkout on the machine. A second run finds
-# every binary and returns at once; only the first run on a machine pays for the build.
+# kube-scheduler, kubectl, kwok, helm) and the chart linter kube-score from the Go module proxy,
+# at the versions pinned in versions.env, into a cache shared by every checkout on the machine.
+# A second run finds every binary and returns at once; only the first run on a machine pays for
+# the build.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -20,11 +21,15 @@ work="$cache/src"
 mkdir -p "$work"
 
 have() { [ -x "$bin/$1" ]; }
+# kube-score's version is not part of the directory's name (a linter bump must not rebuild
+# Kubernetes): a stamp next to the binary says which version it is, and another is rebuilt.
+have_kube_score() { have kube-score && [ "$(cat "$bin/kube-score.version" 2>/dev/null)" = "$KUBE_SCORE_VERSION" ]; }
 
 if [ "${1:-}" = "--check" ]; then  # report the bin dir only if everything is there
   for t in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
     have "$t" || { echo "missing $bin/$t" >&2; exit 1; }
   done
+  have_kube_score || { echo "missing $bin/kube-score $KUBE_SCORE_VERSION" >&2; exit 1; }
   echo "$bin"; exit 0
 fi
 
@@ -107,6 +112,14 @@ fi
 if ! have helm; then
   echo "building helm $HELM_VERSION" >&2
   GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+fi
+
+if ! have_kube_score; then
+  echo "building kube-score $KUBE_SCORE_VERSION" >&2
+  rm -f "$bin/kube-score.version"
+  GOBIN="$bin" go install -ldflags "-X main.version=${KUBE_SCORE_VERSION#v}" \
+    "github.com/zegl/kube-score/cmd/kube-score@${KUBE_SCORE_VERSION}"
+  echo "$KUBE_SCORE_VERSION" > "$bin/kube-score.version"
 fi
 
 echo "$bin"

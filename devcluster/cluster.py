@@ -258,8 +258,12 @@ class LocalCluster:
                              "labels": {"type": "kwok", "kubernetes.io/hostname": name,
                                         "kubernetes.io/os": "linux",
                                         "kubernetes.io/arch": "amd64"}},
-                "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "2000"},
-                           "capacity": {"cpu": "64", "memory": "256Gi", "pods": "2000"}}})
+                # ephemeral-storage: every real node reports it, and pods that request it
+                # (the chart's) are unschedulable on a node without it.
+                "status": {"allocatable": {"cpu": "64", "memory": "256Gi", "pods": "2000",
+                                           "ephemeral-storage": "1Ti"},
+                           "capacity": {"cpu": "64", "memory": "256Gi", "pods": "2000",
+                                        "ephemeral-storage": "1Ti"}}})
         manifest = self.root / "bootstrap.json"
         manifest.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         self.kubectl("apply", "--server-side", "-f", str(manifest))
