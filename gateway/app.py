@@ -6,10 +6,12 @@ request is decided in this order, so a client learns no more than its key entitl
 
 1. 401 without a valid API key (`Authorization: Bearer <key>`);
 2. 422 for a malformed body or Idempotency-Key (naming the field);
-3. 404 for a bot that does not exist (or lives in a namespace this gateway does not serve);
-4. 403 for a bot of another tenant (its spec.serverName is not the key's tenant);
-5. 503 when the bot is not connected (status.phase), its pod has no IP or no API token;
-6. whatever the worker answers (200, 409, 422, 429 with Retry-After, 502, 503), passed on;
+3. 404 for a bot the key may not use: one that does not exist, lives in a namespace this
+   gateway does not serve (or cannot read), or belongs to another tenant (its spec.serverName
+   is not the key's tenant). One status and one body for all of them, so a key cannot tell
+   another tenant's bot from a missing one and cannot enumerate other tenants' bot names;
+4. 503 when the bot is not connected (status.phase), its pod has no IP or no API token;
+5. whatever the worker answers (200, 409, 422, 429 with Retry-After, 502, 503), passed on;
    503 when the worker cannot be reached, 504 when it does not answer in time.
 
 Idempotency is the worker's job (it knows whether it sent): the gateway forwards the key.
@@ -58,6 +60,12 @@ class Lookup(Protocol):
     def bot_token(self, namespace: str, bot: str) -> str | None: ...
 
     def api_keys(self, namespace: str) -> dict[str, str]: ...
+
+
+def not_found(where: str) -> web.Response:
+    """The one answer for a bot this key may not use, whatever the reason: it names only
+    what the client sent, so it is the same for a missing bot and another tenant's."""
+    return problem(404, "bot_not_found", f"there is no bot {where}")
 
 
 def problem(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
@@ -179,10 +187,9 @@ class Gateway:
         view = None
         if served and _NAME.match(namespace) and _NAME.match(bot) and len(bot) <= 63:
             view = await asyncio.to_thread(self.lookup.bot, namespace, bot)
-        if view is None:
-            return problem(404, "bot_not_found", f"there is no bot {where}")
-        if view.tenant != tenant:
-            return problem(403, "forbidden", f"this API key may not use bot {where}")
+        if view is None or view.tenant != tenant:
+            # Another tenant's bot is answered exactly like a missing one (see the docstring).
+            return not_found(where)
         if view.phase != "Connected":
             return problem(503, "bot_not_connected",
                            f"bot {where} is not connected to WhatsApp (phase "

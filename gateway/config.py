@@ -2,8 +2,10 @@
 
 - `WABOT_GATEWAY_PORT` (8080), `WABOT_GATEWAY_HOST` (0.0.0.0).
 - `WABOT_GATEWAY_KEYS_NAMESPACE`: where the API-key Secrets are (default: the gateway's own
-  namespace, from its ServiceAccount). The gateway lists Secrets there: keep nothing else in it
-  that the gateway should not read (the chart's release namespace holds only wabot's objects).
+  namespace, from its ServiceAccount). The gateway lists Secrets there (RBAC cannot narrow a
+  list to a label), so it should hold the keys and nothing else: the chart sets a namespace of
+  their own (`<release namespace>-api-keys`), never the release namespace, where the database
+  owner's DSN is.
 - `WABOT_GATEWAY_NAMESPACES`: comma list of the namespaces whose bots it serves (empty: any
   namespace its RBAC lets it read); a bot elsewhere is answered 404.
 - `WABOT_GATEWAY_WORKER_URL_TEMPLATE`: how to reach a bot's worker, with `{podIP}`, `{port}`,

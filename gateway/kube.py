@@ -4,8 +4,12 @@
 - pods (get): the bot pod's IP;
 - Secrets `wabot-N-api` (get, each by name through the per-bot Role the operator makes): the
   bot's API token;
-- Secrets labelled `wabot.io/api-key=true` in its keys namespace (list): the tenants' API keys,
-  stored as SHA-256 hashes (`key-sha256`) with the tenant (`tenant`), never the keys.
+- Secrets labelled `wabot.io/api-key=true` in its keys namespace (list, with that label
+  selector): the tenants' API keys, stored as SHA-256 hashes (`key-sha256`) with the tenant
+  (`tenant`), never the keys. RBAC cannot limit a list to a label, so the chart gives the keys
+  a namespace of their own (not the release namespace, which holds the database owner's DSN)
+  and grants Secrets there only; a Secret without the label is never used as a key, even if
+  the API server returned it.
 
 The official client is synchronous; the app calls these in threads. Each returns plain data.
 """
@@ -59,7 +63,9 @@ class KubeLookup:
             obj: dict[str, Any] = self._custom.get_namespaced_custom_object(  # type: ignore[assignment]
                 API_GROUP, API_VERSION, namespace, PLURAL, name, _request_timeout=_TIMEOUT)
         except ApiException as e:
-            if e.status == 404:
+            # 403: a namespace this gateway may not read. Answered like a missing bot, so the
+            # client learns nothing about namespaces or bots outside the gateway's reach.
+            if e.status in (403, 404):
                 return None
             raise
         spec = obj.get("spec") or {}
@@ -95,6 +101,9 @@ class KubeLookup:
             namespace, label_selector=f"{API_KEY_LABEL}=true", _request_timeout=_TIMEOUT)
         out: dict[str, str] = {}
         for secret in secrets.items:
+            labels = (secret.metadata.labels if secret.metadata is not None else None) or {}
+            if labels.get(API_KEY_LABEL) != "true":
+                continue
             tenant = _decode(secret.data, TENANT_KEY)
             digest = (_decode(secret.data, HASH_KEY) or "").lower()
             if tenant and _NAME.match(tenant) and _HEX64.match(digest):

@@ -9,7 +9,8 @@
   containers): it holds the bot's Lease and publishes status.worker through the API server,
   serves POST /v1/messages on 127.0.0.1 with the token the operator made, and sends through
   neonize's real client with only the last network call recorded (tests/worker/conftest.py);
-- API-key Secrets for acme and globex (hashes only) in the namespace;
+- API-key Secrets for acme and globex (hashes only) in a namespace of their own, as the chart
+  lays them out (the gateway may list every Secret there, so nothing else is in it);
 - the gateway as a child process (`python -m gateway`), with
   `WABOT_GATEWAY_WORKER_URL_TEMPLATE` pointing at that worker's port instead of the pod IP.
 """
@@ -61,6 +62,7 @@ class World:
     gateway_url: str
     gateway_log: Path
     support_token: str
+    keys_ns: str
 
     @property
     def ns(self) -> str:
@@ -115,6 +117,8 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     api = kube.api_client()
     assert isinstance(api, client.ApiClient)
     ns = f"t-gw-{uuid.uuid4().hex[:8]}"
+    keys_ns = f"{ns}-keys"
+    kube.kubectl("create", "namespace", keys_ns)
     kube.kubectl("apply", "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "Namespace", "metadata": {
             "name": ns, "annotations": {"wabot.io/tenants": "*"}, "labels": {
@@ -132,9 +136,10 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
     gateway: subprocess.Popen[bytes] | None = None
     try:
         operator.start()
-        cluster.core.create_namespaced_secret(ns, _api_key_secret("acme-key", "acme", ACME_KEY))
-        cluster.core.create_namespaced_secret(ns, _api_key_secret("globex-key", "globex",
-                                                                  GLOBEX_KEY))
+        cluster.core.create_namespaced_secret(keys_ns, _api_key_secret("acme-key", "acme",
+                                                                       ACME_KEY))
+        cluster.core.create_namespaced_secret(keys_ns, _api_key_secret("globex-key", "globex",
+                                                                       GLOBEX_KEY))
         cluster.create_bot("support", SUPPORT_SPEC)
         cluster.create_bot("sleepy", {"serverName": "acme"})
         cluster.create_bot("ledger", {"serverName": "globex"})
@@ -178,7 +183,7 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         gateway_log = tmp / "gateway.log"
         env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO),
                "WABOT_GATEWAY_HOST": "127.0.0.1", "WABOT_GATEWAY_PORT": str(port),
-               "WABOT_GATEWAY_KEYS_NAMESPACE": ns, "WABOT_GATEWAY_LOG_LEVEL": "DEBUG",
+               "WABOT_GATEWAY_KEYS_NAMESPACE": keys_ns, "WABOT_GATEWAY_LOG_LEVEL": "DEBUG",
                "WABOT_GATEWAY_WORKER_URL_TEMPLATE": f"http://127.0.0.1:{worker.http.port}"}
         with gateway_log.open("wb") as out:
             gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=REPO,
@@ -187,7 +192,7 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         eventually(lambda: _status(f"{gateway_url}/livez") == 200, timeout=30,
                    what="gateway /livez")
         yield World(cluster, operator, worker, gateway, gateway_url, gateway_log,
-                    support_token)
+                    support_token, keys_ns)
     finally:
         if gateway is not None:
             gateway.terminate()
@@ -209,7 +214,7 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
                     API_GROUP, API_VERSION, ns, PLURAL, bot["metadata"]["name"],
                     {"metadata": {"finalizers": None}},
                     _content_type="application/merge-patch+json")
-        kube.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        kube.kubectl("delete", "namespace", ns, keys_ns, "--wait=false", check=False)
         api.close()
 
 

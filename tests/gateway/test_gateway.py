@@ -47,13 +47,19 @@ def test_an_idempotency_key_makes_a_retry_send_once(world: World) -> None:
     assert clash[0] == 409 and clash[2]["error"] == "idempotency_key_reused"
 
 
-def test_another_tenants_key_is_403(world: World) -> None:
-    status, _, body = call(world.url("support"), {"to": chat(), "text": "hi"}, key=GLOBEX_KEY)
-    assert status == 403 and body["error"] == "forbidden"
-    status, _, body = call(world.url("ledger"), {"to": chat(), "text": "hi"}, key=ACME_KEY)
-    assert status == 403
-    # globex's own bot exists and is reached (it is not connected: 503, not 403).
-    status, _, body = call(world.url("ledger"), {"to": chat(), "text": "hi"}, key=GLOBEX_KEY)
+def test_another_tenants_bot_is_404_like_a_missing_one(world: World) -> None:
+    """A key cannot tell another tenant's bot from a bot that does not exist (finding 12; the
+    byte-for-byte comparison against a deleted bot is tests/security/test_gateway_tenancy.py)."""
+    message = {"to": chat(), "text": "hi"}
+    before = len(world.sent())
+    status, _, body = call(world.url("support"), message, key=GLOBEX_KEY)
+    assert (status, body) == (404, {"error": "bot_not_found",
+                                    "message": f"there is no bot {world.ns}/support"})
+    status, _, body = call(world.url("ledger"), message, key=ACME_KEY)
+    assert (status, body["error"]) == (404, "bot_not_found")
+    assert len(world.sent()) == before  # nothing was sent
+    # globex's own bot exists and is reached (it is not connected: 503, not 404).
+    status, _, body = call(world.url("ledger"), message, key=GLOBEX_KEY)
     assert status == 503
 
 
@@ -100,7 +106,7 @@ def test_a_new_key_works_without_a_restart(world: World) -> None:
     from .conftest import _api_key_secret
 
     key = f"fresh-{uuid.uuid4().hex}"
-    world.cluster.core.create_namespaced_secret(world.ns, _api_key_secret(
+    world.cluster.core.create_namespaced_secret(world.keys_ns, _api_key_secret(
         f"acme-fresh-{uuid.uuid4().hex[:6]}", "acme", key))
     status = 401
     for _ in range(50):  # an unknown key re-reads the key list at most every 2 s
@@ -126,7 +132,8 @@ def test_the_openapi_document_is_served(world: World) -> None:
     assert served == (REPO / "gateway" / "openapi.yaml").read_bytes()
     doc = yaml.safe_load(served)
     responses = doc["paths"]["/v1/bots/{namespace}/{bot}/messages"]["post"]["responses"]
-    assert {"200", "401", "403", "404", "409", "422", "429", "503"} <= set(responses)
+    assert {"200", "401", "404", "409", "422", "429", "503"} <= set(responses)
+    assert "403" not in responses  # another tenant's bot is a 404
 
 
 def test_the_gateway_may_read_only_the_bots_api_tokens(world: World) -> None:

@@ -129,3 +129,59 @@ def make_namespace(kube: Kube) -> Iterator[Callable[[], str]]:
     yield make
     for name in made:
         kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def release(kube: Kube) -> Iterator[Callable[..., str]]:
+    """`helm install` with a unique release name; uninstalled afterwards (that removes its
+    cluster-scoped ClusterRoles and bindings; the CRDs stay, as Helm always leaves them). The
+    gateway's API-key namespace, which the chart keeps on uninstall on purpose, is deleted too."""
+    installed: list[tuple[str, str]] = []
+
+    def install(namespace: str, *values: Path, sets: dict[str, str] | None = None) -> str:
+        name = f"w{uuid.uuid4().hex[:8]}"
+        args = ["install", name, str(CHART), "--namespace", namespace]
+        for f in values:
+            args += ["-f", str(f)]
+        for key, value in (sets or {}).items():
+            args += ["--set", f"{key}={value}"]
+        installed.append((name, namespace))
+        helm(*args, kubeconfig=kube.kubeconfig)
+        return name
+
+    yield install
+    for name, namespace in installed:
+        helm("uninstall", name, "--namespace", namespace, "--wait", "--timeout", "60s",
+             kubeconfig=kube.kubeconfig, check=False)
+        kube.kubectl("delete", "namespace", "--wait=false", "-l",
+                     f"app.kubernetes.io/instance={name},app.kubernetes.io/component=gateway",
+                     check=False)
+
+
+def token_kubeconfig(kube: Kube, namespace: str, service_account: str, path: Path) -> Path:
+    """A kubeconfig that acts as the ServiceAccount (a token of its own), so the API server
+    applies the chart's RBAC, not the admin's."""
+    token = kube.kubectl("-n", namespace, "create", "token", service_account,
+                         "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(kube.kubectl("config", "view", "--raw", "--flatten",
+                                        "--minify").stdout)
+    cluster = admin["clusters"][0]["cluster"]
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": service_account}}],
+        "current-context": "c",
+    }))
+    return path
+
+
+def can_i(kube: Kube, service_account: str, *args: str) -> bool:
+    """`kubectl auth can-i ARGS --as system:serviceaccount:NS:NAME` on the real API server
+    (service_account is "namespace/name")."""
+    namespace, name = service_account.split("/")
+    out = kube.kubectl("auth", "can-i", *args, "--as",
+                       f"system:serviceaccount:{namespace}:{name}", check=False)
+    answer = out.stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {out.stderr}"
+    return answer == "yes"

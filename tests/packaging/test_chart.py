@@ -82,10 +82,15 @@ def test_app_version_is_the_project_version() -> None:
 # --- what is rendered ------------------------------------------------------------------------
 
 
-def test_defaults_render_only_the_operator_and_its_rbac() -> None:
-    kinds = sorted(o["kind"] for o in render())
+# The tenant-boundary admission policy has its own tests (tests/security); left out here.
+ADMISSION = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+
+
+def test_defaults_render_only_the_operator_its_rbac_and_network_policies() -> None:
+    kinds = sorted(o["kind"] for o in render() if o["kind"] not in ADMISSION)
     assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRole", "ClusterRoleBinding",
-                            "ClusterRoleBinding", "Service", "Deployment"])
+                            "RoleBinding", "Service", "Deployment", "NetworkPolicy",
+                            "NetworkPolicy"])
 
 
 @pytest.mark.parametrize(("setting", "kind"), [
@@ -93,7 +98,6 @@ def test_defaults_render_only_the_operator_and_its_rbac() -> None:
     ("podMonitor.enabled", "PodMonitor"),
     ("prometheusRule.enabled", "PrometheusRule"),
     ("dashboards.enabled", "ConfigMap"),
-    ("networkPolicy.enabled", "NetworkPolicy"),
     ("podDisruptionBudget.enabled", "PodDisruptionBudget"),
     ("bots.templates.enabled", "ConfigMap"),
     ("database.migrate.enabled", "Job"),
@@ -103,14 +107,16 @@ def test_every_optional_object_is_behind_its_value(setting: str, kind: str) -> N
     assert [o for o in render(sets={setting: "true"}) if o["kind"] == kind]
 
 
-@pytest.mark.parametrize("setting", ["rbac.create", "serviceAccount.create", "service.enabled"])
+@pytest.mark.parametrize("setting", ["rbac.create", "serviceAccount.create", "service.enabled",
+                                     "networkPolicy.enabled"])
 def test_default_objects_can_be_turned_off(setting: str) -> None:
     sets = {setting: "false"}
     if setting == "serviceAccount.create":
         sets["serviceAccount.name"] = "existing-sa"
     objects = render(sets=sets)
-    gone = {"rbac.create": {"ClusterRole", "ClusterRoleBinding"},
-            "serviceAccount.create": {"ServiceAccount"}, "service.enabled": {"Service"}}[setting]
+    gone = {"rbac.create": {"ClusterRole", "ClusterRoleBinding", "RoleBinding"},
+            "serviceAccount.create": {"ServiceAccount"}, "service.enabled": {"Service"},
+            "networkPolicy.enabled": {"NetworkPolicy"}}[setting]
     assert not [o for o in objects if o["kind"] in gone]
     if setting == "serviceAccount.create":
         spec = find(objects, "Deployment", OPERATOR)["spec"]["template"]["spec"]
@@ -140,8 +146,13 @@ def test_operator_pod_is_hardened(values: Path | None) -> None:
         assert sc["capabilities"] == {"drop": ["ALL"]}
         assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
         assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
-        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c["resources"]["requests"]["ephemeral-storage"]
+        assert c["resources"]["limits"]["ephemeral-storage"]
+        for probe in ("livenessProbe", "startupProbe"):
             assert c[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+        # Ready when its metrics port answers, alive while kopf's loop is: not one probe for
+        # both (a restart is not what a pod that cannot serve needs).
+        assert c["readinessProbe"]["tcpSocket"] == {"port": "metrics"}
         # The root filesystem is read-only: /tmp is the only writable path it gets.
         assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]
 
@@ -249,11 +260,17 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     assert cfg.default_resources.limits.cpu == "500m"
     assert (cfg.default_storage_size, cfg.default_storage_class) == ("512Mi", "standard")
 
+    clusterwide = opconfig.OperatorConfig.from_env(
+        {k: v for k, v in env_of(find(render(sets={"clusterWide": "true"}), "Deployment",
+                                      OPERATOR)).items()
+         if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
+        | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
+    assert clusterwide.clusterwide
     defaults = opconfig.OperatorConfig.from_env(
         {k: v for k, v in env_of(find(render(), "Deployment", OPERATOR)).items()
          if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
         | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
-    assert defaults.clusterwide
+    assert not defaults.clusterwide and defaults.namespaces == ("wabot-system",)
     assert defaults.standalone is True
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert defaults.worker_image == f"wabot-worker:{app_version}"
@@ -338,10 +355,56 @@ def test_operator_can_do_its_job(group: str, resource: str, verbs: list[str]) ->
 
 
 def test_clusterwide_peering_uses_cluster_peering_objects() -> None:
-    rules = _rules(render(sets={"replicaCount": "2"}))
+    rules = _rules(render(sets={"replicaCount": "2", "clusterWide": "true"}))
     assert _grants(rules, "kopf.dev", "clusterkopfpeerings", "patch")
     assert not _grants(rules, "kopf.dev", "kopfpeerings", "patch")
-    assert not _grants(_rules(render()), "kopf.dev", "clusterkopfpeerings", "patch")
+    assert not _grants(_rules(render(sets={"clusterWide": "true"})), "kopf.dev",
+                       "clusterkopfpeerings", "patch")
+    # Namespaced (the default): the peering objects live in the watched namespaces.
+    rules = _rules(render(sets={"replicaCount": "2"}))
+    assert _grants(rules, "kopf.dev", "kopfpeerings", "patch")
+    assert not _grants(rules, "kopf.dev", "clusterkopfpeerings", "patch")
+
+
+def _namespace_get(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for o in objects if o["kind"] == "ClusterRole" for r in o["rules"]
+            if "namespaces" in r["resources"] and "get" in r["verbs"]]
+
+
+def test_default_scope_is_the_release_namespace_only() -> None:
+    """Finding 8: the default install managed (read Secrets, created pods in) every namespace.
+    Now the operator's namespaced rules are bound in the release namespace only, and it may get
+    that one Namespace object (its wabot.io/tenants annotation), no other."""
+    objects = render(namespace="wabot-system")
+    bots_bindings = [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                     and o["roleRef"]["name"] == "wabot-wabot-operator-bots"]
+    assert [(b["kind"], b["metadata"]["namespace"]) for b in bots_bindings] == [
+        ("RoleBinding", "wabot-system")]
+    assert env_of(find(objects, "Deployment", OPERATOR))[
+        "WABOT_OPERATOR_NAMESPACES"] == "wabot-system"
+    assert _namespace_get(objects) == [{"apiGroups": [""], "resources": ["namespaces"],
+                                        "verbs": ["get"], "resourceNames": ["wabot-system"]}]
+    listed = render(sets={"watchNamespaces": "{team-a,team-b}"})
+    assert _namespace_get(listed)[0]["resourceNames"] == ["team-a", "team-b"]
+    # Secrets and pods are granted through the bound ClusterRole only, never cluster-wide.
+    cluster_roles = {b["roleRef"]["name"] for b in objects if b["kind"] == "ClusterRoleBinding"}
+    for role in (o for o in objects if o["kind"] == "ClusterRole"
+                 and o["metadata"]["name"] in cluster_roles):
+        assert not [r for r in role["rules"] if {"secrets", "pods"} & set(r["resources"])], role
+
+
+def test_cluster_wide_only_when_asked_for() -> None:
+    objects = render(sets={"clusterWide": "true"})
+    binding = find(objects, "ClusterRoleBinding", "wabot-wabot-operator-bots")
+    assert binding["roleRef"]["name"] == "wabot-wabot-operator-bots"
+    assert not [o for o in objects if o["kind"] == "RoleBinding"]
+    assert env_of(find(objects, "Deployment", OPERATOR))["WABOT_OPERATOR_NAMESPACES"] == "*"
+    assert _namespace_get(objects) == [{"apiGroups": [""], "resources": ["namespaces"],
+                                        "verbs": ["get"]}]
+    out = helm(*template_args(sets={"clusterWide": "true", "watchNamespaces": "{team-a}"}),
+               check=False)
+    assert out.returncode != 0 and "clusterWide=true and watchNamespaces are exclusive" in (
+        out.stderr)
 
 
 def test_watch_namespaces_bind_the_bot_rules_only_there() -> None:
@@ -409,7 +472,67 @@ def test_network_policies_keep_the_operator_to_dns_and_the_api_server() -> None:
     bots = find(objects, "NetworkPolicy", "wabot-wabot-operator-bots")
     assert bots["metadata"]["namespace"] == "team-a"
     assert bots["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "bot"
-    assert bots["spec"]["policyTypes"] == ["Ingress"]
+    assert bots["spec"]["policyTypes"] == ["Ingress", "Egress"]
+
+
+def _bot_policy(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    policy = find(objects, "NetworkPolicy", "wabot-wabot-operator-bots")
+    spec: dict[str, Any] = policy["spec"]
+    return spec
+
+
+def test_bots_are_fenced_by_default() -> None:
+    """The default chart's policy for the bot pods (of the release namespace): in, only their
+    HTTP port; out, DNS, the API server, and the public internet on 443/5222 only (WhatsApp):
+    no private, loopback or link-local (cloud metadata) address, unless the admin adds a rule."""
+    objects = render(namespace="wabot-system")
+    policy = find(objects, "NetworkPolicy", "wabot-wabot-operator-bots")
+    assert policy["metadata"]["namespace"] == "wabot-system"
+    spec = policy["spec"]
+    pod = yaml.safe_load(Template((REPO / "auth-templates" / "pod.yaml").read_text())
+                         .safe_substitute(childName="wabot-b", image="x", pvcName="p"))
+    from wabot import naming
+
+    assert spec["podSelector"]["matchLabels"].items() <= naming.bot_labels("b", "s").items()
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    assert {p["port"] for rule in spec["ingress"] for p in rule["ports"]} == {8080}
+    http_port = pod["spec"]["containers"][0]["ports"][0]
+    assert (http_port["name"], http_port["containerPort"]) == ("http", 8080)
+    dns, api, public = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert {p["port"] for p in api["ports"]} == {443, 6443}
+    assert {p["port"] for p in public["ports"]} == {443, 5222}
+    v4, v6 = (peer["ipBlock"] for peer in public["to"])
+    assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+    for private in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                    "127.0.0.0/8", "100.64.0.0/10"):
+        assert private in v4["except"]
+    for private in ("fc00::/7", "fe80::/10", "::1/128"):
+        assert private in v6["except"]
+    # The admin's extra destinations (a database, an internal webhook receiver) are added.
+    extra = _bot_policy(render(ALL_VALUES, sets={"watchNamespaces": "{team-a}"}))["egress"][3:]
+    assert extra == [{"to": [{"ipBlock": {"cidr": "10.20.0.15/32"}}],
+                      "ports": [{"port": 5432, "protocol": "TCP"}]}]
+    # Cluster-wide, the chart cannot know the namespaces: no bot policy (documented).
+    assert not [o for o in render(sets={"clusterWide": "true"})
+                if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-bots")]
+
+
+def test_gateway_policy_reaches_only_dns_the_api_server_and_the_bots() -> None:
+    objects = render(ALL_VALUES)
+    spec = find(objects, "NetworkPolicy", "wabot-wabot-operator-gateway")["spec"]
+    assert spec["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "gateway"
+    assert spec["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}], "from": [
+        {"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": "ingress-nginx"}}}]}]
+    dns, api, bots = spec["egress"]
+    assert {p["port"] for p in dns["ports"]} == {53}
+    assert [p["ipBlock"]["cidr"] for p in api["to"]] == ["10.0.0.1/32", "127.0.0.1/32"]
+    assert bots["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert [peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+            for peer in bots["to"]] == ["wabot-ci-a", "wabot-ci-b"]
+    assert all(peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "bot"
+               for peer in bots["to"])
 
 
 def test_pdb_guards_the_operator_pods() -> None:
@@ -418,6 +541,17 @@ def test_pdb_guards_the_operator_pods() -> None:
     deployment = find(objects, "Deployment", OPERATOR)
     assert pdb["spec"]["selector"] == deployment["spec"]["selector"]
     assert deployment["spec"]["replicas"] > pdb["spec"]["minAvailable"]
+
+
+def test_pdbs_are_on_where_they_protect_something() -> None:
+    """The operator: a budget with peering replicas (one evicted at a time), none for a single
+    replica (it would block drains or protect nothing). The gateway (2 replicas): on."""
+    assert not [o for o in render() if o["kind"] == "PodDisruptionBudget"]
+    pdb = find(render(sets={"replicaCount": "2"}), "PodDisruptionBudget", OPERATOR)
+    assert pdb["spec"]["maxUnavailable"] == 1 and "minAvailable" not in pdb["spec"]
+    gateway = find(render(sets={"gateway.enabled": "true"}), "PodDisruptionBudget",
+                   "wabot-wabot-operator-gateway")
+    assert gateway["spec"]["maxUnavailable"] == 1 and "minAvailable" not in gateway["spec"]
 
 
 # --- values.schema.json ----------------------------------------------------------------------
@@ -448,8 +582,9 @@ def test_the_gateway_is_behind_its_value() -> None:
     assert not [o for o in render() if GATEWAY in o["metadata"]["name"]]
     objects = render(sets={"gateway.enabled": "true"})
     kinds = sorted(o["kind"] for o in objects if o["metadata"]["name"].startswith(GATEWAY))
-    assert kinds == sorted(["ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-                            "RoleBinding", "Deployment", "Service"])
+    assert kinds == sorted(["ServiceAccount", "ClusterRole", "Role", "RoleBinding",
+                            "RoleBinding", "Deployment", "Service", "NetworkPolicy",
+                            "PodDisruptionBudget"])
     deployment = find(objects, "Deployment", GATEWAY)
     assert deployment["spec"]["replicas"] == 2
     pod = deployment["spec"]["template"]["spec"]
@@ -459,7 +594,8 @@ def test_the_gateway_is_behind_its_value() -> None:
         "spec"]["containers"][0]["image"]  # the operator image runs ROLE=gateway
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ROLE"] == "gateway"
-    assert env["WABOT_GATEWAY_KEYS_NAMESPACE"] == "wabot-system"
+    assert env["WABOT_GATEWAY_KEYS_NAMESPACE"] == "wabot-system-api-keys"
+    assert env["WABOT_GATEWAY_NAMESPACES"] == "wabot-system"
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
     service = find(objects, "Service", GATEWAY)
@@ -481,7 +617,7 @@ def test_gateway_env_is_what_the_gateway_and_the_operator_read() -> None:
         "containers"]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
     cfg = GatewayConfig.from_env(env)
-    assert cfg.keys_namespace == "wabot-system"
+    assert cfg.keys_namespace == "wabot-system-api-keys"
     assert cfg.namespaces == ("wabot-ci-a", "wabot-ci-b")
     assert (cfg.timeout_s, cfg.log_level, cfg.port) == (20.0, "DEBUG", 8080)
     op_env = {k: v for k, v in env_of(find(objects, "Deployment", OPERATOR)).items()
@@ -503,10 +639,37 @@ def test_gateway_rbac_is_least_privilege() -> None:
                 and o["roleRef"]["name"] == GATEWAY]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["wabot-ci-a", "wabot-ci-b"]
     keys = find(objects, "Role", f"{GATEWAY}-keys")
-    assert keys["metadata"]["namespace"] == "wabot-system"
+    assert keys["metadata"]["namespace"] == "wabot-system-api-keys"
     assert keys["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]}]
+    # Nothing of the gateway's grants Secrets in the release namespace (the owner's DSN).
+    gateway_roles = {b["roleRef"]["name"] for b in objects
+                     if b["kind"] in ("RoleBinding", "ClusterRoleBinding")
+                     and any(s["name"] == GATEWAY for s in b["subjects"])
+                     and b["metadata"].get("namespace", "wabot-system") == "wabot-system"}
+    for role in (o for o in objects if o["kind"] in ("Role", "ClusterRole")
+                 and o["metadata"]["name"] in gateway_roles):
+        assert not [r for r in role["rules"] if "secrets" in r["resources"]], role
     # The operator can create the per-bot gateway Role: it holds what that Role grants.
     assert _grants(_rules(render()), "", "secrets", "get")
+
+
+def test_api_keys_live_in_a_namespace_of_their_own() -> None:
+    """Finding 9: the gateway may list every Secret of its keys namespace, which used to be the
+    release namespace (where the migrate Job's owner DSN is). Now the chart makes
+    `<release namespace>-api-keys`, kept on uninstall, and refuses the release namespace or a
+    bots' namespace as the keys namespace."""
+    objects = render(sets={"gateway.enabled": "true"})
+    keys_ns = find(objects, "Namespace", "wabot-system-api-keys")
+    assert keys_ns["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    assert keys_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    assert not [o for o in render(sets={"gateway.enabled": "true",
+                                        "gateway.createKeysNamespace": "false"})
+                if o["kind"] == "Namespace"]
+    for keys, message in (("wabot-system", "must not be the release namespace"),
+                          ("team-a", "must not be a namespace of bots")):
+        out = helm(*template_args(sets={"gateway.enabled": "true", "gateway.keysNamespace": keys,
+                                        "watchNamespaces": "{team-a}"}), check=False)
+        assert out.returncode != 0 and message in out.stderr, out.stderr
 
 
 def test_bot_network_policy_admits_the_gateway() -> None:

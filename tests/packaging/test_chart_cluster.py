@@ -9,7 +9,7 @@ import contextlib
 import json
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from tests.conftest import Kube
 from tests.packaging.conftest import (
     ALL_VALUES,
-    CHART,
     eventually,
     helm,
     render_text,
+    token_kubeconfig,
 )
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -35,8 +35,14 @@ pytestmark = pytest.mark.cluster
 HTTP_403 = re.compile(r"(?<![\w,])403(?!\w)")
 
 
-def _namespaced_sets(release_ns: str, watched: list[str]) -> dict[str, str]:
-    return {"watchNamespaces": "{" + ",".join(watched) + "}"} if watched else {}
+def _namespaced_sets(release_ns: str, watched: list[str],
+                     keys_ns: str | None = None) -> dict[str, str]:
+    sets = {"watchNamespaces": "{" + ",".join(watched) + "}"} if watched else {}
+    if keys_ns is not None:
+        # A server-side dry run creates nothing: the Role for the API keys needs its namespace
+        # to exist already, so the chart does not create it here.
+        sets |= {"gateway.keysNamespace": keys_ns, "gateway.createKeysNamespace": "false"}
+    return sets
 
 
 @pytest.mark.parametrize("everything", [False, True], ids=["defaults", "everything-enabled"])
@@ -45,9 +51,10 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         everything: bool) -> None:
     release_ns = make_namespace()
     watched = [make_namespace(), make_namespace()] if everything else []
+    keys_ns = make_namespace() if everything else None
     manifest = render_text(*([ALL_VALUES] if everything else []), namespace=release_ns,
                            release=f"dry-{uuid.uuid4().hex[:6]}",
-                           sets=_namespaced_sets(release_ns, watched))
+                           sets=_namespaced_sets(release_ns, watched, keys_ns))
     out = kube.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
                        input=manifest, check=False)
     assert out.returncode == 0, out.stderr
@@ -55,29 +62,6 @@ def test_rendered_chart_is_accepted_by_the_api_server(
     expected = sum(1 for d in yaml.safe_load_all(manifest) if d)
     assert len(accepted) == expected, out.stdout
     assert "Warning" not in out.stderr, out.stderr  # e.g. a PodSecurity or deprecation warning
-
-
-@pytest.fixture
-def release(kube: Kube) -> Iterator[Callable[..., str]]:
-    """`helm install` with a unique release name; uninstalled afterwards (that removes its
-    cluster-scoped ClusterRoles and bindings; the CRDs stay, as Helm always leaves them)."""
-    installed: list[tuple[str, str]] = []
-
-    def install(namespace: str, *values: Path, sets: dict[str, str] | None = None) -> str:
-        name = f"w{uuid.uuid4().hex[:8]}"
-        args = ["install", name, str(CHART), "--namespace", namespace]
-        for f in values:
-            args += ["-f", str(f)]
-        for key, value in (sets or {}).items():
-            args += ["--set", f"{key}={value}"]
-        installed.append((name, namespace))
-        helm(*args, kubeconfig=kube.kubeconfig)
-        return name
-
-    yield install
-    for name, namespace in installed:
-        helm("uninstall", name, "--namespace", namespace, "--wait", "--timeout", "60s",
-             kubeconfig=kube.kubeconfig, check=False)
 
 
 def _deployment(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
@@ -112,6 +96,12 @@ def test_helm_install_makes_the_operator_available(
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     notes = helm("status", name, "--namespace", ns, kubeconfig=kube.kubeconfig).stdout
     assert "kubectl get whatsappbots -A -w" in notes
+    assert f"Watching: namespaces {ns} (the release namespace" in notes
+    # On by default: the operator's and the bots' NetworkPolicies, the bots' RBAC binding in the
+    # release namespace only.
+    for kind, obj in (("networkpolicy", fullname), ("networkpolicy", f"{fullname}-bots"),
+                      ("rolebinding", f"{fullname}-bots")):
+        assert kube.kubectl("-n", ns, "get", kind, obj, check=False).returncode == 0, (kind, obj)
 
 
 def test_helm_install_everything_enabled_with_peering_replicas(
@@ -130,25 +120,14 @@ def test_helm_install_everything_enabled_with_peering_replicas(
                         check=False).returncode == 0
     assert kube.kubectl("-n", watched, "get", "networkpolicy", f"{fullname}-bots",
                         check=False).returncode == 0
+    # The API keys' namespace of their own, made by the chart, with the gateway's only Secrets
+    # rule in it.
+    keys_ns = f"{ns}-api-keys"
+    assert kube.kubectl("-n", keys_ns, "get", "role", f"{fullname}-gateway-keys",
+                        check=False).returncode == 0
 
 
 # --- the chart's RBAC is enough for the real operator ----------------------------------------
-
-
-def _token_kubeconfig(kube: Kube, namespace: str, service_account: str, path: Path) -> Path:
-    token = kube.kubectl("-n", namespace, "create", "token", service_account,
-                         "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(kube.kubectl("config", "view", "--raw", "--flatten",
-                                        "--minify").stdout)
-    cluster = admin["clusters"][0]["cluster"]
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": "operator", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "operator"}}],
-        "current-context": "c",
-    }))
-    return path
 
 
 @pytest.mark.slow
@@ -165,7 +144,7 @@ def test_operator_runs_on_the_charts_rbac_alone(
     name = release(ns, sets={"watchNamespaces": "{" + bots_ns + "}",
                              "operator.peering": "true"})
     fullname = f"{name}-wabot-operator"
-    kubeconfig = _token_kubeconfig(kube, ns, fullname, tmp_path / "operator-kubeconfig")
+    kubeconfig = token_kubeconfig(kube, ns, fullname, tmp_path / "operator-kubeconfig")
 
     api = kube.api_client()
     assert isinstance(api, client.ApiClient)

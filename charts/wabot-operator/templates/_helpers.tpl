@@ -69,9 +69,45 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
-{{/* "true" when the operator watches the whole cluster. */}}
+{{/* "true" when the operator watches the whole cluster: only when asked for (clusterWide). */}}
 {{- define "wabot-operator.clusterwide" -}}
-{{- if .Values.watchNamespaces }}false{{ else }}true{{ end }}
+{{- if .Values.clusterWide }}
+{{- if .Values.watchNamespaces }}
+{{- fail "clusterWide=true and watchNamespaces are exclusive: list namespaces, or watch the whole cluster" }}
+{{- end }}true
+{{- else }}false
+{{- end }}
+{{- end }}
+
+{{/* The namespaces the operator manages (JSON list; empty when cluster-wide): watchNamespaces,
+or the release namespace when none are listed. */}}
+{{- define "wabot-operator.watchedNamespaces" -}}
+{{- if eq (include "wabot-operator.clusterwide" .) "true" }}
+{{- list | toJson }}
+{{- else if .Values.watchNamespaces }}
+{{- .Values.watchNamespaces | toJson }}
+{{- else }}
+{{- list .Release.Namespace | toJson }}
+{{- end }}
+{{- end }}
+
+{{/* "true" when the operator gets a PodDisruptionBudget (enabled: auto = replicaCount > 1). */}}
+{{- define "wabot-operator.pdb" -}}
+{{- $e := toString .Values.podDisruptionBudget.enabled }}
+{{- if eq $e "auto" }}
+{{- if gt (int .Values.replicaCount) 1 }}true{{ else }}false{{ end }}
+{{- else if eq $e "true" }}true
+{{- else }}false
+{{- end }}
+{{- end }}
+
+{{/* minAvailable when set, else maxUnavailable (a PDB takes one of them). */}}
+{{- define "wabot-operator.pdbPolicy" -}}
+{{- if and (hasKey . "minAvailable") (ne (toString .minAvailable) "") (ne (toString .minAvailable) "<nil>") }}
+minAvailable: {{ .minAvailable }}
+{{- else }}
+maxUnavailable: {{ .maxUnavailable | default 1 }}
+{{- end }}
 {{- end }}
 
 {{- define "wabot-operator.botTemplatesName" -}}
@@ -106,6 +142,42 @@ app.kubernetes.io/part-of: wabot
 {{- end }}
 {{- end }}
 
+{{/* Where the API-key Secrets are: a namespace of their own, never the release namespace by
+default (it holds the database owner's DSN, and the gateway may list every Secret of the keys
+namespace). */}}
 {{- define "wabot-operator.gatewayKeysNamespace" -}}
-{{- default .Release.Namespace .Values.gateway.keysNamespace }}
+{{- if .Values.gateway.keysNamespace }}
+{{- .Values.gateway.keysNamespace }}
+{{- else }}
+{{- printf "%s-api-keys" .Release.Namespace | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* NetworkPolicy egress rules shared by the operator, the gateway and the bots: DNS in
+kube-system, and the API server (networkPolicy.apiServerCIDRs/Ports; no CIDRs: any address on
+those ports). */}}
+{{- define "wabot-operator.egressDNS" }}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+{{- end }}
+{{- define "wabot-operator.egressAPIServer" }}
+- ports:
+    {{- range .apiServerPorts }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+  {{- with .apiServerCIDRs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  {{- end }}
 {{- end }}
