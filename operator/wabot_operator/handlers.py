@@ -34,9 +34,10 @@ from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import metrics
 from wabot_operator.config import OperatorConfig
+from wabot_operator.identities import IdentityBook
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, observe_pod
-from wabot_operator.podbook import PodBook
+from wabot_operator.podbook import DELETED, PodBook
 from wabot_operator.reconcile import (
     APPLY_THREADS,
     BotMemory,
@@ -214,8 +215,10 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     reconciler = Reconciler(kube, config, store)
     try:
         fill_pod_book(kube, config.namespaces, pods)
+        fill_identities(kube, config.namespaces, reconciler.identities)
     except KubeError as e:  # kopf runs the start-up handler again
-        raise kopf.TemporaryError(f"could not list the bots' pods: {e}", delay=5) from e
+        raise kopf.TemporaryError(f"could not list the bots and their pods: {e}",
+                                  delay=5) from e
     # The bots' supporting objects too, before kopf's own listing: the restarted operator's
     # first passes check them against this snapshot instead of listing them in the same
     # second as kopf lists the bots and pods. Only a saving: if it fails, the passes list.
@@ -249,6 +252,14 @@ def fill_pod_book(kube: Kube, patterns: tuple[str, ...], book: PodBook) -> None:
         for pod in kube.list_all("Pod", namespace, naming.LABEL_BOT):
             meta = pod["metadata"]
             book.listed(meta["namespace"], meta["labels"][naming.LABEL_BOT], observe_pod(pod))
+
+
+def fill_identities(kube: Kube, patterns: tuple[str, ...], book: IdentityBook) -> None:
+    """Every bot's identity before any pass, so that of two bots of one identity the second
+    never runs for a moment after a restart (identities.py). Only the identities are kept."""
+    for namespace in _pod_namespaces(kube, patterns):
+        for bot in kube.list_all("WhatsAppBot", namespace, ""):
+            book.seen(bot)
 
 
 def _pod_namespaces(kube: Kube, patterns: tuple[str, ...]) -> list[str | None]:
@@ -311,12 +322,16 @@ async def pod_changed(type: str | None, namespace: str | None, labels: Mapping[s
 
 
 @kopf.on.event(*WAB)
-async def bot_changed(namespace: str | None, name: str, body: kopf.Body, memo: Any,
-                      **_: Any) -> None:
+async def bot_changed(type: str | None, namespace: str | None, name: str, body: kopf.Body,
+                      memo: Any, **_: Any) -> None:
     drop_managed_fields(body)
     runtime = getattr(memo, "runtime", None)
     if isinstance(runtime, Runtime):
-        runtime.wake(namespace or "", name)
+        identities = runtime.reconciler.identities
+        others = (identities.gone(namespace or "", name) if type == DELETED
+                  else identities.seen(body))
+        for bot in [name, *others]:  # a bot of the same identity may run (or stop) now
+            runtime.wake(namespace or "", bot)
 
 
 def drop_managed_fields(body: kopf.Body) -> None:

@@ -73,6 +73,7 @@ _PATHS: dict[str, str] = {
     "Lease": "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
 }
 _BOTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/{PLURAL}"
+_PATHS["WhatsAppBot"] = _BOTS
 
 
 class Kube:

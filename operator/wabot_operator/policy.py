@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from wabot import naming
 from wabot.spec import WhatsAppBotSpec
+from wabot_operator.identities import DUPLICATE
 
 ANY = "*"
 # Node labels a bot may select on unless the admin says otherwise: where a pod runs, never
@@ -63,6 +64,9 @@ class Facts:
     namespace: str
     tenants: str | None  # the namespace's wabot.io/tenants annotation, as written
     secrets: tuple[tuple[str, SecretFacts | None], ...] = ()  # None: missing or unreadable
+    # The bot of the same namespace that held this bot's (serverName, botId) first, if any
+    # (identities.py).
+    duplicate_of: str | None = None
 
     def secret(self, name: str) -> SecretFacts | None:
         return dict(self.secrets).get(name)
@@ -127,6 +131,11 @@ def check(spec: WhatsAppBotSpec, facts: Facts, policy: BotPolicy) -> Refusal | N
                  f"named like it")
         return Refusal("TenantNotAllowed", f"spec.serverName: namespace {facts.namespace} may "
                        f"not host tenant {spec.server_name!r} ({where})")
+    if facts.duplicate_of is not None:
+        return Refusal(DUPLICATE, f"spec.botId: tenant {spec.server_name!r} already has "
+                       f"a bot with this botId in namespace {facts.namespace}: WhatsAppBot "
+                       f"{facts.duplicate_of} (their database rows would mix); this one does "
+                       f"not run while that one exists")
     for field, name in secret_refs(spec):
         found = facts.secret(name)
         usable = (name not in policy.reserved_secrets and found is not None and found.bot_secret

@@ -17,7 +17,7 @@ import math
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ from wabot_operator.config import OperatorConfig
 from wabot_operator.decide import PodAction, PodDecision, decide_pod
 from wabot_operator.drift import compute_drift
 from wabot_operator.facts import FactsCache
+from wabot_operator.identities import IdentityBook
 from wabot_operator.inventory import Inventory, Snapshot
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.observe import ObservedPod, newer, observe_pod
@@ -185,6 +186,7 @@ class Reconciler:
         self.inventory = Inventory(kube, clock)
         self.policy = config.bot_policy()
         self.facts = FactsCache(kube, clock)
+        self.identities = IdentityBook()
 
     # --- the pass ---------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ class Reconciler:
         except TemplateError as e:
             templates, problem = None, Problem("TemplateError", str(e), fatal=True)
         try:
-            facts = self.facts.facts(ref.namespace, memory.secret_names)
+            facts = self._facts(ref, memory.secret_names)
         except KubeError as e:
             outcome.result, outcome.error = "error", str(e)
             log.warning("could not read the policy facts: %s", e)
@@ -263,7 +265,7 @@ class Reconciler:
             if names != memory.secret_names:
                 memory.secret_names = names
                 try:
-                    facts = self.facts.facts(ref.namespace, names)
+                    facts = self._facts(ref, names)
                 except KubeError as e:
                     outcome.result, outcome.error = "error", str(e)
                     self._write_status(bot, ref, generation, False, observed,
@@ -520,6 +522,10 @@ class Reconciler:
             memory.slot_at = now
         metrics.PODS_WAITING_FOR_RESTART.set(self.restarts.waiting())
         return wait
+
+    def _facts(self, ref: BotRef, secrets: tuple[str, ...]) -> Facts:
+        return replace(self.facts.facts(ref.namespace, secrets),
+                       duplicate_of=self.identities.earlier(ref.namespace, ref.name))
 
     def _refuse(self, ref: BotRef, observed: ObservedPod | None, refusal: Refusal,
                 outcome: Outcome, log: BotLog) -> ObservedPod | None:

@@ -4,6 +4,7 @@ retain policy, bad input. The operator runs as `python -m wabot_operator` (a sub
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.operator.helpers import Cluster, OperatorProcess, eventually
+from tests.operator.helpers import Cluster, OperatorProcess, PodRecorder, eventually
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -278,3 +279,39 @@ def test_json_logs_name_the_bot_and_its_tenant(
     assert created[0]["bot"] == "logged"
     assert created[0]["namespace"] == cluster.ns
     assert created[0]["tenant"] == "globex"
+
+
+def test_a_second_bot_of_the_same_identity_does_not_run(
+        cluster: Cluster, operator_factory: Callable[..., OperatorProcess]) -> None:
+    """Issue 22: two WhatsAppBots with the same serverName and botId in one namespace got
+    BOT_ID=shared SERVER_NAME=acme both, and their database rows mixed. The second one now
+    gets no pod, a condition naming the first and an Event; it runs once the first is gone,
+    and a restarted operator never lets it run in between."""
+    op = operator_factory().start()
+    cluster.create_bot("shared")
+    eventually(lambda: cluster.pod("wabot-shared"), what="first bot's pod")
+    cluster.create_bot("copy", {"botId": "shared"})
+
+    def refused() -> dict[str, Any] | None:
+        c = cluster.condition("copy", "Degraded")
+        return c if c is not None and c["reason"] == "DuplicateBotId" else None
+
+    degraded = eventually(refused, what="the copy refused",
+                          explain=lambda: cluster.describe_bot("copy"))
+    assert "WhatsAppBot shared" in degraded["message"]
+    assert cluster.bot("copy")["status"]["phase"] == "Failed"
+    assert cluster.pod("wabot-copy") is None
+    eventually(lambda: [e for e in cluster.events_for("copy") if e.reason == "DuplicateBotId"],
+               what="a DuplicateBotId Event")
+    # A restarted operator keeps the copy without a pod from its first pass on.
+    op.stop()
+    with PodRecorder(cluster.api_client, cluster.ns, "copy") as rec:
+        op = operator_factory().start()
+        cluster.patch_bot("copy", {"rateLimit": {"perChatPerMinute": 5}})  # another pass
+        time.sleep(3)
+    assert rec.error is None and not rec.events, rec.events
+    # The first one goes: the copy takes over.
+    cluster.delete_bot("shared")
+    eventually(lambda: cluster.pod("wabot-copy"), timeout=60, what="the copy's pod")
+    eventually(lambda: (cluster.condition("copy", "Degraded") or {}).get("reason")
+               != "DuplicateBotId", what="the copy no longer refused")

@@ -27,7 +27,8 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 def other_namespace(cluster: Cluster) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=name, labels={"pod-security.kubernetes.io/enforce": "restricted",
+        name=name, annotations={"wabot.io/tenants": "*"},
+        labels={"pod-security.kubernetes.io/enforce": "restricted",
                            "wabot.io/test": "true"})))
     eventually(lambda: cluster.core.read_namespaced_service_account("default", name),
                what="default ServiceAccount")

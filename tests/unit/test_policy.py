@@ -128,3 +128,9 @@ def test_the_operator_settings_feed_the_policy() -> None:
     assert policy.images == ("a/b", "c/")
     assert policy.priority_classes == ("bots",) and policy.toleration_keys == ("*",)
     assert policy.node_selector_keys == ()
+
+
+def test_of_two_bots_of_one_identity_only_the_first_runs() -> None:
+    refusal = check(spec(), Facts("team-a", "*", duplicate_of="first"), POLICY)
+    assert refusal is not None and refusal.reason == "DuplicateBotId"
+    assert "WhatsAppBot first" in refusal.message and "'acme'" in refusal.message
