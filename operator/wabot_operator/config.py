@@ -43,6 +43,9 @@ Variables (all optional):
   keys), `WABOT_OPERATOR_ALLOWED_NODE_SELECTOR_KEYS`: comma lists, `*` any. Defaults: no
   PriorityClass, no toleration, the well-known topology labels (policy.py).
   See README "Security model" for the rules these feed.
+- `WABOT_OPERATOR_WEBHOOK_ALLOW_CIDRS`, `_WEBHOOK_ALLOW_HOSTS`, `_WEBHOOK_DENY_CIDRS`: the
+  webhook egress exceptions every bot's worker gets (its WABOT_WEBHOOK_* settings, which a
+  spec cannot set): internal receivers a webhook may reach, and ranges it may never reach.
 """
 
 from __future__ import annotations
@@ -56,8 +59,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from botworker.egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
 from wabot.spec import (
     DEFAULT_RESOURCES,
     DEFAULT_STORAGE_SIZE,
@@ -147,6 +151,25 @@ class OperatorConfig(BaseModel):
     allowed_priority_classes: tuple[str, ...] = ()
     allowed_tolerations: tuple[str, ...] = ()
     allowed_node_selector_keys: tuple[str, ...] = DEFAULT_NODE_SELECTOR_KEYS
+    # Passed to every worker as WABOT_WEBHOOK_ALLOW_CIDRS/_ALLOW_HOSTS/_DENY_CIDRS.
+    webhook_allow_cidrs: str = ""
+    webhook_allow_hosts: str = ""
+    webhook_deny_cidrs: str = ""
+
+    @model_validator(mode="after")
+    def _webhook_egress(self) -> OperatorConfig:
+        # The worker's own parser: a list the workers would refuse stops the operator instead
+        # of every bot's pod.
+        EgressPolicy.parse(self.webhook_allow_cidrs, self.webhook_allow_hosts,
+                           self.webhook_deny_cidrs)
+        return self
+
+    def worker_env(self) -> tuple[tuple[str, str], ...]:
+        """The admin's settings every bot's worker gets (wabot.spec.ADMIN_ENV_NAMES)."""
+        return tuple((name, value) for name, value in (
+            (ALLOW_CIDRS_ENV, self.webhook_allow_cidrs),
+            (ALLOW_HOSTS_ENV, self.webhook_allow_hosts),
+            (DENY_CIDRS_ENV, self.webhook_deny_cidrs)) if value)
 
     def bot_policy(self) -> BotPolicy:
         images = self.allowed_images
@@ -244,6 +267,11 @@ class OperatorConfig(BaseModel):
         ):
             if (value := env.get(ENV_PREFIX + name)) is not None:  # set but empty: none
                 raw[field] = tuple(p.strip() for p in value.split(",") if p.strip())
+        for name, field in (("WEBHOOK_ALLOW_CIDRS", "webhook_allow_cidrs"),
+                            ("WEBHOOK_ALLOW_HOSTS", "webhook_allow_hosts"),
+                            ("WEBHOOK_DENY_CIDRS", "webhook_deny_cidrs")):
+            if (value := get(name)) is not None:
+                raw[field] = value
         if (fmt := get("LOG_FORMAT")) is not None:
             raw["log_format"] = fmt.lower()
         if (level := get("LOG_LEVEL")) is not None:
@@ -280,6 +308,9 @@ _FIELD_TO_ENV = {
     "allowed_priority_classes": "ALLOWED_PRIORITY_CLASSES",
     "allowed_tolerations": "ALLOWED_TOLERATIONS",
     "allowed_node_selector_keys": "ALLOWED_NODE_SELECTOR_KEYS",
+    "webhook_allow_cidrs": "WEBHOOK_ALLOW_CIDRS",
+    "webhook_allow_hosts": "WEBHOOK_ALLOW_HOSTS",
+    "webhook_deny_cidrs": "WEBHOOK_DENY_CIDRS",
 }
 
 

@@ -177,7 +177,7 @@ class Reconciler:
             gateway_service_account=(ServiceAccountRef(gateway.namespace, gateway.name)
                                      if gateway is not None else None),
             resources=config.default_resources, storage_size=config.default_storage_size,
-            storage_class=config.default_storage_class)
+            storage_class=config.default_storage_class, worker_env=config.worker_env())
         self._clock = clock
         self._now = now
         # One pacer for the whole process: the fleet's re-creations share one pace.

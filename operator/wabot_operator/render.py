@@ -71,6 +71,8 @@ class RenderDefaults:
     resources: ResourcesSpec = DEFAULT_RESOURCES
     storage_size: str = DEFAULT_STORAGE_SIZE
     storage_class: str | None = None
+    # The admin's settings for every worker (OperatorConfig.worker_env), e.g. webhook egress.
+    worker_env: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -281,6 +283,7 @@ def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
         ref = spec.proxy.secret_ref
         env.append({"name": "WABOT_PROXY_URL",
                     "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
+    env += [{"name": name, "value": value} for name, value in defaults.worker_env]
     # optional: a pod must not be held back by the send API (without the Secret it is off).
     env.append({"name": "WABOT_API_TOKEN",
                 "valueFrom": {"secretKeyRef": {"name": naming.api_secret_name(bot.name),

@@ -101,4 +101,4 @@ def test_wide_output_shows_what_someone_on_call_looks_at(kube: Kube, cluster: Cl
     wide = kube.kubectl("-n", cluster.ns, "get", "wab", "watched", "-o", "wide").stdout
     header = wide.split("\n")[0].split()
     assert narrow.split() == ["NAME", "SERVER", "PHASE", "ACCOUNT", "READY", "AGE"]
-    assert header == narrow.split() + ["POD", "RESTARTS", "LAST-CONNECTED", "PROBLEM"]
+    assert header == [*narrow.split(), "POD", "RESTARTS", "LAST-CONNECTED", "PROBLEM"]

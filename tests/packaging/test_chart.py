@@ -259,6 +259,16 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     assert cfg.default_resources.limits.memory == "256Mi"
     assert cfg.default_resources.limits.cpu == "500m"
     assert (cfg.default_storage_size, cfg.default_storage_class) == ("512Mi", "standard")
+    # policy.*: the admin's allow-lists and the bots' webhook egress exceptions.
+    policy = cfg.bot_policy()
+    assert policy.images == ("registry.example.com/wabot/",)
+    assert policy.priority_classes == ("wabot-bots",)
+    assert policy.toleration_keys == ("dedicated",)
+    assert policy.node_selector_keys == ("kubernetes.io/arch", "pool")
+    assert policy.reserved_secrets == ("wabot-db",)
+    assert dict(cfg.worker_env()) == {"WABOT_WEBHOOK_ALLOW_CIDRS": "10.20.0.0/16",
+                                      "WABOT_WEBHOOK_ALLOW_HOSTS": "hooks.internal.example",
+                                      "WABOT_WEBHOOK_DENY_CIDRS": "10.20.99.0/24"}
 
     clusterwide = opconfig.OperatorConfig.from_env(
         {k: v for k, v in env_of(find(render(sets={"clusterWide": "true"}), "Deployment",
@@ -271,6 +281,8 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
          if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
         | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
     assert not defaults.clusterwide and defaults.namespaces == ("wabot-system",)
+    assert defaults.bot_policy().images == ("wabot-worker",)  # the worker image's own
+    assert defaults.worker_env() == ()
     assert defaults.standalone is True
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert defaults.worker_image == f"wabot-worker:{app_version}"
@@ -718,3 +730,23 @@ def test_schema_rejects_bad_gateway_values(sets: dict[str, str]) -> None:
     out = helm(*template_args(sets={"gateway.enabled": "true", **sets}), check=False)
     assert out.returncode != 0, f"{sets} was accepted"
     assert "values don't meet the specifications of the schema" in out.stderr, out.stderr
+
+
+def test_the_admission_policy_guards_the_tenant_boundary_on_new_enough_clusters() -> None:
+    """On by default (Kubernetes >= 1.30): CREATE only, so a finalizer can always be removed
+    from a bot whose tenant the admin has taken away; bound to every namespace unless the
+    admin narrows it."""
+    objects = render()
+    policy = find(objects, "ValidatingAdmissionPolicy", "wabot-wabot-operator-tenants")
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["operations"] == ["CREATE"] and rule["resources"] == ["whatsappbots"]
+    assert "wabot.io/tenants" in policy["spec"]["variables"][0]["expression"]
+    binding = find(objects, "ValidatingAdmissionPolicyBinding", "wabot-wabot-operator-tenants")
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert "matchResources" not in binding["spec"]
+    narrowed = find(render(ALL_VALUES), "ValidatingAdmissionPolicyBinding",
+                    "wabot-wabot-operator-tenants")
+    assert narrowed["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"wabot.io/ci-admission": "true"}}
+    off = render(sets={"policy.admission.enabled": "false"})
+    assert not [o for o in off if o["kind"].startswith("ValidatingAdmissionPolicy")]

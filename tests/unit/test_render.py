@@ -512,3 +512,14 @@ def test_gateway_may_read_only_this_bots_token(templates: Templates) -> None:
         {"kind": "ServiceAccount", "name": "wabot-gateway", "namespace": "wabot-system"}]
     assert c.gateway_role_binding["roleRef"]["name"] == c.gateway_role["metadata"]["name"]
     assert c.gateway_role in c.supporting() and c.gateway_role_binding in c.supporting()
+
+
+def test_the_admins_worker_settings_reach_every_pod_and_no_spec_can_override_them(
+        templates: Templates) -> None:
+    defaults = RenderDefaults(worker_image="img", worker_env=(
+        ("WABOT_WEBHOOK_ALLOW_CIDRS", "10.20.0.0/16"),))
+    c = render_children(BOT, spec(), defaults, templates)
+    assert env_of(c)["WABOT_WEBHOOK_ALLOW_CIDRS"] == "10.20.0.0/16"
+    assert "WABOT_WEBHOOK_ALLOW_CIDRS" not in env_of(render(templates))
+    with pytest.raises(ValueError, match="set by wabot itself"):
+        spec(env=[{"name": "WABOT_WEBHOOK_ALLOW_CIDRS", "value": "0.0.0.0/0"}])
