@@ -316,11 +316,17 @@ def render_pod(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults,
         if v.name not in reserved:
             extra[v.name] = {"name": v.name, "value": v.value}
     container["env"] = ours + list(extra.values())
+    # cpu and memory from the spec over the operator's defaults; any other resource the admin's
+    # template sets (ephemeral-storage) stays.
     resources = spec.resources.over(defaults.resources)
+    template_resources = container.get("resources") or {}
     container["resources"] = {
         key: value
-        for key, value in (("requests", _resource_list(resources.requests)),
-                           ("limits", _resource_list(resources.limits)))
+        for key, value in (
+            ("requests", {**(template_resources.get("requests") or {}),
+                          **_resource_list(resources.requests)}),
+            ("limits", {**(template_resources.get("limits") or {}),
+                        **_resource_list(resources.limits)}))
         if value
     }
     pod_spec["serviceAccountName"] = naming.child_name(bot.name)

@@ -49,10 +49,6 @@ IGNORED = (
     # registry; kind-loaded images work. Always is one value away (image.pullPolicy).
     Ignored("container-image-pull-policy", r"(Deployment/apps/v1|Pod/v1)/.*",
             "ImagePullPolicy is not set to Always"),
-    # The operator's renderer sets the worker container's resources from spec.resources and
-    # its defaults (cpu and memory) and drops the template's ephemeral-storage.
-    Ignored("container-ephemeral-storage-request-and-limit", r"Pod/v1/.*/wabot-support",
-            "Ephemeral Storage"),
 )
 
 

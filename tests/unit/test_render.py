@@ -225,14 +225,21 @@ def test_image_comes_from_the_spec_else_the_operator_default(templates: Template
         "wabot-worker:canary")
 
 
+EPHEMERAL = {"requests": {"ephemeral-storage": "64Mi"},
+             "limits": {"ephemeral-storage": "256Mi"}}  # auth-templates/pod.yaml's
+
+
 def test_resources_default_and_follow_the_spec(templates: Templates) -> None:
+    """cpu and memory from the spec or the defaults; the template's ephemeral-storage stays
+    (kube-score: a container without it may fill the node's disk)."""
     assert worker(render(templates))["resources"] == {
-        "requests": {"cpu": "50m", "memory": "96Mi"},
-        "limits": {"cpu": "500m", "memory": "256Mi"},
+        "requests": {"ephemeral-storage": "64Mi", "cpu": "50m", "memory": "96Mi"},
+        "limits": {"ephemeral-storage": "256Mi", "cpu": "500m", "memory": "256Mi"},
     }
     c = render(templates, resources={"limits": {"memory": "512Mi"}})
-    assert worker(c)["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"},
-                                      "limits": {"cpu": "500m", "memory": "512Mi"}}
+    assert worker(c)["resources"] == {
+        "requests": {**EPHEMERAL["requests"], "cpu": "50m", "memory": "96Mi"},
+        "limits": {**EPHEMERAL["limits"], "cpu": "500m", "memory": "512Mi"}}
 
 
 def test_operator_defaults_fill_what_the_spec_leaves_unset(templates: Templates) -> None:
@@ -244,13 +251,15 @@ def test_operator_defaults_fill_what_the_spec_leaves_unset(templates: Templates)
                                 limits=ResourceList(cpu="1", memory="1Gi")),
         storage_size="2Gi", storage_class="fast-ssd")
     c = render(templates, defaults)
-    assert worker(c)["resources"] == {"requests": {"cpu": "20m"},
-                                      "limits": {"cpu": "1", "memory": "1Gi"}}
+    assert worker(c)["resources"] == {
+        "requests": {**EPHEMERAL["requests"], "cpu": "20m"},
+        "limits": {**EPHEMERAL["limits"], "cpu": "1", "memory": "1Gi"}}
     assert c.pvc["spec"]["resources"]["requests"]["storage"] == "2Gi"
     assert c.pvc["spec"]["storageClassName"] == "fast-ssd"
     c = render(templates, defaults, resources={"limits": {"memory": "300Mi"}},
                storage={"size": "64Mi", "storageClassName": "standard"})
-    assert worker(c)["resources"]["limits"] == {"cpu": "1", "memory": "300Mi"}
+    assert worker(c)["resources"]["limits"] == {**EPHEMERAL["limits"], "cpu": "1",
+                                                "memory": "300Mi"}
     assert c.pvc["spec"]["resources"]["requests"]["storage"] == "64Mi"
     assert c.pvc["spec"]["storageClassName"] == "standard"
 
