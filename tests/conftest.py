@@ -24,6 +24,9 @@ import pytest
 from devcluster.cluster import LocalCluster
 from devcluster.postgres import PostgresServer
 
+# The figures' session plumbing (tests/reliability and tests/security record figures).
+pytest_plugins = ["tests.reliability.plugin"]
+
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"
 

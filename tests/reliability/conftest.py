@@ -1,5 +1,6 @@
-"""The reliability suite's session plumbing: figures printed at the end of the session (also in
-CI output), FIGURES.md written at full size, and the fixtures shared by its modules.
+"""The reliability suite's fixtures. Its figures (printed at the end of every session that
+recorded any, written to FIGURES.md at full size) are a plugin of the whole test tree,
+tests/reliability/plugin.py, since tests/security records its rows there too.
 
 The `cluster` and `operator_factory` fixtures are the operator tests' own (an operator as a
 real `python -m wabot_operator` process per test namespace, bots deleted while it still runs).
@@ -8,34 +9,11 @@ real `python -m wabot_operator` process per test namespace, bots deleted while i
 from __future__ import annotations
 
 import logging
-import os
-import platform
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.operator.conftest import cluster, operator_factory  # noqa: F401 - fixtures
-from tests.reliability import figures, sizes
-
-HERE = Path(__file__).resolve().parent
-FIGURES_MD = HERE / "FIGURES.md"
-
-_started = time.time()
-_results: dict[str, list[tuple[str, str]]] = {}
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    rep = yield
-    key = getattr(getattr(item, "module", None), "SECTION", None)
-    if key is not None and (rep.when == "call" or rep.outcome != "passed"):  # type: ignore[attr-defined]
-        outcome = rep.outcome  # type: ignore[attr-defined]
-        if hasattr(rep, "wasxfail"):
-            outcome = "xfailed" if outcome == "skipped" else "XPASS"
-        _results.setdefault(key, []).append((item.name, outcome))
-    return rep
 
 
 @pytest.fixture(autouse=True)
@@ -47,51 +25,3 @@ def _quiet_retries() -> Iterator[None]:
     logger.setLevel(logging.ERROR)
     yield
     logger.setLevel(level)
-
-
-def _outcome(key: str) -> str:
-    results = _results.get(key, [])
-    if not results:
-        return "not run"
-    bad = [f"{name} {out}" for name, out in results if out not in ("passed", "xfailed")]
-    if bad:
-        return "FAILED/SKIPPED: " + "; ".join(bad)
-    xfailed = sum(1 for _, out in results if out == "xfailed")
-    passed = sum(1 for _, out in results if out == "passed")
-    return f"{passed} passed" + (f", {xfailed} xfailed (known gap)" if xfailed else "")
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not figures.SECTIONS:
-        return
-    for key, sec in figures.SECTIONS.items():
-        sec.outcome = _outcome(key)
-    tr = terminalreporter
-    tr.write_sep("=", f"wabot reliability figures ({sizes.SIZE_NAME} size, seed {sizes.SEED})")
-    figures.SECTIONS = dict(sorted(figures.SECTIONS.items(), key=lambda kv: kv[1].title))
-    for line in figures.render_text():
-        tr.write_line(line)
-    if sizes.FULL and not os.environ.get("WABOT_FIGURES_NO_WRITE"):
-        FIGURES_MD.write_text(_document())
-        tr.write_line(f"figures written to {FIGURES_MD.relative_to(HERE.parents[1])}")
-
-
-def _document() -> str:
-    elapsed = time.time() - _started
-    head = [
-        "# Reliability and security figures (issue 8)",
-        "",
-        "Written by `WABOT_CHAOS_FULL=1 scripts/test.sh tests/reliability` at the end of the "
-        "run; the CI size (`scripts/test.sh tests/reliability`) prints the same table without "
-        "writing this file.",
-        "",
-        f"- run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(_started))}, "
-        f"{elapsed / 60:.1f} min, size `{sizes.SIZE_NAME}`, seed `{sizes.SEED}` "
-        f"(`WABOT_CHAOS_SEED={sizes.SEED}` repeats the random choices)",
-        f"- machine: {os.cpu_count()} cores, Python {platform.python_version()}",
-        "- kwok runs no containers: in the chaos run a kubelet stand-in runs the worker's real "
-        "Lease elector for every Running pod (tests/reliability/kubeworld.py)",
-        "",
-        "",
-    ]
-    return "\n".join(head) + figures.render_markdown() + "\n"

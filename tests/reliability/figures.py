@@ -1,5 +1,5 @@
 """The suite's figures: each test records what it measured; the session prints one table at
-the end (tests/reliability/conftest.py) and, at full size, writes FIGURES.md."""
+the end (tests/reliability/plugin.py) and, at full size, writes FIGURES.md."""
 
 from __future__ import annotations
 

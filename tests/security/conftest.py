@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,11 +16,15 @@ from kubernetes import client
 from tests.conftest import Kube
 from tests.operator.conftest import (  # noqa: F401  (fixtures and the failure-report hook)
     cluster,
-    operator,
     operator_factory,
     pytest_runtest_makereport,
 )
-from tests.operator.helpers import Cluster
+from tests.operator.helpers import Cluster, OperatorProcess
+from tests.packaging.conftest import (  # noqa: F401  (fixtures)
+    make_namespace,
+    release,
+    token_kubeconfig,
+)
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 TENANT_RULES: list[dict[str, Any]] = [
@@ -83,3 +88,35 @@ def hosts(kube: Kube, cluster: Cluster) -> Callable[[str], None]:  # noqa: F811
         kube.kubectl("annotate", "--overwrite", "namespace", cluster.ns,
                      f"wabot.io/tenants={tenants}")
     return annotate
+
+
+@pytest.fixture(params=["admin", "default-chart"])
+def operator_rights(request: pytest.FixtureRequest, kube: Kube, cluster: Cluster,  # noqa: F811
+                    make_namespace: Callable[[], str],  # noqa: F811
+                    release: Callable[..., str],  # noqa: F811
+                    tmp_path: Path) -> Path:
+    """The kubeconfig the operator under test runs with: the admin's, and the rights a
+    default `helm install` gives it (watching the test namespace), so every attack is also
+    tried against the chart's least-privilege RBAC. The chart's admission policy is left out
+    of the install: it is cluster-wide, and the operator's own refusal is under test here."""
+    if request.param == "admin":
+        return kube.kubeconfig
+    ns = make_namespace()
+    name = release(ns, sets={"watchNamespaces": "{" + cluster.ns + "}",
+                             "policy.admission.enabled": "false"})
+    return token_kubeconfig(kube, ns, f"{name}-wabot-operator",
+                            tmp_path / "operator-kubeconfig")
+
+
+@pytest.fixture
+def start_operator(operator_factory: Callable[..., OperatorProcess],  # noqa: F811
+                   operator_rights: Path) -> Callable[..., OperatorProcess]:
+    """Start an operator with `operator_rights` and the given WABOT_OPERATOR_* settings."""
+    def start(**extra_env: str) -> OperatorProcess:
+        return operator_factory(kubeconfig=operator_rights, extra_env=extra_env).start()
+    return start
+
+
+@pytest.fixture
+def operator(start_operator: Callable[..., OperatorProcess]) -> OperatorProcess:
+    return start_operator()

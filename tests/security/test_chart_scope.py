@@ -19,8 +19,10 @@ from tests.packaging.conftest import (  # noqa: F401  (fixtures)
     make_namespace,
     release,
 )
+from tests.security import record
 
 pytestmark = pytest.mark.cluster
+SECTION = record.SECTION
 
 # The chart's tenant-boundary admission policy is cluster-wide; other test sessions may share
 # this API server, and RBAC is all these tests look at, so it is left out of these installs.
@@ -47,6 +49,10 @@ def test_default_install_reaches_no_namespace_but_its_own(
     assert not can_i(kube, operator, "get", f"namespace/{other}")
     assert not can_i(kube, operator, "get", "secrets", "--all-namespaces")
     assert not can_i(kube, operator, "create", "pods", "--all-namespaces")
+    record.finding("8", "the default chart install's operator in a namespace it does not "
+                   "manage", f"{len(OUT_OF_SCOPE) + 1}/{len(OUT_OF_SCOPE) + 1} requests denied "
+                   "(Secrets, pods, RoleBindings, bots, its Namespace); cluster-wide only with "
+                   "clusterWide=true")
 
 
 def test_listed_namespaces_are_the_only_ones(

@@ -36,8 +36,10 @@ import yaml
 from tests.conftest import REPO, Kube
 from tests.operator.helpers import free_port
 from tests.packaging.conftest import CHART, can_i, eventually, helm, token_kubeconfig
+from tests.security import record
 
 pytestmark = pytest.mark.cluster
+SECTION = record.SECTION
 
 ACME_KEY = "acme-" + uuid.uuid4().hex
 GLOBEX_KEY = "globex-" + uuid.uuid4().hex
@@ -184,6 +186,8 @@ def test_another_tenants_bot_is_answered_exactly_like_a_missing_one(
     assert installed.send("support", ACME_KEY)[0] == 503
     assert installed.send("ledger", GLOBEX_KEY)[0] == 503
     assert _comparable(installed.send("ledger", ACME_KEY))[0] == 404
+    record.finding("12", "a tenant's API key probing another tenant's bot names",
+                   "404 bot_not_found, byte for byte the answer for a missing bot")
 
 
 def test_the_gateway_cannot_read_the_database_owners_dsn(installed: Installed) -> None:
@@ -198,6 +202,9 @@ def test_the_gateway_cannot_read_the_database_owners_dsn(installed: Installed) -
     assert not can_i(installed.kube, sa, "list", "secrets", "--all-namespaces")
     assert can_i(installed.kube, sa, "list", "secrets", "-n", keys_ns)
     assert not can_i(installed.kube, sa, "get", "secret/stray", "-n", keys_ns)  # list only
+    record.finding("9", "the gateway's token and the release namespace's Secrets (the "
+                   "database owner's DSN)", "no get, list or watch there; keys listed only in "
+                   "their own namespace, only those labelled wabot.io/api-key=true")
     # The live gateway, on the chart's RBAC: the labelled keys work, the unlabelled one does
     # not, and the owner's DSN never shows up in what it logged.
     assert installed.send("support", ACME_KEY)[0] == 503

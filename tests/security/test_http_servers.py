@@ -32,10 +32,12 @@ from pydantic import SecretStr
 
 from fleet.supervisor import free_port
 from tests.fleet.helpers import FAKE_WORKER, http_get, wait_for
+from tests.security import record
 from tests.worker.conftest import worker_process_env
 from wabot.httpserver import Limits
 
 REPO = Path(__file__).resolve().parents[2]
+SECTION = record.SECTION
 TOKEN = "security-test-token-0123456789"
 BOTS = """---
 apiVersion: wabot.io/v1alpha1
@@ -234,6 +236,8 @@ def test_a_negative_length_cannot_fill_the_monolith_memory(monolith: Server) -> 
         grown_mib = (rss_kib(monolith.proc.pid) - before) / 1024
     assert grown_mib < 16, f"the monolith's RSS grew {grown_mib:.0f} MiB"
     assert http_get(monolith.url + "/livez")[0] == 200
+    record.finding("4", "Content-Length: -1 and 64 MiB of body to the monolith, no token",
+                   f"400 before reading or auth; RSS {grown_mib:+.1f} MiB (reported: +302 MiB)")
 
 
 # --- finding 10: half-open connections, trickles, the connection cap -----------------------
@@ -263,6 +267,10 @@ def test_300_half_open_connections_do_not_become_300_threads(any_server: Server)
         assert grown < 100, f"{grown} new threads for 300 half-open connections"
         assert extra.status == 503
         assert json.loads(extra.body)["error"] == "too_many_connections"
+        role = "worker" if "/v1/messages" in any_server.guarded else "monolith"
+        record.finding("10", f"300 half-open connections to the {role} HTTP server",
+                       f"+{grown} threads (reported: +308, all alive after 90 s); the 301st "
+                       "answered 503 at once; closed after the 10-s request deadline")
     finally:
         for s in conns:
             s.close()
@@ -420,6 +428,8 @@ def test_monolith_metrics_need_the_token(monolith: Server) -> None:
     code, body = http_get(monolith.url + "/metrics", TOKEN)
     assert code == 200 and b'server_name="acme"' in body
     assert http_get(monolith.url + "/livez")[0] == 200  # probes stay open
+    record.finding("11", "/metrics of the monolith without its token",
+                   "401 (bots and tenants named only with the token); /livez stays open")
 
 
 def test_controller_metrics_need_the_token_and_still_federate_its_groups(

@@ -17,10 +17,12 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.conftest import Kube, kubectl_binary
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
+from tests.security import record
 from tests.security.conftest import TenantUser
 from wabot import naming
 
 pytestmark = pytest.mark.cluster
+SECTION = record.SECTION
 REPO = Path(__file__).resolve().parents[2]
 SECRET_VALUE = "postgresql://payroll:Sup3r-S3cret@db.internal/payroll"
 
@@ -56,8 +58,13 @@ def refused(cluster: Cluster, bot: str, reason: str) -> dict[str, Any]:
     return degraded
 
 
+def rights(request: pytest.FixtureRequest) -> str:
+    return f"operator with {request.node.callspec.params['operator_rights']} rights"
+
+
 def test_finding_1_a_bot_cannot_reach_a_secret_the_admin_did_not_mark(
-        cluster: Cluster, operator: OperatorProcess, tenant_user: TenantUser) -> None:
+        cluster: Cluster, operator: OperatorProcess, tenant_user: TenantUser,
+        request: pytest.FixtureRequest) -> None:
     secret(cluster, "payroll", value=SECRET_VALUE)
     secret(cluster, "other-tenant", {"wabot.io/bot-secret": "true", "wabot.io/tenant": "globex"},
            value=SECRET_VALUE)
@@ -98,16 +105,20 @@ def test_finding_1_a_bot_cannot_reach_a_secret_the_admin_did_not_mark(
                what="pod of a bot whose Secret lost its mark deleted")
     degraded = cluster.condition("honest", "Degraded")
     assert degraded is not None and degraded["reason"] == "SecretNotAllowed"
+    record.finding("1", f"unmarked or another tenant's Secret named in a spec ({rights(request)})",
+                   "4/4 refused (SecretNotAllowed): no pod, volume or Role; value in statuses "
+                   "and Events: none; a bot's token reads no Secret, its own DSN's neither; "
+                   "unmarking a Secret stops the bot using it")
 
 
 def test_finding_2_a_bot_cannot_claim_another_tenant_or_its_database_key(
-        cluster: Cluster, operator_factory: Callable[..., OperatorProcess],
-        tenant_user: TenantUser, hosts: Callable[[str], None]) -> None:
+        cluster: Cluster, start_operator: Callable[..., OperatorProcess],
+        tenant_user: TenantUser, hosts: Callable[[str], None],
+        request: pytest.FixtureRequest) -> None:
     hosts("acme")
     secret(cluster, "wabot-db", acme="postgresql://acme_role@db/wabot",
            globex="postgresql://globex_role:globex-pw@db/wabot")
-    operator_factory(extra_env={
-        "WABOT_OPERATOR_DATABASE_SECRET": "wabot-db:{serverName}"}).start()
+    start_operator(WABOT_OPERATOR_DATABASE_SECRET="wabot-db:{serverName}")
     tenant_user.create_bot("claimer", {"serverName": "globex"})
     degraded = refused(cluster, "claimer", "TenantNotAllowed")
     assert "globex" in degraded["message"] and "wabot.io/tenants" in degraded["message"]
@@ -130,6 +141,10 @@ def test_finding_2_a_bot_cannot_claim_another_tenant_or_its_database_key(
     tenant_user.create_bot("miner", {"serverName": "acme", "image": "evil.example/miner:1"})
     degraded = refused(cluster, "miner", "ImageNotAllowed")
     assert "spec.image" in degraded["message"]
+    record.finding("2", f"another tenant's serverName, DSN key or a foreign image "
+                   f"({rights(request)})",
+                   "refused (TenantNotAllowed, SecretNotAllowed, ImageNotAllowed): no pod; "
+                   "the tenant's own key reaches its bot through the kubelet only")
 
 
 def test_finding_2_the_charts_admission_policy_refuses_another_tenant_at_apply(
@@ -172,6 +187,9 @@ def test_finding_2_the_charts_admission_policy_refuses_another_tenant_at_apply(
                              what="admission refusing a tenant not named like the namespace")
         assert "may not host tenant acme" in message
         tenant_user.create_bot("same", {"serverName": cluster.ns})
+        record.finding("2b", "another tenant's serverName at kubectl apply (the chart's "
+                       "ValidatingAdmissionPolicy)", "refused by the API server: "
+                       f"{message.split('denied request: ')[-1][:90]}...")
     finally:
         for doc in docs:
             kube.kubectl("delete", doc["kind"].lower(), doc["metadata"]["name"],
@@ -192,6 +210,9 @@ def test_finding_3_an_endlessly_nested_affinity_is_refused_by_the_api_server(
     assert "affinity" in out.stderr, out.stderr[:2000]
     assert tenant_user.kube.kubectl("-n", tenant_user.ns, "get", "whatsappbot", "deep",
                                     check=False).returncode != 0
+    record.finding("3", "an affinity nested 5,000 levels deep",
+                   "refused by the API server (typed core/v1 Affinity): "
+                   f"{out.stderr.strip().splitlines()[0][:100]}")
     # A real affinity is still fine.
     tenant_user.create_bot("placed", {"serverName": "acme", "affinity": {
         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -207,22 +228,23 @@ def test_finding_3_an_endlessly_nested_affinity_is_refused_by_the_api_server(
 ])
 def test_finding_6_scheduling_privileges_need_the_admins_allowance(
         cluster: Cluster, operator: OperatorProcess, tenant_user: TenantUser, field: str,
-        value: Any, reason: str) -> None:
+        value: Any, reason: str, request: pytest.FixtureRequest) -> None:
     tenant_user.create_bot("greedy", {"serverName": "acme", field: value})
     degraded = refused(cluster, "greedy", reason)
     assert f"spec.{field}" in degraded["message"]
+    record.finding("6", f"spec.{field}: {json.dumps(value)}", f"refused ({reason}), no pod")
 
 
 def test_finding_6_what_the_admin_allows_reaches_the_pod(
-        cluster: Cluster, operator_factory: Callable[..., OperatorProcess],
+        cluster: Cluster, start_operator: Callable[..., OperatorProcess],
         tenant_user: TenantUser) -> None:
     scheduling = client.SchedulingV1Api(cluster.api_client)
     pc = f"bots-{cluster.ns}"
     scheduling.create_priority_class(client.V1PriorityClass(
         metadata=client.V1ObjectMeta(name=pc), value=1000))
     try:
-        operator_factory(extra_env={"WABOT_OPERATOR_ALLOWED_PRIORITY_CLASSES": pc,
-                                    "WABOT_OPERATOR_ALLOWED_TOLERATIONS": "dedicated"}).start()
+        start_operator(WABOT_OPERATOR_ALLOWED_PRIORITY_CLASSES=pc,
+                       WABOT_OPERATOR_ALLOWED_TOLERATIONS="dedicated")
         tenant_user.create_bot("vip", {"serverName": "acme", "priorityClassName": pc,
                                        "tolerations": [{"key": "dedicated",
                                                         "operator": "Exists"}]})

@@ -33,6 +33,7 @@ from botworker.config import ConfigError, load_config
 from botworker.egress import EgressPolicy, system_resolver
 from botworker.webhooks import UNREACHABLE, Attempt, post
 from fleet.workers import inherited_env
+from tests.security import record
 from tests.worker.conftest import wait_for, worker_process_env
 from wabot.spec import WhatsAppBotSpec
 
@@ -221,6 +222,8 @@ def deliver(url: str, policy: EgressPolicy | None = None,
 # {port}: a listener on 127.0.0.1; {port6}: one on ::1. Names resolve through TABLE.
 TABLE = {"kubernetes.default.svc": ["10.96.0.1"], "kube-api.test": ["127.0.0.1"],
          "rebind.test": ["127.0.0.1"], "mixed.test": ["10.0.0.7", "::1"]}
+SECTION = record.SECTION
+REFUSED: set[str] = set()  # the targets refused so far in this session (for the figure)
 SSRF_TARGETS = [
     "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
     "http://[fd00:ec2::254]/latest/meta-data/",
@@ -256,6 +259,12 @@ def test_internal_targets_are_refused_without_any_connection(
     assert attempt.refused is not None  # refused by the policy, not by the network
     assert guard.connects == [] and guard.blocked == []
     assert v4.accepted == [] and v6.accepted == []
+    REFUSED.add(template)
+    record.finding("5", "webhook URLs at loopback, link-local, metadata, private and cluster "
+                   "addresses (numeric tricks, names resolving there)",
+                   f"{len(REFUSED)}/{len(SSRF_TARGETS)} forms refused, 0 connections or "
+                   "lookups off the checked address; refused, closed, unresolvable and timed-"
+                   "out targets give one error text")
 
 
 ALLOWED = EgressPolicy.parse("127.0.0.0/8, ::1/128")
