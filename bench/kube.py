@@ -41,8 +41,7 @@ TUNED_FLAGS: dict[str, list[str]] = {
 # benchmark's condition does not follow a default). With an Immediate class a new bot's pod
 # is unschedulable until its claim is bound, and the scheduler retried each of 1,000 such
 # pods ~35 times while the PV controller caught up (kube-scheduler 12-14 ms of CPU per bot
-# against 7 here; settled 69-73 s against 63-68 s in alternating runs, bench/PROFILE-operator.md
-# Round 7).
+# against 7 here; settled 69-73 s against 63-68 s in alternating runs, docs/benchmarks/operator.md).
 VOLUME_BINDING_MODE = "WaitForFirstConsumer"
 
 

@@ -60,7 +60,7 @@ POD_LABELS: dict[str, Any] = {naming.LABEL_BOT: kopf.PRESENT}
 PASS_THREADS = 32
 # Objects per page of kopf's LISTs of the bots and of their pods at start-up (kopf holds each
 # page, decoded, until it has handled every object in it; pages of 500 peaked ~30 MiB higher
-# for 1,000 bots, bench/PROFILE-operator.md Round 10).
+# for 1,000 bots, docs/benchmarks/operator.md).
 LIST_CHUNK = 100
 # The pause between the operator's own start-up listing and kopf's (see `startup`).
 STARTUP_SPACING_S = 1.0
@@ -81,7 +81,7 @@ KOPF_CONNECTIONS = 24
 # moment waited for their pods. Start-up objects (modules, kopf, the clients) are moved out of
 # the collector's sight once (gc.freeze), and the young generation is collected every 7,000
 # allocations: full collections became 5x rarer and GC time fell from 4.1 to 0.9-1.4 s for
-# 1,000 new bots (bench/PROFILE-operator.md, Round 5). The garbage that needs the collector here
+# 1,000 new bots (docs/benchmarks/operator.md). The garbage that needs the collector here
 # (kopf's patch objects refer to each other) is a few hundred objects a second.
 GC_YOUNG_THRESHOLD = 7000
 
@@ -197,7 +197,7 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
     settings.watching.inactivity_timeout = 70
     # kopf lists each watched kind whole before it watches: a restarted operator with 1,000
     # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 192-200 MiB;
-    # in pages of LIST_CHUNK it peaked ~7 MiB lower (bench/PROFILE-operator.md, Round 9).
+    # in pages of LIST_CHUNK it peaked ~7 MiB lower (docs/benchmarks/operator.md).
     settings.watching.chunk_size = LIST_CHUNK
     settings.peering.name = config.peering_name
     settings.peering.standalone = config.standalone
@@ -232,7 +232,7 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
         # kopf's API discovery and its LIST pages of the bots and pods follow this handler at
         # once, ~20 requests in a second for 1,000 bots: the listing above (12 requests) is
         # kept out of that second, so that a restarted operator stays near 20 requests a
-        # second (the two together were 26-34 in a second; bench/PROFILE-operator.md Round 10).
+        # second (the two together were 26-34 in a second; docs/benchmarks/operator.md).
         time.sleep(STARTUP_SPACING_S)
     memo.runtime = Runtime(config=config, reconciler=reconciler, phases=metrics.PhaseBook(),
                            pods=pods)
@@ -337,8 +337,8 @@ async def bot_changed(type: str | None, namespace: str | None, name: str, body: 
 def drop_managed_fields(body: kopf.Body) -> None:
     """kopf keeps every bot's latest body for its daemon as long as the bot exists, and every
     object's latest body for `queueing.idle_timeout` after its last event. Of a bot's body,
-    metadata.managedFields is ~80% (13.1 of 16.3 MiB for 1,000 bots, bench/PROFILE-operator.md
-    Round 10) and neither kopf nor this operator reads it: it is dropped from the event's dict,
+    metadata.managedFields is ~80% (13.1 of 16.3 MiB for 1,000 bots, docs/benchmarks/operator.md)
+    and neither kopf nor this operator reads it: it is dropped from the event's dict,
     which kopf shares with the body it keeps, in the event handlers (kopf runs them for every
     event)."""
     meta = body.get("metadata")
@@ -375,7 +375,7 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
                 # from the book now means it is gone, not that the watch is behind.
                 memory.pod_seen = True
             # The pass's copy of the bot is not bound here, so it is not kept while the daemon
-            # sleeps (a copy per bot: ~1 MiB per 1,000 bots, bench/PROFILE-operator.md Round 7).
+            # sleeps (a copy per bot: ~1 MiB per 1,000 bots, docs/benchmarks/operator.md).
             outcome = await _one_pass(runtime, _snapshot(body),
                                       runtime.pods.get(namespace, name), memory)
             for event in outcome.events:

@@ -7,7 +7,7 @@ lost its pod), then kept up to date by the pods' watch events.
 Why not a kopf index, which did this before: kopf holds the processing of every object, of
 every watched kind, until every index is filled, so a restarted operator with 1,000 bots kept
 the whole listing of pods and bots in memory at once (~40 MiB of decoded objects, a peak of
-~190 MiB against the 150 MB target; bench/PROFILE-operator.md, Rounds 9 and 10). Without an
+~190 MiB against the 150 MB target; docs/benchmarks/operator.md). Without an
 index kopf lets each listed object go as soon as its handlers ran.
 
 Used from the operator's event loop only (the start-up LIST fills it before kopf's watches

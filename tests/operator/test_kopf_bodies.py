@@ -1,6 +1,6 @@
 """What the operator's memory use relies on in kopf: a handler's `body` is a view over the very
 dict kopf keeps (for a bot's daemon, as long as the bot exists), so dropping
-metadata.managedFields there frees it for good (bench/PROFILE-operator.md, Round 10). If a kopf
+metadata.managedFields there frees it for good (docs/benchmarks/operator.md). If a kopf
 upgrade handed handlers a copy instead, this test fails and the saving is gone."""
 
 from __future__ import annotations
