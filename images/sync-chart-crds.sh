@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Copies the repo's CRDs (crds/*.yaml) and per-bot templates (auth-templates/*.yaml) into the
-# Helm chart, which cannot read files outside its own directory. tests/packaging checks that the
-# copies are byte-identical; run this after changing either source and commit the result.
+# Regenerates the WhatsAppBot CRD from the spec model (python -m wabot.crd write: crds/ and the
+# chart's copy), then copies the other CRDs (crds/*.yaml) and per-bot templates
+# (auth-templates/*.yaml) into the Helm chart, which cannot read files outside its own
+# directory. tests/packaging checks that the copies are byte-identical, tests/unit that the CRD
+# is the generated one; run this after changing wabot/spec.py or either source and commit the
+# result.
 #
 #   images/sync-chart-crds.sh          # copy
 #   images/sync-chart-crds.sh --check  # only report differences (exit 1 if any)
@@ -33,6 +36,11 @@ sync_dir() {
     done
 }
 
+if $check; then
+    (cd "$REPO" && "${PYTHON:-python3}" -m wabot.crd --check >/dev/null) || status=1
+else
+    (cd "$REPO" && "${PYTHON:-python3}" -m wabot.crd write)
+fi
 sync_dir "$REPO/crds" "$CHART/crds"
 sync_dir "$REPO/auth-templates" "$CHART/files/auth-templates"
 exit "$status"

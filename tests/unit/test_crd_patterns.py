@@ -3,8 +3,8 @@
 The API server evaluates a CRD `pattern` with Go's RE2; pydantic evaluates the model's with
 Rust's regex crate. The two read the same text differently where Unicode is concerned (RE2's
 \\s, \\w, \\d and \\b are ASCII; Rust's are Unicode), which once let a command prefix of U+00A0
-through `kubectl apply` that the operator then refused. test_crd_matches_models.py checks that
-the pattern strings are equal; these tests check that equal strings mean equal sets: no
+through `kubectl apply` that the operator then refused. The CRD carries the model's pattern
+strings (wabot/crd.py generates it); these tests check that equal strings mean equal sets: no
 engine-dependent construct in any pattern, the prefix rule over every code point, and (where a
 Go toolchain is installed) RE2 itself against pydantic on every pattern.
 """
