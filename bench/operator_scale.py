@@ -96,7 +96,8 @@ def apply_all(names: list[str], create: Callable[[str], None], mode: str
 
 def _raw_children(namespace: str, image: str) -> Callable[[str], list[dict[str, Any]]]:
     from wabot_operator.config import default_templates_dir
-    from wabot_operator.render import BotRef, RenderDefaults, render_children
+    from wabot_operator.specs.bot import BotRef, RenderDefaults
+    from wabot_operator.specs.children import render_children
     from wabot_operator.templates import TemplateStore
 
     from wabot.spec import WhatsAppBotSpec

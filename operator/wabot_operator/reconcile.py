@@ -2,7 +2,7 @@
 action the decision function picked, write the operator's part of status.
 
 Synchronous on purpose (the kopf layer runs it in a thread): it is a straight sequence of API
-calls whose every decision comes from the pure modules (render, drift, decide, status).
+calls whose every decision comes from the pure modules (specs/, drift, decide, status).
 Nothing here remembers more than "when did I last check the supporting objects", so a
 restarted operator converges from whatever it finds.
 """
@@ -37,13 +37,8 @@ from wabot_operator.observe import ObservedPod, newer, observe_pod
 from wabot_operator.pacing import SlotPacer
 from wabot_operator.policy import Facts, Refusal, secret_refs
 from wabot_operator.policy import check as check_policy
-from wabot_operator.render import (
-    BotRef,
-    Children,
-    RenderDefaults,
-    ServiceAccountRef,
-    render_children,
-)
+from wabot_operator.specs.bot import BotRef, RenderDefaults, ServiceAccountRef
+from wabot_operator.specs.children import Children, render_children
 from wabot_operator.status import (
     Problem,
     current_operator_status,
@@ -725,7 +720,7 @@ class Reconciler:
 # Threads for the independent applies of one pass (see _all_at_once), shared by every pass. A
 # new bot's first pass has three (PVC, ServiceAccount, Secret); with 8 threads and the API
 # server answering in 0.2-0.5 s during a 1,000-bot roll-out (~9 new bots a second at 0.3 s
-# per apply), first passes queued for up to 3.4 s (bench/PROFILE-operator.md, Round 6).
+# per apply), first passes queued for up to 3.4 s (docs/benchmarks/operator.md).
 APPLY_THREADS = 24
 _APPLY_POOL = concurrent.futures.ThreadPoolExecutor(APPLY_THREADS, thread_name_prefix="apply")
 

@@ -54,8 +54,9 @@ def test_create_makes_every_child_and_reports_the_running_pod(
     assert env["POD_NAME"].field_ref.field_path == "metadata.name"
     assert env["LOG_LEVEL"] == "debug"
     assert c.image == "registry.invalid/wabot-worker:test"
-    assert c.resources.limits == {"cpu": "300m", "memory": "200Mi"}
-    assert c.resources.requests == {"cpu": "50m", "memory": "96Mi"}
+    # the spec's cpu and memory over the template's resources: its ephemeral-storage stays
+    assert c.resources.limits == {"cpu": "300m", "memory": "200Mi", "ephemeral-storage": "256Mi"}
+    assert c.resources.requests == {"cpu": "50m", "memory": "96Mi", "ephemeral-storage": "64Mi"}
     assert c.security_context.read_only_root_filesystem is True
     assert c.security_context.capabilities.drop == ["ALL"]
     assert pod.spec.security_context.run_as_non_root is True

@@ -85,7 +85,8 @@ def test_changing_resources_replaces_the_pod_old_gone_first(
         eventually(lambda: cluster.bot("roll").get("status", {}).get("observedGeneration") == 2,
                    what="generation observed")
     assert new.metadata.uid != first.metadata.uid
-    assert new.spec.containers[0].resources.limits == {"cpu": "750m", "memory": "300Mi"}
+    assert new.spec.containers[0].resources.limits == {
+        "cpu": "750m", "memory": "300Mi", "ephemeral-storage": "256Mi"}  # the template's stays
     assert_one_pod_at_a_time(rec)
     assert rec.uids() == [first.metadata.uid, new.metadata.uid]
     # The old pod was gone (DELETED) before the new one was ADDED.

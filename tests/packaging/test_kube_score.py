@@ -64,7 +64,8 @@ def kube_score() -> Path:
 
 def bot_pod(namespace: str, worker_image: str) -> dict[str, Any]:
     """A bot's pod exactly as the operator makes it from the chart's default templates."""
-    from wabot_operator.render import BotRef, RenderDefaults, render_children
+    from wabot_operator.specs.bot import BotRef, RenderDefaults
+    from wabot_operator.specs.children import render_children
     from wabot_operator.templates import load_templates
 
     from wabot.spec import WhatsAppBotSpec

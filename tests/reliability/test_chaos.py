@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from wabot_operator.render import BotRef, RenderDefaults, render_children
+from wabot_operator.specs.bot import BotRef, RenderDefaults
+from wabot_operator.specs.children import render_children
 from wabot_operator.templates import TemplateStore
 
 from tests.conftest import Kube

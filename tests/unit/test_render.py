@@ -9,13 +9,9 @@ from typing import Any
 
 import pytest
 import yaml
-from wabot_operator.render import (
-    BotRef,
-    Children,
-    RenderDefaults,
-    pod_hash,
-    render_children,
-)
+from wabot_operator.specs.bot import BotRef, RenderDefaults
+from wabot_operator.specs.children import Children, render_children
+from wabot_operator.specs.pod import pod_hash
 from wabot_operator.templates import TemplateError, Templates, TemplateStore, load_templates
 
 from wabot import naming
@@ -509,7 +505,7 @@ def test_api_token_secret_and_optional_env(templates: Templates) -> None:
 
 
 def test_gateway_may_read_only_this_bots_token(templates: Templates) -> None:
-    from wabot_operator.render import ServiceAccountRef
+    from wabot_operator.specs.bot import ServiceAccountRef
 
     defaults = RenderDefaults("img", gateway_service_account=ServiceAccountRef(
         "wabot-system", "wabot-gateway"))

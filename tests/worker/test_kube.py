@@ -52,14 +52,12 @@ class Bot:
     """One WhatsAppBot with the objects the operator would give it, and its credentials."""
 
     def __init__(self, kube: Any, admin: Any, namespace: str, name: str, tenant: str) -> None:
-        from wabot_operator.render import (
-            BotRef,
-            RenderDefaults,
-            render_lease,
+        from wabot_operator.specs.bot import BotRef, RenderDefaults, template_values
+        from wabot_operator.specs.lease import render_lease
+        from wabot_operator.specs.rbac import (
             render_role,
             render_role_binding,
             render_service_account,
-            template_values,
         )
         from wabot_operator.templates import load_templates
 
