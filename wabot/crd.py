@@ -290,7 +290,10 @@ class _Dumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    if len(value) > 72 and "\n" not in value and value == value.strip():
+    """Prose and CEL rules folded; a pattern (backslashes, no spaces) kept on one line, as
+    the regex it is."""
+    if (len(value) > 72 and " " in value and "\\" not in value and "\n" not in value
+            and value == value.strip()):
         return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=">")
     return dumper.represent_str(value)
 
@@ -299,7 +302,7 @@ _Dumper.add_representer(str, _str)
 
 
 def render() -> str:
-    body = yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=100,
+    body = yaml.dump(crd(), Dumper=_Dumper, sort_keys=False, width=88,
                      default_flow_style=False, allow_unicode=False)
     return HEADER + body
 
