@@ -33,19 +33,14 @@ from kubernetes.client.exceptions import ApiException
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import metrics
+from wabot_operator.apply import APPLY_THREADS
 from wabot_operator.config import OperatorConfig
 from wabot_operator.identities import IdentityBook
 from wabot_operator.kube import Kube, KubeError
+from wabot_operator.memory import BotMemory, Event, Outcome, bot_log
 from wabot_operator.observe import ObservedPod, observe_pod
 from wabot_operator.podbook import DELETED, PodBook
-from wabot_operator.reconcile import (
-    APPLY_THREADS,
-    BotMemory,
-    Event,
-    Outcome,
-    Reconciler,
-    bot_log,
-)
+from wabot_operator.reconcile import Reconciler
 from wabot_operator.templates import TemplateStore
 
 log = logging.getLogger("wabot_operator")

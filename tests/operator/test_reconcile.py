@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import KubeError
-from wabot_operator.reconcile import PENDING_SETTLE, RETRY_AFTER_ERROR, BotMemory, Reconciler
+from wabot_operator.memory import BotMemory
+from wabot_operator.reconcile import RETRY_AFTER_ERROR, Reconciler
+from wabot_operator.statuswrite import PENDING_SETTLE
 from wabot_operator.templates import TemplateStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from wabot_operator.reconcile import PENDING_WRITE_PACE, BotMemory, Reconciler
+from wabot_operator.memory import BotMemory
+from wabot_operator.reconcile import Reconciler
+from wabot_operator.statuswrite import PENDING_WRITE_PACE
 
 from tests.operator.test_reconcile import NS, FakeKube, bot, make_reconciler, run_on
 
