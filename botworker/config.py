@@ -20,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from wabot.naming import auth_subdir, child_name
 from wabot.redact import KNOWN, Kind
 from wabot.redact import redact_dsn as redact_dsn  # the callers' name for it
-from wabot.spec import NAME_PATTERN
+from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
+from wabot.settings import Dsn, ListenHost, LogLevel, first_problem
+from wabot.spec import DNS_SUBDOMAIN_PATTERN, NAME_PATTERN
 
 from .egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
 
@@ -32,10 +34,6 @@ SPOOL_FILE = "audit-spool.jsonl"
 STATE_FILE = "worker-state.sqlite3"
 MIN_API_TOKEN_LENGTH = 16
 _NAME_RE = re.compile(NAME_PATTERN)
-
-
-class ConfigError(Exception):
-    """A configuration problem a restart cannot fix; the message is one line for humans."""
 
 
 class SpecSource(BaseModel):
@@ -62,20 +60,20 @@ class SpecSource(BaseModel):
 class WorkerConfig(BaseModel):
     """The validated environment of one worker process (one bot)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     bot_id: str = Field(pattern=NAME_PATTERN, max_length=63)
     server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
     bot_name: str = Field(pattern=NAME_PATTERN, max_length=63)
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
     pod_name: str
-    lease_name: str
+    lease_name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
     auth_dir: Path = Path("./data")
-    database_url: SecretStr | None = None
-    http_host: str = "0.0.0.0"
+    database_url: Dsn | None = None
+    http_host: ListenHost = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
     spec_source: SpecSource = SpecSource(kind="defaults")
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     lease_duration_s: float = Field(default=15.0, ge=3.0, le=3600.0)
     shutdown_timeout_s: float = Field(default=25.0, gt=0.0, le=3600.0)
     # Integrations (README: Receiving webhooks, Sending a message; spec.proxy). Secrets all:
@@ -177,7 +175,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         "lease_name": env.get("WABOT_LEASE_NAME", "").strip() or child_name(bot_name),
         "auth_dir": Path(env.get("AUTH_DIR", "").strip() or "./data"),
         "spec_source": source,
-        "log_level": (env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        "log_level": env.get("LOG_LEVEL", "").strip() or "INFO",
     }
     if env.get("DATABASE_URL", "").strip():
         raw["database_url"] = env["DATABASE_URL"].strip()
@@ -198,10 +196,7 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
     try:
         return WorkerConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        env_name = _ENV_OF_FIELD.get(where, where)
-        raise ConfigError(f"{env_name}: {first['msg']}") from None
+        raise ConfigError(first_problem(exc, _ENV_OF_FIELD)) from None
 
 
 def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
@@ -219,6 +214,13 @@ def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
             raise ConfigError(
                 f"WABOT_WEBHOOK_SECRET_FILE: cannot read {secret_file}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"WABOT_WEBHOOK_SECRET_FILE: {secret_file} is not UTF-8 text"
+            ) from None
+        if not secret:  # a key that was meant to be there: deliveries would go unsigned
+            raise ConfigError(f"WABOT_WEBHOOK_SECRET_FILE: {secret_file} is empty; it must "
+                              "hold the webhook signing key")
     if secret:
         out["webhook_secret"] = secret
     token = env.get("WABOT_API_TOKEN", "").strip()
@@ -253,6 +255,18 @@ _ENV_OF_FIELD = {
     "shutdown_timeout_s": "WABOT_SHUTDOWN_TIMEOUT_SECONDS",
     "database_url": "DATABASE_URL",
     "pod_name": "POD_NAME",
+    "bot_id": "BOT_ID",
+    "server_name": "SERVER_NAME",
+    "bot_name": "WABOT_BOT_NAME",
+    "namespace": "WABOT_NAMESPACE",
+    "lease_name": "WABOT_LEASE_NAME",
+    "auth_dir": "AUTH_DIR",
+    "http_host": "HTTP_HOST",
+    "log_level": "LOG_LEVEL",
+    "spec_source": "WABOT_SPEC_SOURCE",
+    "webhook_secret": "WABOT_WEBHOOK_SECRET",
+    "api_token": "WABOT_API_TOKEN",
+    "proxy_url": "WABOT_PROXY_URL",
 }
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

@@ -84,7 +84,8 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     try:
         prepare_session_dir(cfg)
     except OSError as exc:
-        return _fail(f"cannot create the session directory {cfg.session_dir}: {exc.strerror}")
+        return _fail(f"AUTH_DIR: cannot create the session directory {cfg.session_dir}: "
+                     f"{exc.strerror}")
 
     stop = threading.Event()
 
@@ -107,7 +108,10 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
             try:
                 kube_api = api_client()
             except Exception as exc:
-                return _fail(f"cannot configure the Kubernetes client: {exc}".splitlines()[0])
+                setting = ("KUBERNETES_SERVICE_HOST" if os.environ.get("KUBERNETES_SERVICE_HOST")
+                           else "KUBECONFIG")
+                return _fail(f"{setting}: cannot configure the Kubernetes client: {exc}"
+                             .splitlines()[0])
             try:
                 obj = _initial_kube_object(cfg, kube_api, stop)
             except InterruptedError:

@@ -64,7 +64,10 @@ def load_file(path: Path, cfg: WorkerConfig) -> WhatsAppBotSpec:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read the spec file {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"WABOT_SPEC_SOURCE: cannot read the spec file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"WABOT_SPEC_SOURCE: the spec file {path} is not UTF-8 text") from None
     try:
         obj = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -54,6 +54,13 @@ def _db_import(argv: list[str]) -> int:
     if not args.dsn:
         print("db-import: set WABOT_BOTS_DSN or --dsn", file=sys.stderr)
         return 2
+    from wabot.settings import check_dsn
+
+    try:
+        check_dsn(args.dsn)
+    except ValueError as exc:
+        print(f"db-import: WABOT_BOTS_DSN (or --dsn): {exc}", file=sys.stderr)
+        return 2
     try:
         bots = load_bots_file(args.bots)
     except BotsFileError as exc:

@@ -156,10 +156,20 @@ def _documents(text: str, source: str) -> list[tuple[int, object]]:
                 continue
             out.append((node.start_mark.line + 1, loader.construct_document(node)))
     except yaml.YAMLError as exc:
-        raise BotsFileError(f"{source}: not valid YAML: {exc}") from None
+        raise BotsFileError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
     finally:
         loader.dispose()
     return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's message spans several lines (context, mark, problem, mark); one is kept, with
+    the line and column of the problem, so the error is one line in a log."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return " ".join(str(exc).split())
 
 
 def parse_documents(text: str, source: str = "<bots>") -> list[BotDefinition]:
@@ -202,12 +212,16 @@ def check_unique(bots: Sequence[BotDefinition], source: str) -> None:
         sessions[session] = bot.name
 
 
-def load_bots_file(path: Path) -> list[BotDefinition]:
+def load_bots_file(path: Path, source: str | None = None) -> list[BotDefinition]:
+    """`source` is how errors name the file (its path by default)."""
+    source = source or str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise BotsFileError(f"{path}: cannot read the bots file: {exc.strerror}") from None
-    return parse_documents(text, str(path))
+        raise BotsFileError(f"{source}: cannot read the bots file: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise BotsFileError(f"{source}: the bots file is not UTF-8 text") from None
+    return parse_documents(text, source)
 
 
 def dump_bots(bots: Iterable[BotDefinition], namespace: str | None = None) -> str:

@@ -46,8 +46,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from wabot.settings import first_problem
 
 from .botsfile import BotDefinition, BotsFileError, dump_bots
 from .http import (
@@ -80,13 +82,23 @@ log = logging.getLogger("wabot.fleet.controller")
 
 
 class ControllerSettings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     base: MonolithSettings
     token: SecretStr
     worker_groups: int = Field(default=2, ge=0, le=64)
     rollout_timeout_s: float = Field(default=300.0, gt=0)
-    bot_url_template: str = "http://bot-{name}:8080"
+    bot_url_template: str = Field(default="http://bot-{name}:8080", pattern=r"^https?://")
+
+    @field_validator("bot_url_template")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        try:
+            value.format(name="b", bot_id="b", server_name="t")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder {exc} (use {{name}}, {{bot_id}}, "
+                             "{server_name})") from None
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> ControllerSettings:
@@ -107,8 +119,10 @@ class ControllerSettings(BaseModel):
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            raise ConfigError(first_problem(exc, {
+                "worker_groups": "WABOT_WORKER_GROUPS",
+                "rollout_timeout_s": "WABOT_ROLLOUT_TIMEOUT_SECONDS",
+                "bot_url_template": "WABOT_BOT_URL_TEMPLATE"})) from None
 
 
 class ControllerBotView(BotView):

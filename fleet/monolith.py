@@ -38,10 +38,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from wabot.settings import Dsn, ListenHost, LogLevel, check_dsn, first_problem
 
 from .botsfile import BotDefinition, BotsFileError, load_bots_file
 from .http import (
@@ -77,23 +79,51 @@ MIN_TOKEN_LENGTH = 16
 class MonolithSettings(BaseModel):
     """The monolith's environment (and flags), validated before any bot starts."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
     bots_file: Path | None = None
-    bots_dsn: SecretStr | None = None
-    http_host: str = LOOPBACK
+    bots_dsn: Dsn | None = None
+    http_host: ListenHost = LOOPBACK
     http_port: int = Field(default=DEFAULT_HTTP_PORT, ge=0, le=65535)
     token: SecretStr | None = None
     auth_dir: Path = Path("./data")
     run_dir: Path | None = None
-    database_url: SecretStr | None = None
+    database_url: Dsn | None = None
     secrets_dir: Path | None = None
-    worker_argv: tuple[str, ...] = WORKER_ARGV
+    worker_argv: tuple[str, ...] = Field(default=WORKER_ARGV, min_length=1)
     federate_metrics: bool = True
     stop_grace_s: float = Field(default=30.0, gt=0, le=3600)
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
     group: str | None = None
     stopped: tuple[str, ...] = ()
+    # Where bots_file came from, so a problem in the file names the setting (or the flag).
+    bots_file_setting: Literal["WABOT_BOTS_FILE", "--bots"] = "WABOT_BOTS_FILE"
+
+    @field_validator("bots_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                with value.open("rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
+    @field_validator("auth_dir", "run_dir")
+    @classmethod
+    def _directory_or_absent(cls, value: Path | None) -> Path | None:
+        # Created when missing; a file in the way would fail every bot, one by one.
+        if value is not None and value.exists() and not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @field_validator("secrets_dir")
+    @classmethod
+    def _directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory (it holds <secret>/<key> files)")
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: Any) -> MonolithSettings:
@@ -111,19 +141,50 @@ class MonolithSettings(BaseModel):
             "run_dir": get("WABOT_RUN_DIR"),
             "database_url": get("DATABASE_URL"),
             "secrets_dir": get("WABOT_SECRETS_DIR"),
-            "worker_argv": tuple(shlex.split(v)) if (v := get("WABOT_WORKER_COMMAND")) else None,
+            "worker_argv": _command("WABOT_WORKER_COMMAND", get("WABOT_WORKER_COMMAND")),
             "federate_metrics": get("WABOT_FEDERATE_METRICS"),
             "stop_grace_s": get("WABOT_STOP_GRACE_SECONDS"),
             "log_level": get("LOG_LEVEL"),
         }
-        raw.update({k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        raw.update(given)
+        if "bots_file" in given:
+            raw["bots_file_setting"] = "--bots"
         if raw["http_host"] is None:
             raw["http_host"] = default_http_host(env)
+        if (migrate_url := get("WABOT_MIGRATE_URL")) is not None:
+            # Used by the migrate step after the bots start: a malformed one is a setting.
+            try:
+                check_dsn(migrate_url)
+            except ValueError as exc:
+                raise ConfigError(f"WABOT_MIGRATE_URL: {exc}") from None
         try:
             return cls.model_validate({k: v for k, v in raw.items() if v is not None})
         except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ConfigError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+            names = {**SETTING_NAMES, **{k: FLAG_NAMES[k] for k in given if k in FLAG_NAMES}}
+            raise ConfigError(first_problem(exc, names)) from None
+
+
+# The variable (or, when given, the flag) each setting comes from, for error messages.
+SETTING_NAMES = {
+    "bots_file": "WABOT_BOTS_FILE", "bots_dsn": "WABOT_BOTS_DSN",
+    "http_host": "WABOT_HTTP_HOST", "http_port": "WABOT_HTTP_PORT",
+    "token": "WABOT_CONTROLLER_TOKEN", "auth_dir": "AUTH_DIR", "run_dir": "WABOT_RUN_DIR",
+    "database_url": "DATABASE_URL", "secrets_dir": "WABOT_SECRETS_DIR",
+    "worker_argv": "WABOT_WORKER_COMMAND", "federate_metrics": "WABOT_FEDERATE_METRICS",
+    "stop_grace_s": "WABOT_STOP_GRACE_SECONDS", "log_level": "LOG_LEVEL",
+}
+FLAG_NAMES = {"bots_file": "--bots", "http_host": "--host", "http_port": "--port",
+              "group": "--group", "stopped": "--stopped-file"}
+
+
+def _command(name: str, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(shlex.split(value))
+    except ValueError as exc:  # an unbalanced quote
+        raise ConfigError(f"{name}: not a command line ({exc})") from None
 
 
 def default_http_host(env: Mapping[str, str]) -> str:
@@ -138,7 +199,8 @@ def default_http_host(env: Mapping[str, str]) -> str:
 def load_bots(settings: MonolithSettings) -> list[BotDefinition]:
     """The bots file wins over the database; one of them is required."""
     if settings.bots_file is not None:
-        return load_bots_file(settings.bots_file)
+        return load_bots_file(settings.bots_file,
+                              f"{settings.bots_file_setting} {settings.bots_file}")
     if settings.bots_dsn is not None:
         from .botsdb import engine_for, load_bots_from_db
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
+from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
 from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES, SecretKeyRef
 
 from .botsfile import BotDefinition
@@ -45,10 +46,6 @@ FLEET_ENV_NAMES: tuple[str, ...] = (
     "DEPLOYMENT_ROLE",
     "HTTP_HOST",
 )
-
-
-class ConfigError(Exception):
-    """A setting a restart cannot fix; the message is one line for humans."""
 
 
 class WorkerSettings(BaseModel):

@@ -23,31 +23,30 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
+from wabot.settings import ListenHost, LogLevel, first_problem
 from wabot.spec import NAME_PATTERN
 
 PREFIX = "WABOT_GATEWAY_"
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
-class ConfigError(ValueError):
-    """A setting is wrong; the message names the variable."""
-
-
 class GatewayConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    host: str = "0.0.0.0"
+    host: ListenHost = "0.0.0.0"
     port: int = Field(default=8080, ge=0, le=65535)
     keys_namespace: str = Field(pattern=NAME_PATTERN, max_length=63)
-    namespaces: tuple[str, ...] = ()
+    namespaces: tuple[Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)], ...] = ()
     worker_url_template: str = Field(default="http://{podIP}:{port}", pattern=r"^https?://")
     worker_port: int = Field(default=8080, ge=1, le=65535)
     keys_ttl_s: float = Field(default=10.0, gt=0, le=3600)
     timeout_s: float = Field(default=30.0, gt=0, le=300)
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
     def worker_url(self, *, pod_ip: str, namespace: str, bot: str) -> str:
         host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
@@ -70,7 +69,7 @@ class GatewayConfig(BaseModel):
             if (value := get(name)) is not None:
                 raw[field] = value
         if (level := get("LOG_LEVEL")) is not None:
-            raw["log_level"] = level.upper()
+            raw["log_level"] = level
         keys_ns = get("KEYS_NAMESPACE")
         if keys_ns is None:
             try:
@@ -85,9 +84,8 @@ class GatewayConfig(BaseModel):
         try:
             cfg = cls.model_validate(raw)
         except ValidationError as e:
-            first = e.errors()[0]
-            field = str(first["loc"][0]) if first["loc"] else "?"
-            raise ConfigError(f"{PREFIX}{_ENV.get(field, field.upper())}: {first['msg']}") from e
+            raise ConfigError(first_problem(
+                e, {field: PREFIX + name for field, name in _ENV.items()}, PREFIX)) from None
         try:
             cfg.worker_url(pod_ip="10.0.0.1", namespace="ns", bot="b")
         except (KeyError, IndexError, ValueError) as e:

@@ -28,6 +28,20 @@ def api_client() -> Any:
         config_file=os.environ.get("KUBECONFIG"))
 
 
+def credentials() -> Any:
+    """The API client, before anything listens: a missing or broken kubeconfig (or service
+    account) is a setting, reported like the others rather than as the client's traceback.
+    Only files are read here, nothing is connected to."""
+    try:
+        return api_client()
+    except Exception as exc:
+        where = ("KUBERNETES_SERVICE_HOST: the pod's service account"
+                 if os.environ.get("KUBERNETES_SERVICE_HOST")
+                 else "KUBECONFIG: the kubeconfig file (default ~/.kube/config)")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{where} gives no Kubernetes credentials: {reason}") from None
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = list(argv or [])
     if args in (["--version"],):
@@ -35,6 +49,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         cfg = GatewayConfig.from_env()
+        api = credentials()
     except ConfigError as exc:
         print(f"wabot gateway: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -48,7 +63,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     from .app import Gateway
     from .kube import KubeLookup
 
-    gateway = Gateway(cfg, KubeLookup(api_client()))
+    gateway = Gateway(cfg, KubeLookup(api))
     logging.getLogger("wabot.gateway").info(
         "gateway listening on %s:%s (keys in namespace %s)", cfg.host, cfg.port,
         cfg.keys_namespace)

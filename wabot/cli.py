@@ -5,6 +5,7 @@ runs many bots from a bots file or the database (one OS process per bot: neonize
 several clients in one process) and `controller` runs them in N worker-group processes behind
 a token-protected API, and `gateway` serves the send-message API (gateway/). `wabot db ...`
 is the database's owner-side command (migrations, tenant roles: botworker/data/migrate.py).
+A bad setting of any role is one line on stderr and exit code 2 (wabot.settings).
 As in the seed, `monolith` is the default when ROLE is unset. Each role's package is imported
 only when chosen, so a worker never pays for kopf and an operator never loads neonize.
 """
@@ -73,7 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     if role not in RUNNERS:
         print(f"wabot: ROLE={role} is not one of {', '.join(ROLES)}", file=sys.stderr)
         return 2
-    return RUNNERS[role](args)
+    from .settings import ConfigError
+
+    try:
+        return RUNNERS[role](args)
+    except ConfigError as exc:
+        # Every role reads its settings into a validated config before anything else runs
+        # (wabot.settings); one that still escapes is a setting too: one line, exit code 2,
+        # as each role reports its own.
+        print(f"wabot {role}: {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":

@@ -94,10 +94,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-    url = os.environ.get(URL_ENV) or os.environ.get("DATABASE_URL")
+    url_env = URL_ENV if os.environ.get(URL_ENV) else "DATABASE_URL"
+    url = os.environ.get(url_env)
     if not url:
         print(f"migrate: set {URL_ENV} (the owner role's DSN)", file=sys.stderr)
         return 2
+    # Every setting is checked before the database is connected to: a malformed DSN, or a
+    # tenant's password missing after the schema was already migrated, is a setting.
+    from wabot.settings import check_dsn
+
+    try:
+        check_dsn(url)
+    except ValueError as exc:
+        print(f"migrate: {url_env}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "setup":
+        missing = [password_env(t) for t in args.tenant if not os.environ.get(password_env(t))]
+        if missing:
+            print(f"setup: set {', '.join(missing)} (each tenant role's password)",
+                  file=sys.stderr)
+            return 2
     import logging
 
     logging.basicConfig(level=logging.WARNING)
@@ -114,10 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "setup":
             upgrade(url)
             for tenant in args.tenant:
-                secret = os.environ.get(password_env(tenant), "")
-                if not secret:
-                    print(f"setup: set {password_env(tenant)}", file=sys.stderr)
-                    return 2
+                secret = os.environ[password_env(tenant)]  # checked above
                 done = provision(url, tenant, password=secret, set_password=True)
                 print(f"setup: {done.describe()}")
         elif args.command == "revoke":

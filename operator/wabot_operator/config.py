@@ -53,6 +53,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import sys
 from collections.abc import Mapping
 from importlib import metadata
@@ -62,9 +63,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from botworker.egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
+from wabot.settings import ConfigError as SettingError
 from wabot.spec import (
     DEFAULT_RESOURCES,
     DEFAULT_STORAGE_SIZE,
+    DNS_SUBDOMAIN_PATTERN,
     NAME_PATTERN,
     QUANTITY_PATTERN,
     ResourcesSpec,
@@ -109,8 +112,27 @@ def default_templates_dir() -> Path | None:
     return None
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingError):
     """A setting is wrong; the message names the environment variable."""
+
+
+# Shapes of the entries of the comma lists (checked so a typo stops the start, not a bot):
+# kopf's namespace patterns (globs, `!` to exclude), image references (and `repo/` prefixes),
+# label and taint keys (`prefix/name`), Secret keys.
+_NAMESPACE_GLOB = re.compile(r"!?[a-z0-9*?\[\]-]{1,63}")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,511}")
+_LABEL_KEY = re.compile(
+    r"(?:[a-z0-9](?:[-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+_SECRET_KEY = re.compile(r"[-._a-zA-Z0-9]{1,253}")
+_DNS_SUBDOMAIN = re.compile(DNS_SUBDOMAIN_PATTERN)
+
+
+def _entries_match(values: tuple[str, ...] | None, shape: re.Pattern[str], what: str
+                   ) -> tuple[str, ...] | None:
+    for value in values or ():
+        if value != "*" and not shape.fullmatch(value):
+            raise ValueError(f"{value!r} is not {what}")
+    return values
 
 
 class GatewayAccount(BaseModel):
@@ -189,9 +211,31 @@ class OperatorConfig(BaseModel):
     @classmethod
     def _namespaces(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for ns in value:
-            if not ns or any(c.isspace() for c in ns):
-                raise ValueError(f"bad namespace {ns!r}")
+            if not ns or not _NAMESPACE_GLOB.fullmatch(ns):
+                raise ValueError(f"bad namespace {ns!r} (a namespace name or kopf glob)")
         return value
+
+    @field_validator("worker_image")
+    @classmethod
+    def _worker_image(cls, value: str) -> str:
+        if not _IMAGE.fullmatch(value):
+            raise ValueError(f"{value!r} is not an image reference (registry/repository:tag)")
+        return value
+
+    @field_validator("allowed_images")
+    @classmethod
+    def _allowed_images(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        return _entries_match(value, _IMAGE, "an image, a repository or a prefix ending in /")
+
+    @field_validator("allowed_priority_classes")
+    @classmethod
+    def _allowed_priority_classes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _entries_match(value, _DNS_SUBDOMAIN, "a PriorityClass name") or ()
+
+    @field_validator("allowed_tolerations", "allowed_node_selector_keys")
+    @classmethod
+    def _allowed_keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return _entries_match(value, _LABEL_KEY, "a label or taint key ([prefix/]name)") or ()
 
     @field_validator("templates_dir")
     @classmethod
@@ -218,6 +262,9 @@ class OperatorConfig(BaseModel):
             raw["worker_image"] = image
         if (secret := get("DATABASE_SECRET")) is not None:
             name, _, key = secret.partition(":")
+            if key and not _SECRET_KEY.fullmatch(key.replace("{serverName}", "tenant")):
+                raise ConfigError(f"{ENV_PREFIX}DATABASE_SECRET: the key of name:key is not a "
+                                  "Secret key (letters, digits, '-', '_', '.', {serverName})")
             raw["database_secret"] = {"name": name, **({"key": key} if key else {})}
         templates = get("TEMPLATES_DIR")
         if templates is not None:
@@ -251,9 +298,13 @@ class OperatorConfig(BaseModel):
             try:
                 given = ResourcesSpec.model_validate(json.loads(resources))
             except (ValueError, ValidationError) as e:
+                detail = str(e)
+                if isinstance(e, ValidationError):  # its text spans lines: the first error
+                    err = e.errors()[0]
+                    detail = f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
                 raise ConfigError(
                     f"{ENV_PREFIX}DEFAULT_RESOURCES: not a JSON object of requests/limits "
-                    f"with cpu/memory quantities: {e}") from e
+                    f"with cpu/memory quantities: {detail}") from e
             raw["default_resources"] = given.over(DEFAULT_RESOURCES)
         if (size := get("DEFAULT_STORAGE_SIZE")) is not None:
             raw["default_storage_size"] = size
@@ -280,7 +331,11 @@ class OperatorConfig(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as e:
             problems = "; ".join(
-                f"{ENV_PREFIX}{_env_name(err['loc'])}: {err['msg']}" for err in e.errors()
+                f"{ENV_PREFIX}{_env_name(err['loc'])}: {err['msg']}" if err["loc"]
+                # The egress lists' check names the workers' variables; these are ours.
+                else err["msg"].removeprefix("Value error, ").replace(
+                    "WABOT_WEBHOOK_", f"{ENV_PREFIX}WEBHOOK_")
+                for err in e.errors()
             )
             raise ConfigError(problems) from e
 

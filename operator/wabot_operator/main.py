@@ -75,10 +75,32 @@ def configure_logging(config: OperatorConfig) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
+def check_credentials() -> None:
+    """What kopf's login (handlers.login, kopf.login_via_client) will find: the pod's service
+    account, else the kubeconfig. Without either, kopf logs the failure and retries for ever;
+    a missing or broken KUBECONFIG is a setting, so it stops the start like the others. Only
+    files are read here, nothing is connected to."""
+    from kubernetes import config as k8s_config
+
+    try:
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return
+    except k8s_config.ConfigException:
+        pass
+    try:
+        k8s_config.load_kube_config()  # type: ignore[no-untyped-call]
+    except Exception as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ConfigError("KUBECONFIG: no Kubernetes credentials (not in a pod, and the "
+                          f"kubeconfig file, default ~/.kube/config, gives none): {reason}"
+                          ) from None
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the operator until SIGINT/SIGTERM. Returns the process exit code."""
     try:
         config, _ = load_config(sys.argv[1:] if argv is None else argv)
+        check_credentials()
     except ConfigError as e:
         print(f"wabot-operator: configuration error: {e}", file=sys.stderr)
         return 2
