@@ -20,8 +20,8 @@ import yaml
 from pydantic import BaseModel, Field
 
 from wabot import crd
-from wabot.spec import cel
-from wabot.spec import crd as overlay
+from wabot.contract import cel
+from wabot.contract import crd as overlay
 
 REPO = Path(__file__).resolve().parents[2]
 FIX = "run `python -m wabot.crd write` (or images/sync-chart-crds.sh) and commit the result"
@@ -32,7 +32,7 @@ def test_committed_crd_is_the_generated_one(target: Path) -> None:
     committed = (REPO / target).read_text()
     if committed != crd.render():
         diff = "".join(crd.differences(REPO))
-        pytest.fail(f"{target} is not what wabot/spec.py generates: {FIX}\n{diff[:4000]}")
+        pytest.fail(f"{target} is not what the models in wabot/ generate: {FIX}\n{diff[:4000]}")
 
 
 def test_check_command_passes_on_the_committed_tree() -> None:

@@ -1,0 +1,160 @@
+"""The WhatsAppBot status: what the operator and the bot's worker report, and the columns
+`kubectl get` shows of it.
+
+Lax, unlike the spec: these models read enum values and timestamps from JSON strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Literal
+
+from pydantic import ConfigDict, Field
+from pydantic.config import JsonDict
+
+from wabot.contract import Model, crd
+
+
+class Phase(enum.StrEnum):
+    PENDING = "Pending"
+    PAIRING = "Pairing"
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+    LOGGED_OUT = "LoggedOut"
+    SUSPENDED = "Suspended"
+    FAILED = "Failed"
+
+
+class WorkerState(enum.StrEnum):
+    """What the worker last saw of its WhatsApp session (written to status.worker.state)."""
+
+    STARTING = "Starting"
+    PAIRING = "Pairing"
+    CONNECTING = "Connecting"
+    CONNECTED = "Connected"
+    DISCONNECTED = "Disconnected"
+    LOGGED_OUT = "LoggedOut"
+    STREAM_REPLACED = "StreamReplaced"
+    TEMPORARY_BAN = "TemporaryBan"
+    STOPPED = "Stopped"
+
+
+class PairingStatus(Model):
+    method: Literal["qr", "code"] = Field(description="qr or code.")
+    qr: str | None = Field(default=None, max_length=4096,
+                           description="The QR payload to render and scan.")
+    code: str | None = Field(default=None, max_length=64,
+                             description="The pairing code to type on the phone.")
+    expires_at: datetime | None = Field(
+        default=None, description="When this QR payload or code stops working.")
+
+
+class AccountStatus(Model):
+    jid: str = Field(max_length=256, description="The account's JID.")
+    push_name: str | None = Field(default=None, max_length=256,
+                                  description="The account's display name.")
+
+
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+
+class WorkerReport(Model):
+    """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
+
+    state: WorkerState = Field(description="The WhatsApp session state the worker last saw.")
+    pod_name: str | None = Field(default=None, max_length=253,
+                                 description="The pod the report comes from.")
+    pairing: PairingStatus | None = Field(
+        default=None, description="The pairing in progress (never the session keys).")
+    account: AccountStatus | None = Field(
+        default=None, description="The linked WhatsApp account, once paired.")
+    last_connected_at: datetime | None = Field(default=None,
+                                               description="When the session last connected.")
+    last_error: str | None = Field(default=None, max_length=1024,
+                                   description="The last error the worker hit.")
+    # Why the worker cannot go on, machine-readable (e.g. InvalidProxy): a problem of its
+    # configuration that only a change by a human fixes. The operator turns it into a condition.
+    error_reason: str | None = Field(
+        default=None, pattern=CONDITION_REASON_PATTERN, max_length=64, description=(
+            "Why the worker cannot go on, when a configuration problem stops it (e.g. "
+            "InvalidProxy); the operator reports it as the Degraded condition.")
+    )
+    reconnects: int = Field(default=0, ge=0, description="Reconnects since the worker started.")
+    updated_at: datetime = Field(description="When the worker wrote this report.")
+
+
+class Condition(Model):
+    """KEP-1623 condition (the bounds are metav1.Condition's)."""
+
+    type: str = Field(pattern=CONDITION_TYPE_PATTERN, max_length=316,
+                      description="The aspect, in CamelCase.")
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(pattern=CONDITION_REASON_PATTERN, min_length=1, max_length=1024,
+                        description="Why, in CamelCase, for machines.")
+    message: str = Field(default="", max_length=32768, description="Why, for humans.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation this condition was computed from.",
+        json_schema_extra=crd(fmt="int64"))
+
+
+class WhatsAppBotStatus(Model):
+    """The whole status subresource. The operator writes every field but `worker`; the worker
+    writes only `worker`. Each sends a merge patch of its own fields, so neither clobbers the
+    other."""
+
+    model_config = ConfigDict(json_schema_extra={"description": (
+        "What the bot is. Two writers: the operator owns every field but worker; the bot's "
+        "worker owns worker. Each merge-patches only its own fields.")})
+
+    phase: Phase | None = Field(
+        default=None, description="A one-word summary for display; use conditions in automation.")
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16,
+        description="Ready, Paired, Connected, PodScheduled and Degraded.",
+        json_schema_extra=crd(item="One aspect of the bot's state (KEP-1623).", list_type="map",
+                              map_keys=("type",)))
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation the operator last acted on.",
+        json_schema_extra=crd(fmt="int64"))
+    pod_name: str | None = Field(default=None, max_length=253, description="The bot's pod.")
+    restarts: int = Field(default=0, ge=0, description="Container restarts of the current pod.")
+    worker: WorkerReport | None = Field(default=None, description=(
+        "Written by the bot's worker only; what it sees of its session."))
+
+
+def _column(name: str, type_: str, json_path: str, description: str | None = None,
+            wide: bool = False) -> JsonDict:
+    out: JsonDict = {"name": name, "type": type_}
+    if description is not None:
+        out["description"] = description
+    out["jsonPath"] = json_path
+    if wide:
+        out["priority"] = 1
+    return out
+
+
+# `kubectl get whatsappbots`; the wide ones (-o wide) are what someone on call looks at next.
+PRINTER_COLUMNS: tuple[JsonDict, ...] = (
+    _column("Server", "string", ".spec.serverName",
+            "The tenant (serverName) the bot belongs to."),
+    _column("Phase", "string", ".status.phase", "Where the bot is in its life cycle."),
+    _column("Account", "string", ".status.worker.account.jid",
+            "The WhatsApp account (JID) the bot is linked to."),
+    _column("Ready", "string", '.status.conditions[?(@.type=="Ready")].status',
+            "Status of the Ready condition."),
+    _column("Age", "date", ".metadata.creationTimestamp"),
+    _column("Pod", "string", ".status.podName", "The bot's pod.", wide=True),
+    _column("Restarts", "integer", ".status.restarts",
+            "Times the operator replaced the bot's pod.", wide=True),
+    _column("Last-Connected", "date", ".status.worker.lastConnectedAt",
+            "When the worker last connected to WhatsApp.", wide=True),
+    _column("Problem", "string", '.status.conditions[?(@.type=="Degraded")].reason',
+            "The Degraded condition's reason (AsExpected when there is none).", wide=True),
+)
