@@ -152,7 +152,7 @@ PRINTER_COLUMNS: tuple[JsonDict, ...] = (
     _column("Age", "date", ".metadata.creationTimestamp"),
     _column("Pod", "string", ".status.podName", "The bot's pod.", wide=True),
     _column("Restarts", "integer", ".status.restarts",
-            "Times the operator replaced the bot's pod.", wide=True),
+            "Container restarts of the bot's current pod.", wide=True),
     _column("Last-Connected", "date", ".status.worker.lastConnectedAt",
             "When the worker last connected to WhatsApp.", wide=True),
     _column("Problem", "string", '.status.conditions[?(@.type=="Degraded")].reason',
