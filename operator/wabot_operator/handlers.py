@@ -19,28 +19,23 @@ import os
 import random
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import kopf
-from kopf._cogs.structs.references import match_namespace
-from kubernetes import client
-from kubernetes import config as kube_config
-from kubernetes.client.exceptions import ApiException
 
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
-from wabot_operator import metrics
+from wabot_operator import clients, metrics
 from wabot_operator.apply import APPLY_THREADS
 from wabot_operator.config import OperatorConfig
-from wabot_operator.identities import IdentityBook
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.memory import BotMemory, Event, Outcome, bot_log
 from wabot_operator.observe import ObservedPod, observe_pod
 from wabot_operator.podbook import DELETED, PodBook
 from wabot_operator.reconcile import Reconciler
+from wabot_operator.scope import ensure_peering, fill_identities, fill_pod_book
 from wabot_operator.templates import TemplateStore
 
 log = logging.getLogger("wabot_operator")
@@ -137,26 +132,7 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     info = kopf.login_via_client(**kwargs)
     if info is None:
         return None
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=KOPF_CONNECTIONS, ssl=info.as_ssl_context()),
-        headers=info.as_http_headers(), proxy=info.proxy_url, trust_env=info.trust_env)
-    return kopf.AiohttpSession(server=info.server, default_namespace=info.default_namespace,
-                               expiration=info.expiration, priority=info.priority,
-                               aiohttp_session=session)
-
-
-def _api_client() -> client.ApiClient:
-    try:
-        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        configuration = client.Configuration.get_default_copy()
-    except kube_config.ConfigException:
-        configuration = client.Configuration()
-        kube_config.load_kube_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration)
-    # One connection per thread that can be in a request at once: urllib3 opens a connection
-    # beyond the pool's size and then throws it away (a TLS handshake on both sides each time).
-    configuration.connection_pool_maxsize = PASS_THREADS + APPLY_THREADS
-    return client.ApiClient(configuration)
+    return clients.kopf_session(info, KOPF_CONNECTIONS)
 
 
 # --- startup --------------------------------------------------------------------------------
@@ -167,40 +143,9 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
             **_: Any) -> None:
     cfg = getattr(memo, "config", None)
     config = cfg if isinstance(cfg, OperatorConfig) else OperatorConfig.from_env()
-    settings.persistence.finalizer = naming.FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = NoDiffBase()
-    settings.posting.reporting_component = "wabot-operator"
-    # Which replica acted, visible on every Event (the pod name inside a cluster).
-    settings.posting.reporting_instance = f"{socket.gethostname()}-{os.getpid()}"[:128]
-    settings.posting.level = logging.WARNING  # Events come from explicit kopf.event calls
-    # kopf posts each object's Events from a task of its own, unbounded: during a burst that
-    # was ~170 concurrent requests, each on a new TLS connection of kopf's unlimited pool (a
-    # handshake for both sides, 256 KiB of buffers in this process). Events may lag a little;
-    # the watches, finalizers and reconcile passes do not wait for them. A poster keeps its
-    # slot until its object has been idle for `idle_timeout` (1 s by default): with a limit,
-    # that would cap posting at ~10 objects a second, behind 20 new bots a second. A pass
-    # queues its Events at once, so a short idle time loses nothing.
-    settings.posting.worker_limit = 10
-    settings.posting.idle_timeout = 0.05
-    # kopf handles each object's watch events in a task of its own, kept for `idle_timeout`
-    # (5 s) after its last event with that event's whole body: when 1,000 bots arrive at once
-    # that was 2,000 tasks (bots and pods) alive together. The handlers here are a few lines.
-    settings.queueing.idle_timeout = 0.5
-    # Only the bots' pods, filtered by the API server rather than in this process.
-    settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
-    settings.watching.inactivity_timeout = 70
-    # kopf lists each watched kind whole before it watches: a restarted operator with 1,000
-    # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 192-200 MiB;
-    # in pages of LIST_CHUNK it peaked ~7 MiB lower (docs/benchmarks/operator.md).
-    settings.watching.chunk_size = LIST_CHUNK
-    settings.peering.name = config.peering_name
-    settings.peering.standalone = config.standalone
-    settings.peering.priority = config.priority
-    settings.peering.clusterwide = config.clusterwide
-    settings.peering.mandatory = not config.standalone
+    _configure_kopf(settings, config)
 
-    api_client = _api_client()
+    api_client = clients.api_client(PASS_THREADS + APPLY_THREADS)  # a connection per thread
     if not config.standalone:
         ensure_peering(api_client, config)
     kube = Kube(api_client)
@@ -240,60 +185,41 @@ def startup(settings: kopf.OperatorSettings, memo: Any, logger: kopf.Logger,
                 config.templates_dir, config.standalone, len(pods))
 
 
-def fill_pod_book(kube: Kube, patterns: tuple[str, ...], book: PodBook) -> None:
-    """Every bot pod the operator will watch, listed a page at a time before kopf's watches
-    start, so that a restarted operator's first pass for each bot knows its pod."""
-    for namespace in _pod_namespaces(kube, patterns):
-        for pod in kube.list_all("Pod", namespace, naming.LABEL_BOT):
-            meta = pod["metadata"]
-            book.listed(meta["namespace"], meta["labels"][naming.LABEL_BOT], observe_pod(pod))
-
-
-def fill_identities(kube: Kube, patterns: tuple[str, ...], book: IdentityBook) -> None:
-    """Every bot's identity before any pass, so that of two bots of one identity the second
-    never runs for a moment after a restart (identities.py). Only the identities are kept."""
-    for namespace in _pod_namespaces(kube, patterns):
-        for bot in kube.list_all("WhatsAppBot", namespace, ""):
-            book.seen(bot)
-
-
-def _pod_namespaces(kube: Kube, patterns: tuple[str, ...]) -> list[str | None]:
-    """Where the pods are listed: the whole cluster (None), the literal namespaces, or the
-    namespaces that kopf's globs match now (kopf resolves them the same way)."""
-    if not patterns:
-        return [None]
-    literal = _literal_namespaces(patterns)
-    if len(literal) == len(patterns):
-        return list(literal)
-    names = [ns["metadata"]["name"] for ns in kube.list_all("Namespace", None, "")]
-    return [name for name in names if any(match_namespace(name, p) for p in patterns)]
-
-
-def ensure_peering(api_client: client.ApiClient, config: OperatorConfig) -> None:
-    """Create the peering object(s) this replica will use: kopf only detects them, and a
-    missing one silently means no peering, i.e. two replicas acting at once."""
-    custom = client.CustomObjectsApi(api_client)
-    body: dict[str, Any] = {"apiVersion": "kopf.dev/v1", "metadata": {"name": config.peering_name}}
-    try:
-        if config.clusterwide:
-            custom.create_cluster_custom_object(
-                "kopf.dev", "v1", "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"})
-        else:
-            for ns in _literal_namespaces(config.namespaces):
-                try:
-                    custom.create_namespaced_custom_object(
-                        "kopf.dev", "v1", ns, "kopfpeerings", {**body, "kind": "KopfPeering"})
-                except ApiException as e:
-                    if e.status != 409:
-                        raise
-    except ApiException as e:
-        if e.status != 409:
-            log.warning("could not create the peering object %s: %s %s",
-                        config.peering_name, e.status, e.reason)
-
-
-def _literal_namespaces(namespaces: Iterable[str]) -> list[str]:
-    return [ns for ns in namespaces if not any(c in ns for c in "*?[]!")]
+def _configure_kopf(settings: kopf.OperatorSettings, config: OperatorConfig) -> None:
+    """kopf's settings for a process that watches many bots: where its state lives, how its
+    Events, watch queues and listings are bounded, and its peering."""
+    settings.persistence.finalizer = naming.FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = NoDiffBase()
+    settings.posting.reporting_component = "wabot-operator"
+    # Which replica acted, visible on every Event (the pod name inside a cluster).
+    settings.posting.reporting_instance = f"{socket.gethostname()}-{os.getpid()}"[:128]
+    settings.posting.level = logging.WARNING  # Events come from explicit kopf.event calls
+    # kopf posts each object's Events from a task of its own, unbounded: during a burst that
+    # was ~170 concurrent requests, each on a new TLS connection of kopf's unlimited pool (a
+    # handshake for both sides, 256 KiB of buffers in this process). Events may lag a little;
+    # the watches, finalizers and reconcile passes do not wait for them. A poster keeps its
+    # slot until its object has been idle for `idle_timeout` (1 s by default): with a limit,
+    # that would cap posting at ~10 objects a second, behind 20 new bots a second. A pass
+    # queues its Events at once, so a short idle time loses nothing.
+    settings.posting.worker_limit = 10
+    settings.posting.idle_timeout = 0.05
+    # kopf handles each object's watch events in a task of its own, kept for `idle_timeout`
+    # (5 s) after its last event with that event's whole body: when 1,000 bots arrive at once
+    # that was 2,000 tasks (bots and pods) alive together. The handlers here are a few lines.
+    settings.queueing.idle_timeout = 0.5
+    # Only the bots' pods, filtered by the API server rather than in this process.
+    settings.watching.label_selectors["v1", "pods"] = naming.LABEL_BOT
+    settings.watching.inactivity_timeout = 70
+    # kopf lists each watched kind whole before it watches: a restarted operator with 1,000
+    # bots decoded ~60 MiB of pods and bots in one go (tracemalloc) and peaked at 192-200 MiB;
+    # in pages of LIST_CHUNK it peaked ~7 MiB lower (docs/benchmarks/operator.md).
+    settings.watching.chunk_size = LIST_CHUNK
+    settings.peering.name = config.peering_name
+    settings.peering.standalone = config.standalone
+    settings.peering.priority = config.priority
+    settings.peering.clusterwide = config.clusterwide
+    settings.peering.mandatory = not config.standalone
 
 
 # --- watching the bots' pods ----------------------------------------------------------------

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from wabot_operator.handlers import fill_pod_book
 from wabot_operator.kube import Kube as OperatorKube
 from wabot_operator.podbook import PodBook
+from wabot_operator.scope import fill_pod_book
 
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.smoke.test_control_plane import restricted_pod
