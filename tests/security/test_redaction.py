@@ -161,17 +161,21 @@ def test_the_log_formatter_scrubs_registered_secrets_from_any_field() -> None:
 # --- the attack, end to end ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dsn", [
-    pytest.param("Zq7-sk_live_8f3e9a1c44b2d0e7-tenant-secret", id="unparseable"),
-    pytest.param("host=127.0.0.1 port=9 user=app password=Zq7-kv-S3cr3t dbname=x",
+@pytest.mark.parametrize(("dsn", "starts"), [
+    pytest.param("Zq7-sk_live_8f3e9a1c44b2d0e7-tenant-secret", False, id="unparseable"),
+    pytest.param("host=127.0.0.1 port=9 user=app password=Zq7-kv-S3cr3t dbname=x", False,
                  id="key-value"),
-    pytest.param("postgresql://app@127.0.0.1:9/x?password=Zq7-qp-S3cr3t", id="query-password"),
+    pytest.param("postgresql://app@127.0.0.1:9/x?password=Zq7-qp-S3cr3t", True,
+                 id="query-password"),
 ])
-def test_a_worker_never_prints_a_secret_given_as_its_database(tmp_path: Path, dsn: str) -> None:
+def test_a_worker_never_prints_a_secret_given_as_its_database(tmp_path: Path, dsn: str,
+                                                              starts: bool) -> None:
     """The real worker process, started the way a pod is, with another Secret's value (or a DSN
-    in a form the old redaction missed) as DATABASE_URL: it starts, tries its database, logs
-    about it, and nothing it prints contains the secret. The PostgreSQL address is a closed
-    port on loopback; an invalid proxy keeps the bot from dialling WhatsApp."""
+    in a form the old redaction missed) as DATABASE_URL. A value that is no database URL stops
+    it at once with one line that does not show it (exit 2); a URL it can use starts it, it
+    tries its database and logs about it. Nothing it prints contains the secret. The
+    PostgreSQL address is a closed port on loopback; an invalid proxy keeps the bot from
+    dialling WhatsApp."""
     secret = dsn.split("password=")[-1] if "password=" in dsn else dsn
     spec = tmp_path / "bot.yaml"
     spec.write_text("serverName: tenant-a\nbotId: bot-a\n")
@@ -191,11 +195,12 @@ def test_a_worker_never_prints_a_secret_given_as_its_database(tmp_path: Path, ds
     reader.start()
     try:
         # Up to the database's first verdict (a failed migration or role check, logged with
-        # the DSN and the child's error), then stop.
-        wait_for(lambda: any("database not ready" in ln or "not using the database" in ln
-                             for ln in list(lines)), timeout=60,
-                 what="the database's first log line")
-        proc.send_signal(signal.SIGTERM)
+        # the DSN and the child's error), or the refusal, then stop.
+        wait_for(lambda: proc.poll() is not None or any(
+            "database not ready" in ln or "not using the database" in ln
+            for ln in list(lines)), timeout=60, what="the database's first log line or exit")
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         proc.wait(30)
         reader.join(10)
         out = proc.stdout.read()
@@ -204,7 +209,13 @@ def test_a_worker_never_prints_a_secret_given_as_its_database(tmp_path: Path, ds
             proc.kill()
             proc.wait()
     printed = "".join(lines) + out
-    assert '"msg": "starting worker"' in printed and '"db": ' in printed
+    if starts:
+        assert '"msg": "starting worker"' in printed and '"db": ' in printed
+    else:
+        assert proc.returncode == 2
+        assert [ln for ln in printed.splitlines() if ln.strip()] == [
+            "wabot worker: DATABASE_URL: not a postgresql://USER:PASSWORD@HOST[:PORT]/DB or "
+            "sqlite:///PATH URL (the value is not shown: it may hold a password)"]
     assert secret not in printed, "the DATABASE_URL's secret is in the worker's output"
     assert "Zq7" not in printed
     record.finding("1b", "a Secret's value given to a worker as an unparseable DATABASE_URL",
