@@ -50,12 +50,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from wabot.api import WebhookPayload, sign
-from wabot.redact import url_origin
-from wabot.spec import WebhookSpec
-
-from . import __version__
-from .backoff import BackoffPolicy
-from .egress import (
+from wabot.egress import (
     ALLOW_CIDRS_ENV,
     ALLOW_HOSTS_ENV,
     EgressPolicy,
@@ -67,6 +62,11 @@ from .egress import (
     parse_target,
     system_resolver,
 )
+from wabot.redact import url_origin
+from wabot.spec import WebhookSpec
+
+from . import __version__
+from .backoff import BackoffPolicy
 from .logs import get_logger
 from .metrics import Metrics
 from .state import connect

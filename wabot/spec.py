@@ -277,7 +277,7 @@ RESERVED_ENV_NAMES: tuple[str, ...] = (
     "WABOT_WEBHOOK_SECRET",
     "WABOT_API_TOKEN",
     "WABOT_PROXY_URL",
-    # The admin's webhook egress exceptions (botworker/egress.py): a bot's own env setting them
+    # The admin's webhook egress exceptions (wabot/egress.py): a bot's own env setting them
     # would let its tenant open the cluster's internal addresses to its webhook.
     "WABOT_WEBHOOK_ALLOW_CIDRS",
     "WABOT_WEBHOOK_ALLOW_HOSTS",

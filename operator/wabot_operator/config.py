@@ -62,7 +62,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from botworker.egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
+from wabot.egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
 from wabot.settings import ConfigError as SettingError
 from wabot.spec import (
     DEFAULT_RESOURCES,

@@ -30,11 +30,11 @@ import pytest
 from pydantic import ValidationError
 
 from botworker.config import ConfigError, load_config
-from botworker.egress import EgressPolicy, system_resolver
 from botworker.webhooks import UNREACHABLE, Attempt, post
 from fleet.workers import inherited_env
 from tests.security import record
 from tests.worker.conftest import wait_for, worker_process_env
+from wabot.egress import EgressPolicy, system_resolver
 from wabot.spec import WhatsAppBotSpec
 
 HEADERS = {"Content-Type": "application/json", "X-Wabot-Event": "message"}
