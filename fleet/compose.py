@@ -29,8 +29,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from wabot import workerenv
 from wabot.naming import auth_subdir
 from wabot.spec import DEFAULT_RESOURCES
+from wabot.workerenv import SecretRef, WorkerEnv
 
 from .botsfile import BotDefinition, BotsFileError, dump_bots, load_bots_file
 
@@ -194,33 +196,53 @@ def _healthcheck(port: int) -> Healthcheck:
     return Healthcheck(test=["CMD", "python3", "-c", probe])
 
 
+# How a Secret-backed variable reaches a bot's container: from the environment of
+# `docker compose` (e.g. .env), never written into the generated file. Per variable: the
+# prefix of the variable that carries it, and what the error names when it is unset.
+SECRET_VARS = {
+    workerenv.DATABASE_URL: ("WABOT_DB", "the DSN of Secret"),
+    workerenv.WEBHOOK_SECRET: ("WABOT_HOOK", "Secret"),
+    workerenv.PROXY_URL: ("WABOT_PROXY", "Secret"),
+}
+
+
+def worker_env(bot: BotDefinition) -> WorkerEnv:
+    """The bot's side of the contract; without a secretRef its DSN is its tenant's role on
+    the bundled PostgreSQL."""
+    spec = bot.spec
+    db_ref = spec.database.secret_ref if spec.database else None
+    return WorkerEnv(
+        bot_name=bot.name, bot_id=bot.bot_id, server_name=bot.server_name,
+        auth_dir=AUTH_DIR, http_port=WORKER_PORT, spec_source=f"file:{SPEC_PATH}",
+        database=(SecretRef.of(db_ref, workerenv.DATABASE_URL_ORIGIN) if db_ref is not None
+                  else tenant_dsn(bot.server_name)),
+        webhook_secret=(SecretRef.of(spec.webhook.secret_ref, workerenv.WEBHOOK_ORIGIN)
+                        if spec.webhook is not None else None),
+        proxy_url=(SecretRef.of(spec.proxy.secret_ref, workerenv.PROXY_ORIGIN)
+                   if spec.proxy is not None else None),
+    )
+
+
+def compose_env(bot: BotDefinition) -> dict[str, str]:
+    """The service's `environment`: the bot's own env (escaped: no interpolation), then the
+    contract, whose Secrets are required interpolations."""
+    env = {e.name: escape(e.value) for e in bot.spec.env}
+    for name, value in worker_env(bot).items():
+        if isinstance(value, SecretRef) and name in SECRET_VARS:
+            prefix, what = SECRET_VARS[name]
+            var = _env_var(prefix, value.name, value.key)
+            env[name] = f"${{{var}:?set {var} ({what} {value.name}/{value.key})}}"
+        elif isinstance(value, str):
+            env[name] = value
+        else:  # the contract gives Compose no downward API and no send-API Secret
+            raise ValueError(f"{name}: no Compose counterpart for {value!r}")
+    return env
+
+
 def bot_service(bot: BotDefinition, image: str, warnings: list[str]) -> Service:
     spec = bot.spec
-    env = {e.name: escape(e.value) for e in spec.env}
-    env.update({
-        "ROLE": "worker",
-        "BOT_ID": bot.bot_id,
-        "SERVER_NAME": bot.server_name,
-        "WABOT_BOT_NAME": bot.name,
-        "AUTH_DIR": AUTH_DIR,
-        "HTTP_PORT": str(WORKER_PORT),
-        "WABOT_SPEC_SOURCE": f"file:{SPEC_PATH}",
-    })
-    db_ref = ref = spec.database.secret_ref if spec.database else None
-    if ref is not None:
-        var = _env_var("WABOT_DB", ref.name, ref.key)
-        env["DATABASE_URL"] = f"${{{var}:?set {var} (the DSN of Secret {ref.name}/{ref.key})}}"
-    else:
-        env["DATABASE_URL"] = tenant_dsn(bot.server_name)
-    # The webhook key and the proxy URL come from the environment of `docker compose`, like
-    # the DSN: never written into the generated file.
-    for field, target, name in (("webhook", "WABOT_WEBHOOK_SECRET", "WABOT_HOOK"),
-                                ("proxy", "WABOT_PROXY_URL", "WABOT_PROXY")):
-        part = getattr(spec, field)
-        if part is not None:
-            ref = part.secret_ref
-            var = _env_var(name, ref.name, ref.key)
-            env[target] = f"${{{var}:?set {var} (Secret {ref.name}/{ref.key})}}"
+    env = compose_env(bot)
+    db_ref = spec.database.secret_ref if spec.database else None
     resources = spec.resources.over(DEFAULT_RESOURCES)
     limits, requests = resources.limits, resources.requests
     lim = Resources(cpus=cpus(limits.cpu) if limits.cpu else None,

@@ -20,7 +20,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
 from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
-from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES, SecretKeyRef
+from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES
+from wabot.workerenv import (
+    DATABASE_URL_ORIGIN,
+    HTTP_PORT,
+    PROXY_ORIGIN,
+    WEBHOOK_ORIGIN,
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET_FILE,
+    SecretRef,
+    WorkerEnv,
+)
 
 from .botsfile import BotDefinition
 from .supervisor import ProcessSpec
@@ -94,51 +104,55 @@ def lock_path(auth_dir: Path, bot: BotDefinition) -> Path:
     return session.parent / f".{session.name}.lock"
 
 
-def database_url_for(bot: BotDefinition, settings: WorkerSettings) -> str | None:
-    """spec.database.secretRef names a Secret; without Kubernetes it is a file laid out as a
-    mounted Secret would be: $WABOT_SECRETS_DIR/<name>/<key>."""
-    ref = bot.spec.database.secret_ref if bot.spec.database else None
-    if ref is None:
-        return settings.database_url
-    if settings.secrets_dir is None:
-        raise ConfigError(
-            f"bot {bot.name}: spec.database.secretRef {ref.name}/{ref.key} needs "
-            "WABOT_SECRETS_DIR (a directory with <secret>/<key> files)"
-        )
-    path = settings.secrets_dir / ref.name / ref.key
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"bot {bot.name}: cannot read database secret {path}: "
-                          f"{exc.strerror}") from None
+def worker_env(bot: BotDefinition, settings: WorkerSettings, spec_file: Path) -> WorkerEnv:
+    """The bot's side of the contract; its Secrets stay references until `resolve_env`."""
+    spec = bot.spec
+    db_ref = spec.database.secret_ref if spec.database else None
+    return WorkerEnv(
+        bot_name=bot.name, bot_id=bot.bot_id, server_name=bot.server_name,
+        auth_dir=str(settings.auth_dir.resolve()), http_host="127.0.0.1",
+        spec_source=f"file:{spec_file}",
+        database=(SecretRef.of(db_ref, DATABASE_URL_ORIGIN) if db_ref is not None
+                  else settings.database_url or None),
+        webhook_secret=(SecretRef.of(spec.webhook.secret_ref, WEBHOOK_ORIGIN)
+                        if spec.webhook is not None else None),
+        proxy_url=(SecretRef.of(spec.proxy.secret_ref, PROXY_ORIGIN)
+                   if spec.proxy is not None else None),
+    )
 
 
-def secret_file(bot: BotDefinition, settings: WorkerSettings, ref: SecretKeyRef,
-                field: str) -> Path:
-    """Where a mounted Secret's key would be: $WABOT_SECRETS_DIR/<name>/<key>."""
+def secret_file(bot: BotDefinition, settings: WorkerSettings, ref: SecretRef) -> Path:
+    """spec's secretRefs name Secrets; without Kubernetes each is a file laid out as a mounted
+    Secret would be: $WABOT_SECRETS_DIR/<name>/<key>."""
     if settings.secrets_dir is None:
         raise ConfigError(
-            f"bot {bot.name}: {field} {ref.name}/{ref.key} needs WABOT_SECRETS_DIR "
+            f"bot {bot.name}: {ref.origin} {ref.name}/{ref.key} needs WABOT_SECRETS_DIR "
             "(a directory with <secret>/<key> files)"
         )
     return settings.secrets_dir / ref.name / ref.key
 
 
-def integration_env(bot: BotDefinition, settings: WorkerSettings) -> dict[str, str]:
-    """spec.webhook's signing key as a file the worker reads (WABOT_WEBHOOK_SECRET_FILE: the
-    key never sits in the supervisor's process table) and spec.proxy's URL, read here like the
-    DSN (the worker reports a bad one itself)."""
+def resolve_env(bot: BotDefinition, settings: WorkerSettings, contract: WorkerEnv
+                ) -> dict[str, str]:
+    """The contract as a process environment. The webhook's signing key goes as a file the
+    worker reads (WABOT_WEBHOOK_SECRET_FILE: the key never sits in the supervisor's process
+    table); the DSN and the proxy URL are read here (the worker reports a bad proxy itself)."""
     env: dict[str, str] = {}
-    if bot.spec.webhook is not None:
-        path = secret_file(bot, settings, bot.spec.webhook.secret_ref, "spec.webhook.secretRef")
-        env["WABOT_WEBHOOK_SECRET_FILE"] = str(path.resolve())
-    if bot.spec.proxy is not None:
-        path = secret_file(bot, settings, bot.spec.proxy.secret_ref, "spec.proxy.secretRef")
-        try:
-            env["WABOT_PROXY_URL"] = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"bot {bot.name}: cannot read proxy secret {path}: "
-                              f"{exc.strerror}") from None
+    for name, value in contract.items():
+        if isinstance(value, str):
+            env[name] = value
+        elif isinstance(value, SecretRef):
+            path = secret_file(bot, settings, value)
+            if name == WEBHOOK_SECRET:
+                env[WEBHOOK_SECRET_FILE] = str(path.resolve())
+                continue
+            try:
+                env[name] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"bot {bot.name}: cannot read {value.what} secret {path}: "
+                                  f"{exc.strerror}") from None
+        else:  # a FieldRef: the downward API has no counterpart outside a pod
+            raise ConfigError(f"bot {bot.name}: {name} needs Kubernetes")
     return env
 
 
@@ -160,28 +174,16 @@ def worker_process(bot: BotDefinition, settings: WorkerSettings) -> ProcessSpec:
     spec_file = write_spec_file(bot, settings.run_dir)
     env = dict(settings.base_env)
     env.update({e.name: e.value for e in bot.spec.env})
-    auth_dir = settings.auth_dir.resolve()
-    env.update({
-        "ROLE": "worker",
-        "BOT_ID": bot.bot_id,
-        "SERVER_NAME": bot.server_name,
-        "WABOT_BOT_NAME": bot.name,
-        "AUTH_DIR": str(auth_dir),
-        "HTTP_HOST": "127.0.0.1",
-        "WABOT_SPEC_SOURCE": f"file:{spec_file}",
-    })
-    dsn = database_url_for(bot, settings)
-    if dsn:
-        env["DATABASE_URL"] = dsn
-    env.update(integration_env(bot, settings))
+    contract = worker_env(bot, settings, spec_file)
+    env.update(resolve_env(bot, settings, contract))
     return ProcessSpec(
         name=bot.name,
         argv=settings.worker_argv,
         env=env,
         # bot = botId, as on every series and log line of the worker itself.
         labels={"bot": bot.bot_id, "server_name": bot.server_name},
-        lock_path=lock_path(auth_dir, bot),
-        port_env="HTTP_PORT",
+        lock_path=lock_path(Path(contract.auth_dir), bot),
+        port_env=HTTP_PORT,
         health_path="/livez",
         ready_path="/readyz",
         revision=restart_revision(bot),
