@@ -55,7 +55,7 @@ import os
 import random
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Literal
@@ -249,84 +249,16 @@ class OperatorConfig(BaseModel):
     def from_env(cls, env: Mapping[str, str] | None = None) -> OperatorConfig:
         """Build the config from WABOT_OPERATOR_* variables (os.environ by default)."""
         env = os.environ if env is None else env
-
-        def get(name: str) -> str | None:
-            value = env.get(ENV_PREFIX + name)
-            return value.strip() if value is not None and value.strip() else None
-
         raw: dict[str, object] = {}
-        namespaces = get("NAMESPACES")
-        if namespaces is not None and namespaces not in ("*", "all"):
-            raw["namespaces"] = tuple(p.strip() for p in namespaces.split(",") if p.strip())
-        if (image := get("WORKER_IMAGE")) is not None:
-            raw["worker_image"] = image
-        if (secret := get("DATABASE_SECRET")) is not None:
-            name, _, key = secret.partition(":")
-            if key and not _SECRET_KEY.fullmatch(key.replace("{serverName}", "tenant")):
-                raise ConfigError(f"{ENV_PREFIX}DATABASE_SECRET: the key of name:key is not a "
-                                  "Secret key (letters, digits, '-', '_', '.', {serverName})")
-            raw["database_secret"] = {"name": name, **({"key": key} if key else {})}
-        templates = get("TEMPLATES_DIR")
-        if templates is not None:
-            raw["templates_dir"] = Path(templates)
-        else:
-            found = default_templates_dir()
-            if found is None:
-                raise ConfigError(
-                    f"{ENV_PREFIX}TEMPLATES_DIR: no auth-templates directory found; set it to "
-                    "the directory holding pod.yaml, pvc.yaml, ... (auth-templates/ in the repo)"
-                )
-            raw["templates_dir"] = found
-        for name, field in (
-            ("METRICS_PORT", "metrics_port"),
-            ("HEALTH_PORT", "health_port"),
-            ("PEERING_NAME", "peering_name"),
-            ("PRIORITY", "priority"),
-            ("RECONCILE_INTERVAL", "reconcile_interval"),
-            ("RESYNC_INTERVAL", "resync_interval"),
-            ("POD_RESTARTS_PER_SECOND", "pod_restarts_per_second"),
-        ):
-            if (value := get(name)) is not None:
-                raw[field] = value
-        if (standalone := get("STANDALONE")) is not None:
-            raw["standalone"] = standalone
-        if (gateway := get("GATEWAY_SERVICE_ACCOUNT")) is not None:
-            ns, sep, sa = gateway.partition("/")
-            raw["gateway_service_account"] = (
-                {"namespace": ns, "name": sa} if sep else {"namespace": "", "name": gateway})
-        if (resources := get("DEFAULT_RESOURCES")) is not None:
-            try:
-                given = ResourcesSpec.model_validate(json.loads(resources))
-            except (ValueError, ValidationError) as e:
-                detail = str(e)
-                if isinstance(e, ValidationError):  # its text spans lines: the first error
-                    err = e.errors()[0]
-                    detail = f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                raise ConfigError(
-                    f"{ENV_PREFIX}DEFAULT_RESOURCES: not a JSON object of requests/limits "
-                    f"with cpu/memory quantities: {detail}") from e
-            raw["default_resources"] = given.over(DEFAULT_RESOURCES)
-        if (size := get("DEFAULT_STORAGE_SIZE")) is not None:
-            raw["default_storage_size"] = size
-        if (storage_class := get("DEFAULT_STORAGE_CLASS")) is not None:
-            raw["default_storage_class"] = storage_class
-        for name, field in (
-            ("ALLOWED_IMAGES", "allowed_images"),
-            ("ALLOWED_PRIORITY_CLASSES", "allowed_priority_classes"),
-            ("ALLOWED_TOLERATIONS", "allowed_tolerations"),
-            ("ALLOWED_NODE_SELECTOR_KEYS", "allowed_node_selector_keys"),
-        ):
-            if (value := env.get(ENV_PREFIX + name)) is not None:  # set but empty: none
-                raw[field] = tuple(p.strip() for p in value.split(",") if p.strip())
-        for name, field in (("WEBHOOK_ALLOW_CIDRS", "webhook_allow_cidrs"),
-                            ("WEBHOOK_ALLOW_HOSTS", "webhook_allow_hosts"),
-                            ("WEBHOOK_DENY_CIDRS", "webhook_deny_cidrs")):
-            if (value := get(name)) is not None:
-                raw[field] = value
-        if (fmt := get("LOG_FORMAT")) is not None:
-            raw["log_format"] = fmt.lower()
-        if (level := get("LOG_LEVEL")) is not None:
-            raw["log_level"] = level.upper()
+        for name, (field, parse) in SETTINGS.items():
+            value = env.get(ENV_PREFIX + name)
+            if value is None or (not value.strip() and name not in LISTS):
+                continue  # unset, or empty: the default (a list set empty: none)
+            parsed = parse(value.strip())
+            if parsed is not None:
+                raw[field] = parsed
+        if "templates_dir" not in raw:
+            raw["templates_dir"] = _found_templates_dir()
         try:
             return cls.model_validate(raw)
         except ValidationError as e:
@@ -340,33 +272,90 @@ class OperatorConfig(BaseModel):
             raise ConfigError(problems) from e
 
 
-_FIELD_TO_ENV = {
-    "namespaces": "NAMESPACES",
-    "worker_image": "WORKER_IMAGE",
-    "database_secret": "DATABASE_SECRET",
-    "templates_dir": "TEMPLATES_DIR",
-    "metrics_port": "METRICS_PORT",
-    "health_port": "HEALTH_PORT",
-    "peering_name": "PEERING_NAME",
-    "standalone": "STANDALONE",
-    "priority": "PRIORITY",
-    "reconcile_interval": "RECONCILE_INTERVAL",
-    "resync_interval": "RESYNC_INTERVAL",
-    "pod_restarts_per_second": "POD_RESTARTS_PER_SECOND",
-    "log_format": "LOG_FORMAT",
-    "log_level": "LOG_LEVEL",
-    "gateway_service_account": "GATEWAY_SERVICE_ACCOUNT",
-    "default_resources": "DEFAULT_RESOURCES",
-    "default_storage_size": "DEFAULT_STORAGE_SIZE",
-    "default_storage_class": "DEFAULT_STORAGE_CLASS",
-    "allowed_images": "ALLOWED_IMAGES",
-    "allowed_priority_classes": "ALLOWED_PRIORITY_CLASSES",
-    "allowed_tolerations": "ALLOWED_TOLERATIONS",
-    "allowed_node_selector_keys": "ALLOWED_NODE_SELECTOR_KEYS",
-    "webhook_allow_cidrs": "WEBHOOK_ALLOW_CIDRS",
-    "webhook_allow_hosts": "WEBHOOK_ALLOW_HOSTS",
-    "webhook_deny_cidrs": "WEBHOOK_DENY_CIDRS",
+# --- reading the variables: each setting's parser, then one table ----------------------------
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in value.split(",") if p.strip())
+
+
+def _namespaces(value: str) -> tuple[str, ...] | None:
+    return None if value in ("*", "all") else _list(value)  # None: cluster-wide (the default)
+
+
+def _database_secret(value: str) -> dict[str, str]:
+    name, _, key = value.partition(":")
+    if key and not _SECRET_KEY.fullmatch(key.replace("{serverName}", "tenant")):
+        raise ConfigError(f"{ENV_PREFIX}DATABASE_SECRET: the key of name:key is not a "
+                          "Secret key (letters, digits, '-', '_', '.', {serverName})")
+    return {"name": name, **({"key": key} if key else {})}
+
+
+def _gateway_account(value: str) -> dict[str, str]:
+    ns, sep, sa = value.partition("/")
+    return {"namespace": ns, "name": sa} if sep else {"namespace": "", "name": value}
+
+
+def _default_resources(value: str) -> ResourcesSpec:
+    try:
+        given = ResourcesSpec.model_validate(json.loads(value))
+    except (ValueError, ValidationError) as e:
+        detail = str(e)
+        if isinstance(e, ValidationError):  # its text spans lines: the first error
+            err = e.errors()[0]
+            detail = f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+        raise ConfigError(
+            f"{ENV_PREFIX}DEFAULT_RESOURCES: not a JSON object of requests/limits "
+            f"with cpu/memory quantities: {detail}") from e
+    return given.over(DEFAULT_RESOURCES)
+
+
+def _found_templates_dir() -> Path:
+    found = default_templates_dir()
+    if found is None:
+        raise ConfigError(
+            f"{ENV_PREFIX}TEMPLATES_DIR: no auth-templates directory found; set it to "
+            "the directory holding pod.yaml, pvc.yaml, ... (auth-templates/ in the repo)")
+    return found
+
+
+def _as_is(value: str) -> str:
+    return value
+
+
+# Variable (after the prefix) -> (config field, parser of its stripped value). One table, so
+# the variables the operator reads, their fields and the names in error messages cannot drift.
+SETTINGS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "NAMESPACES": ("namespaces", _namespaces),
+    "WORKER_IMAGE": ("worker_image", _as_is),
+    "DATABASE_SECRET": ("database_secret", _database_secret),
+    "TEMPLATES_DIR": ("templates_dir", Path),
+    "METRICS_PORT": ("metrics_port", _as_is),
+    "HEALTH_PORT": ("health_port", _as_is),
+    "PEERING_NAME": ("peering_name", _as_is),
+    "STANDALONE": ("standalone", _as_is),
+    "PRIORITY": ("priority", _as_is),
+    "RECONCILE_INTERVAL": ("reconcile_interval", _as_is),
+    "RESYNC_INTERVAL": ("resync_interval", _as_is),
+    "POD_RESTARTS_PER_SECOND": ("pod_restarts_per_second", _as_is),
+    "GATEWAY_SERVICE_ACCOUNT": ("gateway_service_account", _gateway_account),
+    "DEFAULT_RESOURCES": ("default_resources", _default_resources),
+    "DEFAULT_STORAGE_SIZE": ("default_storage_size", _as_is),
+    "DEFAULT_STORAGE_CLASS": ("default_storage_class", _as_is),
+    "ALLOWED_IMAGES": ("allowed_images", _list),
+    "ALLOWED_PRIORITY_CLASSES": ("allowed_priority_classes", _list),
+    "ALLOWED_TOLERATIONS": ("allowed_tolerations", _list),
+    "ALLOWED_NODE_SELECTOR_KEYS": ("allowed_node_selector_keys", _list),
+    "WEBHOOK_ALLOW_CIDRS": ("webhook_allow_cidrs", _as_is),
+    "WEBHOOK_ALLOW_HOSTS": ("webhook_allow_hosts", _as_is),
+    "WEBHOOK_DENY_CIDRS": ("webhook_deny_cidrs", _as_is),
+    "LOG_FORMAT": ("log_format", str.lower),
+    "LOG_LEVEL": ("log_level", str.upper),
 }
+# Allow-lists: set but empty means an empty list (nothing allowed), not the default.
+LISTS = frozenset({"ALLOWED_IMAGES", "ALLOWED_PRIORITY_CLASSES", "ALLOWED_TOLERATIONS",
+                   "ALLOWED_NODE_SELECTOR_KEYS"})
+_FIELD_TO_ENV = {field: name for name, (field, _) in SETTINGS.items()}
 
 
 def _env_name(loc: tuple[int | str, ...]) -> str:
