@@ -27,7 +27,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
+from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot_cli)
 from wabot.settings import ListenHost, LogLevel, first_problem
 from wabot.spec import NAME_PATTERN
 

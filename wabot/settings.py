@@ -7,7 +7,7 @@ matters, and a value that is only checked where it is first used (a log level gi
 `logging`, a DSN given to SQLAlchemy) fails with the library's words, not the variable's name.
 So each role turns its environment into a validated config first (botworker.config,
 fleet.monolith, fleet.controller, gateway.config, wabot_operator.config), the types below are
-the checks they share, and `wabot.cli` reports a `ConfigError` that escapes a role as one line.
+the checks they share, and `wabot_cli` reports a `ConfigError` that escapes a role as one line.
 
 Messages say what is expected, never what was given when the value can be a secret (DSNs,
 tokens, proxy URLs, signing keys).

@@ -154,5 +154,5 @@ def test_build_context_leaves_out_everything_but_the_sources() -> None:
              if line.strip() and not line.startswith("#")]
     assert lines[0] == "*", "start from nothing and allow only what the images need"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "wabot", "botworker", "fleet",
+    assert allowed == {"pyproject.toml", "README.md", "wabot", "wabot_cli", "botworker", "fleet",
                        "operator", "gateway", "auth-templates", "images/requirements"}

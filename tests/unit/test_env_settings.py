@@ -301,14 +301,14 @@ def test_database_urls_in_use_are_accepted(dsn: str) -> None:
 
 def test_the_dispatcher_reports_a_setting_that_escapes_a_role(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """The roles report their own settings; `wabot.cli` is the backstop for one raised later
+    """The roles report their own settings; `wabot_cli` is the backstop for one raised later
     (after a role's config was built), still one line and exit code 2."""
-    from wabot import cli
     from wabot.settings import ConfigError
+    from wabot_cli import commands as cli
 
     def role(_argv: list[str]) -> int:
         raise ConfigError("SOME_SETTING: not what\nwas expected")
 
-    monkeypatch.setitem(cli.RUNNERS, "worker", role)
+    monkeypatch.setitem(cli.COMMANDS, "worker", role)
     assert cli.main(["worker"]) == 2
     assert capsys.readouterr().err == "wabot worker: SOME_SETTING: not what was expected\n"

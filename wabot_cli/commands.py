@@ -1,4 +1,4 @@
-"""The role switch from the seed: one image, one entry point, the role picked by `ROLE`.
+"""The `wabot` command: one image, one entry point, the role picked by `ROLE` (as in the seed).
 
 `worker` runs one bot (BOT_ID required), `operator` runs the Kubernetes operator, `monolith`
 runs many bots from a bots file or the database (one OS process per bot: neonize cannot host
@@ -8,6 +8,9 @@ is the database's owner-side command (migrations, tenant roles: botworker/data/m
 A bad setting of any role is one line on stderr and exit code 2 (wabot.settings).
 As in the seed, `monolith` is the default when ROLE is unset. Each role's package is imported
 only when chosen, so a worker never pays for kopf and an operator never loads neonize.
+
+This package stands above every tier (it is the only one that imports them all); `COMMANDS` is
+the one table of what `wabot NAME` runs.
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ def _db(argv: list[str]) -> int:
     return db_main(argv)
 
 
-RUNNERS: dict[str, Callable[[list[str]], int]] = {
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "worker": _worker,
     "operator": _operator,
     "monolith": _monolith,
@@ -69,15 +72,15 @@ RUNNERS: dict[str, Callable[[list[str]], int]] = {
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     role = os.environ.get("ROLE") or os.environ.get("DEPLOYMENT_ROLE") or DEFAULT_ROLE
-    if args and args[0] in RUNNERS:
+    if args and args[0] in COMMANDS:
         role = args.pop(0)
-    if role not in RUNNERS:
+    if role not in COMMANDS:
         print(f"wabot: ROLE={role} is not one of {', '.join(ROLES)}", file=sys.stderr)
         return 2
-    from .settings import ConfigError
+    from wabot.settings import ConfigError
 
     try:
-        return RUNNERS[role](args)
+        return COMMANDS[role](args)
     except ConfigError as exc:
         # Every role reads its settings into a validated config before anything else runs
         # (wabot.settings); one that still escapes is a setting too: one line, exit code 2,
