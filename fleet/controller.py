@@ -14,7 +14,7 @@ the image or the Python environment), so at most one group's bots are ever down.
 
 API (everything but /livez and /readyz needs `Authorization: Bearer $TOKEN`; /metrics too,
 since it names every bot and tenant; it listens on 127.0.0.1 unless WABOT_HTTP_HOST says
-otherwise, see fleet.monolith.default_http_host):
+otherwise, see fleet.settings.default_http_host):
   GET  /bots, /bots/{name}             every bot with its group, state, restarts, pid
   POST /bots/{name}/start|stop|restart  a stop is remembered across group restarts
   GET  /groups                         the groups and their processes
@@ -44,144 +44,47 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic.alias_generators import to_camel
-
-from wabot.settings import first_problem
+from typing import Any
 
 from .botsfile import BotDefinition, BotsFileError, dump_bots
-from .http import (
-    PROMETHEUS_TEXT,
-    Request,
-    Response,
-    Route,
-    error,
-    json_response,
-)
-from .logs import configure_logging
-from .metrics import UnitCollector, merge_expositions, render, scrape_all
-from .monolith import (
-    MIN_TOKEN_LENGTH,
+from .endpoint import (
     Accepted,
-    BotView,
+    FleetEndpoint,
     Health,
-    MonolithSettings,
-    Reloaded,
-    load_bots,
+    MetricsTarget,
+    add_endpoint_arguments,
+    running_targets,
     serve_until_stopped,
+    state_counts,
 )
+from .groups import (
+    ControllerBotView,
+    GroupView,
+    Rollouts,
+    fetch_json,
+    group_env,
+    group_process,
+)
+from .http import Request, Response, Route, error, json_response
+from .logs import configure_logging
 from .policy import RestartPolicy, State
 from .schema import start_migrate_step
+from .settings import ControllerSettings, load_bots
 from .sharding import group_names, owner
 from .supervisor import ProcessSpec, Supervisor, http_ok
-from .workers import ConfigError, default_run_dir, inherited_env, python_path
+from .workers import ConfigError, default_run_dir
+
+# Imported from here by the tests and older callers.
+__all__ = ["Controller", "ControllerBotView", "ControllerSettings", "GroupView", "run"]
 
 log = logging.getLogger("wabot.fleet.controller")
 
 
-class ControllerSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
+class Controller(FleetEndpoint):
+    unit = "group"
+    unit_labels = ("group",)
+    scrape_timeout_s = 5.0
 
-    base: MonolithSettings
-    token: SecretStr
-    worker_groups: int = Field(default=2, ge=0, le=64)
-    rollout_timeout_s: float = Field(default=300.0, gt=0)
-    bot_url_template: str = Field(default="http://bot-{name}:8080", pattern=r"^https?://")
-
-    @field_validator("bot_url_template")
-    @classmethod
-    def _placeholders(cls, value: str) -> str:
-        try:
-            value.format(name="b", bot_id="b", server_name="t")
-        except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"unknown placeholder {exc} (use {{name}}, {{bot_id}}, "
-                             "{server_name})") from None
-        return value
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> ControllerSettings:
-        base = MonolithSettings.from_env(env, **overrides)
-        if base.token is None:
-            raise ConfigError("WABOT_CONTROLLER_TOKEN is required: the controller's API starts, "
-                              "stops and restarts bots (use 16+ random characters, e.g. "
-                              "`openssl rand -hex 24`)")
-        if len(base.token.get_secret_value()) < MIN_TOKEN_LENGTH:
-            raise ConfigError(f"WABOT_CONTROLLER_TOKEN must be at least {MIN_TOKEN_LENGTH} "
-                              "characters")
-        raw: dict[str, Any] = {"base": base, "token": base.token}
-        for key, field in (("WABOT_WORKER_GROUPS", "worker_groups"),
-                           ("WABOT_ROLLOUT_TIMEOUT_SECONDS", "rollout_timeout_s"),
-                           ("WABOT_BOT_URL_TEMPLATE", "bot_url_template")):
-            if env.get(key, "").strip():
-                raw[field] = env[key].strip()
-        try:
-            return cls.model_validate(raw)
-        except ValidationError as exc:
-            raise ConfigError(first_problem(exc, {
-                "worker_groups": "WABOT_WORKER_GROUPS",
-                "rollout_timeout_s": "WABOT_ROLLOUT_TIMEOUT_SECONDS",
-                "bot_url_template": "WABOT_BOT_URL_TEMPLATE"})) from None
-
-
-class ControllerBotView(BotView):
-    """A bot as the controller sees it; `state` is "unknown" while its group does not answer."""
-
-    state: State | Literal["unknown"]  # type: ignore[assignment]
-
-
-class GroupView(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
-
-    name: str
-    state: State
-    pid: int | None
-    port: int | None
-    restarts: int
-    last_exit_code: int | None
-    live: bool | None
-    bots: int
-    started_at: datetime | None
-
-
-class RolloutStep(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    group: str
-    started_at: datetime
-    finished_at: datetime | None = None
-    ok: bool | None = None
-    detail: str = ""
-
-
-class Rollout(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    id: str
-    state: Literal["running", "succeeded", "failed"]
-    steps: list[RolloutStep] = Field(default_factory=list)
-    error: str | None = None
-
-
-def _fetch_json(url: str, token: str, method: str = "GET", timeout: float = 5.0
-                ) -> tuple[int, Any]:
-    import json
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, method=method,
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(resp.status), json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as err:
-        return int(err.code), None
-    except (urllib.error.URLError, OSError, ValueError):
-        return 0, None
-
-
-class Controller:
     def __init__(self, settings: ControllerSettings, env: Mapping[str, str] | None = None
                  ) -> None:
         self.settings = settings
@@ -198,7 +101,8 @@ class Controller:
         self._bots: dict[str, BotDefinition] = {}
         self._owner: dict[str, str] = {}
         self._stopped: set[str] = set()
-        self._rollout: Rollout | None = None
+        self.rollouts = Rollouts(self.groups, self.restart_group_and_wait,
+                                 settings.rollout_timeout_s)
         self._scrape_up: dict[str, bool] = {}
 
     @property
@@ -248,32 +152,9 @@ class Controller:
 
     def _group_spec(self, group: str) -> ProcessSpec:
         bots_file, stopped_file = self._write_group_files(group)
-        env = inherited_env(self._env)
-        env["PYTHONPATH"] = python_path(self._env.get("PYTHONPATH"))
-        passthrough = {"AUTH_DIR": str(self.base.auth_dir.resolve()),
-                       "WABOT_STOP_GRACE_SECONDS": str(self.base.stop_grace_s),
-                       "WABOT_FEDERATE_METRICS": "1" if self.base.federate_metrics else "0",
-                       "LOG_LEVEL": self.base.log_level}
-        if self.base.database_url is not None:
-            passthrough["DATABASE_URL"] = self.base.database_url.get_secret_value()
-        if self.base.secrets_dir is not None:
-            passthrough["WABOT_SECRETS_DIR"] = str(self.base.secrets_dir.resolve())
-        if self._env.get("WABOT_WORKER_COMMAND"):
-            passthrough["WABOT_WORKER_COMMAND"] = self._env["WABOT_WORKER_COMMAND"]
-        env.update(passthrough)
-        env.update({
-            "ROLE": "monolith",
-            "WABOT_HTTP_HOST": "127.0.0.1",
-            "WABOT_CONTROLLER_TOKEN": self._internal_token,
-            "WABOT_RUN_DIR": str(self._group_dir(group) / "run"),
-        })
-        return ProcessSpec(
-            name=group,
-            argv=(sys.executable, "-m", "fleet", "monolith", "--bots", str(bots_file),
-                  "--group", group, "--stopped-file", str(stopped_file)),
-            env=env, labels={"group": group}, port_env="WABOT_HTTP_PORT",
-            health_path="/livez", ready_path="/readyz",
-        )
+        env = group_env(self.base, self._env, self._internal_token,
+                        self._group_dir(group) / "run")
+        return group_process(group, bots_file, stopped_file, env)
 
     def _group_url(self, group: str) -> str | None:
         for st in self.supervisor.status(group):
@@ -285,7 +166,7 @@ class Controller:
         for group in self.groups:
             url = self._group_url(group)
             if url is not None:
-                code, _ = _fetch_json(url + "/reload", self._internal_token, "POST")
+                code, _ = fetch_json(url + "/reload", self._internal_token, "POST")
                 if code != 200:
                     log.warning("group did not reload; it reads its file at its next start",
                                 extra={"group": group, "status": code})
@@ -296,7 +177,7 @@ class Controller:
         url = self._group_url(group)
         if url is None:
             return None
-        code, body = _fetch_json(url + "/bots", self._internal_token)
+        code, body = fetch_json(url + "/bots", self._internal_token)
         if code != 200 or not isinstance(body, list):
             return None
         return {b["name"]: b for b in body}
@@ -355,34 +236,6 @@ class Controller:
                             if st.started_at is not None else None)))
         return sorted(out, key=lambda g: g.name)
 
-    # --- rollout ----------------------------------------------------------------------------
-
-    def start_rollout(self) -> Rollout | None:
-        """None when a rollout is already running (one at a time)."""
-        with self._lock:
-            if self._rollout is not None and self._rollout.state == "running":
-                return None
-            self._rollout = Rollout(id=secrets.token_hex(4), state="running")
-            rollout = self._rollout
-        threading.Thread(target=self._roll, args=(rollout,), name="fleet-rollout",
-                         daemon=True).start()
-        return rollout
-
-    def _roll(self, rollout: Rollout) -> None:
-        log.info("rollout started", extra={"rollout": rollout.id, "groups": self.groups})
-        for group in self.groups:
-            step = RolloutStep(group=group, started_at=datetime.now(UTC))
-            rollout.steps.append(step)
-            ok, detail = self.restart_group_and_wait(group, self.settings.rollout_timeout_s)
-            step.finished_at, step.ok, step.detail = datetime.now(UTC), ok, detail
-            log.info("rollout step done", extra={"rollout": rollout.id, "group": group,
-                                                 "ok": ok, "detail": detail})
-            if not ok:
-                # Stop here: rolling the next group would take more bots down.
-                rollout.state, rollout.error = "failed", f"{group}: {detail}"
-                return
-        rollout.state = "succeeded"
-
     def restart_group_and_wait(self, group: str, timeout: float) -> tuple[bool, str]:
         (before,) = self.supervisor.status(group)
         if not self.supervisor.restart(group):
@@ -431,15 +284,10 @@ class Controller:
         return json_response(200 if ok else 503, Health(ok=ok, detail="controller alive"))
 
     def _readyz(self, _req: Request) -> Response:
-        counts: dict[str, int] = {}
-        for st in self.supervisor.status():
-            counts[st.state.value] = counts.get(st.state.value, 0) + 1
+        counts = state_counts(self.supervisor.status())
         ok = self.observe_only or (self.supervisor.loaded and "pending" not in counts)
         return json_response(200 if ok else 503, Health(
             ok=ok, detail="groups started" if ok else "groups not started yet", bots=counts))
-
-    def _list(self, _req: Request) -> Response:
-        return json_response(200, self.views())
 
     def _get(self, req: Request) -> Response:
         for view in self.views():
@@ -466,7 +314,7 @@ class Controller:
         url = self._group_url(group)
         code = 0
         if url is not None:
-            code, _ = _fetch_json(f"{url}/bots/{name}/{action}", self._internal_token, "POST")
+            code, _ = fetch_json(f"{url}/bots/{name}/{action}", self._internal_token, "POST")
         log.info("bot %s requested", action, extra={
             "bot": bot.bot_id, "server_name": bot.server_name, "group": group,
             "applied": code == 202})
@@ -485,44 +333,29 @@ class Controller:
     def _rollout_start(self, _req: Request) -> Response:
         if self.observe_only:
             return error(501, "no worker groups to roll (WABOT_WORKER_GROUPS=0)")
-        rollout = self.start_rollout()
+        rollout = self.rollouts.start()
         if rollout is None:
             return error(409, "a rollout is already running")
         return json_response(202, rollout)
 
     def _rollout_status(self, _req: Request) -> Response:
-        if self._rollout is None:
+        if self.rollouts.current is None:
             return error(404, "no rollout yet")
-        return json_response(200, self._rollout)
+        return json_response(200, self.rollouts.current)
 
-    def _reload(self, _req: Request) -> Response:
-        try:
-            n = self.reload()
-        except (BotsFileError, ConfigError) as exc:
-            return error(422, str(exc))
-        return json_response(200, Reloaded(bots=n))
+    def federates(self) -> bool:
+        return self.base.federate_metrics
 
-    def _metrics(self, req: Request) -> Response:
-        collector = UnitCollector(self.supervisor.status, "group", ["group"],
-                                  scrape_up=lambda: self._scrape_up)
-        federated = []
-        if self.base.federate_metrics and req.query.get("federate", ["1"])[0] != "0":
-            if self.observe_only:
-                with self._lock:
-                    bots = list(self._bots.values())
-                targets: list[tuple[str, str, Mapping[str, str]]] = [
-                    (b.bot_id, self._bot_url(b) + "/metrics",
-                     {"bot": b.bot_id, "server_name": b.server_name}) for b in bots]
-            else:
-                targets = [(st.name, f"http://127.0.0.1:{st.port}/metrics", st.labels)
-                           for st in self.supervisor.status()
-                           if st.state is State.RUNNING and st.port is not None]
-            # The groups' /metrics want their token; bot containers get none (never a token).
-            auth = {} if self.observe_only else {
-                "Authorization": f"Bearer {self._internal_token}"}
-            parts, self._scrape_up = scrape_all(targets, timeout=5.0, headers=auth)
-            federated = merge_expositions(parts)
-        return Response(200, render([collector], federated), PROMETHEUS_TEXT)
+    def federation_targets(self) -> tuple[list[MetricsTarget], dict[str, str]]:
+        """Bot containers in observe-only mode (never given a token), else the groups, whose
+        /metrics want the internal token."""
+        if not self.observe_only:
+            return (running_targets(self.supervisor, lambda st: st.name),
+                    {"Authorization": f"Bearer {self._internal_token}"})
+        with self._lock:
+            bots = list(self._bots.values())
+        return [(b.bot_id, self._bot_url(b) + "/metrics",
+                 {"bot": b.bot_id, "server_name": b.server_name}) for b in bots], {}
 
     # --- run --------------------------------------------------------------------------------
 
@@ -545,13 +378,9 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     p = argparse.ArgumentParser(prog="wabot controller", description=(
         "Run the bots in N worker-group processes behind a token-protected API "
         "(ROLE=controller)."))
-    p.add_argument("--bots", type=Path, help="bots file (default: $WABOT_BOTS_FILE; "
-                   "else the bot_definition table at $WABOT_BOTS_DSN)")
+    add_endpoint_arguments(p)
     p.add_argument("--groups", type=int, help="worker groups (default: $WABOT_WORKER_GROUPS "
                    "or 2; 0 = observe containers)")
-    p.add_argument("--host", help="listen address (default: $WABOT_HTTP_HOST, else "
-                   "127.0.0.1; 0.0.0.0 in a Kubernetes pod)")
-    p.add_argument("--port", type=int, help="listen port (default: $WABOT_HTTP_PORT or 5000)")
     args = p.parse_args(list(argv or []))
     env = dict(os.environ if env is None else env)
     if args.groups is not None:
