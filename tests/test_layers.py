@@ -1,0 +1,119 @@
+"""The import layers of the product, checked on every run so a new arrow fails here.
+
+    wabot_cli                          the `wabot` command: may import every package
+    botworker  fleet  gateway  wabot_operator     the tiers: each imports `wabot`, not each other
+    wabot                              the shared contract: imports no package of ours
+    devcluster                         the local control plane: imports nothing of the product
+
+An arrow is a static `import`/`from ... import` anywhere in a file (in a function too: a lazy
+import is still a dependency) or an `importlib.import_module("literal")`. Starting another
+tier as a process (`python -m wabot worker`, what the fleet does) is not an arrow. Tests and
+bench may import anything and are not read. The arrows that cross the layers today are listed
+in EXCEPTIONS, each with its reason; one that disappears must leave the list too.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# package -> its folder
+PACKAGES = {
+    "wabot": "wabot",
+    "wabot_cli": "wabot_cli",
+    "botworker": "botworker",
+    "fleet": "fleet",
+    "gateway": "gateway",
+    "wabot_operator": "operator/wabot_operator",
+    "devcluster": "devcluster",
+}
+TIERS = ("botworker", "fleet", "gateway", "wabot_operator")
+
+# package -> the packages of ours it may import
+ALLOWED: dict[str, frozenset[str]] = {
+    "wabot": frozenset(),
+    "devcluster": frozenset(),
+    **{tier: frozenset({"wabot"}) for tier in TIERS},
+    "wabot_cli": frozenset(PACKAGES) - {"wabot_cli"},
+}
+
+# (file, imported module) -> why this arrow crosses the layers
+EXCEPTIONS: dict[tuple[str, str], str] = {
+    ("wabot/__main__.py", "wabot_cli.commands"):
+        "`python -m wabot` (how the fleet and the docs start a worker) is the `wabot` command: "
+        "a program that hands over by name, never imported by anything",
+    ("fleet/schema.py", "botworker.data.migrate"):
+        "the process tiers bring the workers' PostgreSQL schema to head (the worker's data "
+        "layer owns the migrations), in a child process",
+    ("fleet/compose.py", "botworker.data.migrate"):
+        "the compose file's db-setup service runs the worker's migrations and names each "
+        "tenant's password variable as the data layer does",
+    ("fleet/compose.py", "botworker.data.tenancy"):
+        "a tenant's DSN in the compose file names its database role as the data layer does",
+    ("fleet/schema.py", "botworker.config"):
+        "redact_dsn through botworker.config's re-export; it lives in wabot.redact (to import "
+        "from there: one line in fleet/)",
+}
+
+
+def _imports(tree: ast.AST) -> list[str]:
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append(node.module)
+        elif (isinstance(node, ast.Call) and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) == "import_module"):
+            found.append(node.args[0].value)
+    return found
+
+
+def arrows() -> dict[tuple[str, str], str]:
+    """(file, imported module) -> the importing package, for every import of another of ours."""
+    found: dict[tuple[str, str], str] = {}
+    for package, folder in PACKAGES.items():
+        files = sorted((REPO / folder).rglob("*.py"))
+        assert files, f"{folder}/ holds no Python file: is PACKAGES still the tree?"
+        for path in files:
+            for module in _imports(ast.parse(path.read_text(), str(path))):
+                top = module.partition(".")[0]
+                if top in PACKAGES and top != package:
+                    found[(path.relative_to(REPO).as_posix(), module)] = package
+    return found
+
+
+def test_every_arrow_follows_the_layers_or_is_a_listed_exception() -> None:
+    wrong = sorted(f"{file} imports {module}"
+                   for (file, module), package in arrows().items()
+                   if module.partition(".")[0] not in ALLOWED[package]
+                   and (file, module) not in EXCEPTIONS)
+    assert not wrong, ("imports across the layers (see this file's docstring; move the code "
+                       "down to `wabot`, or list the arrow with its reason):\n" + "\n".join(wrong))
+
+
+def test_every_listed_exception_is_still_an_arrow() -> None:
+    found = arrows()
+    stale = sorted(f"{file} -> {module}" for file, module in EXCEPTIONS
+                   if (file, module) not in found)
+    assert not stale, "arrows no longer in the code: remove them from EXCEPTIONS:\n" + \
+        "\n".join(stale)
+
+
+def test_importing_the_shared_contract_loads_no_tier() -> None:
+    """Beyond what the source says: every module of `wabot` imported in a fresh interpreter
+    leaves no tier and no CLI in sys.modules (a worker pays for its own code only)."""
+    modules = sorted(f"wabot.{p.stem}" for p in (REPO / "wabot").glob("*.py")
+                     if p.stem not in ("__init__", "__main__"))
+    above = {*TIERS, "wabot_cli"}
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            f"print(sorted({{n.partition('.')[0] for n in sys.modules}} & {above!r}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    assert out.strip() == "[]"
