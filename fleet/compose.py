@@ -21,13 +21,11 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Mapping, Sequence
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
 
 from wabot import workerenv
 from wabot.naming import auth_subdir
@@ -35,6 +33,27 @@ from wabot.spec import DEFAULT_RESOURCES
 from wabot.workerenv import SecretRef, WorkerEnv
 
 from .botsfile import BotDefinition, BotsFileError, dump_bots, load_bots_file
+from .compose_file import (
+    USER,
+    ComposeFile,
+    ConfigFile,
+    ConfigRef,
+    Dependency,
+    Deploy,
+    DeployResources,
+    Healthcheck,
+    Mount,
+    QuantityError,
+    Resources,
+    Service,
+    check_compose,
+    cpus,
+    memory,
+)
+
+# Imported from here by the tests and older callers.
+__all__ = ["USER", "ComposeFile", "QuantityError", "check_compose", "cpus", "memory",
+           "render_compose", "run", "write_compose"]
 
 DEFAULT_IMAGE = "wabot-worker:latest"
 POSTGRES_IMAGE = "postgres:16-bookworm"
@@ -44,48 +63,12 @@ BOTS_PATH = "/etc/wabot/bots.yaml"
 WORKER_PORT = 8080
 CONTROLLER_PORT = 5000
 SPECS_DIR = "wabot-specs"
-USER = "10001:10001"
 # The bundled PostgreSQL's superuser: the owner side only (the db-setup service migrates and
 # provisions with it); bots connect as their tenant's role, wabot_<serverName>.
 OWNER_DSN = "postgresql://wabot:${POSTGRES_PASSWORD}@postgres:5432/wabot"
 DB_SETUP = "db-setup"
 # Fields of a WhatsAppBot that only mean something to a Kubernetes scheduler.
 KUBE_ONLY = ("node_selector", "tolerations", "affinity", "priority_class_name")
-
-
-class QuantityError(ValueError):
-    pass
-
-
-def cpus(quantity: str) -> str:
-    """A Kubernetes CPU quantity ("500m", "2") as Compose's decimal CPUs ("0.5", "2")."""
-    try:
-        value = (Decimal(quantity[:-1]) / 1000 if quantity.endswith("m")
-                 else Decimal(quantity))
-    except InvalidOperation:
-        raise QuantityError(f"not a CPU quantity: {quantity!r}") from None
-    return format(value.normalize(), "f")
-
-
-_FACTORS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
-            "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4, None: 1}
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-
-
-def memory(quantity: str) -> str:
-    """A Kubernetes memory quantity as a Compose byte value, exactly: Docker's units are
-    binary (1m = 1 MiB), so 256Mi becomes 256m and 1G (decimal) 1000000000b."""
-    m = _QUANTITY.match(quantity)
-    if not m:
-        raise QuantityError(f"not a memory quantity: {quantity!r}")
-    exact = Decimal(m.group(1)) * _FACTORS[m.group(2)]
-    if exact != exact.to_integral_value():
-        raise QuantityError(f"memory quantity {quantity!r} is not a whole number of bytes")
-    size = int(exact)
-    for unit, factor in (("g", 1024**3), ("m", 1024**2), ("k", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    return f"{size}b"
 
 
 def escape(value: str) -> str:
@@ -103,88 +86,6 @@ def volume_name(bot: BotDefinition) -> str:
 
 def _env_var(*parts: str) -> str:
     return re.sub(r"[^A-Z0-9_]", "_", "_".join(parts).upper())
-
-
-# --- the output's shape ---------------------------------------------------------------------
-
-
-class _M(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Resources(_M):
-    cpus: str | None = None
-    memory: str | None = None
-
-
-class DeployResources(_M):
-    limits: Resources | None = None
-    reservations: Resources | None = None
-
-
-class Deploy(_M):
-    resources: DeployResources
-
-
-class Healthcheck(_M):
-    test: list[str]
-    interval: str = "10s"
-    timeout: str = "5s"
-    retries: int = 6
-    start_period: str = "30s"
-
-
-class Mount(_M):
-    type: Literal["volume"] = "volume"
-    source: str
-    target: str
-
-
-class ConfigRef(_M):
-    source: str
-    target: str
-
-
-class Dependency(_M):
-    condition: Literal["service_started", "service_healthy", "service_completed_successfully"]
-
-
-class Service(_M):
-    image: str
-    command: list[str] | None = None
-    environment: dict[str, str]
-    ports: list[str] | None = None
-    volumes: list[Mount] | None = None
-    configs: list[ConfigRef] | None = None
-    user: str | None = USER
-    read_only: bool | None = True
-    tmpfs: list[str] | None = None
-    cap_drop: list[str] | None = Field(default_factory=lambda: ["ALL"])
-    security_opt: list[str] | None = Field(default_factory=lambda: ["no-new-privileges:true"])
-    mem_limit: str | None = None
-    mem_reservation: str | None = None
-    cpus: str | None = None
-    deploy: Deploy | None = None
-    healthcheck: Healthcheck | None = None
-    depends_on: dict[str, Dependency] | None = None
-    restart: str = "unless-stopped"
-    stop_grace_period: str | None = None
-    profiles: list[str] | None = None
-    labels: dict[str, str] | None = None
-
-
-class ConfigFile(_M):
-    file: str
-
-
-class ComposeFile(_M):
-    services: dict[str, Service]
-    volumes: dict[str, dict[str, Any]]
-    configs: dict[str, ConfigFile]
-
-    def to_yaml(self) -> str:
-        data = self.model_dump(mode="json", exclude_none=True)
-        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=100)
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -347,46 +248,6 @@ def render_compose(bots: Sequence[BotDefinition], image: str = DEFAULT_IMAGE,
                                                 "io.wabot.server-name": bot.server_name}}
         configs[f"{service_name(bot)}-spec"] = ConfigFile(file=f"./{specs_dir}/{bot.name}.yaml")
     return ComposeFile(services=services, volumes=volumes, configs=configs), warnings
-
-
-_SERVICE_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-
-
-def check_compose(doc: Mapping[str, Any], base_dir: Path | None = None) -> list[str]:
-    """The cross-references a schema cannot check: every dependency, volume and config a
-    service names exists, config files exist, and no two bots share an auth volume."""
-    problems: list[str] = []
-    services = doc.get("services") or {}
-    volumes = doc.get("volumes") or {}
-    configs = doc.get("configs") or {}
-    owners: dict[str, str] = {}
-    for name, svc in services.items():
-        if not _SERVICE_NAME.match(name):
-            problems.append(f"service name {name!r} is not valid")
-        if "image" not in svc and "build" not in svc:
-            problems.append(f"{name}: neither image nor build")
-        for dep in svc.get("depends_on") or {}:
-            if dep not in services:
-                problems.append(f"{name}: depends_on unknown service {dep!r}")
-        for mount in svc.get("volumes") or []:
-            if mount.get("type") == "volume":
-                src = mount.get("source")
-                if src not in volumes:
-                    problems.append(f"{name}: volume {src!r} is not declared")
-                elif src in owners and src != "postgres-data":
-                    problems.append(f"{name}: volume {src!r} is also mounted by {owners[src]}")
-                owners.setdefault(src, name)
-        for ref in svc.get("configs") or []:
-            if ref.get("source") not in configs:
-                problems.append(f"{name}: config {ref.get('source')!r} is not declared")
-        for key, value in (svc.get("environment") or {}).items():
-            if not isinstance(value, str):
-                problems.append(f"{name}: environment {key} is not a string")
-    if base_dir is not None:
-        for cname, cfg in configs.items():
-            if not (base_dir / cfg["file"]).is_file():
-                problems.append(f"config {cname}: file {cfg['file']} does not exist")
-    return problems
 
 
 def write_compose(bots: Sequence[BotDefinition], out: Path, image: str = DEFAULT_IMAGE,
