@@ -13,8 +13,12 @@ The table lives in a metadata registry of its own so it never joins the worker's
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,9 +28,17 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
+from wabot.settings import check_dsn
 from wabot.spec import WhatsAppBotSpec
 
-from .botsfile import BotDefinition, BotsFileError, _explain, check_unique, valid_name
+from .botsfile import (
+    BotDefinition,
+    BotsFileError,
+    _explain,
+    check_unique,
+    load_bots_file,
+    valid_name,
+)
 
 TABLE = "bot_definition"
 
@@ -108,3 +120,35 @@ def store_bots(engine: Engine, bots: Iterable[BotDefinition]) -> int:
             count += 1
         session.commit()
     return count
+
+
+def run_import(argv: Sequence[str] | None = None) -> int:
+    """`python -m fleet db-import`: a bots file into the table, for a team moving its bots
+    from a file to its admin tool's database."""
+    p = argparse.ArgumentParser(prog="python -m fleet db-import", description=(
+        "Insert or replace the bots of a bots file in the bot_definition table."))
+    p.add_argument("--bots", type=Path, required=True)
+    p.add_argument("--dsn", default=os.environ.get("WABOT_BOTS_DSN"),
+                   help="default: $WABOT_BOTS_DSN")
+    args = p.parse_args(list(argv or []))
+    if not args.dsn:
+        print("db-import: set WABOT_BOTS_DSN or --dsn", file=sys.stderr)
+        return 2
+    try:
+        check_dsn(args.dsn)
+    except ValueError as exc:
+        print(f"db-import: WABOT_BOTS_DSN (or --dsn): {exc}", file=sys.stderr)
+        return 2
+    try:
+        bots = load_bots_file(args.bots)
+    except BotsFileError as exc:
+        print(f"db-import: {exc}", file=sys.stderr)
+        return 2
+    engine = engine_for(args.dsn)
+    try:
+        create_table(engine)
+        n = store_bots(engine, bots)
+    finally:
+        engine.dispose()
+    print(f"db-import: {n} bots stored")
+    return 0
