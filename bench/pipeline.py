@@ -202,7 +202,7 @@ class WorkerUnderTest:
             wait_until(lambda: w.datalayer.schema_ready, 120, "database schema")
 
     def fresh_limiter(self) -> None:
-        from botworker.ratelimit import Limits, RateLimiter
+        from botworker.core.ratelimit import Limits, RateLimiter
 
         rl = self.spec.rate_limit
         self.worker.sender.limiter = RateLimiter(

@@ -1,14 +1,14 @@
 """Reconnect attempts of a fleet of workers: a SIMULATION, not a measurement.
 
 Workers cannot run on kwok's simulated nodes and WhatsApp is unreachable here, so this drives
-the worker's own connection rulebook - `botworker.lifecycle.transition` with its default
+the worker's own connection rulebook - `botworker.core.lifecycle.transition` with its default
 policy - for N workers on a virtual clock. It is the same pure function the worker's control
 thread applies; what is modelled is only what the outside world does: when each worker gets
 its Lease (its start time), how long a dial takes and whether it succeeds. The control thread
 is modelled as waking exactly at `next_wakeup()` (the real loop wakes at that time or within
 1 s).
 
-The policy (botworker.lifecycle.Policy explains each number): every worker of a restart starts
+The policy (botworker.core.lifecycle.Policy explains each number): every worker of a restart starts
 with a linked session on its volume, so it is `resuming`: its first dial is drawn uniformly
 within 20 s of the Lease, and until it has connected once a failed dial is retried after
 [150, 300] s (the cap stage of the equal-jitter backoff). A connected bot that drops retries
@@ -54,8 +54,8 @@ STORED_RESULTS = BENCH / "results.json"
 def previous_policy() -> Any:
     """The rulebook's policy before the resume rules: first dial at once, full jitter from 1 s
     (floor 0.5 s, cap 300 s) for every worker."""
-    from botworker import lifecycle as lc
-    from botworker.backoff import BackoffPolicy
+    from botworker.core import lifecycle as lc
+    from botworker.core.backoff import BackoffPolicy
 
     return dataclasses.replace(lc.DEFAULT_POLICY, backoff=BackoffPolicy(),
                                resume_jitter_s=0.0, resume_at_cap=False)
@@ -66,7 +66,7 @@ def simulate(starts: Sequence[float], *, reachable: bool, horizon_s: float = HOR
              resuming: bool = True) -> list[float]:
     """The times of every dial (StartSession action) of every worker. `resuming`: the workers
     start with a linked session on their volume (a restart; False: new bots)."""
-    from botworker import lifecycle as lc
+    from botworker.core import lifecycle as lc
 
     rng = random.Random(seed)
     policy = policy or lc.DEFAULT_POLICY
@@ -144,11 +144,11 @@ def paced_starts(n: int, per_s: float = PACED_RESTARTS_PER_S) -> list[float]:
 
 def run(n: int = 1000, starts: Sequence[float] | None = None,
         horizon_s: float = HORIZON_S, stored: Path | None = STORED_RESULTS) -> Result:
-    from botworker.lifecycle import DEFAULT_POLICY as policy
+    from botworker.core.lifecycle import DEFAULT_POLICY as policy
 
     res = Result("reconnect", f"Reconnect attempts of {n} workers (simulation)")
     b = policy.backoff
-    res.note("SIMULATION: botworker.lifecycle.transition (the worker's real rulebook, default "
+    res.note("SIMULATION: botworker.core.lifecycle.transition (the worker's real rulebook, default "
              f"policy) for {n} restarted workers on a virtual clock, {horizon_s:.0f} s; dials "
              f"fail after {DIAL_FAIL_S * 1000:.0f} ms when WhatsApp is unreachable. Policy: a "
              "worker with a linked session on its volume (a restart) dials U(0, "

@@ -42,8 +42,8 @@ def _hard_exit(timeout_s: float) -> None:
 def _initial_kube_object(cfg: WorkerConfig, api: Any, stop: threading.Event) -> dict[str, Any]:
     """The bot's own WhatsAppBot; retried (a new bot's RoleBinding may lag the pod by a
     moment, the API server may be restarting) until it arrives or the worker is told to stop."""
-    from .backoff import BackoffPolicy
-    from .kube import get_own_object
+    from .adapters.bot_object import get_own_object
+    from .core.backoff import BackoffPolicy
 
     assert cfg.namespace is not None
     backoff = BackoffPolicy(base_s=1.0, cap_s=30.0)
@@ -78,7 +78,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     register_secrets(cfg)
     configure_logging(cfg.bot_id, cfg.server_name, cfg.log_level)
 
-    from .spec_source import default_spec, load_file, spec_from_object
+    from .adapters.spec_source import default_spec, load_file, spec_from_object
     from .worker import Worker, prepare_session_dir
 
     try:
@@ -103,7 +103,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
             assert cfg.spec_source.path is not None
             spec = load_file(cfg.spec_source.path, cfg)
         elif cfg.spec_source.kind == "kubernetes":
-            from .kube import api_client
+            from .adapters.bot_object import api_client
 
             try:
                 kube_api = api_client()
@@ -131,7 +131,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         return _fail(f"failed to start: {type(exc).__name__}: {exc}".splitlines()[0], 1)
 
     if cfg.spec_source.kind == "file":
-        from .spec_source import FileSpecWatcher
+        from .adapters.spec_source import FileSpecWatcher
 
         assert cfg.spec_source.path is not None
         FileSpecWatcher(cfg.spec_source.path, cfg, worker.apply_spec).start()

@@ -26,23 +26,23 @@ from wabot.api import ConnectionData, PairingData
 from wabot.spec import WhatsAppBotSpec, WorkerReport
 
 from . import __version__
-from . import lifecycle as lc
-from .api import IdempotencyStore, MessageApi
-from .audit import AuditWriter
-from .backoff import BackoffPolicy
+from .adapters.audit_writer import AuditWriter
+from .adapters.database import DataLayer, Migrator
+from .adapters.state_file import GreetedChats
+from .adapters.webhooks import WebhookDispatcher, WebhookSettings
 from .config import WorkerConfig, redact_dsn
-from .connection import ConnectionManager
-from .datalayer import DataLayer, Migrator
-from .http import HealthServer
+from .core import lifecycle as lc
+from .core.backoff import BackoffPolicy
+from .core.proxy import INVALID_PROXY, InvalidProxyUrl, ProxyUrl, parse_proxy_url
+from .core.ratelimit import Limits, RateLimiter
+from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
-from .pipeline import Pipeline, Runtime
-from .proxy import INVALID_PROXY, InvalidProxyUrl, ProxyUrl, parse_proxy_url
-from .ratelimit import Limits, RateLimiter
-from .registry import build_registry
-from .sender import NeonizeTransport, Sender
-from .state import GreetedChats
-from .webhooks import WebhookDispatcher, WebhookSettings
+from .runtime.connection import ConnectionManager
+from .runtime.health_server import HealthServer
+from .runtime.message_api import IdempotencyStore, MessageApi
+from .runtime.pipeline import Pipeline, Runtime
+from .runtime.sender import NeonizeTransport, Sender
 
 log = get_logger("worker")
 
@@ -157,8 +157,9 @@ class Worker:
         self.elector: Any = None
         self.spec_watcher: Any = None
         if kube_api is not None:
-            from .kube import LeaseElector, SpecWatcher, StatusReporter
-            from .lease import Timing
+            from .adapters.bot_object import SpecWatcher, StatusReporter
+            from .adapters.lease_elector import LeaseElector
+            from .core.lease import Timing
 
             assert cfg.namespace is not None
             self.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name, self.metrics)
@@ -264,8 +265,8 @@ class Worker:
 
     def apply_object(self, obj: dict[str, Any]) -> None:
         """A WhatsAppBot object from the API server (kube.SpecWatcher)."""
+        from .adapters.spec_source import spec_from_object
         from .config import ConfigError
-        from .spec_source import spec_from_object
 
         try:
             spec = spec_from_object(obj, self.cfg)

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .logs import get_logger
-from .metrics import Metrics
+from ..logs import get_logger
+from ..metrics import Metrics
 
 log = get_logger("audit")
 
@@ -239,7 +239,7 @@ class AuditWriter:
         self._publish()
 
     def _insert(self, store: AuditStore, rows: list[dict[str, Any]]) -> bool:
-        from .context import DatabaseUnavailable
+        from ..core.context import DatabaseUnavailable
 
         try:
             store.insert_audit(rows)

@@ -1,40 +1,36 @@
-"""The worker's three touch points with the API server, each on its own thread:
+"""The bot's own WhatsAppBot on the API server, each touch point on its own thread:
 
 - `StatusReporter`: JSON merge patch of `status.worker` (and nothing else) on the bot's own
   WhatsAppBot, through the status subresource. Coalescing: only the newest report is sent, so a
   burst of state changes (QR rotations) costs one request, and an API outage delays reports
   instead of queueing them.
-- `LeaseElector`: holds Lease `wabot-N` with get + conditional patch (the bot's Role allows
-  nothing else on it), tells the connection when it acquires or loses it, releases it at exit.
 - `SpecWatcher`: lists and watches the bot's own WhatsAppBot (fieldSelector metadata.name=N,
   the only form its Role allows) and hands a new spec to the worker when the generation moves.
 
-All of it uses the bot's ServiceAccount (in-cluster) or $KUBECONFIG, through the small stdlib
-client in `kubeapi` (not the `kubernetes` package: see that module for why).
+The third touch point, the Lease, is `lease_elector`. All of it uses the bot's ServiceAccount
+(in-cluster) or $KUBECONFIG, through the small stdlib client in `kube_client` (not the
+`kubernetes` package: see that module for why).
 """
-
 from __future__ import annotations
 
 import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WorkerReport
 
-from . import lease as lz
-from .backoff import BackoffPolicy
-from .kubeapi import MERGE_PATCH, ApiError, KubeClient, Timeout, shutdown_socket
-from .logs import get_logger
-from .metrics import Metrics
+from ..core.backoff import BackoffPolicy
+from ..logs import get_logger
+from ..metrics import Metrics
+from .kube_client import MERGE_PATCH, ApiError, KubeClient, Timeout, shutdown_socket
 
 log = get_logger("kube")
 
 # Shows up in managedFields: which fields this worker wrote (status.worker, the Lease spec).
 FIELD_MANAGER = "wabot-worker"
-_TIMEOUT: Timeout = (5.0, 10.0)
+TIMEOUT: Timeout = (5.0, 10.0)
 WATCH_TIMEOUT_S = 120
 
 
@@ -48,11 +44,8 @@ def _bots_path(namespace: str, name: str | None = None) -> str:
     return path if name is None else f"{path}/{name}"
 
 
-def _lease_path(namespace: str, name: str) -> str:
-    return f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-
-
-def _short(err: BaseException) -> str:
+def short_error(err: BaseException) -> str:
+    """An API failure in one log-safe line: the status for API errors, else type and text."""
     if isinstance(err, ApiError):
         return f"HTTP {err.status} {err.reason}"
     return f"{type(err).__name__}: {err}"[:300]
@@ -89,7 +82,7 @@ class StatusReporter:
         self._api.request(
             "PATCH", _bots_path(self._namespace, self._name) + "/status",
             query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE_PATCH,
-            timeout=_TIMEOUT,
+            timeout=TIMEOUT,
         )
 
     def _run(self) -> None:
@@ -109,7 +102,7 @@ class StatusReporter:
                 self._metrics.kube_error("status_patch")
                 delay = self._backoff.delay(failures, 0.5)
                 log.warning(
-                    "status patch failed", extra={"error": _short(exc), "retry_in_s": delay}
+                    "status patch failed", extra={"error": short_error(exc), "retry_in_s": delay}
                 )
                 with self._cond:
                     if self._stop:
@@ -138,207 +131,9 @@ class StatusReporter:
             self._cond.notify_all()
 
 
-# --- the Lease ---------------------------------------------------------------------------------
-
-
-def _time(value: Any) -> datetime | None:
-    """A Lease MicroTime ("2030-01-01T00:00:00.000000Z"); None if absent or unreadable."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _record(obj: dict[str, Any]) -> lz.LeaseRecord:
-    spec = obj.get("spec") or {}
-    return lz.LeaseRecord(
-        holder=spec.get("holderIdentity") or None,
-        duration_s=spec.get("leaseDurationSeconds"),
-        renew_time=_time(spec.get("renewTime")),
-        acquire_time=_time(spec.get("acquireTime")),
-        transitions=spec.get("leaseTransitions") or 0,
-        resource_version=str((obj.get("metadata") or {}).get("resourceVersion") or ""),
-    )
-
-
-class LeaseElector:
-    """Holds the bot's Lease. Fencing does not depend on the API answering: a timer armed at
-    every successful renewal declares the Lease lost at the renew deadline unless a newer
-    renewal has moved it, even while a request is still hanging on a dead network."""
-
-    def __init__(
-        self,
-        api: KubeClient,
-        namespace: str,
-        name: str,
-        identity: str,
-        metrics: Metrics,
-        *,
-        on_acquired: Callable[[], None],
-        on_lost: Callable[[str], None],
-        timing: lz.Timing = lz.DEFAULT_TIMING,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._api = api
-        self.namespace = namespace
-        self.name = name
-        self.identity = identity
-        self._metrics = metrics
-        self._on_acquired = on_acquired
-        self._on_lost = on_lost
-        self.timing = timing
-        self._clock = clock
-        # A Lease call may not outlast a fraction of the duration (client-go bounds it by the
-        # renew deadline); the fence timer covers the rest.
-        t = max(1.0, timing.duration_s / 5.0)
-        self._timeout = (t, t)
-        self._held = False
-        # resourceVersion of the record this process last wrote: while the Lease still shows
-        # exactly that record, nobody else has written it, so it is still this process's
-        # (e.g. after fencing itself through an API outage) even though it names only the pod.
-        self._written_rv: str | None = None
-        self._last_renewed: float | None = None
-        self._obs: lz.Observation | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._state = threading.Lock()  # held/_last_renewed; never held across a request
-        self._calls = threading.Lock()  # one Lease request at a time (step vs release)
-        self._fence: threading.Timer | None = None
-        self._complained: str | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._held
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="lease-elector", daemon=True)
-        self._thread.start()
-
-    def _read(self) -> lz.LeaseRecord:
-        obj = self._api.request("GET", _lease_path(self.namespace, self.name),
-                                timeout=self._timeout)
-        return _record(obj)
-
-    def _patch(self, body: dict[str, Any]) -> lz.LeaseRecord:
-        # Conditional: the body carries the resourceVersion the decision was based on, so a
-        # write racing another contender's gets 409 Conflict instead of overwriting it.
-        obj = self._api.request(
-            "PATCH", _lease_path(self.namespace, self.name),
-            query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE_PATCH,
-            timeout=self._timeout,
-        )
-        return _record(obj)
-
-    def step(self) -> None:
-        """One round: read, decide, maybe write."""
-        with self._calls:
-            try:
-                rec = self._read()
-                now = self._clock()
-                with self._state:
-                    self._obs = lz.observe(self._obs, rec, now)
-                    mine = self._held or rec.resource_version == self._written_rv
-                    decision = lz.decide(rec, self.identity, self._obs, now,
-                                         self.timing.duration_s, held=mine)
-                if decision == "wait":
-                    if self._held:
-                        self._lose(f"taken over by {rec.holder}")
-                    elif self._complained != rec.holder:
-                        self._complained = rec.holder
-                        log.info("waiting for the Lease", extra={"holder": rec.holder})
-                    return
-                sent_at = self._clock()
-                patch = lz.claim_patch(
-                    rec, self.identity, datetime.now(UTC), int(self.timing.duration_s),
-                    taking_over=not mine,
-                )
-                written = self._patch(patch)
-                with self._state:
-                    self._written_rv = written.resource_version
-                self._renewed(sent_at)
-            except ApiError as exc:
-                self._metrics.kube_error("lease_conflict" if exc.status == 409 else "lease")
-                if exc.status != 409:
-                    log.warning("Lease request failed", extra={"error": _short(exc)})
-            except Exception as exc:
-                self._metrics.kube_error("lease")
-                log.warning("Lease request failed", extra={"error": _short(exc)})
-        self._check_deadline()
-
-    def _renewed(self, sent_at: float) -> None:
-        acquired = False
-        with self._state:
-            self._last_renewed = sent_at
-            if not self._held:
-                self._held = acquired = True
-                self._complained = None
-            if self._fence is not None:
-                self._fence.cancel()
-            delay = max(0.0, sent_at + self.timing.renew_deadline_s - self._clock())
-            self._fence = threading.Timer(delay, self._check_deadline)
-            self._fence.daemon = True
-            self._fence.start()
-        if acquired:
-            log.info("acquired the Lease", extra={"lease": self.name})
-            self._on_acquired()
-
-    def _check_deadline(self) -> None:
-        with self._state:
-            if not (self._held and lz.must_fence(self._last_renewed, self._clock(), self.timing)):
-                return
-        self._lose("could not renew within the deadline")
-
-    def _lose(self, reason: str) -> None:
-        with self._state:
-            if not self._held:
-                return
-            self._held = False
-            self._last_renewed = None
-            if self._fence is not None:
-                self._fence.cancel()
-        log.warning("lost the Lease; stopping the WhatsApp session", extra={"reason": reason})
-        self._on_lost(reason)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.step()
-            wait = self.timing.renew_interval_s if self._held else self.timing.retry_interval_s
-            last = self._last_renewed
-            if self._held and last is not None and self._clock() - last >= wait:
-                wait = self.timing.retry_interval_s  # a renewal failed: try again sooner
-            self._stop.wait(wait)
-
-    def stop(self, release: bool = True) -> None:
-        """Stop renewing; with `release`, clear the holder if it is still this pod. Call only
-        after the WhatsApp session has ended: the next pod may connect the moment it sees the
-        Lease free."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5.0)
-        with self._state:
-            if self._fence is not None:
-                self._fence.cancel()
-        if release:
-            with self._calls:
-                try:
-                    rec = self._read()
-                    # Only a record this process wrote is released: the record names the
-                    # pod, and another process of the same name may hold it.
-                    if rec.holder == self.identity and rec.resource_version == self._written_rv:
-                        self._patch(lz.release_patch(rec))
-                        log.info("released the Lease", extra={"lease": self.name})
-                except Exception as exc:
-                    self._metrics.kube_error("lease_release")
-                    log.warning("could not release the Lease", extra={"error": _short(exc)})
-        with self._state:
-            self._held = False
-
-
 def get_own_object(api: KubeClient, namespace: str, name: str) -> dict[str, Any]:
     """The bot's WhatsAppBot (the Role allows `get` on it by name)."""
-    return api.request("GET", _bots_path(namespace, name), timeout=_TIMEOUT)
+    return api.request("GET", _bots_path(namespace, name), timeout=TIMEOUT)
 
 
 # --- the spec ----------------------------------------------------------------------------------
@@ -404,7 +199,7 @@ class SpecWatcher:
 
     def _list(self, selector: dict[str, str]) -> None:
         listed = self._api.request("GET", _bots_path(self.namespace), query=selector,
-                                   timeout=_TIMEOUT)
+                                   timeout=TIMEOUT)
         self.lists += 1
         for item in listed.get("items", []):
             self._deliver(item)
@@ -448,12 +243,12 @@ class SpecWatcher:
                     continue
                 failures += 1
                 self._metrics.kube_error("spec_watch")
-                log.warning("spec watch failed", extra={"error": _short(exc)})
+                log.warning("spec watch failed", extra={"error": short_error(exc)})
                 self._stop.wait(backoff.delay(failures, 0.5))
             except Exception as exc:
                 if self._stop.is_set():
                     return
                 failures += 1
                 self._metrics.kube_error("spec_watch")
-                log.warning("spec watch failed", extra={"error": _short(exc)})
+                log.warning("spec watch failed", extra={"error": short_error(exc)})
                 self._stop.wait(backoff.delay(failures, 0.5))

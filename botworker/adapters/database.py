@@ -25,16 +25,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from .backoff import BackoffPolicy
-from .config import redact_dsn
-from .context import DatabaseUnavailable
-from .data.health import Health
-from .logs import get_logger
-from .metrics import Metrics
+from ..config import redact_dsn
+from ..core.backoff import BackoffPolicy
+from ..core.context import DatabaseUnavailable
+from ..data.health import Health
+from ..logs import get_logger
+from ..metrics import Metrics
 
 if TYPE_CHECKING:
-    from .data.auditrows import AuditRows
-    from .data.db import Database
+    from ..data.auditrows import AuditRows
+    from ..data.db import Database
 
 log = get_logger("datalayer")
 
@@ -42,7 +42,7 @@ Migrator = Callable[[str], tuple[bool, str]]
 
 
 def _default_migrator(url: str) -> tuple[bool, str]:
-    from .data.migrate import run_in_child
+    from ..data.migrate import run_in_child
 
     return run_in_child(url)
 
@@ -135,7 +135,7 @@ class DataLayer:
         """(ok, reason, permanent) of the PostgreSQL role check, run in a child process (the
         check needs SQLAlchemy and psycopg, which the worker itself may never use); the
         caller holds the lock."""
-        from .data.rolecheck import check_in_child
+        from ..data.rolecheck import check_in_child
 
         binding, error = check_in_child(self.url, self.server_name)
         if binding is None:
@@ -152,7 +152,7 @@ class DataLayer:
         if not self.ensure_schema(wait=False):
             return None
         if self._rows is None:
-            from .data.auditrows import AuditRows
+            from ..data.auditrows import AuditRows
 
             with self._lock:
                 if self._rows is None:
@@ -165,7 +165,7 @@ class DataLayer:
         if not self.ensure_schema(wait=False):
             return None
         if self._db is None:
-            from .data.db import Database
+            from ..data.db import Database
 
             with self._lock:
                 if self._db is None:

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from wabot.spec import KIND, WhatsAppBotSpec
 
-from .config import ConfigError, WorkerConfig
-from .logs import get_logger
+from ..config import ConfigError, WorkerConfig
+from ..logs import get_logger
 
 log = get_logger("spec")
 

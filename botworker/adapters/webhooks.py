@@ -65,11 +65,11 @@ from wabot.egress import (
 from wabot.redact import url_origin
 from wabot.spec import WebhookSpec
 
-from . import __version__
-from .backoff import BackoffPolicy
-from .logs import get_logger
-from .metrics import Metrics
-from .state import connect
+from .. import __version__
+from ..core.backoff import BackoffPolicy
+from ..logs import get_logger
+from ..metrics import Metrics
+from .state_file import connect
 
 log = get_logger("webhooks")
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ..context import CrossTenantWrite, DatabaseUnavailable
+from ..core.context import CrossTenantWrite, DatabaseUnavailable
 from .health import Health
 from .tenancy import psycopg_dsn
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import create_engine, exc
 from sqlalchemy.engine import Engine, make_url
 
-from ..context import DatabaseUnavailable
+from ..core.context import DatabaseUnavailable
 from .health import Health
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .child import one_line, run_module
+from .subprocess_step import one_line, run_module
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 URL_ENV = "WABOT_MIGRATE_URL"

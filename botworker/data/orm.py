@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlmodel import Session, select
 
-from ..context import CrossTenantWrite
+from ..core.context import CrossTenantWrite
 from .models import KeyValue, TenantModel
 
 

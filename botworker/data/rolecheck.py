@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from .child import one_line, run_module
+from .subprocess_step import one_line, run_module
 from .tenancy import Binding
 
 URL_ENV = "WABOT_CHECK_URL"
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"usage: {URL_ENV}=<dsn> python -m botworker.data.rolecheck SERVER_NAME",
               file=sys.stderr)
         return 2
-    from ..context import DatabaseUnavailable
+    from ..core.context import DatabaseUnavailable
     from .db import Database
 
     db = Database(url, args[0])

@@ -10,8 +10,8 @@ already confined to the bot's tenant, and lets `DatabaseUnavailable` propagate s
 
 from __future__ import annotations
 
-from botworker.context import CommandContext
-from botworker.registry import CommandRegistry
+from botworker.core.context import CommandContext
+from botworker.core.registry import CommandRegistry
 
 SCOPE = "notes"
 

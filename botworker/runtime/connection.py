@@ -24,10 +24,10 @@ from typing import Any
 
 from wabot.spec import PairingSpec, WorkerReport
 
-from . import lifecycle as lc
-from .logs import get_logger
-from .metrics import Metrics
-from .proxy import ProxyUrl
+from ..core import lifecycle as lc
+from ..core.proxy import ProxyUrl
+from ..logs import get_logger
+from ..metrics import Metrics
 
 log = get_logger("connection")
 

@@ -28,8 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from wabot.httpserver import HttpServer, Limits, Request, Response
 
-from .api import JSON, MAX_BODY, Answer, error
-from .logs import get_logger
+from ..logs import get_logger
+from .message_api import JSON, MAX_BODY, Answer, error
 
 log = get_logger("http")
 

@@ -39,10 +39,10 @@ from wabot.api import (
     valid_idempotency_key,
 )
 
-from .logs import get_logger
-from .metrics import Metrics
+from ..adapters.state_file import connect
+from ..logs import get_logger
+from ..metrics import Metrics
 from .sender import Sender
-from .state import connect
 
 log = get_logger("api")
 

@@ -26,9 +26,10 @@ from pydantic import BaseModel
 from wabot.api import CommandData, MessageData
 from wabot.spec import WhatsAppBotSpec
 
-from . import parser
-from .audit import AuditRecord, AuditWriter
-from .context import (
+from ..adapters.audit_writer import AuditRecord, AuditWriter
+from ..adapters.state_file import GreetedChats
+from ..core import parser
+from ..core.context import (
     DB_UNAVAILABLE_TEXT,
     FAILED_TEXT,
     CommandContext,
@@ -36,12 +37,11 @@ from .context import (
     SessionFactory,
     _no_database,
 )
-from .filters import Inbound, SeenIds, drop_reason
-from .logs import get_logger
-from .metrics import Metrics
-from .registry import CommandRegistry
+from ..core.filters import Inbound, SeenIds, drop_reason
+from ..core.registry import CommandRegistry
+from ..logs import get_logger
+from ..metrics import Metrics
 from .sender import Sender
-from .state import GreetedChats
 
 log = get_logger("pipeline")
 

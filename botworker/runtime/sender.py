@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from .logs import get_logger
-from .metrics import Metrics
-from .ratelimit import RateLimiter
+from ..core.ratelimit import RateLimiter
+from ..logs import get_logger
+from ..metrics import Metrics
 
 log = get_logger("sender")
 

@@ -2,7 +2,7 @@
 operator's pace redial WhatsApp at most 20 times per second, reachable or not.
 
 Fast (the simulation takes well under a second per scenario), so not marked slow: a change to
-botworker.lifecycle or its backoff that breaks the promise fails here, not only in a benchmark
+botworker.core.lifecycle or its backoff that breaks the promise fails here, not only in a benchmark
 nobody reads.
 """
 

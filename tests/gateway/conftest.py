@@ -37,7 +37,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from botworker.kubeapi import KubeClient
+from botworker.adapters.kube_client import KubeClient
 from botworker.worker import Worker
 from tests.conftest import REPO, Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually, free_port

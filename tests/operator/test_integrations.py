@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from botworker.kubeapi import KubeClient
+from botworker.adapters.kube_client import KubeClient
 from botworker.worker import Worker
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually

@@ -7,11 +7,12 @@ the API server's order, resuming from the last resourceVersion through API-serve
 `KubeletStandIn`: kwok runs no containers, so no worker runs in the bots' pods. To exercise
 Lease fencing, the stand-in does what a kubelet plus the worker would do with the Lease: for
 every pod of a bot that is Running and not terminating it starts the worker's REAL Lease
-elector (`botworker.kube.LeaseElector`, decisions from `botworker/lease.py`) with the pod name
-as identity (the worker's `POD_NAME`) and the bot's own ServiceAccount token (TokenRequest, as
-mounted in the pod), and it stops it (releasing the Lease, as the worker does at SIGTERM) when
-the pod is marked for deletion or gone. Like a kubelet, it stops one pod's "container" before
-it starts a later pod's: events are handled in the watch's order on one thread.
+elector (`botworker.adapters.lease_elector.LeaseElector`, decisions from
+`botworker/core/lease.py`) with the pod name as identity (the worker's `POD_NAME`) and the
+bot's own ServiceAccount token (TokenRequest, as mounted in the pod), and it stops it
+(releasing the Lease, as the worker does at SIGTERM) when the pod is marked for deletion or
+gone. Like a kubelet, it stops one pod's "container" before it starts a later pod's: events
+are handled in the watch's order on one thread.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from botworker.kube import LeaseElector
-from botworker.kubeapi import KubeClient
-from botworker.lease import Timing
+from botworker.adapters.kube_client import KubeClient
+from botworker.adapters.lease_elector import LeaseElector
+from botworker.core.lease import Timing
 from botworker.metrics import Metrics
 from wabot import naming
 

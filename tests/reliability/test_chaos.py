@@ -251,7 +251,8 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
                    "$KUBECONFIG cluster: API-server restarts SKIPPED (never restart a shared "
                    "API server)")
     figures.note(SECTION, "kwok runs no containers: a kubelet stand-in runs the worker's real "
-                 "Lease elector (botworker.kube.LeaseElector, identity = pod name, the bot's own "
+                 "Lease elector (botworker.adapters.lease_elector.LeaseElector, "
+                 "identity = pod name, the bot's own "
                  "ServiceAccount token) for every Running pod and stops it (with release) when "
                  "the pod terminates, before it starts the next pod's")
     store = TemplateStore(REPO / "auth-templates")

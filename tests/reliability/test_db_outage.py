@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from botworker.context import DB_UNAVAILABLE_TEXT, FAILED_TEXT
+from botworker.core.context import DB_UNAVAILABLE_TEXT, FAILED_TEXT
 from botworker.worker import Worker
 from tests.reliability import figures, sizes
 from tests.reliability.pg import migrated_database, own_server, rows, tenant_role
@@ -252,7 +252,8 @@ def test_database_outage_under_load_loses_no_audit_row_and_keeps_whatsapp(
     figures.record(SECTION, "recovery: spool file replayed and removed, under load",
                    f"{spool_file_gone - t_start:.1f} s after the start" if spool_file_gone
                    else f"only after the load stopped ({t_drained - t_start:.1f} s)")
-    figures.note(SECTION, "readiness is connected + Lease (botworker/http.py: a degraded "
+    figures.note(SECTION, "readiness is connected + Lease "
+                 "(botworker/runtime/health_server.py: a degraded "
                  "database does not take the bot out of service); the database state is "
                  "wabot_db_up")
 

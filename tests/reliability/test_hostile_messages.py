@@ -419,7 +419,7 @@ def test_ten_thousand_hostile_messages_crash_nothing_and_rate_limits_hold(
     if unquoted:
         figures.note(SECTION, "a message whose ID is invalid UTF-8 is answered without quoting "
                      "it: neonize cannot build a quote of an ID it cannot decode, so the worker "
-                     "sends the same reply unquoted (botworker/sender.py)")
+                     "sends the same reply unquoted (botworker/runtime/sender.py)")
     figures.record(SECTION, "virtual time covered / wall time",
                    f"{(clock.now - 1000) / 60:.1f} min / {elapsed:.1f} s")
     figures.record(SECTION, f"per chat: limit {PER_CHAT}/min, most in any 60 s",

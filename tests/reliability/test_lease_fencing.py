@@ -17,9 +17,9 @@ import time
 import pytest
 from kubernetes import client
 
-from botworker.kube import LeaseElector
-from botworker.kubeapi import KubeClient
-from botworker.lease import Timing
+from botworker.adapters.kube_client import KubeClient
+from botworker.adapters.lease_elector import LeaseElector
+from botworker.core.lease import Timing
 from botworker.metrics import Metrics
 from tests.operator.helpers import Cluster, eventually
 from tests.reliability import figures
@@ -109,10 +109,10 @@ def test_a_second_process_with_the_same_pod_name_waits_for_the_first(cluster: Cl
 
 
 def test_the_rule_itself_a_record_of_my_name_i_do_not_hold_is_waited_out() -> None:
-    """The same decision without a cluster (botworker/lease.py)."""
+    """The same decision without a cluster (botworker/core/lease.py)."""
     from datetime import UTC, datetime
 
-    from botworker import lease as lz
+    from botworker.core import lease as lz
 
     rec = lz.LeaseRecord("wabot-twin", 6, datetime(2030, 1, 1, tzinfo=UTC), None, 0, "9")
     obs = lz.observe(None, rec, 100.0)

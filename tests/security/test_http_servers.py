@@ -292,7 +292,7 @@ def short_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ser
     limits = Limits(timeout_s=1.0, max_connections=8)
     server: Served
     if request.param == "worker":
-        from botworker.http import HealthServer
+        from botworker.runtime.health_server import HealthServer
 
         server = HealthServer("127.0.0.1", 0, live=lambda: (True, ""),
                               ready=lambda: (True, ""), metrics=lambda: b"", limits=limits)
@@ -464,7 +464,7 @@ def test_without_a_token_monolith_metrics_stay_open(tmp_path: Path) -> None:
 
 def test_worker_metrics_stay_open_for_the_pod_monitor(worker: Server) -> None:
     """The chart's PodMonitor scrapes each bot pod without credentials; the worker's series
-    name only its own bot (botworker/http.py explains the choice)."""
+    name only its own bot (botworker/runtime/health_server.py explains the choice)."""
     code, body = http_get(worker.url + "/metrics")
     assert code == 200 and b'bot="bot-a"' in body
 

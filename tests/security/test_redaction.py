@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from botworker.config import redact_dsn
-from botworker.data.child import one_line, redact
-from botworker.proxy import parse_proxy_url
+from botworker.core.proxy import parse_proxy_url
+from botworker.data.subprocess_step import one_line, redact
 from tests.security import record
 from tests.worker.conftest import wait_for, worker_process_env
 from wabot.logs import JsonFormatter

@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from botworker.adapters.webhooks import UNREACHABLE, Attempt, post
 from botworker.config import ConfigError, load_config
-from botworker.webhooks import UNREACHABLE, Attempt, post
 from fleet.workers import inherited_env
 from tests.security import record
 from tests.worker.conftest import wait_for, worker_process_env

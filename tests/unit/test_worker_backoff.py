@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botworker.backoff import BackoffPolicy
+from botworker.core.backoff import BackoffPolicy
 
 P = BackoffPolicy(base_s=1.0, cap_s=300.0, min_s=0.5)
 

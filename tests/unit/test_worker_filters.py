@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from botworker.filters import Inbound, SeenIds, drop_reason
+from botworker.core.filters import Inbound, SeenIds, drop_reason
 
 MSG = Inbound(
     message_id="ID1", chat="1555@s.whatsapp.net", chat_server="s.whatsapp.net",

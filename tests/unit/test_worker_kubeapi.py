@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from botworker.kubeapi import ApiError, KubeClient, KubeConfigError, TokenSource
+from botworker.adapters.kube_client import ApiError, KubeClient, KubeConfigError, TokenSource
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from botworker import lease as lz
+from botworker.core import lease as lz
 
 T = lz.Timing(duration_s=15.0)
 

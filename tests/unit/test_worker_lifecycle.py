@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from botworker import lifecycle as lc
-from botworker.backoff import BackoffPolicy
+from botworker.core import lifecycle as lc
+from botworker.core.backoff import BackoffPolicy
 from wabot.spec import WorkerState
 
 POLICY = lc.Policy(backoff=BackoffPolicy(base_s=1.0, cap_s=60.0, min_s=0.5), watchdog_s=90.0)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botworker.parser import NotACommand, ParsedCommand, TooLong, parse, split_args, to_text
+from botworker.core.parser import NotACommand, ParsedCommand, TooLong, parse, split_args, to_text
 
 
 def cmd(text: str, prefix: str = "!", limit: int = 4096) -> ParsedCommand:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botworker.ratelimit import Bucket, Limits, RateLimiter, refill
+from botworker.core.ratelimit import Bucket, Limits, RateLimiter, refill
 
 
 def test_refill_is_linear_and_capped() -> None:

@@ -8,7 +8,7 @@ from importlib.metadata import EntryPoint
 
 import pytest
 
-from botworker.registry import Command, CommandRegistry, RegistryError, build_registry
+from botworker.core.registry import Command, CommandRegistry, RegistryError, build_registry
 from wabot.spec import WhatsAppBotSpec
 
 

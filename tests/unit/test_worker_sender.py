@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
+from botworker.core.ratelimit import Limits, RateLimiter
 from botworker.metrics import Metrics
-from botworker.ratelimit import Limits, RateLimiter
-from botworker.sender import NeonizeTransport, QuoteUnusable, Sender
+from botworker.runtime.sender import NeonizeTransport, QuoteUnusable, Sender
 
 
 class FakeClient:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from botworker.audit import AuditRecord, RandomIds
+from botworker.adapters.audit_writer import AuditRecord, RandomIds
 
 
 def test_ids_are_distinct_random_uuid4_across_many_fetches() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlmodel import select
 
-from botworker.context import CrossTenantWrite, DatabaseUnavailable
+from botworker.core.context import CrossTenantWrite, DatabaseUnavailable
 from botworker.data.auditrows import AuditRows
 from botworker.data.db import Database
 from botworker.data.health import Health

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from botworker.audit import AuditRecord, AuditWriter
+from botworker.adapters.audit_writer import AuditRecord, AuditWriter
 from botworker.metrics import Metrics
 
 

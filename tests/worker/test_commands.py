@@ -200,7 +200,7 @@ def test_spec_change_applies_without_restart(make_worker: Make, plugin_path: Pat
 def test_spec_file_changes_reach_the_running_worker(tmp_path: Path) -> None:
     """The file source (Compose, a mounted ConfigMap): edit the file, the next message uses it;
     a spec for another tenant is refused and the running one stays."""
-    from botworker.spec_source import FileSpecWatcher
+    from botworker.adapters.spec_source import FileSpecWatcher
 
     from .conftest import worker_config
 

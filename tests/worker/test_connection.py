@@ -22,8 +22,8 @@ from neonize.events import (
     TemporaryBanEv,
 )
 
-from botworker import lifecycle as lc
-from botworker.backoff import BackoffPolicy
+from botworker.core import lifecycle as lc
+from botworker.core.backoff import BackoffPolicy
 from wabot.spec import WhatsAppBotSpec, WorkerReport, WorkerState
 
 from .conftest import Harness, recording_client, wait_for, worker_config

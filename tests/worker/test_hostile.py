@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from neonize.events import MessageEv
 
-from botworker.context import CommandContext
-from botworker.registry import CommandRegistry
+from botworker.core.context import CommandContext
+from botworker.core.registry import CommandRegistry
 from wabot.spec import WhatsAppBotSpec
 
 from .conftest import Harness, dispatch_raw, message_ev, wait_for

@@ -22,9 +22,10 @@ import pytest
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from botworker import lease as lz
-from botworker.kube import LeaseElector, SpecWatcher, StatusReporter
-from botworker.kubeapi import ApiError, KubeClient
+from botworker.adapters.bot_object import SpecWatcher, StatusReporter
+from botworker.adapters.kube_client import ApiError, KubeClient
+from botworker.adapters.lease_elector import LeaseElector
+from botworker.core import lease as lz
 from botworker.metrics import Metrics
 from wabot.spec import API_GROUP, API_VERSION, KIND, PLURAL, WhatsAppBotSpec, WorkerState
 
@@ -150,7 +151,7 @@ def _worker_fields(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def test_status_patch_writes_only_status_worker(make_bot: Callable[..., Bot]) -> None:
-    from botworker import lifecycle as lc
+    from botworker.core import lifecycle as lc
 
     bot = make_bot()
     bot.crd.patch_namespaced_custom_object_status(
@@ -218,7 +219,7 @@ def test_the_bots_role_reaches_only_its_own_objects(make_bot: Callable[..., Bot]
         assert err.value.status == 403
     # The worker's own reporter, pointed at the other bot, is refused the same way.
     reporter = StatusReporter(shop.api, shop.namespace, other.name, metrics())
-    from botworker import lifecycle as lc
+    from botworker.core import lifecycle as lc
 
     with pytest.raises(ApiError) as refused:
         reporter.patch_once(lc.to_report(lc.ConnState(), "p", time.time()))
@@ -346,7 +347,7 @@ def _kube_worker(bot: Bot, tmp_path: Path) -> Harness:
         WABOT_BOT_NAME="shop", POD_NAME="wabot-shop", WABOT_LEASE_DURATION_SECONDS="6",
     )
     obj = bot.get()
-    from botworker.spec_source import spec_from_object
+    from botworker.adapters.spec_source import spec_from_object
 
     w = Worker(cfg, spec_from_object(obj, cfg), client=recording_client(str(cfg.session_path)),
                kube_api=bot.api, spec_generation=obj["metadata"]["generation"],
@@ -459,7 +460,7 @@ def test_spec_watcher_ignores_status_updates(make_bot: Callable[..., Bot]) -> No
     watcher.start()
     try:
         reporter = StatusReporter(bot.api, bot.namespace, bot.name, metrics())
-        from botworker import lifecycle as lc
+        from botworker.core import lifecycle as lc
 
         for _ in range(3):
             reporter.patch_once(lc.to_report(lc.ConnState(), "p", time.time()))

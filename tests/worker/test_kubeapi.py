@@ -1,4 +1,4 @@
-"""The worker's own Kubernetes client (`botworker.kubeapi`) against a real API server.
+"""The worker's own Kubernetes client (`botworker.adapters.kube_client`) against a real API server.
 
 Each way the worker finds credentials (kubeconfig with client-certificate files, kubeconfig
 with inline data and a token, the in-pod ServiceAccount directory with a rotating token), and
@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from botworker import kube
-from botworker.kube import SpecWatcher, get_own_object
-from botworker.kubeapi import MERGE_PATCH, ApiError, KubeClient
+from botworker.adapters import bot_object as kube
+from botworker.adapters.bot_object import SpecWatcher, get_own_object
+from botworker.adapters.kube_client import MERGE_PATCH, ApiError, KubeClient
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 from .conftest import wait_for

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from botworker.context import DatabaseUnavailable
+from botworker.core.context import DatabaseUnavailable
 from botworker.data.auditrows import AuditRows
 from botworker.data.db import Database
 from botworker.data.health import Health
@@ -147,7 +147,7 @@ def test_a_raw_query_in_one_tenants_session_never_sees_another_tenant(
 
 
 def test_writing_another_tenants_rows_is_refused_twice(app_dsn: dict[str, str]) -> None:
-    from botworker.context import CrossTenantWrite
+    from botworker.core.context import CrossTenantWrite
     from botworker.data.models import KeyValue
 
     a = Database(app_dsn["tenant-a"], "tenant-a")

@@ -12,8 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from botworker import lifecycle as lc
-from botworker.backoff import BackoffPolicy
+from botworker.core import lifecycle as lc
+from botworker.core.backoff import BackoffPolicy
 from botworker.worker import Worker, has_linked_session
 from wabot.spec import WhatsAppBotSpec
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from botworker.context import CommandContext
-from botworker.registry import CommandRegistry
+from botworker.core.context import CommandContext
+from botworker.core.registry import CommandRegistry
 
 
 def _echo(ctx: CommandContext) -> str:
