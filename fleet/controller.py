@@ -42,7 +42,6 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from .endpoint import (
     add_endpoint_arguments,
     running_targets,
     serve_until_stopped,
+    started_at,
     state_counts,
 )
 from .groups import (
@@ -232,8 +232,7 @@ class Controller(FleetEndpoint):
             out.append(GroupView(
                 name=st.name, state=st.state, pid=st.pid, port=st.port, restarts=st.restarts,
                 last_exit_code=st.last_exit_code, live=st.live, bots=len(self.bots_of(st.name)),
-                started_at=(datetime.fromtimestamp(st.started_at, UTC)
-                            if st.started_at is not None else None)))
+                started_at=started_at(st)))
         return sorted(out, key=lambda g: g.name)
 
     def restart_group_and_wait(self, group: str, timeout: float) -> tuple[bool, str]:
@@ -263,20 +262,13 @@ class Controller(FleetEndpoint):
 
     def routes(self) -> list[Route]:
         name = r"(?P<name>[a-z0-9-]+)"
-        return [
-            Route("GET", r"/livez", self._livez),
-            Route("GET", r"/readyz", self._readyz),
-            Route("GET", r"/metrics", self._metrics, auth=True),
-            Route("GET", r"/bots", self._list, auth=True),
-            Route("GET", rf"/bots/{name}", self._get, auth=True),
-            Route("POST", rf"/bots/{name}/(?P<action>start|stop|restart)", self._act,
-                  auth=True),
+        return self.bot_routes(
+            True,
             Route("GET", r"/groups", self._groups, auth=True),
             Route("POST", r"/groups/rollout", self._rollout_start, auth=True),
             Route("GET", r"/groups/rollout", self._rollout_status, auth=True),
             Route("POST", rf"/groups/{name}/restart", self._group_restart, auth=True),
-            Route("POST", r"/reload", self._reload, auth=True),
-        ]
+        )
 
     def _livez(self, _req: Request) -> Response:
         age = time.monotonic() - self.supervisor.heartbeat

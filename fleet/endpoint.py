@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -68,6 +68,11 @@ class Reloaded(BaseModel):
     bots: int
 
 
+def started_at(st: UnitStatus) -> datetime | None:
+    """When the unit's current process started, as the API shows it."""
+    return datetime.fromtimestamp(st.started_at, UTC) if st.started_at is not None else None
+
+
 def state_counts(statuses: Iterable[UnitStatus]) -> dict[str, int]:
     """How many units are in each state, for /readyz."""
     counts: dict[str, int] = {}
@@ -99,6 +104,34 @@ class FleetEndpoint:
     def federation_targets(self) -> tuple[list[MetricsTarget], dict[str, str]]:
         """Whose /metrics to merge into ours, and the headers to scrape them with."""
         raise NotImplementedError
+
+    def _livez(self, _req: Request) -> Response:
+        raise NotImplementedError
+
+    def _readyz(self, _req: Request) -> Response:
+        raise NotImplementedError
+
+    def _get(self, _req: Request) -> Response:
+        raise NotImplementedError
+
+    def _act(self, _req: Request) -> Response:
+        raise NotImplementedError
+
+    def bot_routes(self, read_auth: bool, *extra: Route) -> list[Route]:
+        """The API both serve: probes open, reading the bots (which names every bot and tenant)
+        behind `read_auth`, acting always behind the token; `extra` goes before /reload."""
+        name = r"(?P<name>[a-z0-9-]+)"
+        return [
+            Route("GET", r"/livez", self._livez),
+            Route("GET", r"/readyz", self._readyz),
+            Route("GET", r"/metrics", self._metrics, auth=read_auth),
+            Route("GET", r"/bots", self._list, auth=read_auth),
+            Route("GET", rf"/bots/{name}", self._get, auth=read_auth),
+            Route("POST", rf"/bots/{name}/(?P<action>start|stop|restart)", self._act,
+                  auth=True),
+            *extra,
+            Route("POST", r"/reload", self._reload, auth=True),
+        ]
 
     def _list(self, _req: Request) -> Response:
         return json_response(200, self.views())

@@ -33,7 +33,6 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from .botsfile import BotDefinition, BotsFileError
@@ -48,6 +47,7 @@ from .endpoint import (
     read_stopped_file,
     running_targets,
     serve_until_stopped,
+    started_at,
     state_counts,
 )
 from .http import Request, Response, Route, error, json_response
@@ -134,25 +134,13 @@ class Monolith(FleetEndpoint):
             name=bot.name, server_name=bot.server_name, bot_id=bot.bot_id, state=st.state,
             desired=st.desired, suspended=bot.spec.suspend, pid=st.pid, port=st.port,
             restarts=st.restarts, last_exit_code=st.last_exit_code, live=st.live,
-            ready=st.ready, group=self.settings.group,
-            started_at=(datetime.fromtimestamp(st.started_at, UTC)
-                        if st.started_at is not None else None),
-        )
+            ready=st.ready, group=self.settings.group, started_at=started_at(st))
 
     # --- HTTP -----------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        guarded = self.settings.token is not None  # with a token, the bot list needs it too
-        return [
-            Route("GET", r"/livez", self._livez),
-            Route("GET", r"/readyz", self._readyz),
-            Route("GET", r"/metrics", self._metrics, auth=guarded),
-            Route("GET", r"/bots", self._list, auth=guarded),
-            Route("GET", r"/bots/(?P<name>[a-z0-9-]+)", self._get, auth=guarded),
-            Route("POST", r"/bots/(?P<name>[a-z0-9-]+)/(?P<action>start|stop|restart)",
-                  self._act, auth=True),
-            Route("POST", r"/reload", self._reload, auth=True),
-        ]
+        # With a token, the bot list and the metrics need it too.
+        return self.bot_routes(self.settings.token is not None)
 
     def _livez(self, _req: Request) -> Response:
         age = time.monotonic() - self.supervisor.heartbeat
