@@ -36,16 +36,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import Any
 
-from .botsfile import BotDefinition, BotsFileError, dump_bots
+from .botsfile import BotDefinition, BotsFileError
 from .endpoint import (
     Accepted,
     FleetEndpoint,
@@ -57,21 +54,14 @@ from .endpoint import (
     started_at,
     state_counts,
 )
-from .groups import (
-    ControllerBotView,
-    GroupView,
-    Rollouts,
-    fetch_json,
-    group_env,
-    group_process,
-)
+from .groups import ControllerBotView, GroupView, Rollouts, WorkerGroups
 from .http import Request, Response, Route, error, json_response
 from .logs import configure_logging
 from .policy import RestartPolicy, State
 from .schema import start_migrate_step
 from .settings import ControllerSettings, load_bots
-from .sharding import group_names, owner
-from .supervisor import ProcessSpec, Supervisor, http_ok
+from .sharding import group_names
+from .supervisor import Supervisor, http_ok
 from .workers import ConfigError, default_run_dir
 
 # Imported from here by the tests and older callers.
@@ -89,19 +79,15 @@ class Controller(FleetEndpoint):
                  ) -> None:
         self.settings = settings
         self.base = settings.base
-        self._env = dict(os.environ if env is None else env)
         self._own_run_dir = self.base.run_dir is None
         self.run_dir = (self.base.run_dir or default_run_dir()).resolve()
         self.groups = group_names(settings.worker_groups)
-        self._internal_token = secrets.token_urlsafe(32)
         # Groups stop their bots first (bots' grace), so a group gets that and a margin.
         self.supervisor = Supervisor(RestartPolicy(grace_s=self.base.stop_grace_s + 15,
                                                    liveness_initial_delay_s=20))
-        self._lock = threading.RLock()
-        self._bots: dict[str, BotDefinition] = {}
-        self._owner: dict[str, str] = {}
-        self._stopped: set[str] = set()
-        self.rollouts = Rollouts(self.groups, self.restart_group_and_wait,
+        self.workers = WorkerGroups(self.groups, self.base, os.environ if env is None else env,
+                                    self.run_dir, self.supervisor)
+        self.rollouts = Rollouts(self.groups, self.workers.restart_and_wait,
                                  settings.rollout_timeout_s)
         self._scrape_up: dict[str, bool] = {}
 
@@ -109,90 +95,30 @@ class Controller(FleetEndpoint):
     def observe_only(self) -> bool:
         return not self.groups
 
-    # --- bots and groups --------------------------------------------------------------------
+    def _bots(self) -> dict[str, BotDefinition]:
+        with self.workers.lock:
+            return dict(self.workers.bots)
 
     def reload(self, bots: Sequence[BotDefinition] | None = None) -> int:
         if bots is None:
             bots = load_bots(self.base)
-        with self._lock:
-            self._bots = {b.name: b for b in bots}
-            self._owner = ({b.name: owner(b.key, self.groups) for b in bots}
-                           if self.groups else {})
-            self._stopped &= set(self._bots)
-            if self.groups:
-                specs = [self._group_spec(g) for g in self.groups]
-                self.supervisor.apply(specs)
-        if self.groups:
-            self._tell_groups_to_reload()
+        self.workers.assign(bots)
         log.info("bots assigned", extra={
-            "bots": len(bots), "groups": {g: self.bots_of(g) for g in self.groups}})
+            "bots": len(bots), "groups": {g: self.workers.bots_of(g) for g in self.groups}})
         return len(bots)
-
-    def bots_of(self, group: str) -> list[str]:
-        with self._lock:
-            return sorted(n for n, g in self._owner.items() if g == group)
-
-    def _group_dir(self, group: str) -> Path:
-        path = self.run_dir / group
-        path.mkdir(parents=True, exist_ok=True)
-        return path
-
-    def _write_group_files(self, group: str) -> tuple[Path, Path]:
-        d = self._group_dir(group)
-        bots_file, stopped_file = d / "bots.yaml", d / "stopped"
-        with self._lock:
-            bots = [self._bots[n] for n in self.bots_of(group)]
-            stopped = sorted(n for n in self._stopped if self._owner.get(n) == group)
-        for path, text in ((bots_file, dump_bots(bots)),
-                           (stopped_file, "".join(f"{n}\n" for n in stopped))):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, path)
-        return bots_file, stopped_file
-
-    def _group_spec(self, group: str) -> ProcessSpec:
-        bots_file, stopped_file = self._write_group_files(group)
-        env = group_env(self.base, self._env, self._internal_token,
-                        self._group_dir(group) / "run")
-        return group_process(group, bots_file, stopped_file, env)
-
-    def _group_url(self, group: str) -> str | None:
-        for st in self.supervisor.status(group):
-            if st.state is State.RUNNING and st.port is not None:
-                return f"http://127.0.0.1:{st.port}"
-        return None
-
-    def _tell_groups_to_reload(self) -> None:
-        for group in self.groups:
-            url = self._group_url(group)
-            if url is not None:
-                code, _ = fetch_json(url + "/reload", self._internal_token, "POST")
-                if code != 200:
-                    log.warning("group did not reload; it reads its file at its next start",
-                                extra={"group": group, "status": code})
 
     # --- views ------------------------------------------------------------------------------
 
-    def _group_bots(self, group: str) -> dict[str, dict[str, Any]] | None:
-        url = self._group_url(group)
-        if url is None:
-            return None
-        code, body = fetch_json(url + "/bots", self._internal_token)
-        if code != 200 or not isinstance(body, list):
-            return None
-        return {b["name"]: b for b in body}
-
     def views(self) -> list[ControllerBotView]:
-        with self._lock:
-            bots = dict(self._bots)
+        bots = self._bots()
         if self.observe_only:
             return self._observed_views(bots)
         with ThreadPoolExecutor(max_workers=max(1, len(self.groups))) as pool:
-            reports = dict(zip(self.groups, pool.map(self._group_bots, self.groups),
+            reports = dict(zip(self.groups, pool.map(self.workers.report, self.groups),
                                strict=True))
         out = []
         for name, bot in sorted(bots.items()):
-            group = self._owner.get(name)
+            group = self.workers.owner.get(name)
             seen = (reports.get(group) or {}).get(name) if group else None
             if seen is not None:
                 seen = {**seen, "group": group}
@@ -204,7 +130,7 @@ class Controller(FleetEndpoint):
     def _unknown(self, bot: BotDefinition, group: str | None) -> ControllerBotView:
         return ControllerBotView(
             name=bot.name, server_name=bot.server_name, bot_id=bot.bot_id, state="unknown",
-            desired=bot.name not in self._stopped and not bot.spec.suspend,
+            desired=bot.name not in self.workers.stopped and not bot.spec.suspend,
             suspended=bot.spec.suspend, pid=None, port=None, restarts=0, last_exit_code=None,
             live=None, ready=None, started_at=None, group=group)
 
@@ -231,32 +157,9 @@ class Controller(FleetEndpoint):
         for st in self.supervisor.status():
             out.append(GroupView(
                 name=st.name, state=st.state, pid=st.pid, port=st.port, restarts=st.restarts,
-                last_exit_code=st.last_exit_code, live=st.live, bots=len(self.bots_of(st.name)),
-                started_at=started_at(st)))
+                last_exit_code=st.last_exit_code, live=st.live,
+                bots=len(self.workers.bots_of(st.name)), started_at=started_at(st)))
         return sorted(out, key=lambda g: g.name)
-
-    def restart_group_and_wait(self, group: str, timeout: float) -> tuple[bool, str]:
-        (before,) = self.supervisor.status(group)
-        if not self.supervisor.restart(group):
-            return False, "no such group"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            (st,) = self.supervisor.status(group)
-            if (st.state is State.RUNNING and st.pid != before.pid and st.live
-                    and self._group_bots_back(group)):
-                return True, "every wanted bot answers /livez"
-            time.sleep(0.25)
-        return False, f"its bots were not back within {timeout:.0f}s"
-
-    def _group_bots_back(self, group: str) -> bool:
-        report = self._group_bots(group)
-        if report is None:
-            return False
-        want = set(self.bots_of(group))
-        if set(report) != want:
-            return False
-        return all(b["live"] and b["state"] == "running" for b in report.values()
-                   if b["desired"])
 
     # --- HTTP -------------------------------------------------------------------------------
 
@@ -289,24 +192,16 @@ class Controller(FleetEndpoint):
 
     def _act(self, req: Request) -> Response:
         name, action = req.params["name"], req.params["action"]
-        with self._lock:
-            bot = self._bots.get(name)
-            group = self._owner.get(name)
+        with self.workers.lock:
+            bot = self.workers.bots.get(name)
+            group = self.workers.owner.get(name)
         if bot is None:
             return error(404, f"no bot named {name!r}")
         if self.observe_only or group is None:
             return error(501, "this controller only observes (WABOT_WORKER_GROUPS=0): "
                               f"use `docker compose {action} bot-{name}`")
-        with self._lock:  # remembered, so a restarted group keeps a stopped bot stopped
-            if action == "stop":
-                self._stopped.add(name)
-            else:
-                self._stopped.discard(name)
-        self._write_group_files(group)
-        url = self._group_url(group)
-        code = 0
-        if url is not None:
-            code, _ = fetch_json(f"{url}/bots/{name}/{action}", self._internal_token, "POST")
+        self.workers.remember(name, action)
+        code, _ = self.workers.call(group, f"/bots/{name}/{action}", "POST")
         log.info("bot %s requested", action, extra={
             "bot": bot.bot_id, "server_name": bot.server_name, "group": group,
             "applied": code == 202})
@@ -343,9 +238,8 @@ class Controller(FleetEndpoint):
         /metrics want the internal token."""
         if not self.observe_only:
             return (running_targets(self.supervisor, lambda st: st.name),
-                    {"Authorization": f"Bearer {self._internal_token}"})
-        with self._lock:
-            bots = list(self._bots.values())
+                    {"Authorization": f"Bearer {self.workers.token}"})
+        bots = list(self._bots().values())
         return [(b.bot_id, self._bot_url(b) + "/metrics",
                  {"bot": b.bot_id, "server_name": b.server_name}) for b in bots], {}
 
@@ -363,7 +257,7 @@ class Controller(FleetEndpoint):
             "controller", self.base.http_host, self.base.http_port, self.routes(),
             self.settings.token.get_secret_value(), reload=self.reload, supervise=supervise,
             own_run_dir=self.run_dir if self._own_run_dir else None,
-            fields={"groups": len(self.groups), "bots": len(self._bots)})
+            fields={"groups": len(self.groups), "bots": len(self._bots())})
 
 
 def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
