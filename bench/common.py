@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.polling import eventually
+
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 HOOKS = BENCH / "_hooks"
@@ -272,14 +274,9 @@ def python_env(extra: Mapping[str, str] | None = None, *, hooks: bool = False) -
 
 
 def wait_until(check: Any, timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
+    """The tests' `eventually` (tests/support), in the benchmarks' argument order; a miss is
+    a TimeoutError, which the runs report as a failed measurement."""
+    return eventually(check, timeout, interval, what, error=TimeoutError)
 
 
 def log(msg: str) -> None:

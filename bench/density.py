@@ -41,6 +41,7 @@ from bench.common import (
     ratio,
     wait_until,
 )
+from tests.support.net import free_port
 
 TARGET_MB = 90.0
 IMAGE = "localhost/wabot-worker:test"
@@ -53,12 +54,6 @@ PODMAN_RUNTIME = ["--runtime", "/usr/sbin/runc", "--ulimit", "nofile=1024:1024",
 # tests/packaging/test_images.py: how Kubernetes runs the container (auth-templates/pod.yaml).
 HARDENED = ["--read-only", "--user", "10001:10001", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,size=64m,mode=1777"]
-
-
-def free_port() -> int:
-    from devcluster.cluster import free_port as fp
-
-    return fp()
 
 
 def _first_dial_failed(log_path: Path) -> bool:

@@ -10,7 +10,6 @@ import shutil
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench.common import REPO, Child, log, python_env, wait_until
-from devcluster.cluster import LocalCluster, free_port
+from devcluster.cluster import LocalCluster
+from tests.support.net import free_port, http_status
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 CRDS = REPO / "crds"
@@ -205,12 +205,7 @@ class Operator:
         assert self.proc is not None
         if not self.proc.alive():
             raise RuntimeError(f"the operator exited:\n{self.proc.tail()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz",
-                                        timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        return http_status(f"http://127.0.0.1:{self.health_port}/healthz") == 200
 
     def watching(self) -> bool:
         """kopf answers /healthz before its watches are open. On a control plane started

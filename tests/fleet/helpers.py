@@ -8,13 +8,13 @@ import os
 import signal
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from fleet.supervisor import Supervisor
+from tests.support.polling import eventually
 
 T = TypeVar("T")
 
@@ -50,14 +50,8 @@ def fake_worker_argv() -> tuple[str, ...]:
 
 def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0,
              interval: float = 0.05) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    """`eventually` with the fleet suite's argument order (what first) and defaults."""
+    return eventually(fn, timeout, interval, what)  # type: ignore[return-value]
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from fleet.sharding import group_names, owner
-from fleet.supervisor import free_port
+from tests.support.net import free_port
 
 from .helpers import (
     assert_one_declaration_per_family,

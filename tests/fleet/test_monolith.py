@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleet.supervisor import free_port
+from tests.support.net import free_port
 
 from .helpers import (
     assert_one_declaration_per_family,

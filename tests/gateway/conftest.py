@@ -24,7 +24,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -40,7 +39,8 @@ from kubernetes.client.exceptions import ApiException
 from botworker.adapters.kube_client import KubeClient
 from botworker.worker import Worker
 from tests.conftest import REPO, Kube
-from tests.operator.helpers import Cluster, OperatorProcess, eventually, free_port
+from tests.operator.helpers import Cluster, OperatorProcess, eventually
+from tests.support.net import free_port, http_status
 from tests.worker.conftest import dispatch, recording_client, worker_config
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WhatsAppBotSpec
 
@@ -99,16 +99,6 @@ def _api_key_secret(name: str, tenant: str, key: str) -> client.V1Secret:
     return client.V1Secret(
         metadata=client.V1ObjectMeta(name=name, labels={"wabot.io/api-key": "true"}),
         string_data={"tenant": tenant, "key-sha256": hashlib.sha256(key.encode()).hexdigest()})
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
-    except OSError:
-        return 0
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +179,7 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
             gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=REPO,
                                        stdout=out, stderr=subprocess.STDOUT)
         gateway_url = f"http://127.0.0.1:{port}"
-        eventually(lambda: _status(f"{gateway_url}/livez") == 200, timeout=30,
+        eventually(lambda: http_status(f"{gateway_url}/livez") == 200, timeout=30,
                    what="gateway /livez")
         yield World(cluster, operator, worker, gateway, gateway_url, gateway_log,
                     support_token, keys_ns)
@@ -216,11 +206,3 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
                     _content_type="application/merge-patch+json")
         kube.kubectl("delete", "namespace", ns, keys_ns, "--wait=false", check=False)
         api.close()
-
-
-def wait_until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.05)

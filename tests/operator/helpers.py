@@ -5,15 +5,14 @@ that sees every state the API server went through."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,41 +20,17 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from tests.support import polling
+from tests.support.net import free_port, http_status
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2,
-               what: str = "condition", explain: Callable[[], str] | None = None) -> Any:
-    """Poll until `check()` returns something truthy; fail with the last value seen and, with
-    `explain`, the state that tells why (read at the moment of failure)."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = check()
-        except ApiException as e:
-            last = e
-        else:
-            if last:
-                return last
-        if time.monotonic() > deadline:
-            detail = ""
-            if explain is not None:
-                try:
-                    detail = "\n" + explain()
-                except Exception as e:  # the explanation must not hide the failure
-                    detail = f"\n(explaining failed: {e!r})"
-            raise AssertionError(f"{what} not met within {timeout}s (last: {last!r}){detail}")
-        time.sleep(interval)
+# Polling against the API server: an ApiException (a server still starting, a 404 before the
+# create lands) is a "not yet", not a failure.
+eventually = functools.partial(polling.eventually, retry_on=(ApiException,))
 
 
 @dataclass
@@ -98,12 +73,7 @@ class OperatorProcess:
         assert self.proc is not None
         if self.proc.poll() is not None:
             raise AssertionError(f"operator exited with {self.proc.returncode}:\n{self.log()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz",
-                                        timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        return http_status(f"http://127.0.0.1:{self.health_port}/healthz") == 200
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import Kube
+from tests.support import polling
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "wabot-operator"
@@ -77,16 +78,7 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> d
     return hits[0]
 
 
-def eventually(check: Callable[[], Any], timeout: float = 90.0, interval: float = 0.5,
-               what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"{what} not met within {timeout:.0f}s (last: {last!r})")
+eventually = functools.partial(polling.eventually, timeout=90.0, interval=0.5)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -26,6 +25,7 @@ import yaml
 
 from tests.conftest import Kube
 from tests.packaging.conftest import REPO, eventually
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -40,12 +40,6 @@ HARDENED = ["--read-only", "--user", "10001:10001", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,size=64m,mode=1777"]
 # Ceilings that keep "small" honest; measured sizes are printed by test_image_sizes.
 MAX_SIZE_MB = {WORKER: 420, OPERATOR: 260}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def podman(*args: str, check: bool = True, timeout: float = 120,

@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -51,6 +50,7 @@ from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.reliability import figures, sizes
 from tests.reliability.pg import migrated_database, tenant_role
+from tests.support.net import free_port
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -224,12 +224,6 @@ def real_status(call: Callable[[], Any]) -> int:
 
 
 # --- workers and the scan ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def kubeconfig_for(admin: client.ApiClient, bot: Bot, token: str, path: Path) -> Path:

@@ -34,9 +34,9 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, Kube
-from tests.operator.helpers import free_port
 from tests.packaging.conftest import CHART, can_i, eventually, helm, token_kubeconfig
 from tests.security import record
+from tests.support.net import free_port, http_status
 
 pytestmark = pytest.mark.cluster
 SECTION = record.SECTION
@@ -89,16 +89,6 @@ def _key_secret(name: str, namespace: str, tenant: str, key: str,
                            "key-sha256": hashlib.sha256(key.encode()).hexdigest()}}
 
 
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
-    except OSError:
-        return 0
-
-
 @pytest.fixture(scope="module")
 def installed(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     tmp = tmp_path_factory.mktemp("gateway-tenancy")
@@ -147,7 +137,7 @@ def installed(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             gateway = subprocess.Popen([sys.executable, "-m", "gateway"], env=run_env,
                                        cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         inst.url = f"http://127.0.0.1:{port}"
-        eventually(lambda: _status(f"{inst.url}/livez") == 200, timeout=30,
+        eventually(lambda: http_status(f"{inst.url}/livez") == 200, timeout=30,
                    what="gateway /livez")
         yield inst
     finally:

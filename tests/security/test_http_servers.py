@@ -30,9 +30,9 @@ from typing import Protocol
 import pytest
 from pydantic import SecretStr
 
-from fleet.supervisor import free_port
 from tests.fleet.helpers import FAKE_WORKER, http_get, wait_for
 from tests.security import record
+from tests.support.net import free_port
 from tests.worker.conftest import worker_process_env
 from wabot.httpserver import Limits
 

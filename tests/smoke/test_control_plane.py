@@ -4,10 +4,9 @@ collection, PVC binding, Pod Security admission) really happens."""
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from tests.conftest import Kube
+from tests.support import polling
 
 pytestmark = pytest.mark.cluster
 
@@ -36,19 +36,7 @@ SMOKE_CRD = {
 }
 
 
-def eventually(check: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except ApiException as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+eventually = functools.partial(polling.eventually, interval=0.25, retry_on=(ApiException,))
 
 
 def restricted_pod(name: str) -> dict[str, Any]:

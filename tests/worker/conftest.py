@@ -10,6 +10,7 @@ through `client.event.execute(...)` exactly as neonize's Go side does.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ import pytest
 
 from botworker.config import WorkerConfig, load_config
 from botworker.worker import Worker
+from tests.support import polling
 from wabot.spec import WhatsAppBotSpec
 
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugins"
@@ -41,16 +43,8 @@ def worker_process_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_for(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll `cond` until it is truthy; fail the test with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
+# The worker suite polls in-process state: short defaults, a tight interval.
+wait_for = functools.partial(polling.eventually, timeout=5.0, interval=0.01)
 
 
 def recording_client(path: str) -> Any:
@@ -201,7 +195,8 @@ class Harness:
         """Send one message and return the one reply to it."""
         before = len(self.client.sent)
         ev = self.say(text, **kw)
-        wait_for(lambda: len(self.client.sent) > before, timeout, f"a reply to {text!r}")
+        wait_for(lambda: len(self.client.sent) > before, timeout=timeout,
+                 what=f"a reply to {text!r}")
         _, reply, quoted = self.client.replies()[before]
         assert quoted == ev.Info.ID, "the reply must quote the command"
         return str(reply)

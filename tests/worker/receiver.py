@@ -8,12 +8,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.support.net import free_port
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,6 @@ class Delivery:
     @property
     def delivery_id(self) -> str:
         return self.headers["x-wabot-delivery"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Receiver:

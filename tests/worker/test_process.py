@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.net import free_port, http_status
 
 from .conftest import wait_for, worker_process_env
 
@@ -66,25 +67,9 @@ def test_a_spec_file_for_another_tenant_is_refused(tmp_path: Path) -> None:
     assert "serverName 'tenant-b' is not SERVER_NAME 'tenant-a'" in proc.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as err:
-        return int(err.code)
-    except OSError:
-        return 0
-
-
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    port = _free_port()
+    port = free_port()
     spec = tmp_path / "bot.yaml"
     spec.write_text("serverName: tenant-a\nbotId: bot-a\ncommands: {prefix: '#'}\n")
     proc = subprocess.Popen(
@@ -96,7 +81,7 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int, Path]]
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: _status(f"http://127.0.0.1:{port}/livez") == 200, timeout=60,
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/livez") == 200, timeout=60,
                  what="/livez")
         yield proc, port, tmp_path
     finally:
@@ -109,7 +94,7 @@ def test_sigterm_stops_cleanly_and_exits_0(
     running: tuple[subprocess.Popen[str], int, Path],
 ) -> None:
     proc, port, tmp_path = running
-    assert _status(f"http://127.0.0.1:{port}/readyz") == 503  # no WhatsApp here
+    assert http_status(f"http://127.0.0.1:{port}/readyz") == 503  # no WhatsApp here
     session_dir = tmp_path / "auth" / "auth" / "tenant-a" / "bot_bot-a"
     assert session_dir.is_dir() and (session_dir.stat().st_mode & 0o777) == 0o700
     started = time.monotonic()
@@ -160,7 +145,7 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
     key, token, password = "whsec-LOGSCAN-8c1f", "api-token-LOGSCAN-0123456789", "pw-LOGSCAN-77"
     receiver = Receiver(key.encode()).start()
     proxy = FakeProxy()
-    port = _free_port()
+    port = free_port()
     spec = tmp_path / "bot.yaml"
     spec.write_text("serverName: tenant-a\nbotId: bot-a\nwebhook:\n"
                     f"  url: {receiver.url}\n  secretRef: {{name: hook}}\n"
@@ -177,7 +162,7 @@ def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
-        wait_for(lambda: _status(f"http://127.0.0.1:{port}/livez") == 200, timeout=60,
+        wait_for(lambda: http_status(f"http://127.0.0.1:{port}/livez") == 200, timeout=60,
                  what="/livez")
         wait_for(lambda: proxy.received, timeout=60, what="a dial through the proxy")
         wait_for(lambda: receiver.accepted(), timeout=30, what="a signed delivery")

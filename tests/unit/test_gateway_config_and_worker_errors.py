@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,6 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import Gateway
 from gateway.config import ConfigError, GatewayConfig
 from gateway.kube import BotView
+from tests.support.net import free_port
 
 KEY = "k" * 32
 
@@ -56,12 +56,6 @@ class TableLookup:
         return {hashlib.sha256(KEY.encode()).hexdigest(): "acme"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def _post(port: int, timeout_s: float) -> tuple[int, dict[str, Any]]:
     cfg = GatewayConfig(keys_namespace="k", timeout_s=timeout_s,
                         worker_url_template=f"http://127.0.0.1:{port}")
@@ -74,7 +68,7 @@ async def _post(port: int, timeout_s: float) -> tuple[int, dict[str, Any]]:
 
 
 def test_a_worker_that_cannot_be_reached_is_503() -> None:
-    status, body = asyncio.run(_post(_free_port(), 5.0))
+    status, body = asyncio.run(_post(free_port(), 5.0))
     assert status == 503 and body["error"] == "bot_unreachable"
 
 
