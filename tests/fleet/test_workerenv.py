@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from fleet.botsfile import parse_documents
 from fleet.compose import compose_env
 from fleet.workers import WorkerSettings, worker_process
 from wabot import naming
-from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES, SecretKeyRef, WhatsAppBotSpec
+from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES, WhatsAppBotSpec
 from wabot.workerenv import (
     DATABASE_URL_ORIGIN,
     HTTP_HOST,
@@ -58,20 +56,6 @@ def test_every_contract_name_is_reserved_from_spec_env() -> None:
     names = [n for n, _ in full_contract(bot.spec).items()]
     assert len(names) == len(set(names))
     assert set(names) - {HTTP_HOST} <= set(RESERVED_ENV_NAMES) | set(ADMIN_ENV_NAMES)
-
-
-def test_the_operator_pod_env_is_the_contract_in_its_order() -> None:
-    """The operator can switch to WorkerEnv.kubernetes() without changing a pod's env list,
-    whose order is part of the pod-spec hash (a change would roll every bot's pod)."""
-    pod = pytest.importorskip("wabot_operator.specs.pod")
-    bot_mod = pytest.importorskip("wabot_operator.specs.bot")
-    (bot,) = parse_documents(BOT)
-    ref = bot_mod.BotRef(name="sales", namespace="ns", uid="u")
-    defaults = bot_mod.RenderDefaults(
-        worker_image="w:1", database_secret=SecretKeyRef(name="d", key="k"),
-        worker_env=(("WABOT_WEBHOOK_ALLOW_HOSTS", "hooks.internal"),))
-    want = pod.pod_env(ref, bot.spec, defaults, auth_dir="/var/lib/wabot", http_port=8080)
-    assert full_contract(bot.spec).kubernetes() == want
 
 
 def test_fleet_and_compose_set_the_same_contract(tmp_path: Path) -> None:

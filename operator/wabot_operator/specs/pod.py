@@ -10,6 +10,14 @@ from typing import Any
 
 from wabot import naming
 from wabot.spec import RESERVED_ENV_NAMES, ResourceList, SecretKeyRef, WhatsAppBotSpec
+from wabot.workerenv import (
+    DATABASE_URL_ORIGIN,
+    PROXY_ORIGIN,
+    WEBHOOK_ORIGIN,
+    FieldRef,
+    SecretRef,
+    WorkerEnv,
+)
 from wabot_operator.specs.bot import BotRef, RenderDefaults, with_metadata
 from wabot_operator.templates import TemplateError, Templates
 
@@ -58,46 +66,30 @@ def database_default(ref: SecretKeyRef | None, server_name: str) -> SecretKeyRef
     return SecretKeyRef(name=ref.name, key=ref.key.replace(TENANT_KEY_PLACEHOLDER, server_name))
 
 
-def _secret_env(name: str, ref: SecretKeyRef) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
-
-
 def pod_env(bot: BotRef, spec: WhatsAppBotSpec, defaults: RenderDefaults, *,
             auth_dir: str, http_port: int) -> list[dict[str, Any]]:
-    """The worker's environment, as docs/design.md lists it. These names are the operator's:
-    spec.env cannot override them (the CRD refuses them; this drops them again for bots
-    written before that rule)."""
-    env: list[dict[str, Any]] = [
-        {"name": "ROLE", "value": "worker"},
-        {"name": "BOT_ID", "value": spec.effective_bot_id(bot.name)},
-        {"name": "SERVER_NAME", "value": spec.server_name},
-        {"name": "WABOT_BOT_NAME", "value": bot.name},
-        {"name": "WABOT_NAMESPACE",
-         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}},
-        {"name": "POD_NAME",
-         "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.name"}}},
-        {"name": "WABOT_LEASE_NAME", "value": naming.child_name(bot.name)},
-        {"name": "AUTH_DIR", "value": auth_dir},
-    ]
+    """The worker's environment, the contract every tier fills (wabot/workerenv.py): Secrets
+    as secretKeyRef, the pod's namespace and name from the downward API. These names are the
+    operator's: spec.env cannot override them (the CRD refuses them; _fill_worker drops them
+    again for bots written before that rule)."""
     dsn = spec.database.secret_ref if spec.database is not None else database_default(
         defaults.database_secret, spec.server_name)
-    if dsn is not None:
-        env.append(_secret_env("DATABASE_URL", dsn))
-    env += [
-        {"name": "HTTP_PORT", "value": str(http_port)},
-        {"name": "WABOT_SPEC_SOURCE", "value": SPEC_SOURCE},
-    ]
-    if spec.webhook is not None:
-        env.append(_secret_env("WABOT_WEBHOOK_SECRET", spec.webhook.secret_ref))
-    if spec.proxy is not None:
-        env.append(_secret_env("WABOT_PROXY_URL", spec.proxy.secret_ref))
-    env += [{"name": name, "value": value} for name, value in defaults.worker_env]
-    # optional: a pod must not be held back by the send API (without the Secret it is off).
-    env.append({"name": "WABOT_API_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": naming.api_secret_name(bot.name),
-                                               "key": naming.API_TOKEN_KEY,
-                                               "optional": True}}})
-    return env
+    return WorkerEnv(
+        bot_name=bot.name, bot_id=spec.effective_bot_id(bot.name),
+        server_name=spec.server_name,
+        namespace=FieldRef("metadata.namespace"), pod_name=FieldRef("metadata.name"),
+        lease_name=naming.child_name(bot.name), auth_dir=auth_dir,
+        database=SecretRef.of(dsn, DATABASE_URL_ORIGIN) if dsn is not None else None,
+        http_port=http_port, spec_source=SPEC_SOURCE,
+        webhook_secret=(SecretRef.of(spec.webhook.secret_ref, WEBHOOK_ORIGIN)
+                        if spec.webhook is not None else None),
+        proxy_url=(SecretRef.of(spec.proxy.secret_ref, PROXY_ORIGIN)
+                   if spec.proxy is not None else None),
+        admin_env=tuple(defaults.worker_env),
+        # optional: a pod must not be held back by the send API (without it, the API is off).
+        api_token=SecretRef(naming.api_secret_name(bot.name), naming.API_TOKEN_KEY,
+                            optional=True),
+    ).kubernetes()
 
 
 def _fill_worker(container: dict[str, Any], bot: BotRef, spec: WhatsAppBotSpec,
