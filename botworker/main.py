@@ -63,38 +63,11 @@ def _initial_kube_object(cfg: WorkerConfig, api: Any, stop: threading.Event) -> 
                 raise InterruptedError from None
 
 
-def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="wabot worker",
-        description="Run one WhatsApp bot (configured from the environment; see docs/design.md).",
-    )
-    parser.add_argument("--version", action="version", version=f"wabot worker {__version__}")
-    parser.parse_args(list(argv or []))
-
-    try:
-        cfg = load_config(env)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    register_secrets(cfg)
-    configure_logging(cfg.bot_id, cfg.server_name, cfg.log_level)
-
+def _initial_spec(cfg: WorkerConfig, stop: threading.Event) -> tuple[Any, Any, Any] | int:
+    """The spec to start with (from the file, the bot's WhatsAppBot or the defaults), the API
+    client when the spec comes from Kubernetes, and the object's generation; or an exit code
+    when the worker cannot start (or was stopped while waiting for its WhatsAppBot)."""
     from .adapters.spec_source import default_spec, load_file, spec_from_object
-    from .worker import Worker, prepare_session_dir
-
-    try:
-        prepare_session_dir(cfg)
-    except OSError as exc:
-        return _fail(f"AUTH_DIR: cannot create the session directory {cfg.session_dir}: "
-                     f"{exc.strerror}")
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        log.info("signal received", extra={"signal": signal.Signals(signum).name})
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
 
     kube_api = None
     generation = None
@@ -122,6 +95,60 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
             spec = default_spec(cfg)
     except ConfigError as exc:
         return _fail(str(exc))
+    return spec, kube_api, generation
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("signal received", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _shut_down(cfg: WorkerConfig, worker: Any) -> None:
+    # Armed before anything that could hang (neonize's stop() cannot interrupt a dial).
+    timer = threading.Timer(cfg.shutdown_timeout_s, _hard_exit, args=(cfg.shutdown_timeout_s,))
+    timer.daemon = True
+    timer.start()
+    worker.stop(max(1.0, cfg.shutdown_timeout_s - 1.0))
+    # The timer stays armed (a daemon thread) until the process is gone: interpreter exit
+    # waits for non-daemon threads, and neonize's connect() thread is one.
+    for h in logging.getLogger().handlers:
+        h.flush()
+
+
+def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="wabot worker",
+        description="Run one WhatsApp bot (configured from the environment; see docs/design.md).",
+    )
+    parser.add_argument("--version", action="version", version=f"wabot worker {__version__}")
+    parser.parse_args(list(argv or []))
+
+    try:
+        cfg = load_config(env)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    register_secrets(cfg)
+    configure_logging(cfg.bot_id, cfg.server_name, cfg.log_level)
+
+    from .adapters.session_store import prepare_session_dir
+    from .worker import Worker
+
+    try:
+        prepare_session_dir(cfg)
+    except OSError as exc:
+        return _fail(f"AUTH_DIR: cannot create the session directory {cfg.session_dir}: "
+                     f"{exc.strerror}")
+
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    initial = _initial_spec(cfg, stop)
+    if isinstance(initial, int):
+        return initial
+    spec, kube_api, generation = initial
 
     try:
         worker = Worker(cfg, spec, kube_api=kube_api, spec_generation=generation)
@@ -138,16 +165,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
 
     while not stop.wait(1.0):
         pass
-
-    # Armed before anything that could hang (neonize's stop() cannot interrupt a dial).
-    timer = threading.Timer(cfg.shutdown_timeout_s, _hard_exit, args=(cfg.shutdown_timeout_s,))
-    timer.daemon = True
-    timer.start()
-    worker.stop(max(1.0, cfg.shutdown_timeout_s - 1.0))
-    # The timer stays armed (a daemon thread) until the process is gone: interpreter exit
-    # waits for non-daemon threads, and neonize's connect() thread is one.
-    for h in logging.getLogger().handlers:
-        h.flush()
+    _shut_down(cfg, worker)
     return 0
 
 

@@ -22,10 +22,18 @@ class Metrics:
     def __init__(self, bot: str, server_name: str) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
-        r = self.registry
         self._base = (bot, server_name)
+        self._reconnects_seen = 0
+        # Created in this order so /metrics lists the series as it always has.
+        self._message_series(self.registry, __version__)
+        self._connection_series(self.registry)
+        self._delivery_series(self.registry)
+        self._zero_known_labels()
+
+    def _message_series(self, r: CollectorRegistry, version: str) -> None:
+        bot, server_name = self._base
         self._info = Gauge("wabot_worker_info", "Worker build", [*_BASE, "version"], registry=r)
-        self._info.labels(bot, server_name, __version__).set(1)
+        self._info.labels(bot, server_name, version).set(1)
         self._received = Counter(
             "wabot_messages_received", "Messages received from WhatsApp", _BASE, registry=r
         )
@@ -47,6 +55,8 @@ class Metrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
             registry=r,
         )
+
+    def _connection_series(self, r: CollectorRegistry) -> None:
         self._state = Gauge(
             "wabot_connection_state", "1 for the current connection state",
             [*_BASE, "state"], registry=r,
@@ -61,6 +71,8 @@ class Metrics:
         self._ready = Gauge("wabot_ready", "1 while /readyz answers 200", _BASE, registry=r)
         self._db_up = Gauge("wabot_db_up", "1 when the last database operation succeeded",
                             _BASE, registry=r)
+
+    def _delivery_series(self, r: CollectorRegistry) -> None:
         self._spool = Gauge(
             "wabot_audit_spool_rows", "Audit rows waiting for the database (memory and disk)",
             _BASE, registry=r,
@@ -103,9 +115,12 @@ class Metrics:
             "wabot_api_requests", "Send-message API requests to this worker, by result",
             [*_BASE, "result"], registry=r,
         )
+
+    def _zero_known_labels(self) -> None:
+        """Series with a known label set exist from the start (at 0), so a rate() or an alert
+        sees them before the first event."""
         for result in ("sent", "retried", "failed", "dropped"):
             self._webhook_deliveries.labels(*self._base, result)
-        self._reconnects_seen = 0
         for state in WorkerState:
             self._state.labels(*self._base, state.value).set(0)
         # Unknown until the schema has been checked: 0, so a dead database at start shows.

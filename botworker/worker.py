@@ -12,14 +12,11 @@ next pod may connect the moment the Lease is free) -> spool what the database di
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
-from pathlib import Path
 from typing import Any
 
 from wabot.api import ConnectionData, PairingData
@@ -28,6 +25,7 @@ from wabot.spec import WhatsAppBotSpec, WorkerReport
 from . import __version__
 from .adapters.audit_writer import AuditWriter
 from .adapters.database import DataLayer, Migrator
+from .adapters.session_store import has_linked_session, prepare_session_dir
 from .adapters.state_file import GreetedChats
 from .adapters.webhooks import WebhookDispatcher, WebhookSettings
 from .config import WorkerConfig, redact_dsn
@@ -45,40 +43,6 @@ from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
 
 log = get_logger("worker")
-
-
-def prepare_session_dir(cfg: WorkerConfig) -> None:
-    """auth/{serverName}/bot_{botId}/ with mode 0700: the session keys are in there."""
-    os.makedirs(cfg.session_dir, mode=0o700, exist_ok=True)
-    os.chmod(cfg.session_dir, 0o700)
-
-
-def has_linked_session(session_path: Path) -> bool:
-    """Whether the neonize store on the volume holds a linked device: this pod is a restart of
-    a bot that was paired before, not a new bot waiting to be paired.
-
-    Read before the client first connects (neonize creates the file then, not in `NewClient`),
-    read-only. whatsmeow keeps the paired device as a row of `whatsmeow_device`; a store with
-    no row (a bot that was started but never paired) is not a restart. A store that exists but
-    cannot be read counts as one: the worst that does is a first dial up to 20 s later.
-    """
-    try:
-        if session_path.stat().st_size == 0:
-            return False
-    except FileNotFoundError:
-        return False
-    except OSError:
-        return True
-    try:
-        db = sqlite3.connect(f"{session_path.resolve().as_uri()}?mode=ro", uri=True, timeout=2.0)
-        try:
-            return db.execute("SELECT 1 FROM whatsmeow_device LIMIT 1").fetchone() is not None
-        finally:
-            db.close()
-    except sqlite3.Error as exc:
-        log.warning("cannot read the session store; treating this start as a restart",
-                    extra={"error": str(exc)[:200]})
-        return True
 
 
 def _uptime(seconds: float) -> str:
@@ -131,19 +95,7 @@ class Worker:
         self._runtime = self._build_runtime(spec)
         self.limiter = RateLimiter(self._limits(spec))
         self.greeted = GreetedChats(cfg.state_path)
-        self.webhooks = WebhookDispatcher(
-            cfg.state_path, self.metrics, bot=cfg.bot_id, server_name=cfg.server_name,
-            target=lambda: self._runtime.spec.webhook,
-            secret=(cfg.webhook_secret.get_secret_value().encode()
-                    if cfg.webhook_secret is not None else None),
-            settings=WebhookSettings(
-                timeout_s=cfg.webhook_timeout_s, queue_max=cfg.webhook_queue_max,
-                max_age_s=cfg.webhook_max_age_s,
-                backoff=BackoffPolicy(base_s=1.0, cap_s=cfg.webhook_backoff_cap_s,
-                                      min_s=min(0.5, cfg.webhook_backoff_cap_s)),
-                egress=cfg.webhook_egress,
-            ),
-        )
+        self.webhooks = self._webhook_dispatcher()
         self.proxy: ProxyUrl | None = None
         self._proxy_problem: str | None = None
         if cfg.proxy_url is not None:
@@ -157,24 +109,53 @@ class Worker:
         self.elector: Any = None
         self.spec_watcher: Any = None
         if kube_api is not None:
-            from .adapters.bot_object import SpecWatcher, StatusReporter
-            from .adapters.lease_elector import LeaseElector
-            from .core.lease import Timing
+            self._cluster_parts(kube_api, spec_generation)
+        self._session_parts(client, policy, sessions_enabled, terminal)
+        self._http_parts(http)
 
-            assert cfg.namespace is not None
-            self.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name, self.metrics)
-            self.elector = LeaseElector(
-                kube_api, cfg.namespace, cfg.lease_name, cfg.pod_name, self.metrics,
-                on_acquired=lambda: self.connection.post(lc.LeaseAcquired()),
-                on_lost=lambda reason: self.connection.post(lc.LeaseLost(reason)),
-                timing=Timing(cfg.lease_duration_s),
+    def _webhook_dispatcher(self) -> WebhookDispatcher:
+        cfg = self.cfg
+        return WebhookDispatcher(
+            cfg.state_path, self.metrics, bot=cfg.bot_id, server_name=cfg.server_name,
+            target=lambda: self._runtime.spec.webhook,
+            secret=(cfg.webhook_secret.get_secret_value().encode()
+                    if cfg.webhook_secret is not None else None),
+            settings=WebhookSettings(
+                timeout_s=cfg.webhook_timeout_s, queue_max=cfg.webhook_queue_max,
+                max_age_s=cfg.webhook_max_age_s,
+                backoff=BackoffPolicy(base_s=1.0, cap_s=cfg.webhook_backoff_cap_s,
+                                      min_s=min(0.5, cfg.webhook_backoff_cap_s)),
+                egress=cfg.webhook_egress,
+            ),
+        )
+
+    def _cluster_parts(self, kube_api: Any, spec_generation: int | None) -> None:
+        """The status reporter, the Lease elector and (in a pod) the spec watcher; imported
+        here so a worker without a cluster never loads them."""
+        from .adapters.bot_object import SpecWatcher, StatusReporter
+        from .adapters.lease_elector import LeaseElector
+        from .core.lease import Timing
+
+        cfg = self.cfg
+        assert cfg.namespace is not None
+        self.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name, self.metrics)
+        self.elector = LeaseElector(
+            kube_api, cfg.namespace, cfg.lease_name, cfg.pod_name, self.metrics,
+            on_acquired=lambda: self.connection.post(lc.LeaseAcquired()),
+            on_lost=lambda reason: self.connection.post(lc.LeaseLost(reason)),
+            timing=Timing(cfg.lease_duration_s),
+        )
+        if cfg.on_kubernetes:
+            self.spec_watcher = SpecWatcher(
+                kube_api, cfg.namespace, cfg.bot_name, self.metrics,
+                on_object=self.apply_object, generation=spec_generation,
             )
-            if cfg.on_kubernetes:
-                self.spec_watcher = SpecWatcher(
-                    kube_api, cfg.namespace, cfg.bot_name, self.metrics,
-                    on_object=self.apply_object, generation=spec_generation,
-                )
 
+    def _session_parts(
+        self, client: Any, policy: lc.Policy, sessions_enabled: bool, terminal: bool | None
+    ) -> None:
+        """The WhatsApp session, the sender on it and the pipeline that feeds the sender."""
+        cfg = self.cfg
         self.connection = ConnectionManager(
             client,
             metrics=self.metrics,
@@ -205,6 +186,10 @@ class Worker:
             events=self.webhooks,
             greeted=lambda: self.greeted,
         )
+
+    def _http_parts(self, http: bool) -> None:
+        """The send-message API (when a token is set) and the health server that carries it."""
+        cfg = self.cfg
         self.api: MessageApi | None = None
         self._idempotency: IdempotencyStore | None = None
         if cfg.api_token is not None:

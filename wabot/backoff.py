@@ -1,5 +1,5 @@
 """The one exponential ceiling both retry loops share: a worker redialling WhatsApp
-(botworker.backoff, full jitter) and the fleet supervisor restarting a crashed bot process
+(botworker.core.backoff, full jitter) and the fleet supervisor restarting a crashed bot process
 (fleet.policy, equal jitter). They jitter differently on purpose; the growth and the cap are
 the same rule and live here once.
 """

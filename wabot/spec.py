@@ -170,7 +170,7 @@ def _default_webhook_events() -> list[WebhookEvent]:
 
 
 class WebhookSpec(SpecModel):
-    """Signed deliveries of the bot's events (botworker/webhooks.py). The signing key is
+    """Signed deliveries of the bot's events (botworker/adapters/webhooks.py). The signing key is
     required: a receiver must be able to tell wabot's deliveries from anyone else's."""
 
     url: str = Field(pattern=r"^https?://", max_length=2048,

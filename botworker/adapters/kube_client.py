@@ -24,14 +24,12 @@ token) or the socket/TLS error itself.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import http.client
 import json
 import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -40,16 +38,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .kubeconfig import (
+    KubeConfigError,
+    Materialized,
+    kubeconfig_path,
+    load_document,
+    named_entry,
+    relative_path,
+    tls_context,
+)
+
 SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 MERGE_PATCH = "application/merge-patch+json"
 TOKEN_REFRESH_S = 60.0  # client-go re-reads a projected token every minute as well
 _POOL_MAX = 4
 Timeout = tuple[float, float]  # (connect incl. TLS handshake, each read)
 DEFAULT_TIMEOUT: Timeout = (5.0, 10.0)
-
-
-class KubeConfigError(Exception):
-    """The credentials cannot be loaded (missing file, unsupported auth, bad data)."""
 
 
 class ApiError(Exception):
@@ -137,27 +141,27 @@ class KubeClient:
             raise KubeConfigError(f"no CA at {ca}")
         token = TokenSource(path=sa_dir / "token", refresh_s=refresh_s)
         token.get()  # a missing token fails here, at start, not at the first request
-        return cls(f"https://{host}:{port}", _context(ca_file=ca), token)
+        return cls(f"https://{host}:{port}", tls_context(ca_file=ca), token)
 
     @classmethod
     def with_token(cls, server: str, token: str, *, ca_file: str | Path | None = None
                    ) -> KubeClient:
         """A fixed bearer token (e.g. from the TokenRequest API) and the cluster's CA."""
-        return cls(server.rstrip("/"), _context(ca_file=Path(ca_file) if ca_file else None),
+        return cls(server.rstrip("/"), tls_context(ca_file=Path(ca_file) if ca_file else None),
                    TokenSource(token=token))
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path | None = None) -> KubeClient:
         """The current context of `path`, else of $KUBECONFIG (first existing file of a
         list), else of ~/.kube/config."""
-        file = _kubeconfig_path(path)
-        cfg = _load_document(file)
+        file = kubeconfig_path(path)
+        cfg = load_document(file)
         ctx_name = cfg.get("current-context")
         if not ctx_name:
             raise KubeConfigError(f"{file} has no current-context")
-        ctx = _named(cfg, "contexts", ctx_name, file).get("context") or {}
-        cluster = _named(cfg, "clusters", ctx.get("cluster"), file).get("cluster") or {}
-        user = (_named(cfg, "users", ctx["user"], file).get("user") or {}) if ctx.get("user") \
+        ctx = named_entry(cfg, "contexts", ctx_name, file).get("context") or {}
+        cluster = named_entry(cfg, "clusters", ctx.get("cluster"), file).get("cluster") or {}
+        user = (named_entry(cfg, "users", ctx["user"], file).get("user") or {}) if ctx.get("user") \
             else {}
         server = cluster.get("server")
         if not server or not str(server).startswith("https://"):
@@ -167,8 +171,8 @@ class KubeClient:
                 raise KubeConfigError(f"{file}: user {unsupported} plugins are not supported "
                                       "by the worker; use a token or a client certificate")
         base = file.parent
-        with _Materialized() as m:
-            context = _context(
+        with Materialized() as m:
+            context = tls_context(
                 ca_file=m.path(cluster, "certificate-authority", base),
                 insecure=bool(cluster.get("insecure-skip-tls-verify")),
                 cert_file=m.path(user, "client-certificate", base),
@@ -177,7 +181,7 @@ class KubeClient:
         if cluster.get("tls-server-name"):
             raise KubeConfigError(f"{file}: tls-server-name is not supported by the worker")
         if user.get("tokenFile"):
-            token = TokenSource(path=_relative(base, user["tokenFile"]))
+            token = TokenSource(path=relative_path(base, user["tokenFile"]))
         else:
             token = TokenSource(token=user.get("token"))
         return cls(str(server).rstrip("/"), context, token)
@@ -323,110 +327,6 @@ def _error(status: int, reason: str, payload: bytes) -> ApiError:
     except ValueError:
         pass
     return ApiError(status, reason, message[:500])
-
-
-# --- kubeconfig --------------------------------------------------------------------------------
-
-
-def _kubeconfig_path(path: str | Path | None) -> Path:
-    if path is not None:
-        candidates = [Path(path)]
-    elif os.environ.get("KUBECONFIG"):
-        candidates = [Path(p) for p in os.environ["KUBECONFIG"].split(os.pathsep) if p]
-    else:
-        candidates = [Path.home() / ".kube" / "config"]
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise KubeConfigError(
-        "no kubeconfig: not in a pod (KUBERNETES_SERVICE_HOST, a ServiceAccount token) and "
-        f"none of {', '.join(map(str, candidates))} exists")
-
-
-def _load_document(file: Path) -> dict[str, Any]:
-    try:
-        text = file.read_text()
-    except OSError as exc:
-        raise KubeConfigError(f"cannot read {file}: {exc.strerror}") from None
-    try:
-        doc = json.loads(text)  # a JSON kubeconfig needs no YAML parser in memory
-    except ValueError:
-        import yaml
-
-        try:
-            doc = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise KubeConfigError(f"{file} is neither YAML nor JSON") from None
-    if not isinstance(doc, dict):
-        raise KubeConfigError(f"{file} is not a kubeconfig")
-    return doc
-
-
-def _named(cfg: dict[str, Any], section: str, name: Any, file: Path) -> dict[str, Any]:
-    for entry in cfg.get(section) or []:
-        if isinstance(entry, dict) and entry.get("name") == name:
-            return entry
-    raise KubeConfigError(f"{file}: no {section[:-1]} named {name!r}")
-
-
-def _relative(base: Path, value: str) -> Path:
-    p = Path(value).expanduser()
-    return p if p.is_absolute() else base / p
-
-
-class _Materialized:
-    """`*-data` fields as files for the ssl module (it loads certificates and keys only from
-    files): written 0600 to a private temporary directory, removed once loaded."""
-
-    def __init__(self) -> None:
-        self._dir: tempfile.TemporaryDirectory[str] | None = None
-
-    def __enter__(self) -> _Materialized:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._dir is not None:
-            self._dir.cleanup()
-
-    def path(self, section: Mapping[str, Any], key: str, base: Path) -> Path | None:
-        data = section.get(f"{key}-data")
-        if data:
-            if self._dir is None:
-                self._dir = tempfile.TemporaryDirectory(prefix="wabot-kube-")
-            target = Path(self._dir.name) / key
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                raw = base64.b64decode(data, validate=True)
-            except ValueError:
-                os.close(fd)
-                raise KubeConfigError(f"{key}-data is not base64") from None
-            with os.fdopen(fd, "wb") as f:
-                f.write(raw)
-            return target
-        value = section.get(key)
-        return _relative(base, value) if value else None
-
-
-def _context(*, ca_file: Path | None = None, insecure: bool = False,
-             cert_file: Path | None = None, key_file: Path | None = None) -> ssl.SSLContext:
-    try:
-        if insecure:
-            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        elif ca_file is not None:
-            # Only the cluster's CA: loading the system bundle as well would cost memory and
-            # trust every public CA for the API server.
-            ctx = ssl.create_default_context(cafile=str(ca_file))
-        else:
-            ctx = ssl.create_default_context()
-        if cert_file is not None:
-            ctx.load_cert_chain(str(cert_file), str(key_file) if key_file else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise KubeConfigError(f"cannot load the TLS credentials: {exc}") from None
-    # One HTTP/1.1 request per connection at a time; no ALPN h2 (http.client speaks 1.1).
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
 
 
 def shutdown_socket(sock: socket.socket | None) -> None:

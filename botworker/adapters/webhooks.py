@@ -22,27 +22,17 @@ it: delivery is at least once), and a fresh `X-Wabot-Timestamp` + `X-Wabot-Signa
 Only events that are still in memory when the process dies by SIGKILL (milliseconds' worth:
 the outbox thread writes as soon as it is woken) can be lost; SIGTERM writes them first.
 
-Where a delivery may go is egress.py's decision (issue 21, finding 5): the URL is the tenant's,
-the worker sits inside the cluster. `post` resolves the host once, checks every address, and
-connects to an address it checked (the Host header and the TLS server name stay the URL's
-host). A refused target is never connected to, and every attempt that reaches no receiver,
-refused, unresolvable, closed, timed out or not speaking HTTP, reports the same `UNREACHABLE`
-text and the same metric label, so neither the logs nor the metrics can map which internal
-ports are open; why a target is refused is logged once per target, naming only the kind of
-address. Redirects are never followed.
+Where a delivery may go, and how one attempt is made, is `webhook_post`.
 """
 
 from __future__ import annotations
 
-import http.client
 import random
-import socket
-import ssl
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,35 +44,20 @@ from wabot.egress import (
     ALLOW_CIDRS_ENV,
     ALLOW_HOSTS_ENV,
     EgressPolicy,
-    IPAddress,
-    Refused,
     Resolver,
-    allowed_addresses,
     check,
-    parse_target,
     system_resolver,
 )
 from wabot.redact import url_origin
 from wabot.spec import WebhookSpec
 
-from .. import __version__
 from ..core.backoff import BackoffPolicy
 from ..logs import get_logger
 from ..metrics import Metrics
 from .state_file import connect
+from .webhook_post import USER_AGENT, Attempt, Poster, post
 
 log = get_logger("webhooks")
-
-USER_AGENT = f"wabot-webhook/{__version__}"
-# How much of a receiver's answer is read (and thrown away) before the connection is closed.
-MAX_RESPONSE_BYTES = 64 * 1024
-
-
-# The one text of every attempt that reached no receiver, whatever the cause (a refused target,
-# a name that does not resolve, a closed port, a timeout, an answer that is not HTTP): the logs
-# must not tell an open internal port from a closed one.
-UNREACHABLE = "the webhook receiver could not be reached, or its address is not allowed"
-
 
 @dataclass(frozen=True)
 class WebhookSettings:
@@ -95,64 +70,6 @@ class WebhookSettings:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     resolver: Resolver = system_resolver
 
-
-@dataclass(frozen=True)
-class Attempt:
-    ok: bool
-    detail: str  # "HTTP 200", "HTTP 503", or UNREACHABLE
-    refused: str | None = None  # why the policy refused the target (logged once, not per try)
-
-
-def _dial(addresses: Sequence[IPAddress], port: int, timeout_s: float) -> socket.socket:
-    """A TCP connection to the first of the checked addresses that answers."""
-    error: OSError = OSError("no address")
-    for address in addresses:
-        try:
-            return socket.create_connection((str(address), port), timeout=timeout_s)
-        except OSError as exc:
-            error = exc
-    raise error
-
-
-def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, *,
-         policy: EgressPolicy | None = None, resolver: Resolver = system_resolver,
-         tls: ssl.SSLContext | None = None) -> Attempt:
-    """One POST with the standard library (no HTTP client library in the worker's memory), to
-    an address `policy` allows (the default policy: public addresses only). The connection is
-    made here to the address that was checked; http.client only speaks HTTP over it, with the
-    URL's host in the Host header and, for https, as the TLS server name the certificate is
-    verified against. Redirects are not followed: a receiver must answer at the URL it was
-    given."""
-    try:
-        target = parse_target(url)
-        addresses = allowed_addresses(target, policy or EgressPolicy(), resolver)
-    except Refused as exc:
-        return Attempt(False, UNREACHABLE, refused=str(exc))
-    except (OSError, UnicodeError, ValueError):
-        return Attempt(False, UNREACHABLE)
-    conn: http.client.HTTPConnection
-    if target.scheme == "https":
-        context = tls or ssl.create_default_context()
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout_s,
-                                           context=context)
-    else:
-        context = None
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
-    try:
-        conn.sock = sock = _dial(addresses, target.port, timeout_s)
-        if context is not None:
-            conn.sock = context.wrap_socket(sock, server_hostname=target.host.rstrip("."))
-        conn.request("POST", target.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read(MAX_RESPONSE_BYTES)
-        return Attempt(200 <= resp.status < 300, f"HTTP {resp.status}")
-    except Exception:
-        return Attempt(False, UNREACHABLE)
-    finally:
-        conn.close()
-
-
-Poster = Callable[[str, bytes, dict[str, str], float], Attempt]
 
 
 class WebhookDispatcher:

@@ -11,7 +11,6 @@ part of, into a message.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from wabot.redact import scrub, secrets_of
@@ -39,12 +38,6 @@ class ProxyUrl:
     def scrub(self, text: str) -> str:
         """`text` (say, an error from the Go side) without any part of the credentials."""
         return scrub(text, self.secrets)
-
-    def settings(self) -> Any:
-        """neonize's ProxySettings for `connect()`."""
-        from neonize._binder import ProxySettings
-
-        return ProxySettings(proxy_address=self.url)
 
 
 class InvalidProxyUrl(ValueError):

@@ -193,6 +193,14 @@ def installed_plugins() -> list[EntryPoint]:
     return list(entry_points(group=PLUGIN_GROUP))
 
 
+_DESCRIBED = {
+    "help": "list the commands",
+    "menu": "list the commands",
+    "ping": "check that the bot answers",
+    "info": "about this bot",
+}
+
+
 def build_registry(
     spec: WhatsAppBotSpec,
     bot_id: str,
@@ -202,27 +210,31 @@ def build_registry(
     """The registry for `spec`: enabled built-ins, custom replies (which may replace a
     built-in of the same name: the spec author asked for it), then the listed plugins (which
     may not take a name already in use)."""
-    prefix = spec.commands.prefix
     reg = CommandRegistry(bot_id, spec.server_name, spec.settings, spec.features)
     result = BuildResult(reg)
+    _add_builtins(reg, spec, info)
+    _add_custom(reg, spec, result)
+    if spec.commands.plugins:
+        _add_plugins(reg, spec, bot_id, plugins_available, result)
+    reg.freeze()
+    return result
+
+
+def _add_builtins(reg: CommandRegistry, spec: WhatsAppBotSpec, info: InfoProvider) -> None:
     builtins = set(spec.commands.builtins)
-    described = {
-        "help": "list the commands",
-        "menu": "list the commands",
-        "ping": "check that the bot answers",
-        "info": "about this bot",
-    }
-    help_handler = _help_handler(reg, prefix)
+    help_handler = _help_handler(reg, spec.commands.prefix)
     if "help" in builtins:
         aliases = ("menu",) if "menu" in builtins else ()
-        reg.add(Command("help", help_handler, described["help"], aliases))
+        reg.add(Command("help", help_handler, _DESCRIBED["help"], aliases))
     elif "menu" in builtins:
-        reg.add(Command("menu", help_handler, described["menu"]))
+        reg.add(Command("menu", help_handler, _DESCRIBED["menu"]))
     if "ping" in builtins:
-        reg.add(Command("ping", _ping, described["ping"]))
+        reg.add(Command("ping", _ping, _DESCRIBED["ping"]))
     if "info" in builtins:
-        reg.add(Command("info", _info_handler(info), described["info"]))
+        reg.add(Command("info", _info_handler(info), _DESCRIBED["info"]))
 
+
+def _add_custom(reg: CommandRegistry, spec: WhatsAppBotSpec, result: BuildResult) -> None:
     for custom in spec.commands.custom:
         try:
             reg.add(
@@ -238,28 +250,35 @@ def build_registry(
         except RegistryError as exc:
             result.errors.append(f"custom command {custom.name!r}: {exc}")
 
-    if spec.commands.plugins:
-        available = {
-            ep.name: ep
-            for ep in (installed_plugins() if plugins_available is None else plugins_available)
-            if ep.group in (PLUGIN_GROUP, "")
-        }
-        for name in spec.commands.plugins:
-            ep = available.get(name)
-            if ep is None:
-                result.errors.append(f"plugin {name!r} is not installed")
-                continue
-            staging = CommandRegistry(bot_id, spec.server_name, spec.settings, spec.features)
-            staging._source = f"plugin:{name}"
-            try:
-                register = ep.load()
-                if not callable(register):
-                    raise TypeError(f"{ep.value} is not callable")
-                register(staging)
-                reg.merge(staging)
-            except Exception as exc:
-                result.errors.append(f"plugin {name!r} failed to load: {exc}")
-                continue
-            result.plugins.append(name)
-    reg.freeze()
-    return result
+
+def _add_plugins(
+    reg: CommandRegistry,
+    spec: WhatsAppBotSpec,
+    bot_id: str,
+    plugins_available: Iterable[EntryPoint] | None,
+    result: BuildResult,
+) -> None:
+    """Each listed plugin registers into a staging registry first, so one that fails halfway
+    leaves none of its commands behind."""
+    available = {
+        ep.name: ep
+        for ep in (installed_plugins() if plugins_available is None else plugins_available)
+        if ep.group in (PLUGIN_GROUP, "")
+    }
+    for name in spec.commands.plugins:
+        ep = available.get(name)
+        if ep is None:
+            result.errors.append(f"plugin {name!r} is not installed")
+            continue
+        staging = CommandRegistry(bot_id, spec.server_name, spec.settings, spec.features)
+        staging._source = f"plugin:{name}"
+        try:
+            register = ep.load()
+            if not callable(register):
+                raise TypeError(f"{ep.value} is not callable")
+            register(staging)
+            reg.merge(staging)
+        except Exception as exc:
+            result.errors.append(f"plugin {name!r} failed to load: {exc}")
+            continue
+        result.plugins.append(name)

@@ -173,13 +173,9 @@ def provision(owner_url: str, server_name: str, role: str | None = None, *,
     `dsn_file` the tenant's DSN, password included, is written there (0600) and nowhere else.
     """
     import psycopg
-    from psycopg import sql
 
     role = role or default_role_name(server_name)
-    if not _ROLE_RE.match(role):
-        raise ProvisionError(f"role name {role!r}: use a-z, 0-9, '_' and '-', at most 63")
-    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", server_name) or len(server_name) > 63:
-        raise ProvisionError(f"serverName {server_name!r} is not a valid tenant name")
+    _check_names(role, server_name)
     if dsn_file is not None:
         set_password = True
     if set_password and password is None:
@@ -191,42 +187,65 @@ def provision(owner_url: str, server_name: str, role: str | None = None, *,
         if me is not None and me[0] == role:
             raise ProvisionError(f"{role} is the role running this command (the owner)")
         with conn.transaction():
-            existing = _role_row(conn, role)
-            created = existing is None
-            if created:
-                conn.execute(sql.SQL(
-                    "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
-                    "NOREPLICATION NOBYPASSRLS").format(sql.Identifier(role)))
-            else:
-                assert existing is not None
-                superuser, bypass, createrole, _login = existing
-                if superuser or bypass or createrole:
-                    raise ProvisionError(
-                        f"role {role} is SUPERUSER, BYPASSRLS or CREATEROLE: it could lift "
-                        "row-level security; use a plain login role")
-            bad = _unsafe_memberships(conn, role)
-            if bad:
-                raise ProvisionError(
-                    f"role {role} is a member of {', '.join(sorted(bad))} (the tables' owner or "
-                    "another tenant's role): it could SET ROLE out of its tenant")
-            bound = conn.execute(
-                f"SELECT server_name FROM {MAPPING_TABLE} WHERE role_name = %s",
-                (role,)).fetchone()
-            if bound is not None and bound[0] != server_name:
-                raise ProvisionError(f"role {role} is bound to tenant {bound[0]}; revoke it "
-                                     "first (a role serves one tenant)")
-            if set_password:
-                assert password is not None
-                conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
-                    sql.Identifier(role), sql.Literal(scram_verifier(password))))
-            for stmt in grant_statements(role):
-                conn.execute(stmt)
-            conn.execute(f"INSERT INTO {MAPPING_TABLE} (role_name, server_name) "
-                         "VALUES (%s, %s) ON CONFLICT (role_name) DO NOTHING",
-                         (role, server_name))
+            created = _ensure_plain_role(conn, role)
+            _bind(conn, role, server_name, password if set_password else None)
     if dsn_file is not None:
         _write_private(dsn_file, dsn_for_role(owner_url, role, password) + "\n")
     return Provisioned(role, server_name, created, set_password, dsn_file)
+
+
+def _check_names(role: str, server_name: str) -> None:
+    if not _ROLE_RE.match(role):
+        raise ProvisionError(f"role name {role!r}: use a-z, 0-9, '_' and '-', at most 63")
+    if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", server_name) or len(server_name) > 63:
+        raise ProvisionError(f"serverName {server_name!r} is not a valid tenant name")
+
+
+def _ensure_plain_role(conn: Any, role: str) -> bool:
+    """Create `role` as a plain login role, or refuse an existing one that could lift
+    row-level security or SET ROLE out of its tenant. True when it was created."""
+    from psycopg import sql
+
+    existing = _role_row(conn, role)
+    created = existing is None
+    if created:
+        conn.execute(sql.SQL(
+            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT "
+            "NOREPLICATION NOBYPASSRLS").format(sql.Identifier(role)))
+    else:
+        assert existing is not None
+        superuser, bypass, createrole, _login = existing
+        if superuser or bypass or createrole:
+            raise ProvisionError(
+                f"role {role} is SUPERUSER, BYPASSRLS or CREATEROLE: it could lift "
+                "row-level security; use a plain login role")
+    bad = _unsafe_memberships(conn, role)
+    if bad:
+        raise ProvisionError(
+            f"role {role} is a member of {', '.join(sorted(bad))} (the tables' owner or "
+            "another tenant's role): it could SET ROLE out of its tenant")
+    return created
+
+
+def _bind(conn: Any, role: str, server_name: str, password: str | None) -> None:
+    """Bind `role` to `server_name` (refused when bound to another tenant), set its password
+    when one is given, and grant it the tenant privileges."""
+    from psycopg import sql
+
+    bound = conn.execute(
+        f"SELECT server_name FROM {MAPPING_TABLE} WHERE role_name = %s",
+        (role,)).fetchone()
+    if bound is not None and bound[0] != server_name:
+        raise ProvisionError(f"role {role} is bound to tenant {bound[0]}; revoke it "
+                             "first (a role serves one tenant)")
+    if password is not None:
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(scram_verifier(password))))
+    for stmt in grant_statements(role):
+        conn.execute(stmt)
+    conn.execute(f"INSERT INTO {MAPPING_TABLE} (role_name, server_name) "
+                 "VALUES (%s, %s) ON CONFLICT (role_name) DO NOTHING",
+                 (role, server_name))
 
 
 def revoke(owner_url: str, role: str, *, drop: bool = False) -> str:

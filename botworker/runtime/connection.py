@@ -271,7 +271,9 @@ class ConnectionManager:
             if self._proxy is not None:
                 # neonize hands ProxySettings to whatsmeow before it dials (the websocket and
                 # media go through the proxy).
-                self.client.connect(self._proxy.settings())
+                from neonize._binder import ProxySettings
+
+                self.client.connect(ProxySettings(proxy_address=self._proxy.url))
             else:
                 self.client.connect()
         except Exception as exc:

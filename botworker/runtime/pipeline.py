@@ -38,7 +38,7 @@ from ..core.context import (
     _no_database,
 )
 from ..core.filters import Inbound, SeenIds, drop_reason
-from ..core.registry import CommandRegistry
+from ..core.registry import Command, CommandRegistry
 from ..logs import get_logger
 from ..metrics import Metrics
 from .sender import Sender
@@ -203,6 +203,7 @@ class Pipeline:
             log.warning("messages left unanswered at shutdown", extra={"count": left})
 
     def process(self, ev: Any) -> None:
+        """One message: filtered, announced, read, welcomed, then answered if it is a command."""
         msg = extract(ev)
         rt = self._runtime()
         settings = rt.spec.settings
@@ -225,14 +226,19 @@ class Pipeline:
         chat_jid = ev.Info.MessageSource.Chat
         if settings.welcome_text and not msg.is_group:
             self._welcome(msg.chat, chat_jid, settings.welcome_text)
-        prefix = rt.spec.commands.prefix
-        parsed = parser.parse(msg.text, prefix, settings.max_message_length)
+        parsed = parser.parse(msg.text, rt.spec.commands.prefix, settings.max_message_length)
         if isinstance(parsed, parser.NotACommand):
             return
 
         def reply(text: str) -> None:
             self._sender.send(msg.chat, chat_jid, text, quoted=ev)
 
+        self._answer(msg, rt, parsed, reply)
+
+    def _answer(self, msg: Inbound, rt: Runtime, parsed: parser.ParsedCommand | parser.TooLong,
+                reply: Callable[[str], None]) -> None:
+        """A command: refused when too long, unknown or over the chat's rate limit, else run."""
+        prefix = rt.spec.commands.prefix
         if isinstance(parsed, parser.TooLong):
             self._metrics.command("too_long", "rejected", None)
             if self._sender.would_allow(msg.chat):
@@ -256,7 +262,11 @@ class Pipeline:
             self._metrics.command(cmd.name, "rate_limited", None)
             self._command_event(msg, cmd.name, list(parsed.args), "rate_limited", 0)
             return
+        self._run_command(msg, rt, cmd, parsed, reply)
 
+    def _run_command(self, msg: Inbound, rt: Runtime, cmd: Command,
+                     parsed: parser.ParsedCommand, reply: Callable[[str], None]) -> None:
+        """The handler, in its own context; any failure becomes a short reply, never silence."""
         adapter = logging.LoggerAdapter(
             log, {"command": cmd.name, "chat": msg.chat, "message_id": msg.message_id}
         )
@@ -270,8 +280,8 @@ class Pipeline:
             command=cmd.name,
             args=parsed.args,
             raw_args=parsed.raw_args,
-            prefix=prefix,
-            settings=settings,
+            prefix=rt.spec.commands.prefix,
+            settings=rt.spec.settings,
             features=rt.spec.features,
             reply_fn=reply,
             log=adapter,

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from botworker.adapters.webhooks import UNREACHABLE, Attempt, post
+from botworker.adapters.webhook_post import UNREACHABLE, Attempt, post
 from botworker.config import ConfigError, load_config
 from fleet.workers import inherited_env
 from tests.security import record

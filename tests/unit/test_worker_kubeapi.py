@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from botworker.adapters.kube_client import ApiError, KubeClient, KubeConfigError, TokenSource
+from botworker.adapters.kube_client import ApiError, KubeClient, TokenSource
+from botworker.adapters.kubeconfig import KubeConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from botworker.adapters.session_store import has_linked_session
 from botworker.core import lifecycle as lc
 from botworker.core.backoff import BackoffPolicy
-from botworker.worker import Worker, has_linked_session
+from botworker.worker import Worker
 from wabot.spec import WhatsAppBotSpec
 
 from .conftest import recording_client, wait_for, worker_config
