@@ -33,14 +33,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # host, port -> the addresses (as text) the host resolves to; raises OSError when it does not.
 Resolver = Callable[[str, int], Sequence[str]]
 
-ALLOW_CIDRS_ENV = "WABOT_WEBHOOK_ALLOW_CIDRS"
-ALLOW_HOSTS_ENV = "WABOT_WEBHOOK_ALLOW_HOSTS"
-DENY_CIDRS_ENV = "WABOT_WEBHOOK_DENY_CIDRS"
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _HOSTNAME = re.compile(r"(?=.{1,253}\.?$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"

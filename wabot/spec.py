@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
+from wabot import workerenv
 from wabot.contract import SpecModel, cel, crd
 from wabot.placement import (
     Affinity,
@@ -262,35 +263,18 @@ class DatabaseSpec(SpecModel):
 
 # The worker's environment contract (docs/design.md): set by whoever starts the worker, never
 # by a bot's own `env` (a bot must not rename itself, move its session or switch its role).
-RESERVED_ENV_NAMES: tuple[str, ...] = (
-    "ROLE",
-    "BOT_ID",
-    "SERVER_NAME",
-    "WABOT_BOT_NAME",
-    "WABOT_NAMESPACE",
-    "POD_NAME",
-    "WABOT_LEASE_NAME",
-    "AUTH_DIR",
-    "DATABASE_URL",
-    "HTTP_PORT",
-    "WABOT_SPEC_SOURCE",
-    "WABOT_WEBHOOK_SECRET",
-    "WABOT_API_TOKEN",
-    "WABOT_PROXY_URL",
-    # The admin's webhook egress exceptions (wabot/egress.py): a bot's own env setting them
-    # would let its tenant open the cluster's internal addresses to its webhook.
-    "WABOT_WEBHOOK_ALLOW_CIDRS",
-    "WABOT_WEBHOOK_ALLOW_HOSTS",
-    "WABOT_WEBHOOK_DENY_CIDRS",
-)
 # Reserved names the admin sets for every bot of a tier, which is why the fleet tiers pass the
-# supervisor's own value down to each worker (fleet/workers.py) instead of dropping it.
+# supervisor's own value down to each worker (fleet/workers.py) instead of dropping it: the
+# webhook egress exceptions (wabot/egress.py); a bot's own env setting them would let its
+# tenant open the cluster's internal addresses to its webhook.
 ADMIN_ENV_NAMES: tuple[str, ...] = (
-    "WABOT_WEBHOOK_ALLOW_CIDRS",
-    "WABOT_WEBHOOK_ALLOW_HOSTS",
-    "WABOT_WEBHOOK_DENY_CIDRS",
+    workerenv.ALLOW_CIDRS_ENV, workerenv.ALLOW_HOSTS_ENV, workerenv.DENY_CIDRS_ENV)
+RESERVED_ENV_NAMES: tuple[str, ...] = (
+    workerenv.ROLE, workerenv.BOT_ID, workerenv.SERVER_NAME, workerenv.BOT_NAME,
+    workerenv.NAMESPACE, workerenv.POD_NAME, workerenv.LEASE_NAME, workerenv.AUTH_DIR,
+    workerenv.DATABASE_URL, workerenv.HTTP_PORT, workerenv.SPEC_SOURCE,
+    workerenv.WEBHOOK_SECRET, workerenv.API_TOKEN, workerenv.PROXY_URL, *ADMIN_ENV_NAMES,
 )
-
 
 class EnvVar(SpecModel):
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128,
