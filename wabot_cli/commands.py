@@ -10,7 +10,7 @@ As in the seed, `monolith` is the default when ROLE is unset. Each role's packag
 only when chosen, so a worker never pays for kopf and an operator never loads neonize.
 
 This package stands above every tier (it is the only one that imports them all); `COMMANDS` is
-the one table of what `wabot NAME` runs.
+the table of what `wabot NAME` runs, the fleet's roles taken from the fleet's own table.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import os
 import sys
 from collections.abc import Callable
 
-ROLES = ("worker", "operator", "monolith", "controller", "gateway")
-DEFAULT_ROLE = "monolith"
+from fleet import commands as fleet_commands
+
+Command = Callable[[list[str]], int]
 
 
 def _worker(argv: list[str]) -> int:
@@ -31,18 +32,6 @@ def _worker(argv: list[str]) -> int:
 
 def _operator(argv: list[str]) -> int:
     from wabot_operator.main import run
-
-    return run(argv)
-
-
-def _monolith(argv: list[str]) -> int:
-    from fleet.monolith import run
-
-    return run(argv)
-
-
-def _controller(argv: list[str]) -> int:
-    from fleet.controller import run
 
     return run(argv)
 
@@ -59,14 +48,17 @@ def _db(argv: list[str]) -> int:
     return db_main(argv)
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
+# `monolith` and `controller` come from the fleet's own table (fleet/commands.py), the same
+# entries `python -m fleet` runs: one table per tier, this one on top of them.
+COMMANDS: dict[str, Command] = {
     "worker": _worker,
     "operator": _operator,
-    "monolith": _monolith,
-    "controller": _controller,
+    **{role: fleet_commands.COMMANDS[role] for role in fleet_commands.ROLES},
     "gateway": _gateway,
     "db": _db,
 }
+ROLES = tuple(name for name in COMMANDS if name != "db")
+DEFAULT_ROLE = "monolith"
 
 
 def main(argv: list[str] | None = None) -> int:
