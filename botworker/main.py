@@ -1,4 +1,4 @@
-"""`ROLE=worker`: run one bot until SIGTERM. `wabot.cli` calls `run(argv)`.
+"""`ROLE=worker`: run one bot until SIGTERM. `wabot_cli` calls `run(argv)`.
 
 Exit codes: 0 after a clean (or timed-out but bounded) shutdown, 2 for configuration errors
 (printed as one line on stderr: a CrashLoopBackOff with a readable `kubectl logs`), 1 for an
