@@ -41,8 +41,6 @@ from pydantic import BaseModel
 
 from wabot.api import WebhookPayload, sign
 from wabot.egress import (
-    ALLOW_CIDRS_ENV,
-    ALLOW_HOSTS_ENV,
     EgressPolicy,
     Resolver,
     check,
@@ -50,6 +48,7 @@ from wabot.egress import (
 )
 from wabot.redact import url_origin
 from wabot.spec import WebhookSpec
+from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV
 
 from ..core.backoff import BackoffPolicy
 from ..logs import get_logger

@@ -62,7 +62,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from wabot.egress import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV, EgressPolicy
+from wabot.egress import EgressPolicy
 from wabot.settings import ConfigError as SettingError
 from wabot.spec import (
     DEFAULT_RESOURCES,
@@ -73,6 +73,7 @@ from wabot.spec import (
     ResourcesSpec,
     SecretKeyRef,
 )
+from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV
 from wabot_operator.policy import DEFAULT_NODE_SELECTOR_KEYS, BotPolicy, image_repository
 
 ENV_PREFIX = "WABOT_OPERATOR_"
