@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from botworker.config import redact_dsn
+from wabot.redact import redact_dsn
 from wabot.backoff import capped_exponential
 
 log = logging.getLogger("wabot.fleet.schema")

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from wabot.naming import auth_subdir
-from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot.cli)
+from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot_cli)
 from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES
 from wabot.workerenv import (
     DATABASE_URL_ORIGIN,

@@ -54,9 +54,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
         "tenant's password variable as the data layer does",
     ("fleet/compose.py", "botworker.data.tenancy"):
         "a tenant's DSN in the compose file names its database role as the data layer does",
-    ("fleet/schema.py", "botworker.config"):
-        "redact_dsn through botworker.config's re-export; it lives in wabot.redact (to import "
-        "from there: one line in fleet/)",
 }
 
 
