@@ -15,8 +15,8 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 
-from wabot.redact import redact_dsn
 from wabot.backoff import capped_exponential
+from wabot.redact import redact_dsn
 
 log = logging.getLogger("wabot.fleet.schema")
 
