@@ -127,9 +127,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
-                 limits: Limits, name: str) -> None:
-        self.limits = limits
-        self.name = name
+                 site: _Site) -> None:
+        self.site = site
+        self.limits = site.limits
+        self.name = site.name
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         super().__init__(address, handler)
@@ -196,6 +197,97 @@ class _Server(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
+@dataclass(frozen=True)
+class _Site:
+    """What the request handler needs of its server: the application and how to serve it."""
+
+    handle: Handler
+    limits: Limits
+    name: str
+    server_version: str
+    access_log: logging.Logger | None
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    """One connection: the body's framing checked before it is read, every request within the
+    deadline, the application's exception a 500."""
+
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    @property
+    def site(self) -> _Site:
+        return self.server.site
+
+    def version_string(self) -> str:
+        return self.site.server_version  # no Python version for a stranger to match against
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.site.limits.timeout_s)
+        self.rfile.close()
+        self._reader = _DeadlineReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader)
+
+    def handle_one_request(self) -> None:
+        self._reader.deadline = time.monotonic() + self.site.limits.timeout_s
+        try:
+            super().handle_one_request()
+        except (TimeoutError, ConnectionError):  # too slow, or gone: drop it
+            self.close_connection = True
+
+    def handle_expect_100(self) -> bool:
+        framing = check_framing(self.headers, self.site.limits)
+        if isinstance(framing, Response):
+            self._send(framing, close=True)
+            return False
+        return super().handle_expect_100()
+
+    def _handle(self) -> None:
+        framing = check_framing(self.headers, self.site.limits)
+        if isinstance(framing, Response):
+            self._send(framing, close=True)  # the body is never read: not reusable
+            return
+        body = self.rfile.read(framing) if framing else b""
+        if len(body) < framing:  # the client went away mid-body
+            self.close_connection = True
+            return
+        self._reader.deadline = math.inf
+        self.connection.settimeout(self.site.limits.timeout_s)  # for writing the answer
+        parts = urlsplit(self.path)
+        req = Request(method=self.command, path=parts.path or "/",
+                      query=parse_qs(parts.query),
+                      headers={k.lower(): v for k, v in self.headers.items()},
+                      body=body)
+        try:
+            resp = self.site.handle(req)
+        except Exception:
+            log.exception("request failed", extra={"server": self.site.name, "path": req.path})
+            resp = refusal(500, "internal_error", "internal error")
+        self._send(resp)
+
+    do_GET = _handle
+    do_POST = _handle
+    do_PUT = _handle
+    do_DELETE = _handle
+
+    def _send(self, resp: Response, close: bool = False) -> None:
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(resp.body)))
+        self.send_header("Cache-Control", "no-store")
+        for k, v in resp.headers.items():
+            self.send_header(k, v)
+        if close:
+            self.send_header("Connection", "close")  # also sets close_connection
+        self.end_headers()
+        self.wfile.write(resp.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.site.access_log is not None:
+            self.site.access_log.debug("http %s", format % args)
+
+
 class HttpServer:
     """Serves `handle` on a daemon thread; `port=0` picks a free port (see `.port`).
 
@@ -206,80 +298,9 @@ class HttpServer:
     def __init__(self, host: str, port: int, handle: Handler, *, limits: Limits | None = None,
                  name: str = "http", server_version: str = "wabot",
                  access_log: logging.Logger | None = None) -> None:
-        lim = self.limits = limits or Limits()
-
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = lim.timeout_s
-
-            def version_string(self) -> str:
-                return server_version  # no Python version for a stranger to match against
-
-            def setup(self) -> None:
-                super().setup()
-                self.rfile.close()
-                self._reader = _DeadlineReader(self.connection)
-                self.rfile = io.BufferedReader(self._reader)
-
-            def handle_one_request(self) -> None:
-                self._reader.deadline = time.monotonic() + lim.timeout_s
-                try:
-                    super().handle_one_request()
-                except (TimeoutError, ConnectionError):  # too slow, or gone: drop it
-                    self.close_connection = True
-
-            def handle_expect_100(self) -> bool:
-                framing = check_framing(self.headers, lim)
-                if isinstance(framing, Response):
-                    self._send(framing, close=True)
-                    return False
-                return super().handle_expect_100()
-
-            def _handle(self) -> None:
-                framing = check_framing(self.headers, lim)
-                if isinstance(framing, Response):
-                    self._send(framing, close=True)  # the body is never read: not reusable
-                    return
-                body = self.rfile.read(framing) if framing else b""
-                if len(body) < framing:  # the client went away mid-body
-                    self.close_connection = True
-                    return
-                self._reader.deadline = math.inf
-                self.connection.settimeout(lim.timeout_s)  # for writing the answer
-                parts = urlsplit(self.path)
-                req = Request(method=self.command, path=parts.path or "/",
-                              query=parse_qs(parts.query),
-                              headers={k.lower(): v for k, v in self.headers.items()},
-                              body=body)
-                try:
-                    resp = handle(req)
-                except Exception:
-                    log.exception("request failed", extra={"server": name, "path": req.path})
-                    resp = refusal(500, "internal_error", "internal error")
-                self._send(resp)
-
-            do_GET = _handle
-            do_POST = _handle
-            do_PUT = _handle
-            do_DELETE = _handle
-
-            def _send(self, resp: Response, close: bool = False) -> None:
-                self.send_response(resp.status)
-                self.send_header("Content-Type", resp.content_type)
-                self.send_header("Content-Length", str(len(resp.body)))
-                self.send_header("Cache-Control", "no-store")
-                for k, v in resp.headers.items():
-                    self.send_header(k, v)
-                if close:
-                    self.send_header("Connection", "close")  # also sets close_connection
-                self.end_headers()
-                self.wfile.write(resp.body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                if access_log is not None:
-                    access_log.debug("http %s", format % args)
-
-        self._server = _Server((host, port), _Handler, lim, name)
+        self.limits = limits or Limits()
+        site = _Site(handle, self.limits, name, server_version, access_log)
+        self._server = _Server((host, port), _RequestHandler, site)
         self._thread = threading.Thread(target=self._server.serve_forever, name=name,
                                         daemon=True)
 
