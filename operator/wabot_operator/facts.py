@@ -16,6 +16,7 @@ from wabot_operator.kube import KubeError
 from wabot_operator.policy import Facts, SecretFacts
 
 FACTS_TTL = 30.0
+Key = tuple[str, str, str]  # kind, namespace, name
 
 
 class MetadataReader(Protocol):
@@ -23,38 +24,55 @@ class MetadataReader(Protocol):
 
 
 class FactsCache:
-    """Thread-safe (passes run in a pool). A missing or forbidden object is a fact too (the
-    check refuses what it cannot verify); any other failure raises KubeError, and the pass is
-    retried like a failed apply."""
+    """Thread-safe (passes run in a pool), and one read per object at a time: when 500 new
+    bots' first passes ask for their namespace at once, one pass reads it and the others wait
+    for that answer (without this, each pass of the first wave sent its own GET: ~120 more
+    requests and ~2 s more apply -> pod p99 for 500 bots at once, bench/). A missing or
+    forbidden object is a fact too (the check refuses what it cannot verify); any other failure
+    raises KubeError, and the pass is retried like a failed apply."""
 
     def __init__(self, kube: MetadataReader, clock: Callable[[], float] = time.monotonic,
                  ttl: float = FACTS_TTL) -> None:
         self._kube = kube
         self._clock = clock
         self._ttl = ttl
-        self._cache: dict[tuple[str, str, str], tuple[float, dict[str, Any] | None]] = {}
+        self._cache: dict[Key, tuple[float, dict[str, Any] | None]] = {}
+        self._reading: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
+
+    def _fresh(self, key: Key) -> tuple[bool, dict[str, Any] | None]:
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and self._clock() - hit[0] < self._ttl:
+            return True, hit[1]
+        return False, None
 
     def _metadata(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         key = (kind, namespace, name)
-        now = self._clock()
+        fresh, meta = self._fresh(key)
+        if fresh:
+            return meta
         with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        try:
-            meta: dict[str, Any] | None = (
-                self._kube.read_metadata(kind, namespace, name).get("metadata") or {})
-        except KubeError as e:
-            if e.status not in (403, 404):
-                raise
-            meta = None
-        with self._lock:
-            self._cache[key] = (now, meta)
-            if len(self._cache) > 4096:  # names of long-gone Secrets
-                for stale in [k for k, (t, _) in self._cache.items() if now - t >= self._ttl]:
-                    del self._cache[stale]
-        return meta
+            reading = self._reading.setdefault(key, threading.Lock())
+        with reading:  # one pass reads; the others find its answer
+            fresh, meta = self._fresh(key)
+            if fresh:
+                return meta
+            now = self._clock()
+            try:
+                meta = self._kube.read_metadata(kind, namespace, name).get("metadata") or {}
+            except KubeError as e:
+                if e.status not in (403, 404):
+                    raise
+                meta = None
+            with self._lock:
+                self._cache[key] = (now, meta)
+                if len(self._cache) > 4096:  # names of long-gone Secrets
+                    for stale in [k for k, (t, _) in self._cache.items()
+                                  if now - t >= self._ttl]:
+                        del self._cache[stale]
+                        self._reading.pop(stale, None)
+            return meta
 
     def facts(self, namespace: str, secrets: Iterable[str]) -> Facts:
         ns = self._metadata("Namespace", "", namespace)
