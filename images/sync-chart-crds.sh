@@ -2,7 +2,7 @@
 # Regenerates the WhatsAppBot CRD from the spec model (python -m wabot.crd write: crds/ and the
 # chart's copy), then copies the other CRDs (crds/*.yaml) and per-bot templates
 # (auth-templates/*.yaml) into the Helm chart, which cannot read files outside its own
-# directory. tests/packaging checks that the copies are byte-identical, tests/unit that the CRD
+# directory. tests/packaging checks that the copies are byte-identical, tests/contract that the CRD
 # is the generated one; run this after changing wabot/spec.py or either source and commit the
 # result.
 #

@@ -78,7 +78,7 @@ DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 # RE2, whose \s is ASCII (and leaves out \v), while pydantic's Rust regex has Unicode \s, so a
 # prefix of U+00A0 or U+3000 passed `kubectl apply` and the operator then refused the spec.
 # The Unicode White_Space characters are listed instead (the \s of pydantic's engine), with
-# escapes both engines read alike; the CRD carries this very string (tests/unit/
+# escapes both engines read alike; the CRD carries this very string (tests/contract/
 # test_crd_patterns.py checks both engines over every code point).
 PREFIX_PATTERN = (
     r"^[^\t\n\v\f\r \x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}"

@@ -52,7 +52,7 @@ TENANT_OF_CURRENT_ROLE = (
     f"(SELECT m.server_name FROM {MAPPING_TABLE} m WHERE m.role_name = current_user::text)"
 )
 # The newest revision this code needs; a worker waits (and says so) until the schema has it.
-# tests/unit/test_tenancy.py checks it against the migrations directory.
+# tests/worker/unit/test_tenancy_roles.py checks it against the migrations directory.
 SCHEMA_HEAD = "0003"
 
 _ROLE_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")

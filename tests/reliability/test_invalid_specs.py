@@ -529,7 +529,7 @@ PREFIX_PROBES = [
 def test_the_api_server_refuses_exactly_the_prefixes_the_model_refuses(cluster: Cluster) -> None:
     """Once a known gap: the CRD's `^\\S+$` was RE2's ASCII \\s, the model's Unicode, so a
     prefix of U+00A0 passed the API server and the operator then marked the bot InvalidSpec.
-    Both now carry wabot.spec.PREFIX_PATTERN (tests/unit/test_crd_patterns.py)."""
+    Both now carry wabot.spec.PREFIX_PATTERN (tests/contract/test_crd_patterns.py)."""
     figures.section(SECTION, "2. Generated invalid specs (hypothesis)")
     differ = []
     refused = 0

@@ -460,7 +460,7 @@ def test_the_allow_list_is_the_admins_setting() -> None:
                                   "WABOT_WEBHOOK_DENY_CIDRS"])
 def test_a_bots_own_env_cannot_open_the_policy(name: str) -> None:
     """spec.env is the tenant's: it cannot set the admin's egress settings (the model refuses
-    it, as the CRD's rule does, tests/unit/test_crd_samples.py), while a fleet supervisor's
+    it, as the CRD's rule does, tests/contract/test_crd_samples.py), while a fleet supervisor's
     own value is passed down to its workers."""
     with pytest.raises(ValidationError, match="set by wabot itself"):
         WhatsAppBotSpec.model_validate({"serverName": "tenant-a",

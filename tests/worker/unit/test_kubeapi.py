@@ -14,7 +14,7 @@ import pytest
 from botworker.adapters.kube_client import ApiError, KubeClient, TokenSource
 from botworker.adapters.kubeconfig import KubeConfigError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _kubeconfig(path: Path, user: dict[str, object], server: str = "https://127.0.0.1:1"

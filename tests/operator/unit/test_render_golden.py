@@ -1,11 +1,11 @@
 """Golden files: every object a bot owns, rendered from the repo's auth-templates/ for a few
-representative specs, compared exactly with tests/unit/golden/<case>.yaml.
+representative specs, compared exactly with tests/operator/unit/golden/<case>.yaml.
 
 The field-by-field tests in test_render.py say why each rule holds; these say what the whole
 of a render is, so any change to a pod, PVC, Role or Lease shows up as a diff to review. After
 an intended change, regenerate them and read the diff before committing:
 
-    WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/unit/test_render_golden.py
+    WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/operator/unit/test_render_golden.py
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from wabot_operator.templates import load_templates
 
 from wabot.spec import SecretKeyRef, WhatsAppBotSpec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).resolve().parent / "golden"
 UPDATE = os.environ.get("WABOT_UPDATE_GOLDEN") == "1"
 BOT = BotRef(name="sales", namespace="tenant-a", uid="0b5e3c1e-1111-2222-3333-444455556666")
@@ -82,5 +82,5 @@ def test_render_matches_golden_file(case: str) -> None:
     assert path.exists(), f"{path} missing: run with WABOT_UPDATE_GOLDEN=1 to write it"
     assert text == path.read_text(), (
         f"{case}: the render differs from {path.name}; if intended, regenerate with "
-        "WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/unit/test_render_golden.py and review "
+        "WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/operator/unit/test_render_golden.py and review "
         "the diff")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "botworker"
+PACKAGE = Path(__file__).resolve().parents[3] / "botworker"
 
 # For each layer: the botworker packages/modules its files may not import.
 FORBIDDEN = {

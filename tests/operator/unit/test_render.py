@@ -24,7 +24,7 @@ from wabot.spec import (
     WhatsAppBotSpec,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TEMPLATES_DIR = REPO / "auth-templates"
 BOT = BotRef(name="sales", namespace="tenant-a", uid="0b5e3c1e-1111-2222-3333-444455556666")
 DEFAULTS = RenderDefaults(worker_image="registry.example/wabot-worker:1.2.3")
