@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from typing import Any
 
-from wabot.api import ConnectionData, PairingData
+from wabot.events import ConnectionData, PairingData
 from wabot.spec import WhatsAppBotSpec, WorkerReport
 
 from . import __version__

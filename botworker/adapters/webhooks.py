@@ -39,13 +39,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from wabot.api import WebhookPayload, sign
 from wabot.egress import (
     EgressPolicy,
     Resolver,
     check,
     system_resolver,
 )
+from wabot.events import WebhookPayload, sign
 from wabot.redact import url_origin
 from wabot.spec import WebhookSpec
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from wabot.api import CommandData, MessageData
+from wabot.events import CommandData, MessageData
 from wabot.spec import WhatsAppBotSpec
 
 from ..adapters.audit_writer import AuditRecord, AuditWriter

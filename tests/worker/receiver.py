@@ -49,7 +49,7 @@ class Receiver:
         return f"http://127.0.0.1:{self.port}/hooks/wabot"
 
     def verify(self, headers: dict[str, str], body: bytes) -> bool:
-        """The receiver side of the README's scheme, written out independently of wabot.api."""
+        """The receiver side of the README's scheme, written out independently of wabot.events."""
         timestamp = headers.get("x-wabot-timestamp", "")
         expected = "sha256=" + hmac.new(self.secret, timestamp.encode() + b"." + body,
                                         hashlib.sha256).hexdigest()

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from wabot.api import WebhookPayload, verify
+from wabot.events import WebhookPayload, verify
 from wabot.spec import WhatsAppBotSpec
 
 from .conftest import Harness, wait_for
@@ -225,7 +225,7 @@ def test_signature_scheme_matches_the_readme_example() -> None:
     """The README's verification snippet, checked against a fixed vector."""
     body = b'{"id":"abc","event":"message"}'
     expected = hmac.new(b"s3cret", b"1700000000." + body, hashlib.sha256).hexdigest()
-    from wabot.api import sign
+    from wabot.events import sign
 
     assert sign(b"s3cret", "1700000000", body) == "sha256=" + expected
     assert verify(b"s3cret", "1700000000", body, "sha256=" + expected, now=1_700_000_100)

@@ -82,5 +82,5 @@ def test_render_matches_golden_file(case: str) -> None:
     assert path.exists(), f"{path} missing: run with WABOT_UPDATE_GOLDEN=1 to write it"
     assert text == path.read_text(), (
         f"{case}: the render differs from {path.name}; if intended, regenerate with "
-        "WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/operator/unit/test_render_golden.py and review "
-        "the diff")
+        "WABOT_UPDATE_GOLDEN=1 scripts/test.sh tests/operator/unit/test_render_golden.py and "
+        "review the diff")
