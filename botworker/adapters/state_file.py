@@ -62,20 +62,36 @@ def connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class GreetedChats:
-    """Chats the bot has sent settings.welcomeText to: bounded (the oldest forgotten first;
-    forgetting can only mean a chat silent for a very long time is greeted once more)."""
+class StateStore:
+    """A store in the state file: its own connection, opened on first use (a worker that never
+    greets or never gets an API request opens nothing), used under the store's lock, since
+    the pipeline, webhook and HTTP threads may all call one store."""
 
-    def __init__(self, path: Path, limit: int = 100_000) -> None:
+    def __init__(self, path: Path) -> None:
         self._path = path
-        self._limit = limit
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
+        """The connection; call with the lock held."""
         if self._conn is None:
             self._conn = connect(self._path)
         return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
+class GreetedChats(StateStore):
+    """Chats the bot has sent settings.welcomeText to: bounded (the oldest forgotten first;
+    forgetting can only mean a chat silent for a very long time is greeted once more)."""
+
+    def __init__(self, path: Path, limit: int = 100_000) -> None:
+        super().__init__(path)
+        self._limit = limit
 
     def greeted(self, chat: str) -> bool:
         with self._lock:
@@ -94,9 +110,3 @@ class GreetedChats:
                 db.execute(
                     "DELETE FROM greeted_chats WHERE chat IN (SELECT chat FROM greeted_chats "
                     "ORDER BY greeted_at LIMIT ?)", (count - self._limit,))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None

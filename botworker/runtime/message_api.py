@@ -20,8 +20,6 @@ from __future__ import annotations
 import hmac
 import json
 import math
-import sqlite3
-import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -39,7 +37,7 @@ from wabot.api import (
     valid_idempotency_key,
 )
 
-from ..adapters.state_file import connect
+from ..adapters.state_file import StateStore
 from ..logs import get_logger
 from ..metrics import Metrics
 from .sender import Sender
@@ -83,25 +81,18 @@ def parse_request(body: bytes) -> SendMessageRequest | Answer:
         return validation_error(exc)
 
 
-class IdempotencyStore:
+class IdempotencyStore(StateStore):
     """Keys of this bot's API requests and the answers they got; bounded by `limit` rows and
     `ttl_s` (the oldest go first)."""
 
     def __init__(self, path: Path, *, limit: int = 10_000, ttl_s: float = 86_400.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._path = path
+        super().__init__(path)
         self._limit = limit
         self._ttl = ttl_s
         self._clock = clock
         # Rows marked pending by another process were interrupted: their outcome is unknown.
         self._owner = uuid.uuid4().hex
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
-
-    def _db(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = connect(self._path)
-        return self._conn
 
     def begin(self, key: str, fingerprint: str) -> Answer | None:
         """Claim `key` for a new request: None when claimed, else the answer to give."""
@@ -146,12 +137,6 @@ class IdempotencyStore:
         with self._lock:
             self._db().execute("DELETE FROM api_idempotency WHERE key = ? AND owner = ?",
                                (key, self._owner))
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
 
 def recipient_jid(req: SendMessageRequest) -> Any:
