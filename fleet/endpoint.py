@@ -22,7 +22,7 @@ from .botsfile import BotDefinition, BotsFileError
 from .http import PROMETHEUS_TEXT, ApiServer, Request, Response, Route, error, json_response
 from .metrics import UnitCollector, merge_expositions, render, scrape_all
 from .policy import State
-from .supervisor import Supervisor, UnitStatus
+from .supervisor import Supervisor, UnitRun, UnitStatus
 from .workers import ConfigError
 
 # The name these lines have always had (the loop lived in fleet.monolith first).
@@ -32,23 +32,14 @@ log = logging.getLogger("wabot.fleet.monolith")
 MetricsTarget = tuple[str, str, Mapping[str, str]]
 
 
-class BotView(BaseModel):
-    """One bot in GET /bots."""
+class BotView(UnitRun):
+    """One bot in GET /bots: its process's run, with who the bot is."""
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
 
-    name: str
     server_name: str
     bot_id: str
-    state: State
-    desired: bool
     suspended: bool
-    pid: int | None
-    port: int | None
-    restarts: int
-    last_exit_code: int | None
-    live: bool | None
-    ready: bool | None
     started_at: datetime | None
     group: str | None = None
 

@@ -131,10 +131,8 @@ class Monolith(FleetEndpoint):
 
     def _view(self, bot: BotDefinition, st: UnitStatus) -> BotView:
         return BotView(
-            name=bot.name, server_name=bot.server_name, bot_id=bot.bot_id, state=st.state,
-            desired=st.desired, suspended=bot.spec.suspend, pid=st.pid, port=st.port,
-            restarts=st.restarts, last_exit_code=st.last_exit_code, live=st.live,
-            ready=st.ready, group=self.settings.group, started_at=started_at(st))
+            **st.run(), server_name=bot.server_name, bot_id=bot.bot_id,
+            suspended=bot.spec.suspend, group=self.settings.group, started_at=started_at(st))
 
     # --- HTTP -----------------------------------------------------------------------------
 

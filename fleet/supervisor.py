@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
@@ -74,8 +75,9 @@ class ProcessSpec:
         return hashlib.sha256(data.encode()).hexdigest()
 
 
-class UnitStatus(BaseModel):
-    """What the API and metrics show per unit."""
+class UnitRun(BaseModel):
+    """How a unit's process runs, as the supervisor last saw it: the part of a unit's status
+    that the API shows of a bot too (`fleet.endpoint.BotView` extends it)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -88,6 +90,15 @@ class UnitStatus(BaseModel):
     last_exit_code: int | None
     live: bool | None
     ready: bool | None
+
+    def run(self) -> dict[str, Any]:
+        """These fields alone, to build a view of the unit from its status."""
+        return {name: getattr(self, name) for name in UnitRun.model_fields}
+
+
+class UnitStatus(UnitRun):
+    """What the API and metrics show per unit."""
+
     started_at: float | None  # unix time of the current process's start
     labels: dict[str, str]
 
