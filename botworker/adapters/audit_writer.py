@@ -200,12 +200,7 @@ class AuditWriter:
             self.flush()
         except Exception:
             log.exception("final audit flush failed")
-        with self._lock:
-            rest = list(self._memory)
-            self._memory.clear()
-        if rest:
-            self._append_spool(rest)
-        self._publish()
+        self._spill_memory()
 
     def flush(self) -> None:
         """Spool first (older rows), then memory. Returns quietly when the database is down."""
