@@ -194,15 +194,16 @@ class Worker:
         self._idempotency: IdempotencyStore | None = None
         if cfg.api_token is not None:
             self._idempotency = IdempotencyStore(cfg.state_path)
-            self.api = MessageApi(cfg.api_token.get_secret_value(), self.sender,
-                                  self._idempotency, self.metrics, bot=cfg.bot_id,
-                                  server_name=cfg.server_name)
+            self.api = MessageApi(self.sender, self._idempotency, self.metrics,
+                                  bot=cfg.bot_id, server_name=cfg.server_name)
         self.http: HealthServer | None = None
         if http:
             self.http = HealthServer(
                 cfg.http_host, cfg.http_port,
                 live=self.live, ready=self.ready, metrics=self.metrics.render,
-                messages=self.api.handle if self.api is not None else None,
+                api_token=(cfg.api_token.get_secret_value()
+                           if cfg.api_token is not None else None),
+                api_routes=self.api.routes() if self.api is not None else (),
             )
 
     # --- spec --------------------------------------------------------------------------------

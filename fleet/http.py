@@ -10,18 +10,17 @@ guessed byte by byte from response times.
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
-import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from wabot import httpserver
+from wabot import httproutes, httpserver
+from wabot.httproutes import Route as Route
 from wabot.httpserver import HttpServer, Limits
+from wabot.httpserver import Request as Request
 from wabot.httpserver import Response as Response  # the routes' answers are the kit's
 
 log = logging.getLogger("wabot.fleet.http")
@@ -30,16 +29,6 @@ MAX_BODY = 64 * 1024
 # Humans, Prometheus and the controller's fan-out: a few connections at a time.
 LIMITS = Limits(max_body=MAX_BODY, timeout_s=10.0, max_connections=64)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    query: Mapping[str, list[str]]
-    headers: Mapping[str, str]
-    body: bytes
-    params: Mapping[str, str] = field(default_factory=dict)
 
 
 class ErrorBody(BaseModel):
@@ -59,48 +48,14 @@ def error(status: int, message: str, headers: Mapping[str, str] | None = None) -
     return Response(status, body, headers=dict(headers or {}))
 
 
-Handler = Callable[[Request], Response]
-
-
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: str  # e.g. r"/bots/(?P<name>[^/]+)/restart"
-    handler: Handler
-    auth: bool = False
-
-    def match(self, path: str) -> dict[str, str] | None:
-        m = re.fullmatch(self.pattern, path)
-        return m.groupdict() if m else None
-
-
-def token_ok(presented: str | None, token: str) -> bool:
-    if not presented or not presented.startswith("Bearer "):
-        return False
-    return hmac.compare_digest(presented[len("Bearer "):].strip().encode(), token.encode())
+def _refuse(status: int, _code: str, message: str, headers: Mapping[str, str]) -> Response:
+    return error(status, message, headers)
 
 
 def dispatch(routes: Sequence[Route], token: str | None, req: Request) -> Response:
-    allowed: list[str] = []
-    for route in routes:
-        params = route.match(req.path)
-        if params is None:
-            continue
-        if route.method != req.method:
-            allowed.append(route.method)
-            continue
-        if route.auth:
-            if token is None:
-                return error(403, "the control API is disabled: set WABOT_CONTROLLER_TOKEN")
-            if not token_ok(req.headers.get("authorization"), token):
-                return error(401, "missing or wrong bearer token",
-                             {"WWW-Authenticate": 'Bearer realm="wabot"'})
-        return route.handler(Request(req.method, req.path, req.query, req.headers, req.body,
-                                     params))
-    if allowed:
-        return error(405, f"use {', '.join(sorted(set(allowed)))}",
-                     {"Allow": ", ".join(sorted(set(allowed)))})
-    return error(404, f"no such endpoint: {req.path}")
+    return httproutes.dispatch(routes, token, req, _refuse,
+                               disabled="the control API is disabled: set "
+                                        "WABOT_CONTROLLER_TOKEN")
 
 
 class ApiServer:
@@ -119,7 +74,8 @@ class ApiServer:
                 method=req.method, path=req.path.rstrip("/") or "/", query=req.query,
                 headers=req.headers, body=req.body))
 
-        self._server = HttpServer(host, port, handle, limits=limits or LIMITS,
+        self._server = HttpServer(host, port, handle,
+                                  limits=httproutes.limits_for(self.routes, limits or LIMITS),
                                   name="fleet-http", server_version="wabot-fleet",
                                   access_log=log)
 

@@ -1,4 +1,4 @@
-"""POST /v1/bots/{namespace}/{bot}/messages: authenticate, find the bot, forward to its worker.
+"""/v1/bots/{namespace}/{bot}/...: authenticate, find the bot, forward to its worker's /v1/....
 
 Stateless on purpose (any number of replicas, any replica for any request): what it keeps is
 only a cache of what it read from the API server (API-key hashes, bot tokens). The answer to a
@@ -49,7 +49,9 @@ log = logging.getLogger("wabot.gateway")
 
 MAX_BODY = 64 * 1024
 _NAME = re.compile(NAME_PATTERN)
-PASSED_HEADERS = ("Retry-After", "Idempotent-Replayed")
+# Passed on from the worker's answer, and from the client's request to the worker.
+PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Retry-After", "Idempotent-Replayed")
+FORWARDED_HEADERS = ("Content-Type", "Idempotency-Key", "Accept")
 
 
 class Lookup(Protocol):
@@ -60,6 +62,12 @@ class Lookup(Protocol):
     def bot_token(self, namespace: str, bot: str) -> str | None: ...
 
     def api_keys(self, namespace: str) -> dict[str, str]: ...
+
+
+def unauthorized() -> web.Response:
+    return problem(401, "unauthorized", "a valid API key is required "
+                   "(Authorization: Bearer <key>)",
+                   headers={"WWW-Authenticate": 'Bearer realm="wabot"'})
 
 
 def not_found(where: str) -> web.Response:
@@ -145,43 +153,71 @@ class Gateway:
             self._tokens.pop(key, None)
         return token
 
-    # --- the endpoint ----------------------------------------------------------------------
+    # --- the endpoints ---------------------------------------------------------------------
 
     async def send(self, request: web.Request) -> web.Response:
+        """POST .../messages: a JSON body is validated here, before any lookup, so a malformed
+        request is a 422 whichever bot it names; other bodies (an upload) are the worker's to
+        check."""
+        return await self._measured(request, self._send)
+
+    async def forward(self, request: web.Request) -> web.Response:
+        """Every other /v1/bots/{namespace}/{bot}/... route goes to the worker's /v1/...:
+        the same key, tenant and phase checks, the worker's answer passed on."""
+        return await self._measured(request, self._proxy)
+
+    async def _measured(self, request: web.Request,
+                        serve: Callable[[web.Request], Awaitable[web.Response]]) -> web.Response:
         started = time.perf_counter()
         try:
-            response = await self._send(request)
+            response = await serve(request)
         except web.HTTPException:
             raise
         except Exception:
-            log.exception("send-message request failed")
+            log.exception("bot API request failed")
             response = problem(500, "internal_error", "the gateway failed; retry later")
         self.metrics.requests.labels(str(response.status)).inc()
         self.metrics.duration.observe(time.perf_counter() - started)
         return response
 
     async def _send(self, request: web.Request) -> web.Response:
-        namespace = request.match_info["namespace"]
-        bot = request.match_info["bot"]
         tenant = await self.tenant_of(request)
         if tenant is None:
-            return problem(401, "unauthorized", "a valid API key is required "
-                           "(Authorization: Bearer <key>)",
-                           headers={"WWW-Authenticate": 'Bearer realm="wabot"'})
-        body = await request.read()
-        try:
-            req = SendMessageRequest.model_validate_json(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            loc = ".".join(str(p) for p in first["loc"])
-            if first["type"] == "json_invalid" or not loc:
-                loc = "body"
-            return problem(422, "invalid_request", f"{loc}: {first['msg']}", field=loc)
+            return unauthorized()
+        if request.content_type in ("application/json", "application/octet-stream", ""):
+            body = await request.read()
+            try:
+                SendMessageRequest.model_validate_json(body)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                loc = ".".join(str(p) for p in first["loc"])
+                if first["type"] == "json_invalid" or not loc:
+                    loc = "body"
+                return problem(422, "invalid_request", f"{loc}: {first['msg']}", field=loc)
+        return await self._proxy(request, tenant)
+
+    async def _proxy(self, request: web.Request, tenant: str | None = None) -> web.Response:
+        tenant = tenant or await self.tenant_of(request)
+        if tenant is None:
+            return unauthorized()
         idem = request.headers.get("Idempotency-Key")
         if idem is not None and not valid_idempotency_key(idem):
             return problem(422, "invalid_request",
                            "Idempotency-Key: 1 to 255 visible ASCII characters",
                            field="Idempotency-Key")
+        namespace = request.match_info["namespace"]
+        bot = request.match_info["bot"]
+        target = await self._worker_of(namespace, bot, tenant,
+                                       needs_connection=request.method != "GET")
+        if isinstance(target, web.Response):
+            return target
+        tail = request.match_info.get("tail", "messages")
+        path = f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else "")
+        return await self._forward(target, namespace, bot, request, path)
+
+    async def _worker_of(self, namespace: str, bot: str, tenant: str, *,
+                         needs_connection: bool) -> str | web.Response:
+        """The URL of the bot's worker, or the answer refusing the request (404, 503)."""
         where = f"{namespace}/{bot}"
         served = not self.cfg.namespaces or namespace in self.cfg.namespaces
         view = None
@@ -190,7 +226,7 @@ class Gateway:
         if view is None or view.tenant != tenant:
             # Another tenant's bot is answered exactly like a missing one (see the docstring).
             return not_found(where)
-        if view.phase != "Connected":
+        if needs_connection and view.phase != "Connected":
             return problem(503, "bot_not_connected",
                            f"bot {where} is not connected to WhatsApp (phase "
                            f"{view.phase or 'unknown'}); retry once it is Connected",
@@ -199,13 +235,12 @@ class Gateway:
         if not pod_ip:
             return problem(503, "bot_unreachable", f"bot {where} has no running pod right now",
                            phase=view.phase, headers={"Retry-After": "10"})
-        url = self.cfg.worker_url(pod_ip=pod_ip, namespace=namespace, bot=bot)
-        return await self._forward(url, namespace, bot, req, idem)
+        return self.cfg.worker_url(pod_ip=pod_ip, namespace=namespace, bot=bot)
 
-    async def _forward(self, url: str, namespace: str, bot: str, req: SendMessageRequest,
-                       idem: str | None) -> web.Response:
+    async def _forward(self, url: str, namespace: str, bot: str, request: web.Request,
+                       path: str) -> web.Response:
         where = f"{namespace}/{bot}"
-        payload = req.model_dump_json(by_alias=True)
+        body = await request.read()
         for attempt in (1, 2):
             token = await self._token(namespace, bot, fresh=attempt == 2)
             if not token:
@@ -213,13 +248,13 @@ class Gateway:
                                f"bot {where} has no API token yet (Secret "
                                f"wabot-{bot}-api); retry shortly",
                                headers={"Retry-After": "10"})
-            headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-            if idem is not None:
-                headers["Idempotency-Key"] = idem
+            headers = {"Authorization": f"Bearer {token}"}
+            headers.update({h: request.headers[h] for h in FORWARDED_HEADERS
+                            if h in request.headers})
             try:
                 assert self._session is not None
-                async with self._session.post(f"{url.rstrip('/')}/v1/messages", data=payload,
-                                              headers=headers) as resp:
+                async with self._session.request(request.method, f"{url.rstrip('/')}{path}",
+                                                 data=body, headers=headers) as resp:
                     data = await resp.read()
                     if resp.status == 401 and attempt == 1:
                         continue  # the token changed (a recreated Secret): read it again
@@ -228,8 +263,7 @@ class Gateway:
                                        f"bot {where} refused the gateway's token",
                                        headers={"Retry-After": "10"})
                     passed = {h: resp.headers[h] for h in PASSED_HEADERS if h in resp.headers}
-                    return web.Response(status=resp.status, body=data,
-                                        content_type="application/json", headers=passed)
+                    return web.Response(status=resp.status, body=data, headers=passed)
             except TimeoutError:
                 return problem(504, "bot_timeout",
                                f"bot {where} did not answer in {self.cfg.timeout_s:g} s; with "
@@ -253,6 +287,7 @@ class Gateway:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_post("/v1/bots/{namespace}/{bot}/messages", self.send)
+        app.router.add_route("*", "/v1/bots/{namespace}/{bot}/{tail:.+}", self.forward)
         app.router.add_get("/openapi.yaml", openapi)
         app.router.add_get("/livez", ok)
         app.router.add_get("/readyz", ok)

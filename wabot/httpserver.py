@@ -50,6 +50,11 @@ class Limits:
     # The whole of one request: idle keep-alive wait, request line, headers and body.
     timeout_s: float = 10.0
     max_connections: int = 64
+    # (method, path) -> the body limit for that request, when routes differ (uploads).
+    body_limit: Callable[[str, str], int] | None = None
+
+    def max_body_for(self, method: str, path: str) -> int:
+        return self.body_limit(method, path) if self.body_limit is not None else self.max_body
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Request:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]  # lower-case names
     body: bytes
+    params: Mapping[str, str] = field(default_factory=dict)  # set by the route (httproutes)
 
 
 @dataclass(frozen=True)
@@ -78,7 +84,7 @@ def refusal(status: int, code: str, message: str) -> Response:
     return Response(status, body)
 
 
-def check_framing(headers: Any, limits: Limits) -> int | Response:
+def check_framing(headers: Any, max_body: int) -> int | Response:
     """The body's length from the request headers, or the answer refusing it; reads nothing.
 
     `headers` is the parsed `email.message.Message` of the request."""
@@ -95,8 +101,8 @@ def check_framing(headers: Any, limits: Limits) -> int | Response:
         return refusal(400, "invalid_content_length",
                        "Content-Length must be a non-negative whole number of bytes")
     # Compared as text first: a 5,000-digit length must not reach int() (it raises there).
-    if len(value) > len(str(limits.max_body)) or int(value) > limits.max_body:
-        return refusal(413, "body_too_large", f"at most {limits.max_body} bytes")
+    if len(value) > len(str(max_body)) or int(value) > max_body:
+        return refusal(413, "body_too_large", f"at most {max_body} bytes")
     return int(value)
 
 
@@ -236,15 +242,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
         except (TimeoutError, ConnectionError):  # too slow, or gone: drop it
             self.close_connection = True
 
+    def _max_body(self) -> int:
+        return self.site.limits.max_body_for(self.command, urlsplit(self.path).path or "/")
+
     def handle_expect_100(self) -> bool:
-        framing = check_framing(self.headers, self.site.limits)
+        framing = check_framing(self.headers, self._max_body())
         if isinstance(framing, Response):
             self._send(framing, close=True)
             return False
         return super().handle_expect_100()
 
     def _handle(self) -> None:
-        framing = check_framing(self.headers, self.site.limits)
+        framing = check_framing(self.headers, self._max_body())
         if isinstance(framing, Response):
             self._send(framing, close=True)  # the body is never read: not reusable
             return

@@ -1,5 +1,5 @@
-"""/livez, /readyz and /metrics on the shared standard-library server kit (`wabot.httpserver`:
-a thread per connection, ~no memory).
+"""The worker's HTTP endpoint on the shared standard-library kit (`wabot.httpserver`: a thread
+per connection, ~no memory) and its routing (`wabot.httproutes`).
 
 - /livez: the process is worth keeping — the pipeline and connection threads are alive. A
   worker that is merely disconnected, waiting for the Lease or logged out is still live:
@@ -11,30 +11,40 @@ a thread per connection, ~no memory).
   NetworkPolicy limits who reaches the port), it names only this bot, and in the tiers
   without Kubernetes the worker listens on 127.0.0.1, behind the monolith, whose own
   /metrics takes the token.
-- POST /v1/messages (only with WABOT_API_TOKEN): the send-message API, called by the gateway
-  (api.py).
+- /v1/... (only with WABOT_API_TOKEN): the bot API the gateway forwards to (`api_routes`, each
+  declared by its own module: message_api.py, ...), every route behind the bot's token.
 
-The kit refuses a body above 64 KiB, or with a negative, malformed or missing-but-chunked
-length, before reading it and before the token is checked; each request must arrive within
-10 s; at most 32 connections are served at once (the gateway, the kubelet's probes and a
-scraper need a handful).
+The kit refuses a body above the route's limit (64 KiB unless the route says otherwise), or
+with a negative, malformed or missing-but-chunked length, before reading it and before the
+token is checked; each request must arrive within 10 s; at most 32 connections are served at
+once (the gateway, the kubelet's probes and a scraper need a handful).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from wabot import httproutes
+from wabot.httproutes import Route
 from wabot.httpserver import HttpServer, Limits, Request, Response
 
 from ..logs import get_logger
-from .message_api import JSON, MAX_BODY, Answer, error
+from .api_answers import MAX_BODY, error
 
 log = get_logger("http")
 
 LIMITS = Limits(max_body=MAX_BODY, timeout_s=10.0, max_connections=32)
 TEXT = "text/plain; charset=utf-8"
+
+
+def _refuse(status: int, code: str, message: str, headers: Mapping[str, str]) -> Response:
+    if status == 404:  # the probes' and scrapers' plain 404, as before the API had routes
+        return Response(404, b"not found\n", TEXT)
+    answer = error(status, code, message)
+    return Response(answer.status, answer.body, answer.content_type,
+                    {**answer.headers, **headers})
 
 
 class HealthServer:
@@ -46,42 +56,37 @@ class HealthServer:
         live: Callable[[], tuple[bool, str]],
         ready: Callable[[], tuple[bool, str]],
         metrics: Callable[[], bytes],
-        messages: Callable[[Mapping[str, str], bytes], Answer] | None = None,
+        api_token: str | None = None,
+        api_routes: Sequence[Route] = (),
         limits: Limits = LIMITS,
     ) -> None:
-        checks = {"/livez": live, "/readyz": ready}
-
-        def get(path: str) -> Response:
-            if path == "/metrics":
-                return Response(200, metrics(), CONTENT_TYPE_LATEST)
-            if path in checks:
-                ok, detail = checks[path]()
+        def check(probe: Callable[[], tuple[bool, str]]) -> Callable[[Request], Response]:
+            def answer(_req: Request) -> Response:
+                ok, detail = probe()
                 body = ("ok" if ok else "not ok") + (f": {detail}" if detail else "")
                 return Response(200 if ok else 503, (body + "\n").encode(), TEXT)
-            return Response(404, b"not found\n", TEXT)
+            return answer
 
-        def post(req: Request) -> Response:
-            if req.path != "/v1/messages" or messages is None:
-                return Response(404, b"not found\n", TEXT)
-            try:
-                answer = messages(req.headers, req.body)
-            except Exception:
-                log.exception("send API request failed")
-                answer = error(500, "internal_error", "the worker failed to process the request")
-            return Response(answer.status, answer.body, JSON, answer.headers)
+        routes = [
+            Route("GET", "/livez", check(live)),
+            Route("GET", "/readyz", check(ready)),
+            Route("GET", "/metrics",
+                  lambda _req: Response(200, metrics(), CONTENT_TYPE_LATEST)),
+        ]
+        if api_token is not None:
+            routes += [Route(r.method, r.pattern, r.handler, True, r.max_body)
+                       for r in api_routes]
+        self.routes = routes
 
         def handle(req: Request) -> Response:
             try:
-                if req.method == "GET":
-                    return get(req.path)
-                if req.method == "POST":
-                    return post(req)
-                return Response(404, b"not found\n", TEXT)
+                return httproutes.dispatch(self.routes, api_token, req, _refuse)
             except Exception:
-                log.exception("health endpoint failed", extra={"path": req.path})
-                return Response(500, b"internal error\n", TEXT)
+                log.exception("worker endpoint failed", extra={"path": req.path})
+                return error(500, "internal_error", "the worker failed to process the request")
 
-        self._server = HttpServer(host, port, handle, limits=limits, name="http",
+        self._server = HttpServer(host, port, handle,
+                                  limits=httproutes.limits_for(routes, limits), name="http",
                                   server_version="wabot-worker")
 
     @property

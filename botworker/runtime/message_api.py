@@ -17,13 +17,11 @@ wabot never guesses, and never sends twice.
 
 from __future__ import annotations
 
-import hmac
 import json
 import math
 import time
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,50 +29,22 @@ from typing import Any
 from pydantic import ValidationError
 
 from wabot.api import (
-    ErrorResponse,
     SendMessageRequest,
     SendMessageResponse,
     valid_idempotency_key,
 )
+from wabot.httproutes import Route
+from wabot.httpserver import Request, Response
 
 from ..adapters.state_file import StateStore
 from ..logs import get_logger
 from ..metrics import Metrics
+from .api_answers import error, validation_error
 from .sender import Sender
 
 log = get_logger("api")
 
-MAX_BODY = 64 * 1024
-JSON = "application/json"
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error(status: int, code: str, message: str, **extra: Any) -> Answer:
-    body = ErrorResponse(error=code, message=message, **extra)
-    headers = {}
-    if body.retry_after_seconds is not None:
-        headers["Retry-After"] = str(body.retry_after_seconds)
-    return Answer(status, body.model_dump_json(by_alias=True, exclude_none=True).encode(),
-                  headers)
-
-
-def validation_error(exc: ValidationError, where: str = "body") -> Answer:
-    """422 naming the first offending field, as the API promises."""
-    first = exc.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or where
-    if first["type"] == "json_invalid":
-        loc = where
-    msg = first["msg"]
-    return error(422, "invalid_request", f"{loc}: {msg}", field=loc)
-
-
-def parse_request(body: bytes) -> SendMessageRequest | Answer:
+def parse_request(body: bytes) -> SendMessageRequest | Response:
     try:
         return SendMessageRequest.model_validate_json(body)
     except ValidationError as exc:
@@ -94,7 +64,7 @@ class IdempotencyStore(StateStore):
         # Rows marked pending by another process were interrupted: their outcome is unknown.
         self._owner = uuid.uuid4().hex
 
-    def begin(self, key: str, fingerprint: str) -> Answer | None:
+    def begin(self, key: str, fingerprint: str) -> Response | None:
         """Claim `key` for a new request: None when claimed, else the answer to give."""
         with self._lock:
             db = self._db()
@@ -118,8 +88,8 @@ class IdempotencyStore(StateStore):
                          "this Idempotency-Key was used for a different request",
                          field="Idempotency-Key")
         if state == "done":
-            return Answer(int(status), str(body).encode(),
-                          {"Idempotent-Replayed": "true"})
+            return Response(int(status), str(body).encode(),
+                            headers={"Idempotent-Replayed": "true"})
         if owner == self._owner:
             return error(409, "request_in_progress",
                          "a request with this Idempotency-Key is still being processed")
@@ -127,7 +97,7 @@ class IdempotencyStore(StateStore):
                      "a request with this Idempotency-Key was interrupted by a worker restart; "
                      "whether it was sent is unknown, so it is not sent again")
 
-    def finish(self, key: str, answer: Answer) -> None:
+    def finish(self, key: str, answer: Response) -> None:
         with self._lock:
             self._db().execute("UPDATE api_idempotency SET state = 'done', status = ?, "
                                "body = ? WHERE key = ?",
@@ -147,29 +117,22 @@ def recipient_jid(req: SendMessageRequest) -> Any:
 
 
 class MessageApi:
-    def __init__(self, token: str, sender: Sender, store: IdempotencyStore, metrics: Metrics,
+    def __init__(self, sender: Sender, store: IdempotencyStore, metrics: Metrics,
                  *, bot: str, server_name: str) -> None:
-        self._token = token.encode()
         self._sender = sender
         self._store = store
         self._metrics = metrics
         self._bot = bot
         self._server_name = server_name
 
-    def authorized(self, headers: Mapping[str, str]) -> bool:
-        value = headers.get("authorization") or ""
-        scheme, _, presented = value.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            return False
-        return hmac.compare_digest(presented.strip().encode(), self._token)
+    def routes(self) -> list[Route]:
+        """The routes it serves (behind the bot's token: health_server.py)."""
+        return [Route("POST", "/v1/messages", self.handle)]
 
-    def handle(self, headers: Mapping[str, str], body: bytes) -> Answer:
-        """`headers` with lower-case names."""
-        if not self.authorized(headers):
-            self._metrics.api_request("unauthorized")
-            return error(401, "unauthorized", "a valid bot API token is required")
-        parsed = parse_request(body)
-        if isinstance(parsed, Answer):
+    def handle(self, req: Request) -> Response:
+        headers = req.headers
+        parsed = parse_request(req.body)
+        if isinstance(parsed, Response):
             self._metrics.api_request("invalid")
             return parsed
         key = headers.get("idempotency-key")
@@ -192,7 +155,7 @@ class MessageApi:
                 self._store.forget(key)
         return answer
 
-    def _send(self, req: SendMessageRequest) -> Answer:
+    def _send(self, req: SendMessageRequest) -> Response:
         if not self._sender.can_send():
             self._metrics.api_request("not_connected")
             return error(503, "bot_not_connected",
@@ -204,7 +167,7 @@ class MessageApi:
                 message_id=outcome.message_id or "", to=req.chat, bot=self._bot,
                 server_name=self._server_name, sent_at=datetime.now(UTC),
             )
-            return Answer(200, resp.model_dump_json(by_alias=True).encode())
+            return Response(200, resp.model_dump_json(by_alias=True).encode())
         if outcome.result == "rate_limited":
             self._metrics.api_request("rate_limited")
             wait = max(1, math.ceil(outcome.retry_after_s))
@@ -219,6 +182,6 @@ class MessageApi:
         return error(502, "send_failed", "WhatsApp did not accept the message; retry later")
 
 
-def json_body(answer: Answer) -> Any:
+def json_body(answer: Response) -> Any:
     """For tests and logs."""
     return json.loads(answer.body)
