@@ -1,8 +1,14 @@
 """The webhook deliveries a bot's worker posts to a tenant's receiver (README, "Receiving
-webhooks"), as typed models: the worker builds them, tests and Python receivers import them.
+webhooks" and "Messages"), as typed models: the worker builds them, tests and Python receivers
+import them.
 
 Kept apart from the send API (`wabot.api`): these are what the bot tells the tenant, those what
 the tenant asks of the bot. pydantic only, no I/O.
+
+Schema version 2 (issue 24) adds the message kinds: `message` carries `type` and the kind's
+fields, and reactions, edits, deletions and poll votes are events of their own. Version 1
+receivers keep working: every version 1 field is still there with the same meaning (`text` is
+the text, or the caption of a media message, or "").
 """
 
 from __future__ import annotations
@@ -10,26 +16,152 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from .api import _Model
 
-WebhookEventType = Literal["message", "command", "connection", "pairing"]
+WebhookEventType = Literal["message", "command", "connection", "pairing", "message.reaction",
+                           "message.edited", "message.revoked", "poll.vote"]
 SIGNATURE_PREFIX = "sha256="
+# The `version` of every payload; bumped when a field changes meaning or goes away (adding an
+# optional field does not bump it).
+SCHEMA_VERSION = 2
+
+MessageType = Literal["text", "image", "video", "audio", "voice", "document", "sticker",
+                      "location", "live_location", "contact", "contacts", "poll", "unknown"]
+MEDIA_TYPES: frozenset[str] = frozenset({"image", "video", "audio", "voice", "document",
+                                         "sticker"})
+# What became of a media message's file (spec.media.download decides what is tried):
+# metadata: not downloaded (download "metadata" or "none"); stored: downloaded, verified,
+# fetchable at `url`; too_large: over spec.media.maxBytes; refused: the bytes contradict the
+# message (size, sha256 or type; `error` says which); no_space: the bot's media quota or
+# volume is full; failed: the download failed (`error`).
+MediaStatus = Literal["metadata", "stored", "too_large", "refused", "no_space", "failed"]
 
 
-class MessageData(_Model):
-    """`message`: an incoming message that passed the bot's filters."""
+class MediaData(_Model):
+    """A media message's file, as the message declares it, and what the bot did with it."""
+
+    mimetype: str | None = None
+    file_name: str | None = None
+    size: int | None = Field(default=None, description="Declared size in bytes")
+    sha256: str | None = Field(default=None, description="Declared SHA-256 of the file, hex")
+    seconds: int | None = Field(default=None, description="Audio/video duration")
+    width: int | None = None
+    height: int | None = None
+    animated: bool | None = Field(default=None, description="Stickers and GIF videos")
+    status: MediaStatus = "metadata"
+    error: str | None = Field(default=None, description="Why status is not stored/metadata")
+    id: str | None = Field(default=None, description="The stored file's id (status stored)")
+    url: str | None = Field(default=None, description=(
+        "Where the tenant downloads the stored file: the gateway path "
+        "/v1/bots/{namespace}/{bot}/media/{id} (authenticated like every gateway call)"))
+
+
+class LocationData(_Model):
+    """A location pin, or one update of a live location."""
+
+    latitude: float
+    longitude: float
+    name: str | None = None
+    address: str | None = None
+    url: str | None = None
+    accuracy_meters: int | None = None
+    caption: str | None = Field(default=None, description="Live locations")
+    sequence_number: int | None = Field(default=None, description="Live locations")
+
+
+class ContactData(_Model):
+    """One shared contact card."""
+
+    display_name: str
+    vcard: str
+    phones: list[str] = Field(default_factory=list,
+                              description="Phone numbers read from the vCard's TEL lines")
+
+
+class PollData(_Model):
+    """A poll the sender created; votes arrive as `poll.vote` events naming this message."""
+
+    name: str
+    options: list[str]
+    selectable_count: int = Field(description="0: any number of options")
+
+
+class QuotedData(_Model):
+    """The message this one replies to."""
+
+    message_id: str
+    sender: str | None = None
+
+
+class _FromChat(_Model):
+    """Who wrote what, where: the fields every incoming event has."""
 
     chat: str
     sender: str
-    push_name: str
+    push_name: str = ""
     message_id: str
-    text: str
-    is_group: bool
+    is_group: bool = False
     timestamp: datetime | None = None
+    sender_phone: str | None = Field(default=None, description=(
+        "The sender's phone number JID (…@s.whatsapp.net) when WhatsApp told it"))
+    sender_lid: str | None = Field(default=None, description=(
+        "The sender's privacy id (…@lid) when WhatsApp told it"))
+
+
+class MessageData(_FromChat):
+    """`message`: an incoming message that passed the bot's filters."""
+
+    text: str = Field(description="The text, or a media message's caption, or empty")
+    type: MessageType = "text"
+    caption: str | None = None
+    media: MediaData | None = None
+    location: LocationData | None = None
+    contacts: list[ContactData] = Field(default_factory=list)
+    poll: PollData | None = None
+    quoted: QuotedData | None = None
+    mentions: list[str] = Field(default_factory=list)
+    forwarded: bool = False
+    view_once: bool = False
+    ephemeral: bool = False
+
+
+class ReactionData(_FromChat):
+    """`message.reaction`: an emoji on a message, or its removal (`emoji` empty). The target
+    may be a message the bot never saw."""
+
+    target_message_id: str
+    target_sender: str | None = None
+    emoji: str
+    removed: bool
+
+
+class EditedData(_FromChat):
+    """`message.edited`: the sender changed the text (or caption) of an earlier message."""
+
+    target_message_id: str
+    text: str
+
+
+class RevokedData(_FromChat):
+    """`message.revoked`: an earlier message was deleted for everyone (by its sender, or by a
+    group admin: then `sender` differs from `targetSender`)."""
+
+    target_message_id: str
+    target_sender: str | None = None
+
+
+class PollVoteData(_FromChat):
+    """`poll.vote`: the sender's current choice in a poll (an empty list: they withdrew).
+    Options are named when the bot knows the poll, else only their hashes are given."""
+
+    poll_message_id: str
+    selected_options: list[str] = Field(default_factory=list)
+    selected_hashes: list[str] = Field(default_factory=list,
+                                       description="SHA-256 of each selected option, hex")
 
 
 class CommandData(_Model):
@@ -63,8 +195,16 @@ class PairingData(_Model):
     expires_at: datetime | None = None
 
 
-EventData = Annotated[MessageData | CommandData | ConnectionData | PairingData,
+EventData = Annotated[MessageData | CommandData | ConnectionData | PairingData | ReactionData
+                      | EditedData | RevokedData | PollVoteData,
                       Field(union_mode="left_to_right")]
+
+# Which model each event's `data` is (the payload picks it by `event`, not by trial).
+EVENT_DATA: dict[str, type[_Model]] = {
+    "message": MessageData, "command": CommandData, "connection": ConnectionData,
+    "pairing": PairingData, "message.reaction": ReactionData, "message.edited": EditedData,
+    "message.revoked": RevokedData, "poll.vote": PollVoteData,
+}
 
 
 class WebhookPayload(_Model):
@@ -72,11 +212,26 @@ class WebhookPayload(_Model):
     across retries of one event, so a receiver dedupes by it (delivery is at least once)."""
 
     id: str
+    version: int = SCHEMA_VERSION
     event: WebhookEventType
     bot: str
     server_name: str
     created_at: datetime
     data: EventData
+
+    @model_validator(mode="before")
+    @classmethod
+    def _data_by_event(cls, raw: Any) -> Any:
+        """Several data models share their required fields: `event` says which one it is."""
+        if not isinstance(raw, dict):
+            return raw
+        model = EVENT_DATA.get(str(raw.get("event")))
+        data = raw.get("data")
+        if model is None or isinstance(data, model):
+            return raw
+        if isinstance(data, _Model):
+            raise ValueError(f"event {raw.get('event')} carries {type(data).__name__}")
+        return {**raw, "data": model.model_validate(data)}
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:

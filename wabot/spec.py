@@ -163,7 +163,8 @@ class SettingsSpec(SpecModel):
         description="Longest incoming message (characters) the bot parses.")
 
 
-WebhookEvent = Literal["message", "command", "connection", "pairing"]
+WebhookEvent = Literal["message", "command", "connection", "pairing", "message.reaction",
+                       "message.edited", "message.revoked", "poll.vote"]
 
 
 def _default_webhook_events() -> list[WebhookEvent]:
@@ -180,7 +181,7 @@ class WebhookSpec(SpecModel):
         "The Secret (in the bot's namespace) whose key signs the deliveries (given to the "
         "worker as WABOT_WEBHOOK_SECRET; never written to status)."))
     events: list[WebhookEvent] = Field(
-        default_factory=_default_webhook_events, max_length=4,
+        default_factory=_default_webhook_events, max_length=8,
         description="Which events are delivered.", json_schema_extra=crd(item="An event type."))
 
 
