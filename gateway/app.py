@@ -287,7 +287,11 @@ class Gateway:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[json_errors])
         app.router.add_post("/v1/bots/{namespace}/{bot}/messages", self.send)
-        app.router.add_route("*", "/v1/bots/{namespace}/{bot}/{tail:.+}", self.forward)
+        # Any other route of the bot's API, with the methods it uses (an undeclared method,
+        # like TRACE, stays aiohttp's 405); .../messages has only the POST above.
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            app.router.add_route(method, "/v1/bots/{namespace}/{bot}/{tail:(?!messages$).+}",
+                                 self.forward)
         app.router.add_get("/openapi.yaml", openapi)
         app.router.add_get("/livez", ok)
         app.router.add_get("/readyz", ok)
