@@ -93,10 +93,10 @@ class _Cached:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("wabot_gateway_requests", "Send-message requests by answer",
+        self.requests = Counter("wabot_gateway_requests", "Bot API requests by answer",
                                 ["code"], registry=self.registry)
         self.duration = Histogram("wabot_gateway_request_duration_seconds",
-                                  "Time to answer a send-message request", registry=self.registry,
+                                  "Time to answer a bot API request", registry=self.registry,
                                   buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
 
 
