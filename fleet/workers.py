@@ -1,7 +1,7 @@
 """A bot definition → the worker process that runs it, with the worker's env contract
 (docs/design.md) filled in exactly as the operator fills it in for a pod.
 
-The worker is started unchanged (`python -m wabot worker`): the per-bot code path is the same
+The worker is started unchanged (`python -m wabot_cli worker`): the per-bot code path is the same
 in every tier. What differs is only where things live: the auth root is shared by all bots of
 a monolith (each bot's session is `auth/{serverName}/bot_{botId}/` under it, the worker picks
 that subdirectory itself), the spec comes from a file the supervisor writes, and the HTTP port
@@ -35,7 +35,7 @@ from wabot.workerenv import (
 from .botsfile import BotDefinition
 from .supervisor import ProcessSpec
 
-WORKER_ARGV: tuple[str, ...] = (sys.executable, "-m", "wabot", "worker")
+WORKER_ARGV: tuple[str, ...] = (sys.executable, "-m", "wabot_cli", "worker")
 
 # Settings of the supervising tier that a bot must not inherit: its own role, its credentials
 # (the controller token, the bots database) and its listening address.

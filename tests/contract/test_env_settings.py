@@ -2,7 +2,7 @@
 one line that names the variable, exit code 2, no traceback, and no secret in the line (issue
 22, defect 2: `LOG_LEVEL=loud` crashed the worker with a 22-line ValueError and exit code 1).
 
-Each case runs the real entry point (`python -m wabot` with ROLE, and the roles' own modules)
+Each case runs the real entry point (`python -m wabot_cli` with ROLE, and the roles' own modules)
 in a process of its own, the way a pod or `docker compose` starts it. Nothing here reaches
 anything outside this machine, nor needs a cluster or a database: every role is given a
 *tripwire*, a setting that stops it with a known line (naming another variable) just after its
@@ -40,11 +40,11 @@ class Case:
     variable: str  # the one the message must name
     value: str  # may use {tmp}; "" is "set but empty"
     extra: Mapping[str, str] = field(default_factory=dict)  # other settings the case needs
-    argv: tuple[str, ...] = ("-m", "wabot")
+    argv: tuple[str, ...] = ("-m", "wabot_cli")
 
     @property
     def id(self) -> str:
-        entry = "" if self.argv == ("-m", "wabot") else f"[{' '.join(self.argv[1:])}]"
+        entry = "" if self.argv == ("-m", "wabot_cli") else f"[{' '.join(self.argv[1:])}]"
         shown = self.value.replace(SECRET, "SECRET")[:40]
         return f"{self.role}{entry}-{self.variable}={shown}"
 
@@ -191,7 +191,7 @@ def _cases() -> list[Case]:
         Case("db", "DATABASE_URL", DSN_BAD_SCHEME, {"WABOT_MIGRATE_URL": ""}),
         # the tenant's password is checked before the schema is migrated (a closed port here)
         Case("db", "WABOT_DB_PASSWORD_ACME", "",
-             argv=("-m", "wabot", "db", "setup", "--tenant", "acme")),
+             argv=("-m", "wabot_cli", "db", "setup", "--tenant", "acme")),
         # the fleet's import tool reads the bots table's DSN from the environment too
         Case("any", "WABOT_BOTS_DSN", DSN_BAD_PORT,
              argv=("-m", "fleet", "db-import", "--bots", f"{MISSING}/bots.yaml")),
@@ -266,7 +266,7 @@ def test_the_tripwires_are_what_stops_a_good_configuration(tmp_path: Path) -> No
     for role, needle in expected.items():
         env = _clean_environ()
         env.update({k: v.replace("{tmp}", str(tmp_path)) for k, v in BASE[role].items()})
-        proc = subprocess.run([sys.executable, "-m", "wabot"], env=env, cwd=tmp_path,
+        proc = subprocess.run([sys.executable, "-m", "wabot_cli"], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
         assert needle in proc.stderr, proc.stderr

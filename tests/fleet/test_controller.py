@@ -93,7 +93,7 @@ def ctl(tmp_path: Path) -> Iterator[Ctl]:
            "WABOT_WORKER_GROUPS": "2", "WABOT_STOP_GRACE_SECONDS": "20",
            "PYTHONPATH": str(REPO)}
     with (tmp_path / "controller.log").open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "wabot"], env=env, cwd=tmp_path,
+        proc = subprocess.Popen([sys.executable, "-m", "wabot_cli"], env=env, cwd=tmp_path,
                                 stdout=out, stderr=subprocess.STDOUT)
     c = Ctl(proc, f"http://127.0.0.1:{port}", layout)
     try:
@@ -218,8 +218,8 @@ def test_the_controller_refuses_to_start_without_a_token(tmp_path: Path) -> None
         e = {**env, "PYTHONPATH": str(REPO)}
         if token:
             e["WABOT_CONTROLLER_TOKEN"] = token
-        proc = subprocess.run([sys.executable, "-m", "wabot", "controller", "--bots", str(bots)],
-                              env=e, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([sys.executable, "-m", "wabot_cli", "controller", "--bots",
+                               str(bots)], env=e, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert "WABOT_CONTROLLER_TOKEN" in proc.stderr
 
@@ -246,7 +246,7 @@ spec: {{serverName: {TENANT}, botId: "{p}"}}
            "WABOT_HTTP_PORT": str(port), "WABOT_CONTROLLER_TOKEN": TOKEN,
            "WABOT_WORKER_GROUPS": "0", "PYTHONPATH": str(REPO),
            "WABOT_BOT_URL_TEMPLATE": "http://127.0.0.1:{bot_id}"}
-    proc = subprocess.Popen([sys.executable, "-m", "wabot", "controller"], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "wabot_cli", "controller"], env=env,
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

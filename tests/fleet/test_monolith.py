@@ -1,4 +1,4 @@
-"""`ROLE=monolith` with real workers (`python -m wabot worker`, no WhatsApp reachable: each
+"""`ROLE=monolith` with real workers (`python -m wabot_cli worker`, no WhatsApp reachable: each
 worker keeps redialling with backoff while its /livez answers)."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def start_monolith(tmp: Path, text: str, token: str | None = TOKEN,
         full["WABOT_CONTROLLER_TOKEN"] = token
     log = tmp / "monolith.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "wabot"], env=full, cwd=tmp,
+        proc = subprocess.Popen([sys.executable, "-m", "wabot_cli"], env=full, cwd=tmp,
                                 stdout=out, stderr=subprocess.STDOUT)
     r = Running(proc, f"http://127.0.0.1:{port}", tmp / "data", bots, log)
     wait_for("monolith http", lambda: proc.poll() is not None or
@@ -188,7 +188,7 @@ def test_a_bad_bots_file_fails_fast_with_the_place(tmp_path: Path) -> None:
     bots = tmp_path / "bots.yaml"
     bots.write_text(bots_yaml("ok") + bots_yaml("bad", extra="  rateLimit: {perBot: 1}\n"))
     proc = subprocess.run(
-        [sys.executable, "-m", "wabot", "monolith", "--bots", str(bots)],
+        [sys.executable, "-m", "wabot_cli", "monolith", "--bots", str(bots)],
         env={**os.environ, "PYTHONPATH": str(REPO), "AUTH_DIR": str(tmp_path)},
         capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
@@ -199,7 +199,7 @@ def test_role_defaults_to_monolith(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("ROLE", "DEPLOYMENT_ROLE",
                                                             "WABOT_BOTS_FILE",
                                                             "WABOT_BOTS_DSN")}
-    proc = subprocess.run([sys.executable, "-m", "wabot"], env={**env, "PYTHONPATH": str(REPO)},
+    proc = subprocess.run([sys.executable, "-m", "wabot_cli"], env={**env, "PYTHONPATH": str(REPO)},
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.startswith("wabot monolith: no bots")

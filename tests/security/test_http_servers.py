@@ -90,7 +90,7 @@ def start_fleet(tmp: Path, role: str, **extra: str) -> tuple[subprocess.Popen[by
     port = free_port()
     env = fleet_env(tmp, WABOT_HTTP_PORT=str(port), **extra)
     log = (tmp / f"{role}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "wabot", role], env=env, cwd=tmp,
+    proc = subprocess.Popen([sys.executable, "-m", "wabot_cli", role], env=env, cwd=tmp,
                             stdout=log, stderr=subprocess.STDOUT)
     log.close()
     wait_for(f"{role} listening", lambda: proc.poll() is not None

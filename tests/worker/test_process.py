@@ -127,10 +127,24 @@ def test_idle_worker_memory(running: tuple[subprocess.Popen[str], int, Path]) ->
 def test_the_role_switch_runs_the_worker(tmp_path: Path) -> None:
     """`ROLE=worker wabot` (the image's entry point) reaches this worker's config check."""
     env = worker_process_env(tmp_path, ROLE="worker", SERVER_NAME="tenant-a")
-    proc = subprocess.run([sys.executable, "-m", "wabot"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "wabot_cli"], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "wabot worker: BOT_ID is required in worker mode"
+
+
+def test_python_m_wabot_is_the_wabot_command(tmp_path: Path) -> None:
+    """`python -m wabot` (an alias older command lines use) runs the `wabot` command with the
+    arguments and the interpreter options it was given (here -X importtime, whose report shows
+    the command line being imported by the interpreter that runs it)."""
+    env = worker_process_env(tmp_path, SERVER_NAME="tenant-a")
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "wabot", "worker"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert lines[-1] == "wabot worker: BOT_ID is required in worker mode"
+    assert any(line.startswith("import time:") and line.split("|")[-1].strip()
+               == "wabot_cli.commands" for line in lines), proc.stderr[-2000:]
 
 
 def test_no_secret_reaches_the_logs(tmp_path: Path) -> None:
