@@ -190,7 +190,7 @@ class Operator:
         }, hooks=True)
         if self.package_dir is not None:
             env["PYTHONPATH"] = f"{self.package_dir}:{env['PYTHONPATH']}"
-            env["WABOT_OPERATOR_TEMPLATES_DIR"] = str(REPO / "auth-templates")
+            env["WABOT_OPERATOR_TEMPLATES_DIR"] = str(REPO / "operator" / "bot-templates")
         import sys
 
         self.proc = Child([sys.executable, "-m", "wabot_operator"], env=env, cwd=REPO,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the WhatsAppBot CRD from the spec model (python -m wabot.crd write: crds/ and the
 # chart's copy), then copies the other CRDs (crds/*.yaml) and per-bot templates
-# (auth-templates/*.yaml) into the Helm chart, which cannot read files outside its own
+# (operator/bot-templates/*.yaml) into the Helm chart, which cannot read files outside its own
 # directory. tests/packaging checks that the copies are byte-identical, tests/contract that the CRD
 # is the generated one; run this after changing wabot/spec.py or either source and commit the
 # result.
@@ -42,5 +42,5 @@ else
     (cd "$REPO" && "${PYTHON:-python3}" -m wabot.crd write)
 fi
 sync_dir "$REPO/crds" "$CHART/crds"
-sync_dir "$REPO/auth-templates" "$CHART/files/auth-templates"
+sync_dir "$REPO/operator/bot-templates" "$CHART/files/bot-templates"
 exit "$status"

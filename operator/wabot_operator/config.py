@@ -98,14 +98,14 @@ def default_templates_dir() -> Path | None:
     """Where the templates are when WABOT_OPERATOR_TEMPLATES_DIR is unset.
 
     They are not package data (pyproject ships Python only), so look where a checkout or an
-    image puts them: `auth-templates/` beside `operator/` in a source tree (editable installs,
-    tests, `python -m wabot_operator` from the repo), then `/etc/wabot/auth-templates` and
-    `<prefix>/share/wabot/auth-templates` (what an image copies them to).
+    image puts them: `operator/bot-templates/`, beside this package in a source tree (editable
+    installs, tests, `python -m wabot_operator` from the repo), then `/etc/wabot/bot-templates` and
+    `<prefix>/share/wabot/bot-templates` (what an image copies them to).
     """
     candidates = [
-        Path(__file__).resolve().parents[2] / "auth-templates",
-        Path("/etc/wabot/auth-templates"),
-        Path(sys.prefix) / "share" / "wabot" / "auth-templates",
+        Path(__file__).resolve().parents[1] / "bot-templates",
+        Path("/etc/wabot/bot-templates"),
+        Path(sys.prefix) / "share" / "wabot" / "bot-templates",
     ]
     for candidate in candidates:
         if (candidate / "pod.yaml").is_file():
@@ -315,8 +315,8 @@ def _found_templates_dir() -> Path:
     found = default_templates_dir()
     if found is None:
         raise ConfigError(
-            f"{ENV_PREFIX}TEMPLATES_DIR: no auth-templates directory found; set it to "
-            "the directory holding pod.yaml, pvc.yaml, ... (auth-templates/ in the repo)")
+            f"{ENV_PREFIX}TEMPLATES_DIR: no bot-templates directory found; set it to "
+            "the directory holding pod.yaml, pvc.yaml, ... (operator/bot-templates/ in the repo)")
     return found
 
 

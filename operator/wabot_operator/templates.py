@@ -1,4 +1,4 @@
-"""The per-bot manifest templates in `auth-templates/`: plain YAML a cluster admin can read
+"""The per-bot manifest templates in `operator/bot-templates/`: plain YAML a cluster admin can read
 and override, with `${placeholder}` strings.
 
 Placeholders are substituted inside each parsed string value, never in the YAML text, so a

@@ -147,7 +147,7 @@ def kube() -> FakeKube:
 def make_reconciler(kube: FakeKube, clock: Callable[[], float] | None = None,
                     **config: Any) -> Reconciler:
     """The reconciler under test on the repo's templates, with `clock` and config overrides."""
-    cfg = OperatorConfig(templates_dir=REPO / "auth-templates", worker_image="img:1",
+    cfg = OperatorConfig(templates_dir=REPO / "operator" / "bot-templates", worker_image="img:1",
                          standalone=True, **config)
     store = TemplateStore(cfg.templates_dir)
     if clock is None:
@@ -338,7 +338,7 @@ def test_a_spec_the_model_refuses_is_reported_not_raised(
 
 def test_a_broken_template_is_reported_not_raised(tmp_path: Path) -> None:
     d = tmp_path / "t"
-    shutil.copytree(REPO / "auth-templates", d)
+    shutil.copytree(REPO / "operator" / "bot-templates", d)
     (d / "pod.yaml").write_text((d / "pod.yaml").read_text().replace("${pvcName}", "${nope}"))
     kube = FakeKube()
     config = OperatorConfig(templates_dir=d, standalone=True)

@@ -23,6 +23,7 @@ from tests.packaging.conftest import (
     template_args,
 )
 
+BOT_TEMPLATES = REPO / "operator" / "bot-templates"  # what the operator renders per bot
 OPERATOR = "wabot-wabot-operator"  # the operator's Deployment (the gateway has its own)
 STANDARD_LABELS = (
     "app.kubernetes.io/name",
@@ -54,8 +55,8 @@ def test_helm_lint_is_clean(values: Path | None) -> None:
 
 @pytest.mark.parametrize(("source", "copy"), [
     (REPO / "crds", CHART / "crds"),
-    (REPO / "auth-templates", CHART / "files" / "auth-templates"),
-], ids=["crds", "auth-templates"])
+    (BOT_TEMPLATES, CHART / "files" / "bot-templates"),
+], ids=["crds", "bot-templates"])
 def test_chart_copies_are_byte_identical_to_the_repo(source: Path, copy: Path) -> None:
     fix = "run images/sync-chart-crds.sh and commit the result"
     src = {p.name: p.read_bytes() for p in sorted(source.glob("*.yaml"))}
@@ -219,7 +220,7 @@ def test_peering_replicas_get_distinct_priorities() -> None:
     assert "command" not in container and "args" not in container
     env = {k: v for k, v in env_of(deployment).items() if isinstance(v, str)}
     assert opconfig.ENV_PREFIX + "PRIORITY" not in env
-    env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "auth-templates")
+    env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "bot-templates")
     priorities = {opconfig.OperatorConfig.from_env(env).priority for _ in range(5)}
     assert len(priorities) == 5
 
@@ -242,7 +243,7 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
     assert not unknown, f"the chart sets {sorted(unknown)}, which the operator never reads"
 
     # The templates dir is a ConfigMap mount in the pod; here, the chart's copy of them.
-    env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "auth-templates")
+    env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "bot-templates")
     cfg = opconfig.OperatorConfig.from_env(env)
     assert cfg.namespaces == ("team-a", "team-b")
     assert cfg.worker_image == ("registry.example.com/wabot/wabot-worker@sha256:" + "0" * 64)
@@ -274,12 +275,12 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
         {k: v for k, v in env_of(find(render(sets={"clusterWide": "true"}), "Deployment",
                                       OPERATOR)).items()
          if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
-        | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
+        | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "bot-templates")})
     assert clusterwide.clusterwide
     defaults = opconfig.OperatorConfig.from_env(
         {k: v for k, v in env_of(find(render(), "Deployment", OPERATOR)).items()
          if isinstance(v, str) and k != opconfig.ENV_PREFIX + "TEMPLATES_DIR"}
-        | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "auth-templates")})
+        | {opconfig.ENV_PREFIX + "TEMPLATES_DIR": str(CHART / "files" / "bot-templates")})
     assert not defaults.clusterwide and defaults.namespaces == ("wabot-system",)
     assert defaults.bot_policy().images == ("wabot-worker",)  # the worker image's own
     assert defaults.worker_env() == ()
@@ -291,7 +292,7 @@ def test_chart_env_is_what_the_operator_reads(monkeypatch: pytest.MonkeyPatch) -
 def test_bot_templates_override_replaces_only_the_given_file() -> None:
     objects = render(ALL_VALUES)
     cm = find(objects, "ConfigMap", "wabot-wabot-operator-bot-templates")
-    shipped = {p.name: p.read_text() for p in (CHART / "files" / "auth-templates").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "bot-templates").glob("*.yaml")}
     assert sorted(cm["data"]) == sorted(shipped)
     assert "example.com/team: bots" in cm["data"]["lease.yaml"]
     for name in shipped.keys() - {"lease.yaml"}:
@@ -336,7 +337,7 @@ def test_operator_holds_everything_it_grants_a_bot() -> None:
     """Kubernetes lets the operator create a bot's Role only if it holds every permission the
     Role grants (it has no `escalate`). Check against the real template."""
     rules = _rules(render())
-    text = Template((REPO / "auth-templates" / "role.yaml").read_text()).safe_substitute(
+    text = Template((BOT_TEMPLATES / "role.yaml").read_text()).safe_substitute(
         childName="wabot-b", bot="b", leaseName="wabot-b", namespace="ns", serverName="s")
     bot_rules = yaml.safe_load(text)["rules"] + [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]
@@ -450,7 +451,7 @@ def test_monitors_select_what_exists() -> None:
 
     pod_monitor = find(objects, "PodMonitor")
     pod_template = yaml.safe_load(Template(
-        (REPO / "auth-templates" / "pod.yaml").read_text()).safe_substitute(
+        (BOT_TEMPLATES / "pod.yaml").read_text()).safe_substitute(
             childName="wabot-b", image="x", pvcName="p"))
     port_names = [p["name"] for c in pod_template["spec"]["containers"]
                   for p in c.get("ports", [])]
@@ -501,7 +502,7 @@ def test_bots_are_fenced_by_default() -> None:
     policy = find(objects, "NetworkPolicy", "wabot-wabot-operator-bots")
     assert policy["metadata"]["namespace"] == "wabot-system"
     spec = policy["spec"]
-    pod = yaml.safe_load(Template((REPO / "auth-templates" / "pod.yaml").read_text())
+    pod = yaml.safe_load(Template((BOT_TEMPLATES / "pod.yaml").read_text())
                          .safe_substitute(childName="wabot-b", image="x", pvcName="p"))
     from wabot import naming
 
@@ -634,7 +635,7 @@ def test_gateway_env_is_what_the_gateway_and_the_operator_read() -> None:
     assert (cfg.timeout_s, cfg.log_level, cfg.port) == (20.0, "DEBUG", 8080)
     op_env = {k: v for k, v in env_of(find(objects, "Deployment", OPERATOR)).items()
               if isinstance(v, str)}
-    op_env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "auth-templates")
+    op_env[opconfig.ENV_PREFIX + "TEMPLATES_DIR"] = str(CHART / "files" / "bot-templates")
     sa = opconfig.OperatorConfig.from_env(op_env).gateway_service_account
     assert sa is not None and (sa.namespace, sa.name) == ("wabot-system", GATEWAY)
 

@@ -145,8 +145,8 @@ def test_worker_image_has_libmagic_for_neonize() -> None:
 
 def test_operator_image_carries_the_bot_templates() -> None:
     text = (REPO / "Dockerfile.operator").read_text()
-    assert "COPY auth-templates /etc/wabot/auth-templates" in text
-    assert "WABOT_OPERATOR_TEMPLATES_DIR=/etc/wabot/auth-templates" in text
+    assert "COPY operator/bot-templates /etc/wabot/bot-templates" in text
+    assert "WABOT_OPERATOR_TEMPLATES_DIR=/etc/wabot/bot-templates" in text
 
 
 def test_build_context_leaves_out_everything_but_the_sources() -> None:
@@ -155,4 +155,4 @@ def test_build_context_leaves_out_everything_but_the_sources() -> None:
     assert lines[0] == "*", "start from nothing and allow only what the images need"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "wabot", "wabot_cli", "botworker", "fleet",
-                       "operator", "gateway", "auth-templates", "images/requirements"}
+                       "operator", "gateway", "images/requirements"}

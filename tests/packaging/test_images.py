@@ -35,7 +35,7 @@ WORKER = f"localhost/wabot-worker:{TAG}"
 OPERATOR = f"localhost/wabot-operator:{TAG}"
 RUNTIME = ["--runtime", "/usr/sbin/runc", "--ulimit", "nofile=1024:1024",
            "--ulimit", "nproc=4096:4096"]
-# How Kubernetes runs the containers (auth-templates/pod.yaml and the chart's Deployment).
+# How Kubernetes runs the containers (operator/bot-templates/pod.yaml and the chart's Deployment).
 HARDENED = ["--read-only", "--user", "10001:10001", "--cap-drop", "ALL",
             "--security-opt", "no-new-privileges", "--tmpfs", "/tmp:rw,size=64m,mode=1777"]
 # Ceilings that keep "small" honest; measured sizes are printed by test_image_sizes.
@@ -217,7 +217,7 @@ def test_operator_image_answers_liveness_and_runs_a_bot(
         images: dict[str, float], kube: Kube, namespace: str,
         container_names: Callable[[str], str], tmp_path: Path) -> None:
     """The operator image against the test cluster: liveness, metrics, and a bot's pod created
-    from the templates baked into the image (/etc/wabot/auth-templates)."""
+    from the templates baked into the image (/etc/wabot/bot-templates)."""
     flat = kube.kubectl("config", "view", "--raw", "--flatten", "--minify").stdout
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(flat)

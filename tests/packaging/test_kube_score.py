@@ -74,7 +74,7 @@ def bot_pod(namespace: str, worker_image: str) -> dict[str, Any]:
         BotRef(name="support", namespace=namespace, uid="0b5e3c1e-1111-2222-3333-444455556666"),
         WhatsAppBotSpec.model_validate({"serverName": "acme"}),
         RenderDefaults(worker_image=worker_image),
-        load_templates(CHART / "files" / "auth-templates"))
+        load_templates(CHART / "files" / "bot-templates"))
     assert children.pod is not None
     return children.pod
 

@@ -154,7 +154,7 @@ class Chaos:
         self.resumes = 0
         self.apiserver_downtime = 0.0
         self.kills_mid_work = 0  # kills while a changed bot was not converged yet
-        self.store = TemplateStore(REPO / "auth-templates")
+        self.store = TemplateStore(REPO / "operator" / "bot-templates")
 
     def some_bots(self, most: int = 3) -> list[str]:
         return self.rng.sample(self.names, self.rng.randint(1, min(most, len(self.names))))
@@ -255,7 +255,7 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
                  "identity = pod name, the bot's own "
                  "ServiceAccount token) for every Running pod and stops it (with release) when "
                  "the pod terminates, before it starts the next pod's")
-    store = TemplateStore(REPO / "auth-templates")
+    store = TemplateStore(REPO / "operator" / "bot-templates")
     names = [f"c{i:03d}" for i in range(n_bots)]
     admin = cluster.api_client
     standin = KubeletStandIn(admin, cluster.ns).start()

@@ -1,7 +1,7 @@
 """The worker against a real API server, with the bot's own narrow RBAC.
 
 The bot's ServiceAccount, Role, RoleBinding and Lease are rendered by the operator's own
-renderers from auth-templates/, and the worker talks with a real ServiceAccount token
+renderers from operator/bot-templates/, and the worker talks with a real ServiceAccount token
 (TokenRequest API), so every call below is authorised exactly as in a pod.
 """
 
@@ -70,7 +70,7 @@ class Bot:
                                                        PLURAL, body)
         spec = WhatsAppBotSpec.model_validate(obj["spec"])
         ref = BotRef(name, namespace, obj["metadata"]["uid"])
-        templates = load_templates(REPO / "auth-templates")
+        templates = load_templates(REPO / "operator" / "bot-templates")
         values = template_values(ref, spec, RenderDefaults(worker_image="wabot:test"))
         core, rbac = k8s.CoreV1Api(admin), k8s.RbacAuthorizationV1Api(admin)
         coord = k8s.CoordinationV1Api(admin)

@@ -11,7 +11,7 @@ from wabot_operator.main import load_config
 
 from wabot.spec import SecretKeyRef
 
-TEMPLATES = str(Path(__file__).resolve().parents[3] / "auth-templates")
+TEMPLATES = str(Path(__file__).resolve().parents[3] / "operator" / "bot-templates")
 
 
 def test_defaults_watch_everything_with_peering() -> None:

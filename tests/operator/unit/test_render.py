@@ -1,5 +1,5 @@
 """The pure renderers: what a bot's PVC, ServiceAccount, Role, RoleBinding, Lease and Pod look
-like, from the spec, the operator defaults and the templates in auth-templates/."""
+like, from the spec, the operator defaults and the templates in operator/bot-templates/."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from wabot.spec import (
 )
 
 REPO = Path(__file__).resolve().parents[3]
-TEMPLATES_DIR = REPO / "auth-templates"
+TEMPLATES_DIR = REPO / "operator" / "bot-templates"
 BOT = BotRef(name="sales", namespace="tenant-a", uid="0b5e3c1e-1111-2222-3333-444455556666")
 DEFAULTS = RenderDefaults(worker_image="registry.example/wabot-worker:1.2.3")
 
@@ -222,7 +222,7 @@ def test_image_comes_from_the_spec_else_the_operator_default(templates: Template
 
 
 EPHEMERAL = {"requests": {"ephemeral-storage": "64Mi"},
-             "limits": {"ephemeral-storage": "256Mi"}}  # auth-templates/pod.yaml's
+             "limits": {"ephemeral-storage": "256Mi"}}  # operator/bot-templates/pod.yaml's
 
 
 def test_resources_default_and_follow_the_spec(templates: Templates) -> None:

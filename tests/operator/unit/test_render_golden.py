@@ -1,4 +1,4 @@
-"""Golden files: every object a bot owns, rendered from the repo's auth-templates/ for a few
+"""Golden files: every object a bot owns, rendered from the repo's operator/bot-templates/ for a few
 representative specs, compared exactly with tests/operator/unit/golden/<case>.yaml.
 
 The field-by-field tests in test_render.py say why each rule holds; these say what the whole
@@ -74,7 +74,7 @@ def test_render_matches_golden_file(case: str) -> None:
     fields, defaults = CASES[case]
     spec = WhatsAppBotSpec.model_validate({"serverName": "acme", **fields})
     text = rendered_text(render_children(BOT, spec, defaults,
-                                         load_templates(REPO / "auth-templates")))
+                                         load_templates(REPO / "operator" / "bot-templates")))
     path = GOLDEN / f"{case}.yaml"
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
