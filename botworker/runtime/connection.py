@@ -6,10 +6,8 @@ inbox as a lifecycle event; it applies `lifecycle.transition` and carries out th
 start a session (a thread blocked in neonize's synchronous `connect()`), stop it (`stop()`, from
 this other thread, as neonize needs), publish the status report.
 
-neonize facts this relies on (../shared/notes/neonize.md): handlers must be registered before
-`connect()`; exceptions in them are swallowed, so each one catches its own; `PairPhone` only
-works once the socket is up, so it is called from the QR callback; `get_me()` aborts the
-process unless connected, so it is only called when `is_connected` says so.
+neonize's events reach this thread through `runtime/neonize_events.py`, where every handler is
+registered (before `connect()`, as neonize needs) and translated into a lifecycle event.
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from ..core import lifecycle as lc
 from ..core.proxy import ProxyUrl
 from ..logs import get_logger
 from ..metrics import Metrics
+from .neonize_events import NeonizeEvents
 
 log = get_logger("connection")
 
@@ -39,22 +38,6 @@ class _Barrier:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-
-
-def _enum_name(msg: Any, field: str) -> str:
-    try:
-        value = getattr(msg, field)
-        enum_type = msg.DESCRIPTOR.fields_by_name[field].enum_type
-        return str(enum_type.values_by_number[value].name)
-    except Exception:
-        return "UNKNOWN"
-
-
-def draw_qr(payload: str, stream: Any = None) -> None:
-    """Draw the QR in the terminal (someone is running the worker by hand)."""
-    import segno
-
-    segno.make_qr(payload).terminal(out=stream or sys.stdout, compact=True)
 
 
 class ConnectionManager:
@@ -80,63 +63,31 @@ class ConnectionManager:
         """`resuming`: the worker starts with a linked session on its volume (a restart); the
         lifecycle then spreads its first dial and backs off longer until it has connected."""
         self.client = client
+        self.events = NeonizeEvents(
+            self.post, pairing=pairing, on_message=on_message, on_call=on_call, clock=clock,
+            terminal=sys.stdout.isatty() if terminal is None else terminal)
         self._proxy = proxy
         self._on_change = on_change
         self._metrics = metrics
         self._publish = publish
-        self._pairing = pairing
-        self._on_message = on_message
-        self._on_call = on_call
         self._pod_name = pod_name
         self._policy = policy
         self._clock = clock
         self._rand = rand
         self._sessions_enabled = sessions_enabled
-        self._terminal = sys.stdout.isatty() if terminal is None else terminal
         self._inbox: queue.Queue[lc.Event | _Barrier] = queue.Queue()
         self._state = lc.ConnState(resuming=resuming)
         self._finished = threading.Event()
         self._thread: threading.Thread | None = None
         self._session_thread: threading.Thread | None = None
-        self._qr_count = 0
-        self._code_requested = False
         self._last_stop_call: float | None = None
-        self._own_user: str | None = None
-        self._handlers: list[Any] = []
 
     # --- wiring -------------------------------------------------------------------------------
 
     def register_handlers(self) -> None:
-        """Register with neonize; must happen before the first `connect()`."""
-        from neonize.events import (
-            CallOfferEv,
-            ConnectedEv,
-            ConnectFailureEv,
-            DisconnectedEv,
-            LoggedOutEv,
-            MessageEv,
-            PairStatusEv,
-            StreamReplacedEv,
-            TemporaryBanEv,
-        )
-
-        pairs: list[tuple[Any, Callable[[Any, Any], None]]] = [
-            (MessageEv, self._ev_message),
-            (ConnectedEv, self._ev_connected),
-            (DisconnectedEv, self._ev_disconnected),
-            (LoggedOutEv, self._ev_logged_out),
-            (StreamReplacedEv, self._ev_stream_replaced),
-            (TemporaryBanEv, self._ev_temporary_ban),
-            (ConnectFailureEv, self._ev_connect_failure),
-            (PairStatusEv, self._ev_pair_status),
-            (CallOfferEv, self._ev_call_offer),
-        ]
-        for ev_type, handler in pairs:
-            # neonize keeps bound methods as weak references: keep them alive here.
-            self._handlers.append(handler)
-            self.client.event(ev_type)(handler)
-        self._handlers.append(self._ev_qr)
-        self.client.event.qr(self._ev_qr)
+        """Register with neonize (before the first `connect()`): the handlers and their table
+        are in `NeonizeEvents` (runtime/neonize_events.py)."""
+        self.events.register(self.client)
 
     # --- state access (any thread) -------------------------------------------------------------
 
@@ -155,7 +106,7 @@ class ConnectionManager:
         return self._state.ready
 
     def own_user(self) -> str | None:
-        return self._own_user
+        return self.events.own_user
 
     @property
     def alive(self) -> bool:
@@ -252,8 +203,7 @@ class ConnectionManager:
             log.exception("status publish failed")
 
     def _start_session(self) -> None:
-        self._qr_count = 0
-        self._code_requested = False
+        self.events.session_started()
         if not self._sessions_enabled:
             return
         extra: dict[str, Any] = {"attempt": self._state.sessions_started}
@@ -293,111 +243,3 @@ class ConnectionManager:
             self.client.stop()
         except Exception:
             log.exception("neonize stop() failed")
-
-    # --- neonize callbacks (neonize's thread: post and return) ----------------------------------
-
-    def _ev_message(self, _client: Any, ev: Any) -> None:
-        try:
-            self._on_message(ev)
-        except Exception:
-            log.exception("message handoff failed")
-
-    def _ev_call_offer(self, _client: Any, ev: Any) -> None:
-        try:
-            if self._on_call is not None:
-                self._on_call(ev)
-        except Exception:
-            log.exception("call handoff failed")
-
-    def _ev_connected(self, client: Any, _ev: Any) -> None:
-        try:
-            self.post(lc.Connected(self._account(getattr(client, "me", None))))
-            # get_me() is a call back into Go; not from inside Go's own event dispatch.
-            threading.Thread(
-                target=self._fetch_account, args=(client,), name="get-me", daemon=True
-            ).start()
-        except Exception:
-            log.exception("connected handler failed")
-            self.post(lc.Connected(None))
-
-    def _fetch_account(self, client: Any) -> None:
-        try:
-            # get_me() aborts the whole process unless the client is connected (neonize.md).
-            if not client.is_connected:
-                return
-            account = self._account(client.get_me())
-        except Exception:
-            log.exception("could not read the linked account")
-            return
-        if account is not None:
-            self.post(lc.Connected(account))
-
-    def _account(self, me: Any) -> lc.Account | None:
-        from neonize.utils.jid import Jid2String
-
-        if me is None or not me.JID.User:
-            return None
-        jid = str(Jid2String(me.JID))
-        self._own_user = jid.split("@", 1)[0].split(":", 1)[0]
-        push = me.PushName if isinstance(me.PushName, str) else None
-        return lc.Account(jid=jid, push_name=push or None)
-
-    def _ev_disconnected(self, _client: Any, _ev: Any) -> None:
-        self.post(lc.Disconnected())
-
-    def _ev_logged_out(self, _client: Any, ev: Any) -> None:
-        self.post(lc.LoggedOut(_enum_name(ev, "Reason")))
-
-    def _ev_stream_replaced(self, _client: Any, _ev: Any) -> None:
-        self.post(lc.StreamReplaced())
-
-    def _ev_temporary_ban(self, _client: Any, ev: Any) -> None:
-        try:
-            expire = float(ev.Expire)
-        except Exception:
-            expire = 3600.0
-        self.post(lc.TemporaryBan(_enum_name(ev, "Code"), expire))
-
-    def _ev_connect_failure(self, _client: Any, ev: Any) -> None:
-        reason = _enum_name(ev, "Reason")
-        message = ev.Message if isinstance(ev.Message, str) else ""
-        self.post(lc.ConnectFailure(f"{reason} {message}".strip()))
-
-    def _ev_pair_status(self, _client: Any, ev: Any) -> None:
-        if ev.Error:
-            self.post(lc.PairFailed(str(ev.Error)[:300]))
-        else:
-            log.info("paired with a phone")
-
-    def _ev_qr(self, client: Any, data: bytes) -> None:
-        try:
-            pairing = self._pairing()
-            now = self._clock()
-            if pairing.method == "code" and pairing.phone_number:
-                if self._code_requested:
-                    return
-                self._code_requested = True
-                self._request_code(client, pairing.phone_number, now)
-                return
-            ttl = lc.FIRST_QR_TTL_S if self._qr_count == 0 else lc.NEXT_QR_TTL_S
-            self._qr_count += 1
-            payload = data.decode("utf-8", errors="replace")
-            self.post(lc.QrIssued(payload, now + ttl))
-            log.info("pairing QR issued; scan it from WhatsApp > Linked devices")
-            if self._terminal:
-                draw_qr(payload)
-        except Exception:
-            log.exception("QR handler failed")
-
-    def _request_code(self, client: Any, phone: str, now: float) -> None:
-        try:
-            # show_push_notification: the phone shows "enter code" as soon as it is issued.
-            code = client.PairPhone(phone, True)
-        except Exception as exc:
-            self.post(lc.PairFailed(f"{type(exc).__name__}: {exc}"[:300]))
-            return
-        self.post(lc.PairCodeIssued(str(code), now + lc.PAIR_CODE_TTL_S))
-        log.info("pairing code issued; enter it in WhatsApp > Linked devices")
-        if self._terminal:
-            print(f"WhatsApp pairing code: {code}", flush=True)
-
