@@ -134,7 +134,8 @@ class ReactionData(_FromChat):
     may be a message the bot never saw."""
 
     target_message_id: str
-    target_sender: str | None = None
+    target_sender: str | None = Field(default=None, description=(
+        "Who wrote the target message; null: the bot itself"))
     emoji: str
     removed: bool
 
@@ -151,7 +152,8 @@ class RevokedData(_FromChat):
     group admin: then `sender` differs from `targetSender`)."""
 
     target_message_id: str
-    target_sender: str | None = None
+    target_sender: str | None = Field(default=None, description=(
+        "Who wrote the deleted message; null: the bot itself"))
 
 
 class PollVoteData(_FromChat):
