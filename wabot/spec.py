@@ -201,6 +201,29 @@ class RateLimitSpec(SpecModel):
                                     description="Most messages per minute from the whole bot.")
 
 
+MIB = 1024 * 1024
+
+
+class MediaSpec(SpecModel):
+    """Incoming media (images, video, audio, voice notes, documents, stickers): what the bot
+    downloads and keeps on its own volume (botworker/adapters/media_store.py), and for how
+    long. Off by default: a download costs bandwidth, memory (a file is held whole while it is
+    checked) and the volume that also holds the session, and a received file is personal data
+    the tenant has to want."""
+
+    download: Literal["none", "metadata", "full"] = Field(default="metadata", description=(
+        "none: events say the message type and caption only; metadata: events also describe "
+        "the file as the message declares it (type, size, SHA-256, duration, dimensions); "
+        "full: files up to maxBytes are downloaded, checked against that declaration, kept on "
+        "the bot's volume and fetchable at the URL the event gives."))
+    max_bytes: int = Field(default=16 * MIB, ge=1024, le=64 * MIB, description=(
+        "Largest file downloaded, in bytes (larger ones are described, not downloaded)."))
+    quota_bytes: int = Field(default=64 * MIB, ge=MIB, le=1024 * 1024 * MIB, description=(
+        "Most bytes of media kept on the volume; the oldest files go first to make room."))
+    retention_hours: int = Field(default=168, ge=1, le=8760, description=(
+        "Files older than this are deleted."))
+
+
 class ResourceList(SpecModel):
     """Its fields' descriptions are on ResourcesSpec's: they name each side's built-in default."""
 
@@ -333,6 +356,9 @@ class WhatsAppBotSpec(SpecModel):
     rate_limit: RateLimitSpec = Field(
         default_factory=RateLimitSpec,
         description="Outgoing messages per minute; WhatsApp bans numbers that burst.")
+    media: MediaSpec = Field(default_factory=MediaSpec, description=(
+        "Incoming media: what is downloaded, how much is kept, for how long (README, "
+        "Messages)."))
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description=(
         "Compute resources of the bot's container. Changing them replaces the pod (the old one "
         "is gone before the new one starts)."))
