@@ -2,7 +2,8 @@
 
 Exit codes: 0 after a clean (or timed-out but bounded) shutdown, 2 for configuration errors
 (printed as one line on stderr: a CrashLoopBackOff with a readable `kubectl logs`), 1 for an
-unexpected failure at start.
+unexpected failure at start, 3 after a logout (runtime/session_control.py EXIT_REPAIR: the
+session is wiped; the restarted process pairs afresh).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import __version__
+from . import __version__, lazydeps
 from .config import ConfigError, WorkerConfig, load_config, register_secrets
 from .logs import configure_logging, get_logger
 
@@ -133,6 +134,8 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         return _fail(str(exc))
     register_secrets(cfg)
     configure_logging(cfg.bot_id, cfg.server_name, cfg.log_level)
+    # Before anything imports neonize: its media and preview toolbox loads on first use.
+    lazydeps.install()
 
     from .adapters.session_store import prepare_session_dir
     from .worker import Worker
@@ -150,8 +153,16 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
         return initial
     spec, kube_api, generation = initial
 
+    exit_code = [0]
+
+    def request_exit(code: int) -> None:
+        # The worker's own request (a logout: restart me into pairing) ends it like SIGTERM.
+        exit_code[0] = code
+        stop.set()
+
     try:
-        worker = Worker(cfg, spec, kube_api=kube_api, spec_generation=generation)
+        worker = Worker(cfg, spec, kube_api=kube_api, spec_generation=generation,
+                        exit_request=request_exit)
         worker.start()
     except Exception as exc:
         log.exception("worker failed to start")
@@ -166,7 +177,7 @@ def run(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None)
     while not stop.wait(1.0):
         pass
     _shut_down(cfg, worker)
-    return 0
+    return exit_code[0]
 
 
 def main() -> int:
