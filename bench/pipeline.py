@@ -301,7 +301,7 @@ def bare_dispatcher(tmp: Path, queued: bool) -> tuple[Any, Recorder, Callable[[]
 def thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) of each live Python thread of this process, by name. The
     worker's threads share one GIL: what each costs per command shows where throughput goes
-    (bench/PROFILE-pipeline.md). Linux only (/proc); empty elsewhere."""
+    (docs/benchmarks/worker-pipeline.md). Linux only (/proc); empty elsewhere."""
     out: dict[str, float] = {}
     for t in threading.enumerate():
         if t.native_id is None:

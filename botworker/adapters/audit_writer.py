@@ -38,8 +38,9 @@ class RandomIds:
 
     `uuid.uuid4()` makes a system call per ID that releases the GIL; in a busy worker, getting
     the GIL back behind the other threads cost ~20 us per audit row, a third of what auditing
-    added to a command (bench/PROFILE-pipeline.md). The IDs are as random as uuid4's. A forked
-    child starts with an empty buffer, so parent and child never hand out the same IDs."""
+    added to a command (docs/benchmarks/worker-pipeline.md). The IDs are as random as
+    uuid4's. A forked child starts with an empty buffer, so parent and child never hand out
+    the same IDs."""
 
     def __init__(self, per_fetch: int = 256) -> None:
         self._per_fetch = per_fetch

@@ -2,7 +2,7 @@
 
 Why not the `kubernetes` package: importing any part of it runs its `__init__`, which loads
 its ~1,000 generated model classes, urllib3, requests, oauthlib, websocket-client and yaml.
-In an idle worker that was ~9 MiB of its ~96 MiB RSS (bench/PROFILE-density.md), for the
+In an idle worker that was ~9 MiB of its ~96 MiB RSS (docs/benchmarks/worker-memory.md), for the
 handful of calls the worker makes: get/list/watch its own WhatsAppBot, merge-patch its status,
 get and merge-patch its Lease. The operator keeps the full client.
 

@@ -4,7 +4,7 @@ psycopg, no SQLAlchemy.
 Every command a bot answers leaves an audit row, so whatever writes them is loaded by every bot
 that has worked at all. Through SQLAlchemy that cost 11 MB (SQLite) to 25 MB (PostgreSQL) of
 resident memory per bot for the rest of its life; with the driver alone 0.4 and 11 MB
-(bench/PROFILE-density.md). SQLAlchemy, and sqlmodel, are still loaded by a bot whose
+(docs/benchmarks/worker-memory.md). SQLAlchemy, and sqlmodel, are still loaded by a bot whose
 commands open database sessions (db.py).
 
 One connection, opened on first use, kept, and replaced when it fails (see `_run`).

@@ -1,6 +1,6 @@
 """The worker's Kubernetes client without a cluster: configuration errors say what is wrong,
 and nothing the worker imports loads the `kubernetes` package (the operator's client; ~9 MiB of
-an idle worker's memory, bench/PROFILE-density.md)."""
+an idle worker's memory, docs/benchmarks/worker-memory.md)."""
 
 from __future__ import annotations
 
