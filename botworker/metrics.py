@@ -115,6 +115,14 @@ class Metrics:
             "wabot_api_requests", "Send-message API requests to this worker, by result",
             [*_BASE, "result"], registry=r,
         )
+        self._sends = Counter(
+            "wabot_sends",
+            "Messages and chat actions sent (API, replies, plugins), by type (text, image, "
+            "video, audio, voice, document, sticker, location, contact, poll, reaction, edit, "
+            "delete, read, presence) and result (sent, rate_limited, not_connected, invalid, "
+            "busy, failed)",
+            [*_BASE, "type", "result"], registry=r,
+        )
 
     def _zero_known_labels(self) -> None:
         """Series with a known label set exist from the start (at 0), so a rate() or an alert
@@ -199,6 +207,9 @@ class Metrics:
 
     def api_request(self, result: str) -> None:
         self._api_requests.labels(*self._base, result).inc()
+
+    def send_result(self, kind: str, result: str) -> None:
+        self._sends.labels(*self._base, kind, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

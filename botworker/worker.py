@@ -25,6 +25,7 @@ from wabot.spec import WhatsAppBotSpec, WorkerReport
 from . import __version__
 from .adapters.audit_writer import AuditWriter
 from .adapters.database import DataLayer, Migrator
+from .adapters.media_fetch import Fetcher
 from .adapters.session_store import has_linked_session, prepare_session_dir
 from .adapters.state_file import GreetedChats
 from .adapters.webhooks import WebhookDispatcher, WebhookSettings
@@ -38,6 +39,7 @@ from .logs import get_logger
 from .metrics import Metrics
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
+from .runtime.media_source import MediaSource
 from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
@@ -161,7 +163,8 @@ class Worker:
             metrics=self.metrics,
             publish=self._publish,
             pairing=lambda: self._runtime.spec.pairing,
-            on_message=lambda ev: self.pipeline.offer(ev),
+            # Every received message is remembered (replies, reactions, deletes by id).
+            on_message=lambda ev: self.sender.incoming(ev, self.pipeline.offer),
             on_call=lambda ev: self.pipeline.offer_call(ev),
             pod_name=cfg.pod_name,
             policy=policy,
@@ -172,7 +175,8 @@ class Worker:
             resuming=self.resuming,
         )
         self.sender = Sender(
-            NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send
+            NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
+            media=MediaSource(Fetcher(cfg.webhook_egress)),
         )
         self.pipeline = Pipeline(
             bot_id=cfg.bot_id,

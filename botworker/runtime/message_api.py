@@ -17,38 +17,47 @@ wabot never guesses, and never sends twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import unquote
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from wabot.api import (
-    SendMessageRequest,
+    RECIPIENT_PATTERN,
+    ChatActionResponse,
+    Delete,
+    Edit,
+    PresenceRequest,
+    Reaction,
+    ReadRequest,
     SendMessageResponse,
+    chat_jid,
     valid_idempotency_key,
 )
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
 
 from ..adapters.state_file import StateStore
+from ..core.outgoing import Outgoing
+from ..core.recent import Known
 from ..logs import get_logger
 from ..metrics import Metrics
-from .api_answers import error, validation_error
-from .sender import Sender
+from . import send_request
+from .api_answers import MAX_BODY, error, validation_error
+from .sender import Sender, SendOutcome, Transport
 
 log = get_logger("api")
 
-def parse_request(body: bytes) -> SendMessageRequest | Response:
-    try:
-        return SendMessageRequest.model_validate_json(body)
-    except ValidationError as exc:
-        return validation_error(exc)
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class IdempotencyStore(StateStore):
@@ -109,13 +118,6 @@ class IdempotencyStore(StateStore):
                                (key, self._owner))
 
 
-def recipient_jid(req: SendMessageRequest) -> Any:
-    from neonize.utils import build_jid
-
-    user, server = req.jid_parts()
-    return build_jid(user, server)
-
-
 class MessageApi:
     def __init__(self, sender: Sender, store: IdempotencyStore, metrics: Metrics,
                  *, bot: str, server_name: str) -> None:
@@ -126,28 +128,74 @@ class MessageApi:
         self._server_name = server_name
 
     def routes(self) -> list[Route]:
-        """The routes it serves (behind the bot's token: health_server.py)."""
-        return [Route("POST", "/v1/messages", self.handle)]
+        """The routes it serves (behind the bot's token: health_server.py). Only the send
+        route takes a large body: a multipart upload of the largest file a kind allows."""
+        upload = self._sender.media.max_bytes() + MAX_BODY
+        return [Route("POST", "/v1/messages", self.handle, max_body=upload),
+                Route("POST", r"/v1/chats/(?P<chat>[^/]{1,64})/read", self.read),
+                Route("POST", r"/v1/chats/(?P<chat>[^/]{1,64})/presence", self.presence)]
 
     def handle(self, req: Request) -> Response:
-        headers = req.headers
-        parsed = parse_request(req.body)
+        parsed = send_request.read(req)
         if isinstance(parsed, Response):
             self._metrics.api_request("invalid")
             return parsed
-        key = headers.get("idempotency-key")
+        return self._once(req, parsed.fingerprint(), lambda: self._send(parsed))
+
+    def read(self, req: Request) -> Response:
+        """POST /v1/chats/{chat}/read: read receipts, grouped by who wrote each message."""
+        chat = _chat(req)
+        body = _model(ReadRequest, req.body)
+        if isinstance(chat, Response) or isinstance(body, Response):
+            self._metrics.api_request("invalid")
+            return chat if isinstance(chat, Response) else body  # type: ignore[return-value]
+        by_sender: dict[str, list[str]] = {}
+        for i, mid in enumerate(body.message_ids):
+            known = self._sender.recent.find(chat, mid)
+            author = known.sender if known is not None and known.sender else (
+                chat_jid(body.sender) if body.sender else None)
+            if author is None and chat.endswith("@g.us"):
+                self._metrics.api_request("invalid")
+                return error(422, "invalid_request", f"sender: required for messageIds.{i} "
+                             "(a group message the bot has not seen)", field="sender")
+            by_sender.setdefault(author or chat, []).append(mid)
+
+        def run() -> SendOutcome:
+            outcome = SendOutcome("sent")
+            for author, ids in by_sender.items():
+                outcome = self._sender.chat_action(chat, "read", _reader(chat, author, ids))
+                if outcome.result != "sent":
+                    break
+            return outcome
+        return self._once(req, _fingerprint(req), lambda: self._chat_answer(chat, run()))
+
+    def presence(self, req: Request) -> Response:
+        """POST /v1/chats/{chat}/presence: typing, recording or paused."""
+        chat = _chat(req)
+        body = _model(PresenceRequest, req.body)
+        if isinstance(chat, Response) or isinstance(body, Response):
+            self._metrics.api_request("invalid")
+            return chat if isinstance(chat, Response) else body  # type: ignore[return-value]
+        state = body.state
+        return self._once(req, _fingerprint(req), lambda: self._chat_answer(
+            chat, self._sender.chat_action(chat, "presence",
+                                           lambda t: t.chat_presence(chat, state))))
+
+    def _once(self, req: Request, fingerprint: str, act: Callable[[], Response]) -> Response:
+        """`act` under the request's Idempotency-Key, if it has one (see the docstring)."""
+        key = req.headers.get("idempotency-key")
         if key is not None and not valid_idempotency_key(key):
             self._metrics.api_request("invalid")
             return error(422, "invalid_request",
                          "Idempotency-Key: 1 to 255 visible ASCII characters",
                          field="Idempotency-Key")
         if key is not None:
-            earlier = self._store.begin(key, parsed.fingerprint())
+            earlier = self._store.begin(key, fingerprint)
             if earlier is not None:
                 replayed = earlier.headers.get("Idempotent-Replayed") == "true"
                 self._metrics.api_request("replayed" if replayed else "conflict")
                 return earlier
-        answer = self._send(parsed)
+        answer = act()
         if key is not None:
             if answer.status == 200:
                 self._store.finish(key, answer)
@@ -155,31 +203,118 @@ class MessageApi:
                 self._store.forget(key)
         return answer
 
-    def _send(self, req: SendMessageRequest) -> Response:
+    def _send(self, parsed: send_request.SendRequest) -> Response:
+        req = parsed.message
         if not self._sender.can_send():
-            self._metrics.api_request("not_connected")
-            return error(503, "bot_not_connected",
-                         f"bot {self._bot} is not connected to WhatsApp right now")
-        outcome = self._sender.send_text(req.chat, recipient_jid(req), req.text)
-        if outcome.result == "sent":
-            self._metrics.api_request("sent")
-            resp = SendMessageResponse(
-                message_id=outcome.message_id or "", to=req.chat, bot=self._bot,
-                server_name=self._server_name, sent_at=datetime.now(UTC),
-            )
-            return Response(200, resp.model_dump_json(by_alias=True).encode())
-        if outcome.result == "rate_limited":
-            self._metrics.api_request("rate_limited")
+            return self._refused(SendOutcome("not_connected"))
+        out = self._outgoing(parsed)
+        if isinstance(out, Response):
+            return out
+        outcome = self._sender.send_outgoing(req.chat, out)
+        if outcome.result != "sent":
+            return self._refused(outcome)
+        self._metrics.api_request("sent")
+        resp = SendMessageResponse(
+            type=req.kind, message_id=outcome.message_id or "", to=req.chat, bot=self._bot,
+            server_name=self._server_name, sent_at=datetime.now(UTC),
+        )
+        return Response(200, resp.model_dump_json(by_alias=True).encode())
+
+    def _outgoing(self, parsed: send_request.SendRequest) -> Outgoing | Response:
+        """The request as an Outgoing, its message ids resolved (404 for one the bot has not
+        seen in this chat: WhatsApp would accept it silently and do nothing)."""
+        req = parsed.message
+        kind = req.kind
+        content = getattr(req, kind)
+        target = quote = None
+        if isinstance(content, Reaction | Edit | Delete):
+            target = self._sender.recent.find(req.chat, content.message_id)
+            if target is None:
+                return self._not_found(f"{kind}.messageId", content.message_id, req.chat)
+            refusal = _may_act(kind, target, req.chat)
+            if refusal is not None:
+                self._metrics.api_request("invalid")
+                return error(422, "invalid_request", f"{kind}.messageId: {refusal}",
+                             field=f"{kind}.messageId")
+        if req.reply_to is not None:
+            quote = self._sender.recent.find(req.chat, req.reply_to)
+            if quote is None:
+                return self._not_found("replyTo", req.reply_to, req.chat)
+        upload = parsed.upload
+        return Outgoing(kind, content, data=upload.data if upload else None,
+                        mimetype=upload.content_type if upload else None,
+                        file_name=upload.filename if upload else None,
+                        mentions=tuple(req.mentions), target=target, quote=quote,
+                        extra={"field": "file" if upload else f"{kind}.url"})
+
+    def _not_found(self, field: str, message_id: str, chat: str) -> Response:
+        self._metrics.api_request("not_found")
+        return error(404, "message_not_found",
+                     f"{field}: this bot has not seen message {message_id} in {chat} (it "
+                     "knows the last messages of its chats since it started)", field=field)
+
+    def _chat_answer(self, chat: str, outcome: SendOutcome) -> Response:
+        if outcome.result != "sent":
+            return self._refused(outcome)
+        self._metrics.api_request("sent")
+        body = ChatActionResponse(chat=chat, bot=self._bot, server_name=self._server_name)
+        return Response(200, body.model_dump_json(by_alias=True).encode())
+
+    def _refused(self, outcome: SendOutcome) -> Response:
+        """The answer to a send that did not happen, by why."""
+        result = outcome.result
+        self._metrics.api_request(result)
+        if result == "rate_limited":
             wait = max(1, math.ceil(outcome.retry_after_s))
             return error(429, "rate_limited",
                          "the bot's rate limit (spec.rateLimit) allows no message to this chat "
                          "right now", retry_after_seconds=wait)
-        if outcome.result == "not_connected":
-            self._metrics.api_request("not_connected")
+        if result == "not_connected":
             return error(503, "bot_not_connected",
                          f"bot {self._bot} is not connected to WhatsApp right now")
-        self._metrics.api_request("failed")
+        if result == "invalid":
+            field = outcome.field or "body"
+            return error(422, "invalid_request", f"{field}: {outcome.detail}", field=field)
+        if result == "busy":
+            return error(503, "media_busy", outcome.detail, retry_after_seconds=5)
+        if outcome.detail == "MediaToolsMissing":
+            return error(503, "media_unavailable", "this worker cannot process video or audio "
+                         "(ffmpeg is missing from its image)")
         return error(502, "send_failed", "WhatsApp did not accept the message; retry later")
+
+
+def _may_act(kind: str, target: Known, chat: str) -> str | None:
+    """Why the bot may not edit or delete `target`, or None."""
+    if kind == "edit" and not target.from_me:
+        return "the bot can edit only its own messages"
+    if kind == "edit" and target.kind != "text":
+        return "only a text message can be edited"
+    if kind == "delete" and not target.from_me and not chat.endswith("@g.us"):
+        return "the bot can delete for everyone only its own messages (or, as a group " \
+            "admin, a group member's)"
+    return None
+
+
+def _reader(chat: str, author: str, ids: list[str]) -> Callable[[Transport], None]:
+    return lambda transport: transport.read_messages(chat, author, ids)
+
+
+def _chat(req: Request) -> str | Response:
+    chat = unquote(req.params.get("chat", ""))
+    if not re.match(RECIPIENT_PATTERN, chat):
+        return error(422, "invalid_request", "chat: E.164 digits or a JID", field="chat")
+    return chat_jid(chat)
+
+
+def _model(model: type[_M], body: bytes) -> _M | Response:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        return validation_error(exc)
+
+
+def _fingerprint(req: Request) -> str:
+    return hashlib.sha256(req.path.encode() + b"\0" + req.body).hexdigest()
 
 
 def json_body(answer: Response) -> Any:

@@ -10,25 +10,37 @@ A reply that cannot quote its command is still sent, unquoted: protobuf hands a 
 is not valid UTF-8 over as bytes, and neonize's quote builder then fails decoding it (765 of
 100,000 hostile messages in the reliability run went unanswered that way). The quote is
 decoration; the answer is what the user asked for.
+
+Every other kind (media, location, contact, poll, reaction, edit, delete: an `Outgoing`) takes
+the same gate and limits, then `Transport.send_outgoing`, which builds the message with
+neonize's own builders (runtime/outgoing.py) and sends it with `send_message`; read receipts
+and typing/recording presence for a chat are `chat_action`s, fenced and rate-limited like a
+message. Each is counted by type and result (wabot_sends_total). Sent messages and, through
+`remember_incoming`, received ones go into `recent` (core/recent.py), so a later reply,
+reaction, edit or delete can name them by id.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext, suppress
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
+from ..core.outgoing import InvalidContent, Outgoing
 from ..core.ratelimit import RateLimiter
+from ..core.recent import Known, RecentMessages
 from ..logs import get_logger
 from ..metrics import Metrics
+from .media_source import MediaBusy, MediaSource
 
 log = get_logger("sender")
 
 # WhatsApp's own limit on a text message is 65536 characters.
 MAX_TEXT = 65536
 
-SendResult = Literal["sent", "rate_limited", "not_connected", "failed"]
+SendResult = Literal["sent", "rate_limited", "not_connected", "failed", "invalid", "busy"]
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,8 @@ class SendOutcome:
     result: SendResult
     message_id: str | None = None
     retry_after_s: float = 0.0  # with "rate_limited": when one more message would be allowed
+    field: str | None = None  # with "invalid": the offending field, and why
+    detail: str = ""
 
 
 class QuoteUnusable(Exception):
@@ -56,6 +70,16 @@ class Transport(Protocol):
 
     def reject_call(self, offer: Any) -> None:
         """Decline the call of `offer` (a CallOfferEv); raise on failure."""
+
+    def send_outgoing(self, chat: str, out: Outgoing) -> str | None:
+        """Build `out` (uploading its file) and send it to `chat` (a JID string); return
+        WhatsApp's message id; InvalidContent when it cannot be built from what was given."""
+
+    def read_messages(self, chat: str, sender: str, message_ids: list[str]) -> None:
+        """Read receipts for `message_ids`, all written by `sender` in `chat`."""
+
+    def chat_presence(self, chat: str, state: str) -> None:
+        """typing / recording / paused in `chat`."""
 
 
 class NeonizeTransport:
@@ -90,6 +114,32 @@ class NeonizeTransport:
         meta = offer.basicCallMeta
         self._client.reject_call(meta.callCreator, meta.callID)
 
+    def send_outgoing(self, chat: str, out: Outgoing) -> str | None:
+        from .outgoing import build, jid
+
+        resp = self._client.send_message(jid(chat), build(self._client, out, chat))
+        message_id = getattr(resp, "ID", None)
+        return str(message_id) if message_id else None
+
+    def read_messages(self, chat: str, sender: str, message_ids: list[str]) -> None:
+        from neonize.utils.enum import ReceiptType
+
+        from .outgoing import jid
+
+        self._client.mark_read(*message_ids, chat=jid(chat), sender=jid(sender),
+                               receipt=ReceiptType.READ)
+
+    def chat_presence(self, chat: str, state: str) -> None:
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia
+
+        from .outgoing import jid
+
+        presence = (ChatPresence.CHAT_PRESENCE_PAUSED if state == "paused"
+                    else ChatPresence.CHAT_PRESENCE_COMPOSING)
+        media = (ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO if state == "recording"
+                 else ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+        self._client.send_chat_presence(jid(chat), presence, media)
+
 
 class Sender:
     def __init__(
@@ -99,7 +149,12 @@ class Sender:
         metrics: Metrics,
         can_send: Callable[[], bool],
         clock: Callable[[], float] = time.monotonic,
+        *,
+        media: MediaSource | None = None,
+        recent: RecentMessages | None = None,
     ) -> None:
+        self.media = media or MediaSource()
+        self.recent = recent or RecentMessages()
         self._transport = transport
         self.limiter = limiter
         self._metrics = metrics
@@ -138,8 +193,15 @@ class Sender:
     def can_send(self) -> bool:
         return self._can_send()
 
-    def send(self, chat_key: str, chat: Any, text: str, quoted: Any | None = None) -> SendResult:
-        """Send one text unless fenced or over a limit; never raises."""
+    def send(self, chat_key: str, chat: Any, text: str | Outgoing,
+             quoted: Any | None = None) -> SendResult:
+        """Send one text (or any other kind: a plugin's `ctx.reply_image(...)` comes this
+        way) unless fenced or over a limit; never raises."""
+        if isinstance(text, Outgoing):
+            out = text
+            if quoted is not None and out.quote is None and out.kind not in _NO_QUOTE:
+                out = replace(out, quote=known_of(quoted))
+            return self.send_outgoing(chat_key, out).result
         return self.send_text(chat_key, chat, text, quoted).result
 
     def send_text(self, chat_key: str, chat: Any, text: str,
@@ -165,7 +227,84 @@ class Sender:
             log.warning("send failed", extra={"error": str(exc)[:300]})
             return SendOutcome("failed")
         self._metrics.sent()
+        self._metrics.send_result("text", "sent")
+        if message_id:
+            self.recent.remember(Known(chat_key, message_id, "", True, text))
         return SendOutcome("sent", message_id=message_id)
+
+    def send_outgoing(self, chat_key: str, out: Outgoing) -> SendOutcome:
+        """Any kind of message to `chat_key` (a JID string): fenced, rate-limited, its file
+        fetched and checked (media_source.py), built and sent; never raises."""
+        outcome = self._send_outgoing(chat_key, out)
+        self._metrics.send_result(out.kind, outcome.result)
+        if outcome.result == "sent":
+            self._metrics.sent()
+            if outcome.message_id and out.kind not in _NO_QUOTE:
+                media = out.media
+                text = out.content if isinstance(out.content, str) else (
+                    media.caption or "" if media is not None else "")
+                self.recent.remember(Known(chat_key, outcome.message_id, "", True, text,
+                                           out.kind))
+        elif outcome.result in ("rate_limited", "not_connected"):
+            self._metrics.dropped(outcome.result)
+        elif outcome.result == "failed":
+            self._metrics.dropped("send_failed")
+        return outcome
+
+    def _send_outgoing(self, chat_key: str, out: Outgoing) -> SendOutcome:
+        if not self._can_send():
+            return SendOutcome("not_connected")
+        if not self.would_allow(chat_key):
+            return SendOutcome("rate_limited", retry_after_s=self.limiter.retry_after(
+                chat_key, self._clock()))
+        try:
+            slot: AbstractContextManager[None] = (self.media.slot() if out.media is not None
+                                                  else nullcontext())
+            with slot:
+                out = self.media.prepare(out)
+                hit = self.limiter.try_acquire(chat_key, self._clock())
+                if hit is not None:
+                    return SendOutcome("rate_limited", retry_after_s=self.limiter.retry_after(
+                        chat_key, self._clock()))
+                message_id = self._transport.send_outgoing(chat_key, out)
+        except InvalidContent as exc:
+            return SendOutcome("invalid", field=exc.field, detail=str(exc))
+        except MediaBusy as exc:
+            return SendOutcome("busy", detail=str(exc))
+        except Exception as exc:
+            log.warning("send failed", extra={"kind": out.kind, "error_type": type(exc).__name__,
+                                              "error": str(exc)[:300]})
+            return SendOutcome("failed", detail=type(exc).__name__)
+        return SendOutcome("sent", message_id=message_id)
+
+    def chat_action(self, chat_key: str, action: str,
+                    run: Callable[[Transport], None]) -> SendOutcome:
+        """A read receipt or a presence update for a chat (`action` names it in the
+        metrics): fenced and rate-limited like a message; never raises."""
+        if not self._can_send():
+            outcome = SendOutcome("not_connected")
+        else:
+            now = self._clock()
+            if self.limiter.try_acquire(chat_key, now) is not None:
+                outcome = SendOutcome("rate_limited",
+                                      retry_after_s=self.limiter.retry_after(chat_key, now))
+            else:
+                try:
+                    run(self._transport)
+                    outcome = SendOutcome("sent")
+                except Exception as exc:
+                    log.info("chat action failed", extra={"action": action,
+                                                          "error": str(exc)[:300]})
+                    outcome = SendOutcome("failed")
+        self._metrics.send_result(action, outcome.result)
+        return outcome
+
+    def incoming(self, ev: Any, then: Callable[[Any], bool]) -> bool:
+        """A received message, remembered (so replies, reactions and deletes can name it by
+        id), then handed on: on neonize's callback thread, so cheap and never raising."""
+        with suppress(Exception):
+            self.recent.remember(known_of(ev))
+        return then(ev)
 
     def _send_quoting(self, chat: Any, text: str, quoted: Any | None) -> str | None:
         """The transport's send; when the quote cannot be built, the same text unquoted.
@@ -190,3 +329,22 @@ class Sender:
         message_id = self._transport.send_text(chat, text, None)
         self._metrics.reply_unquoted(reason)
         return message_id
+
+
+# Kinds that act on an earlier message instead of quoting one.
+_NO_QUOTE = ("reaction", "edit", "delete")
+
+
+def known_of(ev: Any) -> Known:
+    """What a later send needs of a received message (a neonize MessageEv)."""
+    from neonize.utils import extract_text
+    from neonize.utils.jid import Jid2String
+
+    src = ev.Info.MessageSource
+    text = extract_text(ev.Message)
+    return Known(_str(Jid2String(src.Chat)), _str(ev.Info.ID), _str(Jid2String(src.Sender)),
+                 bool(src.IsFromMe), _str(text) if text else "")
+
+
+def _str(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
