@@ -1,7 +1,11 @@
-"""`python -m devcluster up|down|status|env|build`: the local control plane from a shell.
+"""`python -m devcluster up|down|status|env|build|load-image`: the local control plane from a
+shell.
 
 `up` starts a cluster that outlives the command (state in $WABOT_DEVCLUSTER_DIR, default
-/tmp/wabot-dev) and prints `export KUBECONFIG=...`; tests and kubectl then use it.
+/tmp/wabot-dev) and prints `export KUBECONFIG=...`; tests and kubectl then use it. Beside the
+kwok nodes it starts a real node (kubelet + containerd, devcluster/node.py) unless
+`--no-real-node` is given; `load-image IMAGE` imports a podman-built image into that node.
+`down` stops both and removes everything they made.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import time
 from pathlib import Path
 
 from devcluster.cluster import LocalCluster
+from devcluster.node import RealNode, missing_prerequisites
 from devcluster.tools import find_tools
 
 DEFAULT_DIR = Path(os.environ.get("WABOT_DEVCLUSTER_DIR", "/tmp/wabot-dev"))
@@ -20,9 +25,15 @@ DEFAULT_DIR = Path(os.environ.get("WABOT_DEVCLUSTER_DIR", "/tmp/wabot-dev"))
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devcluster")
-    parser.add_argument("command", choices=["up", "down", "status", "env", "build"])
+    parser.add_argument("command",
+                        choices=["up", "down", "status", "env", "build", "load-image"])
+    parser.add_argument("image", nargs="?", help="load-image: a podman image, e.g. "
+                        "localhost/wabot-worker:dev")
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--nodes", type=int, default=1, help="simulated (kwok) nodes")
+    parser.add_argument("--no-real-node", action="store_true",
+                        help="kwok nodes only (machines without containerd: see "
+                        "scripts/setup.sh)")
     args = parser.parse_args(argv)
 
     if args.command == "build":
@@ -30,14 +41,25 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     running = LocalCluster.load(args.dir)
     if args.command == "up":
-        if running is None:
-            started = time.monotonic()
-            LocalCluster(root=args.dir, nodes=args.nodes).start()
-            print(f"control plane up in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        print(f"export KUBECONFIG={args.dir / 'kubeconfig'}")
+        return _up(running, args)
+    if args.command == "load-image":
+        node = RealNode.load(running) if running is not None else None
+        if node is None or not args.image:
+            print("load-image IMAGE needs a running real node (python -m devcluster up)",
+                  file=sys.stderr)
+            return 1
+        started = time.monotonic()
+        from devcluster.images import load_image
+
+        done = load_image(node, args.image)
+        print(f"{args.image}: {'imported' if done else 'already there'} in "
+              f"{time.monotonic() - started:.1f}s", file=sys.stderr)
         return 0
     if args.command == "down":
         if running is not None:
+            node = RealNode.load(running)
+            if node is not None:
+                node.stop()
             running.stop()
         return 0
     if args.command == "status":
@@ -45,6 +67,27 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if running else 1
     print(f"export KUBECONFIG={args.dir / 'kubeconfig'}" if running else "# not running")
     return 0 if running else 1
+
+
+def _up(running: LocalCluster | None, args: argparse.Namespace) -> int:
+    if not args.no_real_node and (missing := missing_prerequisites()):
+        print(f"the real node needs {', '.join(missing)}: run scripts/setup.sh, or pass "
+              "--no-real-node", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    if running is None:
+        running = LocalCluster(root=args.dir, nodes=args.nodes).start()
+        print(f"control plane up in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    node = RealNode.load(running) if not args.no_real_node else None
+    if node is not None and not node.alive():
+        node.stop()  # a part of it died: start it afresh
+        node = None
+    if not args.no_real_node and node is None:
+        started = time.monotonic()
+        RealNode(running).start()
+        print(f"real node up in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    print(f"export KUBECONFIG={args.dir / 'kubeconfig'}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, helm) and the chart linter kube-score from the Go module proxy,
+# kube-scheduler, kubectl, kwok, helm), the real node's kubelet and pause binary
+# (devcluster/node.py) and the chart linter kube-score from the Go module proxy,
 # at the versions pinned in versions.env, into a cache shared by every checkout on the machine.
 # A second run finds every binary and returns at once; only the first run on a machine pays for
 # the build.
@@ -26,7 +27,8 @@ have() { [ -x "$bin/$1" ]; }
 have_kube_score() { have kube-score && [ "$(cat "$bin/kube-score.version" 2>/dev/null)" = "$KUBE_SCORE_VERSION" ]; }
 
 if [ "${1:-}" = "--check" ]; then  # report the bin dir only if everything is there
-  for t in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm; do
+  for t in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kwok helm \
+           wabot-pause; do
     have "$t" || { echo "missing $bin/$t" >&2; exit 1; }
   done
   have_kube_score || { echo "missing $bin/kube-score $KUBE_SCORE_VERSION" >&2; exit 1; }
@@ -43,8 +45,13 @@ build_module() { # build_module <dir> <module-file-contents> <ldflags> <packages
   (cd "$dir" && go mod tidy && go build -ldflags "$ldflags" -o "$bin/" "$@")
 }
 
-if ! have kube-apiserver || ! have kube-controller-manager || ! have kube-scheduler || ! have kubectl; then
-  echo "building kubernetes $KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)" >&2
+# Only the missing ones: a cache from before the real node gained its kubelet builds just that.
+k8s_missing=()
+for t in kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet; do
+  have "$t" || k8s_missing+=("k8s.io/kubernetes/cmd/$t")
+done
+if [ "${#k8s_missing[@]}" -gt 0 ]; then
+  echo "building kubernetes $KUBERNETES_VERSION (${k8s_missing[*]##*/})" >&2
   replaces=""
   for m in $(sed -n '/^replace (/,/^)/p' "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/${KUBERNETES_VERSION}.mod" 2>/dev/null | awk '/=>/{print $1}'); do
     replaces+="	$m => $m $staging_version"$'\n'
@@ -70,9 +77,42 @@ go 1.24.0
 require k8s.io/kubernetes ${KUBERNETES_VERSION}
 
 replace (
-${replaces})" "$k8s_ldflags" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-    k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+${replaces})" "$k8s_ldflags" "${k8s_missing[@]}"
+fi
+
+if ! have wabot-pause; then
+  # The real node's pod sandbox process (its pause image, devcluster/images.py): it holds the
+  # pod's namespaces, reaps orphans and exits 0 on SIGTERM/SIGINT, as Kubernetes' own pause.
+  echo "building wabot-pause" >&2
+  mkdir -p "$work/pause"
+  cat > "$work/pause/main.go" <<'GO'
+// Command wabot-pause holds a pod's namespaces until it is told to stop.
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM, syscall.SIGCHLD)
+	for sig := range signals {
+		if sig != syscall.SIGCHLD {
+			os.Exit(0)
+		}
+		for {
+			var status syscall.WaitStatus
+			if pid, err := syscall.Wait4(-1, &status, syscall.WNOHANG, nil); pid <= 0 || err != nil {
+				break
+			}
+		}
+	}
+}
+GO
+  printf 'module wabot.local/pause\n\ngo 1.24.0\n' > "$work/pause/go.mod"
+  (cd "$work/pause" && go build -ldflags "-s -w" -o "$bin/wabot-pause" .)
 fi
 
 if ! have etcd; then

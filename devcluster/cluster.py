@@ -206,6 +206,11 @@ class LocalCluster:
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--endpoint-reconciler-type=none",
+            # The real node (devcluster/node.py): `kubectl logs`/`exec` reach its kubelet at
+            # its InternalIP (its name resolves nowhere), with the admin's client certificate.
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
             "--profiling=false",
             "--v=1"])
 

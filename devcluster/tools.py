@@ -42,6 +42,14 @@ class Tools:
         return self._get("kubectl")
 
     @property
+    def kubelet(self) -> Path:
+        return self._get("kubelet")
+
+    @property
+    def wabot_pause(self) -> Path:
+        return self._get("wabot-pause")
+
+    @property
     def kwok(self) -> Path:
         return self._get("kwok")
 
