@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from typing import Any
 
 from wabot.events import ConnectionData, PairingData
-from wabot.spec import WhatsAppBotSpec, WorkerReport
+from wabot.spec import WhatsAppBotSpec, WorkerReport, WorkerState
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter
@@ -37,12 +37,15 @@ from .core.ratelimit import Limits, RateLimiter
 from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
+from .runtime.account_ops import OpMetrics
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
 from .runtime.media_source import MediaSource
 from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
+from .runtime.session_api import SessionApi
+from .runtime.session_control import SessionControl, finish_pending_logout
 
 log = get_logger("worker")
 
@@ -75,13 +78,17 @@ class Worker:
         http: bool = True,
         terminal: bool | None = None,
         policy: lc.Policy = lc.DEFAULT_POLICY,
+        exit_request: Callable[[int], None] | None = None,
     ) -> None:
+        """`exit_request(code)`: end the process with `code` (main.py), e.g. after a logout."""
         self.cfg = cfg
         self.started_at = time.time()
         self.metrics = Metrics(cfg.bot_id, cfg.server_name)
         self._plugins_available = list(plugins_available) if plugins_available is not None else None
         self._stopped = threading.Event()
         prepare_session_dir(cfg)
+        finish_pending_logout(cfg)
+        self._exit_request = exit_request
         # Before the client's first connect() creates the store.
         self.resuming = has_linked_session(cfg.session_path)
         if client is None:
@@ -151,6 +158,7 @@ class Worker:
             self.spec_watcher = SpecWatcher(
                 kube_api, cfg.namespace, cfg.bot_name, self.metrics,
                 on_object=self.apply_object, generation=spec_generation,
+                on_any=self.session.on_object,
             )
 
     def _session_parts(
@@ -162,7 +170,7 @@ class Worker:
             client,
             metrics=self.metrics,
             publish=self._publish,
-            pairing=lambda: self._runtime.spec.pairing,
+            pairing=lambda: self.session.pairing_spec(self._runtime.spec.pairing),
             # Every received message is remembered (replies, reactions, deletes by id).
             on_message=lambda ev: self.sender.incoming(ev, self.pipeline.offer),
             on_call=lambda ev: self.pipeline.offer_call(ev),
@@ -174,6 +182,10 @@ class Worker:
             on_change=self._connection_changed,
             resuming=self.resuming,
         )
+        self.ops = OpMetrics(self.metrics)
+        self.session = SessionControl(cfg, client, self.connection, ops=self.ops,
+                                      publish=self._publish_now, request_exit=self._exit)
+        self.session_api = SessionApi(self.session, lambda: self.connection.state, cfg.pod_name)
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
             media=MediaSource(Fetcher(cfg.webhook_egress)),
@@ -207,7 +219,8 @@ class Worker:
                 live=self.live, ready=self.ready, metrics=self.metrics.render,
                 api_token=(cfg.api_token.get_secret_value()
                            if cfg.api_token is not None else None),
-                api_routes=self.api.routes() if self.api is not None else (),
+                api_routes=([*self.api.routes(), *self.session_api.routes()]
+                            if self.api is not None else ()),
             )
 
     # --- spec --------------------------------------------------------------------------------
@@ -307,8 +320,23 @@ class Worker:
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _publish(self, report: WorkerReport) -> None:
-        if self.reporter is not None:
-            self.reporter.publish(report)
+        if self.reporter is None:
+            return
+        session = getattr(self, "session", None)
+        if session is not None and session.last is not None:
+            report = report.model_copy(update={"session_action": session.last})
+        if session is not None and session.exiting and report.state is WorkerState.STOPPED:
+            # Ending to re-pair in a fresh process: LoggedOut until that one reports.
+            report = report.model_copy(update={"state": WorkerState.LOGGED_OUT})
+        self.reporter.publish(report)
+
+    def _publish_now(self) -> None:
+        self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
+
+    def _exit(self, code: int) -> None:
+        log.info("the worker ends to start afresh", extra={"exit_code": code})
+        if self._exit_request is not None:
+            self._exit_request(code)
 
     def start(self) -> None:
         log.info(

@@ -207,11 +207,14 @@ class Gateway:
                            field="Idempotency-Key")
         namespace = request.match_info["namespace"]
         bot = request.match_info["bot"]
+        tail = request.match_info.get("tail", "messages")
+        # The session routes serve a bot in any phase: restarting or pairing a bot that is not
+        # connected is what they are for.
+        session = tail == "session" or tail.startswith("session/")
         target = await self._worker_of(namespace, bot, tenant,
-                                       needs_connection=request.method != "GET")
+                                       needs_connection=request.method != "GET" and not session)
         if isinstance(target, web.Response):
             return target
-        tail = request.match_info.get("tail", "messages")
         path = f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else "")
         return await self._forward(target, namespace, bot, request, path)
 

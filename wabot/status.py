@@ -57,6 +57,24 @@ class AccountStatus(Model):
                                   description="The account's display name.")
 
 
+SessionAction = Literal["logout", "restart", "pairing"]
+SessionActionResult = Literal["Started", "Succeeded", "Failed", "Rejected"]
+
+
+class SessionActionStatus(Model):
+    """The last session action (log out, restart, new pairing) the worker was asked for, from
+    the API or the `wabot.io/session-action` annotation, and how it went. Its request id is
+    what makes an annotation act exactly once."""
+
+    request_id: str = Field(max_length=255, description="The request's id (annotation "
+                            "wabot.io/session-action-id, or the API's Idempotency-Key).")
+    action: SessionAction = Field(description="logout, restart or pairing.")
+    source: Literal["api", "kubernetes"] = Field(description="Who asked: api or kubernetes.")
+    result: SessionActionResult = Field(description="Started, Succeeded, Failed or Rejected.")
+    message: str | None = Field(default=None, max_length=1024, description="What happened.")
+    at: datetime | None = Field(default=None, description="When the result was reached.")
+
+
 CONDITION_TYPE_PATTERN = (
     r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
     r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
@@ -86,6 +104,8 @@ class WorkerReport(Model):
             "InvalidProxy); the operator reports it as the Degraded condition.")
     )
     reconnects: int = Field(default=0, ge=0, description="Reconnects since the worker started.")
+    session_action: SessionActionStatus | None = Field(
+        default=None, description="The last session action asked of the worker and its outcome.")
     updated_at: datetime = Field(description="When the worker wrote this report.")
 
 

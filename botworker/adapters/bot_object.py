@@ -157,8 +157,12 @@ class SpecWatcher:
         on_object: Callable[[dict[str, Any]], None],
         generation: int | None = None,
         resource_version: str | None = None,
+        on_any: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
-        """`resource_version`: resume watching from there instead of listing first."""
+        """`resource_version`: resume watching from there instead of listing first. `on_any`:
+        called with every version of the object, not only a new generation (annotations and
+        status change no generation: the session-action annotation is read there)."""
+        self._on_any = on_any
         self._api = api
         self.namespace = namespace
         self.name = name
@@ -182,6 +186,11 @@ class SpecWatcher:
             shutdown_socket(self._sock)  # ends a read blocked on a quiet watch
 
     def _deliver(self, obj: dict[str, Any]) -> None:
+        if self._on_any is not None:
+            try:
+                self._on_any(obj)
+            except Exception:
+                log.exception("handling the WhatsAppBot's metadata failed")
         generation = obj.get("metadata", {}).get("generation")
         if generation is not None and generation == self._generation:
             return  # a status update (ours or the operator's): nothing for the worker

@@ -98,6 +98,9 @@ class ConnState:
     last_connected_at: float | None = None
     last_error: str | None = None
     error_reason: str | None = None
+    # A restart was asked for (session control): when the session being stopped has ended,
+    # the next one starts at once, without counting a failure.
+    restart_now: bool = False
 
     @property
     def ready(self) -> bool:
@@ -185,6 +188,15 @@ class ConfigBlocked:
 
 
 @dataclass(frozen=True)
+class RestartRequested:
+    """Someone asked for a fresh session (the session API or the WhatsAppBot's annotation):
+    stop the one running, if any, and start a new one at once, also out of a parked state
+    (logged out or replaced): a human asking is exactly what parking waits for."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class Tick:
     pass
 
@@ -208,6 +220,7 @@ Event = (
     | StreamReplaced
     | TemporaryBan
     | ConfigBlocked
+    | RestartRequested
     | Tick
     | Shutdown
 )

@@ -47,6 +47,7 @@ from .connstate import (
     Policy,
     Publish,
     QrIssued,
+    RestartRequested,
     SessionEnded,
     Shutdown,
     StartSession,
@@ -81,6 +82,7 @@ __all__ = [
     "Policy",
     "Publish",
     "QrIssued",
+    "RestartRequested",
     "SessionEnded",
     "Shutdown",
     "StartSession",
@@ -146,6 +148,8 @@ def transition(
         return _on_session_ended(s, ev, now, rand, policy)
     if isinstance(ev, Tick):
         return _on_tick(s, now, policy)
+    if isinstance(ev, RestartRequested):
+        return _on_restart_requested(s, ev, now, policy)
     if s.stopping or s.parked:
         return s, []
     return _session_event(s, ev, now, rand, policy)
@@ -223,6 +227,9 @@ def _on_session_ended(
     s = replace(s, session_running=False, stop_requested=False, watchdog_at=None, pairing=None)
     if s.stopping:
         return replace(s, state=WorkerState.STOPPED, finished=True), [Publish(), Finished()]
+    if s.restart_now and not s.parked:
+        s, actions = _maybe_start(replace(s, restart_now=False, retry_at=None), now, policy)
+        return s, [*actions, Publish()]
     if s.parked or s.state is WorkerState.TEMPORARY_BAN:
         return s, [Publish()]
     if not s.lease_held:
@@ -259,6 +266,23 @@ def _on_tick(s: ConnState, now: float, policy: Policy) -> Result:
     before = s
     s, actions = _maybe_start(s, now, policy)
     return s, ([*actions, Publish()] if s is not before else [])
+
+
+def _on_restart_requested(s: ConnState, ev: RestartRequested, now: float,
+                          policy: Policy) -> Result:
+    """A fresh session now: not while stopping, and not past a configuration problem or a
+    temporary ban (dialling during a ban is what gets numbers banned for good)."""
+    if s.stopping or s.error_reason or s.state is WorkerState.TEMPORARY_BAN:
+        return s, []
+    s = replace(s, state=WorkerState.CONNECTING, parked=False, retry_at=None, failures=0,
+                pairing=None, last_error=f"session restarted: {ev.reason}")
+    if s.session_running:
+        if s.stop_requested:
+            return replace(s, restart_now=True), [Publish()]
+        s, actions = _stop(replace(s, restart_now=True), "restart requested")
+        return s, [*actions, Publish()]
+    s, actions = _maybe_start(s, now, policy)
+    return s, [*actions, Publish()]
 
 
 # --- events of a running session -------------------------------------------------------------

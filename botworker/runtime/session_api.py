@@ -1,0 +1,89 @@
+"""/v1/session: the bot's WhatsApp session over the API (the gateway forwards
+/v1/bots/{namespace}/{bot}/session... here, in every phase: a bot that is not connected is
+exactly the one whose session a tenant wants to restart or pair).
+
+- GET  /v1/session           state, account, pairing payload, last error, last action
+- POST /v1/session/logout    unlink the phone, wipe the session, restart into pairing
+- POST /v1/session/restart   a fresh connection (also out of LoggedOut / StreamReplaced)
+- POST /v1/session/pairing   {"method": "qr"} or {"method": "code", "phoneNumber": ...}
+
+An `Idempotency-Key` names the request: sent again, it gets the recorded outcome and nothing
+is done twice (session_control.py).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pydantic import ValidationError
+
+from wabot.account import PairingRequest, SessionActionResponse, SessionView
+from wabot.api import valid_idempotency_key
+from wabot.httproutes import Route
+from wabot.httpserver import Request, Response
+from wabot.status import SessionAction, SessionActionStatus
+
+from ..core import lifecycle as lc
+from .api_answers import error, validation_error
+from .session_control import Busy, SessionControl
+
+_STATUS = {"Succeeded": 202, "Started": 202, "Rejected": 409, "Failed": 502}
+
+
+class SessionApi:
+    def __init__(self, control: SessionControl, state: Callable[[], lc.ConnState],
+                 pod_name: str | None) -> None:
+        self._control = control
+        self._state = state
+        self._pod = pod_name
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("GET", "/v1/session", self.view),
+            Route("POST", "/v1/session/logout", lambda r: self.act(r, "logout")),
+            Route("POST", "/v1/session/restart", lambda r: self.act(r, "restart")),
+            Route("POST", "/v1/session/pairing", lambda r: self.act(r, "pairing")),
+        ]
+
+    def view(self, _req: Request) -> Response:
+        report = lc.to_report(self._state(), self._pod, time.time())
+        body = SessionView(state=report.state.value, account=report.account,
+                           pairing=report.pairing, last_error=report.last_error,
+                           session_action=self._control.last)
+        return Response(200, body.model_dump_json(by_alias=True, exclude_none=True).encode())
+
+    def act(self, req: Request, action: SessionAction) -> Response:
+        key = req.headers.get("idempotency-key")
+        if key is not None and not valid_idempotency_key(key):
+            return error(422, "invalid_request",
+                         "Idempotency-Key: 1 to 255 visible ASCII characters",
+                         field="Idempotency-Key")
+        pairing = None
+        if action == "pairing":
+            try:
+                pairing = PairingRequest.model_validate_json(req.body or b"{}")
+            except ValidationError as exc:
+                return validation_error(exc)
+        elif req.body.strip() not in (b"", b"{}"):
+            return error(422, "invalid_request", f"{action} takes no body", field="body")
+        try:
+            outcome, replayed = self._control.request(action, key, "api", pairing)
+        except Busy:
+            return error(409, "session_action_in_progress",
+                         "another session action is being carried out; retry shortly",
+                         retry_after_seconds=5)
+        return _answer(outcome, replayed)
+
+
+def _answer(outcome: SessionActionStatus, replayed: bool) -> Response:
+    status = _STATUS.get(outcome.result, 500)
+    if status >= 400:
+        code = "session_action_rejected" if status == 409 else "session_action_failed"
+        return error(status, code, outcome.message or outcome.result)
+    body = SessionActionResponse(request_id=outcome.request_id, action=outcome.action,
+                                 result=outcome.result, message=outcome.message,
+                                 replayed=replayed)
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(status, body.model_dump_json(by_alias=True, exclude_none=True).encode(),
+                    headers=headers)

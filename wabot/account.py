@@ -1,0 +1,259 @@
+"""What a tenant can do with the WhatsApp account behind a bot, beyond sending messages: the
+session (log out, restart, re-pair), groups, contacts and presence, as typed models of the
+requests and answers of the worker's `/v1/session`, `/v1/groups`, `/v1/contacts` and
+`/v1/presence` routes (the gateway forwards `/v1/bots/{namespace}/{bot}/...` to them).
+
+pydantic only, no I/O: the worker validates with these, tests and Python clients import them.
+Limits are part of the contract: a participant list longer than WhatsApp's group size, or a
+look-up of more numbers than one request may carry, is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .api import _Model
+from .status import AccountStatus, PairingStatus, SessionActionStatus
+
+# A phone number (E.164 digits, optional '+') or a user JID: what a person is addressed by.
+USER_PATTERN = r"^(\+?[1-9][0-9]{6,14}|[0-9]{5,20}(:[0-9]{1,3})?@(s\.whatsapp\.net|lid))$"
+# A group JID ("<digits>@g.us", or the old "<creator>-<time>@g.us"), or its bare id.
+GROUP_PATTERN = r"^[0-9]{5,20}(-[0-9]{1,20})?(@g\.us)?$"
+# WhatsApp's largest group is 1024 members; one request never names more.
+MAX_PARTICIPANTS = 1024
+# How many numbers one "is on WhatsApp" look-up carries (whatsmeow sends them in one query).
+MAX_LOOKUP = 50
+MAX_SUBJECT = 100
+MAX_DESCRIPTION = 2048
+# An invite link "https://chat.whatsapp.com/<code>" or the bare code.
+INVITE_PATTERN = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9]{10,32}$"
+
+_DIGITS = re.compile(r"^\+?([0-9]+)$")
+
+
+def user_parts(value: str) -> tuple[str, str]:
+    """(user, server) of a validated USER_PATTERN value: a phone number is a user at
+    s.whatsapp.net; a device suffix (":12") is dropped, a person is addressed, not a device."""
+    m = _DIGITS.match(value)
+    if m:
+        return m.group(1), "s.whatsapp.net"
+    user, server = value.split("@", 1)
+    return user.split(":", 1)[0], server
+
+
+def group_user(value: str) -> str:
+    """The user part of a validated GROUP_PATTERN value."""
+    return value.split("@", 1)[0]
+
+
+# --- session ------------------------------------------------------------------------------------
+
+
+class PairingRequest(_Model):
+    """POST /v1/session/pairing: a fresh QR code, or a code to type on the phone."""
+
+    method: Literal["qr", "code"] = "qr"
+    phone_number: str | None = Field(default=None, pattern=r"^\+?[1-9][0-9]{6,14}$",
+                                     description="With method code: the bot's own number.")
+
+    @field_validator("phone_number")
+    @classmethod
+    def _digits(cls, v: str | None) -> str | None:
+        return v.lstrip("+") if v else v
+
+
+class SessionView(_Model):
+    """GET /v1/session: where the bot's WhatsApp session stands."""
+
+    state: str
+    account: AccountStatus | None = None
+    pairing: PairingStatus | None = None
+    last_error: str | None = None
+    session_action: SessionActionStatus | None = None
+
+
+class SessionActionResponse(_Model):
+    """The answer to POST /v1/session/{logout,restart,pairing} (202: accepted and acted on;
+    the session's new state follows in GET /v1/session, status and `session.status`)."""
+
+    request_id: str
+    action: Literal["logout", "restart", "pairing"]
+    result: str
+    message: str | None = None
+    replayed: bool = False
+
+
+# --- groups -------------------------------------------------------------------------------------
+
+
+class Participant(_Model):
+    jid: str
+    phone: str | None = None
+    lid: str | None = None
+    is_admin: bool = False
+    is_super_admin: bool = False
+
+
+class GroupView(_Model):
+    """A group as the bot sees it."""
+
+    jid: str
+    name: str
+    topic: str | None = None
+    owner: str | None = None
+    created_at: datetime | None = None
+    announce: bool = False
+    locked: bool = False
+    ephemeral_seconds: int | None = None
+    size: int = 0
+    participants: list[Participant] = Field(default_factory=list)
+
+
+class GroupList(_Model):
+    groups: list[GroupView]
+
+
+class CreateGroupRequest(_Model):
+    name: str = Field(min_length=1, max_length=MAX_SUBJECT)
+    participants: list[str] = Field(default_factory=list, max_length=MAX_PARTICIPANTS)
+
+    @field_validator("participants")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        return _valid_users(v)
+
+
+class GroupNameRequest(_Model):
+    name: str = Field(min_length=1, max_length=MAX_SUBJECT)
+
+
+class GroupDescriptionRequest(_Model):
+    description: str = Field(max_length=MAX_DESCRIPTION)
+
+
+class GroupSettingsRequest(_Model):
+    """Only admins may send (announce) / only admins may edit the group's info (locked)."""
+
+    announce: bool | None = None
+    locked: bool | None = None
+
+
+class ParticipantsRequest(_Model):
+    action: Literal["add", "remove", "promote", "demote"]
+    participants: list[str] = Field(min_length=1, max_length=MAX_PARTICIPANTS)
+
+    @field_validator("participants")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        return _valid_users(v)
+
+
+class ParticipantResult(_Model):
+    jid: str
+    status: Literal["ok", "failed"]
+    error: int | None = Field(default=None, description="WhatsApp's code for this participant "
+                              "(403: privacy settings, 409: already in, 404: not in)")
+
+
+class ParticipantsResponse(_Model):
+    group: str
+    action: str
+    participants: list[ParticipantResult]
+
+
+class InviteLinkResponse(_Model):
+    group: str
+    link: str
+
+
+class JoinGroupRequest(_Model):
+    link: str = Field(pattern=INVITE_PATTERN, description="The invite link or its code.")
+
+    def code(self) -> str:
+        return self.link.rsplit("/", 1)[-1]
+
+
+class JoinGroupResponse(_Model):
+    group: str
+
+
+# --- contacts and presence ----------------------------------------------------------------------
+
+
+class OnWhatsAppRequest(_Model):
+    numbers: list[str] = Field(min_length=1, max_length=MAX_LOOKUP)
+
+    @field_validator("numbers")
+    @classmethod
+    def _phones(cls, v: list[str]) -> list[str]:
+        out = []
+        for n in v:
+            m = re.fullmatch(r"\+?([1-9][0-9]{6,14})", n)
+            if m is None:
+                raise ValueError(f"not a phone number (E.164 digits): {n[:40]!r}")
+            out.append(m.group(1))
+        return out
+
+
+class OnWhatsAppResult(_Model):
+    number: str
+    on_whatsapp: bool
+    jid: str | None = None
+
+
+class OnWhatsAppResponse(_Model):
+    results: list[OnWhatsAppResult]
+
+
+class ContactView(_Model):
+    jid: str
+    status: str | None = None
+    picture_id: str | None = None
+    verified_name: str | None = None
+    devices: int = 0
+
+
+class ProfilePictureView(_Model):
+    jid: str
+    url: str | None = None
+    id: str | None = None
+    type: str | None = None
+
+
+class JidMapping(_Model):
+    """The same person as a phone-number JID and as a LID."""
+
+    phone: str | None = None
+    lid: str | None = None
+
+
+class PresenceRequest(_Model):
+    """POST /v1/presence: the bot's own presence."""
+
+    presence: Literal["available", "unavailable"]
+
+
+class ChatPresenceRequest(_Model):
+    """POST /v1/presence/chat: typing or recording in one chat, or stop."""
+
+    to: str = Field(pattern=USER_PATTERN + "|" + GROUP_PATTERN, max_length=64)
+    state: Literal["composing", "recording", "paused"]
+
+
+class SubscribePresenceRequest(_Model):
+    jid: str = Field(pattern=USER_PATTERN, max_length=64)
+
+
+def _valid_users(values: list[str]) -> list[str]:
+    pattern = re.compile(USER_PATTERN)
+    seen: list[str] = []
+    for v in values:
+        if not pattern.fullmatch(v):
+            raise ValueError(f"not a phone number or user JID: {v[:40]!r}")
+        if v not in seen:
+            seen.append(v)
+    return seen
