@@ -130,13 +130,23 @@ class Gateway:
     async def tenant_of(self, request: web.Request) -> str | None:
         scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
         key = key.strip()
-        if scheme.lower() != "bearer" or not key or len(key) > 512:
+        if scheme.lower() != "bearer":
+            return None
+        return await self.tenant_of_key(key)
+
+    async def tenant_of_key(self, key: str) -> str | None:
+        """The tenant an API key belongs to: the send API's check, the console's sign-in."""
+        if not key or len(key) > 512:
             return None
         digest = hashlib.sha256(key.encode()).hexdigest()
         tenant = (await self._key_table()).get(digest)
         if tenant is None:
             tenant = (await self._key_table(refresh=True)).get(digest)
         return tenant
+
+    async def key_table(self) -> dict[str, str]:
+        """sha256 hex of each key -> its tenant (cached): a console session ends with its key."""
+        return await self._key_table()
 
     # --- bot tokens ------------------------------------------------------------------------
 
@@ -299,6 +309,10 @@ class Gateway:
         app.router.add_get("/livez", ok)
         app.router.add_get("/readyz", ok)
         app.router.add_get("/metrics", self._metrics)
+        # The web console (/console/), when WABOT_GATEWAY_CONSOLE=true (gateway/console).
+        from .console import install
+
+        install(app, self, self.cfg.namespaces)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need_apt=()
-for pkg in postgresql openssl prometheus podman runc debootstrap; do
+# chromium, chromium-driver, zbar-tools: the console's browser tests (tests/console).
+# containerd, containernetworking-plugins, iptables, iproute2: the devcluster's real node
+# (devcluster/node.py); ffmpeg: the worker's media conversions.
+for pkg in postgresql openssl prometheus podman runc debootstrap chromium chromium-driver zbar-tools \
+           containerd containernetworking-plugins iptables iproute2 ffmpeg; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
 if [ "${#need_apt[@]}" -gt 0 ]; then

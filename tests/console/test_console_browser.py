@@ -1,0 +1,185 @@
+"""The web console in a real headless Chromium against the gateway on the real API server.
+
+A person signs in with what they have (a tenant's API key, or a Kubernetes token), sees exactly
+the bots they may see, watches a bot go from Pairing to Connected without reloading, scans the
+QR code the page draws, and may do only what they are allowed to, each action leaving an Event.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+from pathlib import Path
+
+import pytest
+from neonize.events import ConnectedEv
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.operator.helpers import eventually
+
+from .conftest import ACME_KEY, DOCS, GLOBEX_KEY, World, zbar_decode
+from .helpers import browser_fetch, row_phase, settled_rows, sign_in, text_of, wait
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+def whatsapp_qr_payload() -> str:
+    """Shaped like whatsmeow's: ref, noise key, identity key and ADV secret, comma-separated."""
+    parts = [base64.b64encode(secrets.token_bytes(n)).decode() for n in (32, 32, 32)]
+    ref = "2@" + base64.b64encode(secrets.token_bytes(66)).decode()
+    return ",".join([ref, *parts])
+
+
+def qr_shown(driver: WebDriver) -> tuple[str, bytes] | None:
+    """(version, PNG of the image) once the QR image has loaded, else None."""
+    imgs = driver.find_elements(By.ID, "qr")
+    if not imgs or not driver.execute_script(
+            "const i = arguments[0]; return i.complete && i.naturalWidth > 0", imgs[0]):
+        return None
+    return imgs[0].get_attribute("data-version") or "", imgs[0].screenshot_as_png
+
+
+def save_screenshot(driver: WebDriver, name: str) -> None:
+    """The README's pictures: written by the test run (WABOT_CONSOLE_SCREENSHOTS=0 skips)."""
+    if os.environ.get("WABOT_CONSOLE_SCREENSHOTS", "1") == "0":
+        return
+    DOCS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(DOCS / name))
+
+
+def test_a_tenant_sees_only_its_own_bots(world: World, browser: WebDriver) -> None:
+    sign_in(browser, world.url, "key", ACME_KEY)
+    mine = {f"{world.ns}/support", f"{world.ns}/sleepy", f"{world.ns_b}/branch"}
+    assert settled_rows(browser, mine) == mine
+    sign_in(browser, world.url, "key", GLOBEX_KEY)
+    assert settled_rows(browser, {f"{world.ns}/ledger"}) == {f"{world.ns}/ledger"}
+    # Another tenant's bot is "no such bot", on the page and in the API alike.
+    browser.get(f"{world.url}/console/bots/{world.ns}/support")
+    wait(browser, "the missing-bot state", lambda d: d.find_elements(By.ID, "bot-missing"))
+    assert browser_fetch(browser, "GET", f"/console/api/bots/{world.ns}/support")[0] == 404
+    assert browser_fetch(browser, "GET",
+                         f"/console/api/bots/{world.ns}/support/qr.svg")[0] == 404
+
+
+def test_a_cluster_user_sees_what_its_rbac_lists(world: World, browser: WebDriver) -> None:
+    sign_in(browser, world.url, "token", world.tokens["viewer"])
+    assert text_of(browser, "who") == f"system:serviceaccount:{world.ns}:viewer"
+    expected = {f"{world.ns}/support", f"{world.ns}/sleepy", f"{world.ns}/ledger"}
+    assert settled_rows(browser, expected) == expected  # nothing of namespace B
+
+
+def test_a_phone_pairs_from_the_page_and_it_updates_live(world: World, browser: WebDriver,
+                                                         tmp_path: Path) -> None:
+    sign_in(browser, world.url, "key", ACME_KEY)
+    settled_rows(browser, {f"{world.ns}/support", f"{world.ns}/sleepy",
+                           f"{world.ns_b}/branch"})
+    browser.execute_script("window.sameDocument = true")
+    support = f"{world.ns}/support"
+    row = f"#fleet-body tr[data-bot='{support}']"
+    first = whatsapp_qr_payload()
+    world.feed_qr(first)
+    # The fleet row follows the watch: Pairing, without a reload.
+    wait(browser, "support Pairing in the fleet",
+         lambda d: row_phase(d, support) == "Pairing")
+    browser.find_element(By.CSS_SELECTOR, f"{row} td.name a").click()
+    shown = wait(browser, "the QR image", qr_shown)
+    assert text_of(browser, "bot-phase") == "Pairing"
+    assert "scan the QR code" in text_of(browser, "bot-summary")
+    assert "Expires in" in text_of(browser, "pairing-expiry")
+    assert zbar_decode(shown[1], tmp_path) == [first]
+    save_screenshot(browser, "bot-pairing.png")
+
+    # WhatsApp rotates the code: the page draws the new one by itself.
+    second = whatsapp_qr_payload()
+    world.feed_qr(second)
+    rotated = wait(browser, "the next QR image",
+                   lambda d: (s := qr_shown(d)) and s[0] != shown[0] and s)
+    assert zbar_decode(rotated[1], tmp_path) == [second]
+
+    world.feed(ConnectedEv(status=True))
+    wait(browser, "Connected on the bot page", lambda d: text_of(d, "bot-phase") == "Connected")
+    assert not browser.find_elements(By.ID, "qr")
+    assert text_of(browser, "bot-summary").startswith("Connected to WhatsApp")
+    browser.find_element(By.LINK_TEXT, "Fleet").click()
+    wait(browser, "support Connected in the fleet",
+         lambda d: row_phase(d, support) == "Connected")
+    assert browser.execute_script("return window.sameDocument") is True  # never reloaded
+    save_screenshot(browser, "fleet.png")
+
+
+def _events(world: World, bot: str, reason: str) -> list[str]:
+    items = world.cluster.core.list_namespaced_event(
+        world.ns, field_selector=f"involvedObject.name={bot},reason={reason}").items
+    return [e.message for e in items if e.source and e.source.component == "wabot-console"]
+
+
+def _confirm(browser: WebDriver, action: str) -> None:
+    browser.find_element(By.ID, f"action-{action}").click()
+    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
+    browser.find_element(By.ID, "confirm-ok").click()
+
+
+def test_an_admin_suspends_and_resumes_with_an_event(world: World, browser: WebDriver) -> None:
+    sign_in(browser, world.url, "token", world.tokens["admin"])
+    browser.get(f"{world.url}/console/bots/{world.ns}/sleepy")
+    wait(browser, "the suspend button", lambda d: d.find_elements(By.ID, "action-suspend"))
+    # Cancelling changes nothing.
+    browser.find_element(By.ID, "action-suspend").click()
+    browser.find_element(By.ID, "confirm-cancel").click()
+    assert not world.bot("sleepy")["spec"].get("suspend")
+
+    _confirm(browser, "suspend")
+    eventually(lambda: world.bot("sleepy")["spec"].get("suspend") is True, timeout=10,
+               what="spec.suspend true")
+    who = f"user system:serviceaccount:{world.ns}:admin"
+    assert _events(world, "sleepy", "Suspended") == [f"suspended from the console by {who}"]
+    wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
+         timeout=60)
+    assert "suspended" in text_of(browser, "bot-summary")
+    wait(browser, "the Event on the page", lambda d: who in text_of(d, "events"))
+
+    _confirm(browser, "resume")
+    eventually(lambda: world.bot("sleepy")["spec"].get("suspend") is False, timeout=10,
+               what="spec.suspend false")
+    assert _events(world, "sleepy", "Resumed") == [f"resumed from the console by {who}"]
+    wait(browser, "no longer Suspended",
+         lambda d: text_of(d, "bot-phase") not in ("Suspended", ""), timeout=60)
+
+
+def test_what_a_viewer_may_not_do_is_refused(world: World, browser: WebDriver) -> None:
+    path = f"/console/api/bots/{world.ns}/sleepy/actions/suspend"
+    for kind, credential in (("token", world.tokens["viewer"]), ("key", ACME_KEY)):
+        sign_in(browser, world.url, kind, credential)
+        browser.get(f"{world.url}/console/bots/{world.ns}/sleepy")
+        wait(browser, "the actions section",
+             lambda d: "You may not change this bot." in text_of(d, "actions"))
+        assert not browser.find_elements(By.ID, "action-suspend")
+        status, body = browser_fetch(browser, "POST", path)
+        assert status == 403, body
+        assert "may not suspend" in body["error"]
+    # Even someone who may: not without the page's CSRF token.
+    sign_in(browser, world.url, "token", world.tokens["admin"])
+    status, body = browser_fetch(browser, "POST", path, csrf=False)
+    assert status == 403 and "CSRF" in body["error"]
+    assert not world.bot("sleepy")["spec"].get("suspend")
+    assert _events(world, "sleepy", "Suspended") in ([], [
+        f"suspended from the console by user system:serviceaccount:{world.ns}:admin"])
+
+
+def test_the_page_follows_the_csp_and_keeps_no_secret(world: World, browser: WebDriver) -> None:
+    sign_in(browser, world.url, "key", ACME_KEY)
+    browser.get(f"{world.url}/console/bots/{world.ns}/support")
+    wait(browser, "the bot page", lambda d: text_of(d, "bot-phase"))
+    wait(browser, "the events", lambda d: "Recent events" in text_of(d, "events")
+         and "…" not in text_of(d, "events"))
+    source = browser.page_source
+    token = world.worker.cfg.api_token
+    api_token = token.get_secret_value() if token is not None else "unset-token"
+    for secret in (ACME_KEY, api_token, world.tokens["admin"]):
+        assert secret not in source
+    assert browser.execute_script("return document.cookie") == ""  # HttpOnly: not for scripts
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"
+              and "Content Security Policy" in e["message"]]
+    assert errors == []
