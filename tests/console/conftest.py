@@ -122,13 +122,14 @@ def _gateway(kube: Kube, port: int, keys_ns: str, log: Path) -> subprocess.Popen
     env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO),
            "WABOT_GATEWAY_HOST": "127.0.0.1", "WABOT_GATEWAY_PORT": str(port),
            "WABOT_GATEWAY_KEYS_NAMESPACE": keys_ns, "WABOT_GATEWAY_LOG_LEVEL": "DEBUG",
+           "WABOT_GATEWAY_KEYS_TTL_SECONDS": "2",
            "WABOT_GATEWAY_CONSOLE": "true", "WABOT_GATEWAY_CONSOLE_SECRET": SECRET}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=REPO,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("console")
     api = kube.api_client()
@@ -216,7 +217,7 @@ def chromium_available() -> bool:
     return Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """Debian's headless Chromium; nothing is downloaded (Selenium is given both paths)."""
     if not chromium_available():

@@ -1,0 +1,112 @@
+"""The console's sessions over plain HTTP, between two gateway replicas: what a browser is
+trusted with (the cookie's attributes, the headers) and what no forged request gets."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from http.cookies import Morsel, SimpleCookie
+
+import pytest
+
+from tests.conftest import REPO
+
+from .conftest import ACME_KEY, World, _api_key_secret
+from .helpers import eventually, http
+
+pytestmark = [pytest.mark.cluster]
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def sign_in(base: str, kind: str, credential: str) -> tuple[int, Morsel[str] | None]:
+    status, headers, _ = http(f"{base}/console/api/login", method="POST",
+                              body={"kind": kind, "credential": credential}, origin=base)
+    jar = SimpleCookie(headers.get("Set-Cookie", ""))
+    return status, jar.get("wabot_console")
+
+
+def test_a_cookie_from_one_replica_is_good_at_the_other(world: World) -> None:
+    a, b = world.gateways
+    status, cookie = sign_in(a, "key", ACME_KEY)
+    assert status == 200 and cookie is not None
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/console"
+    assert ACME_KEY not in cookie.value
+    assert hashlib.sha256(ACME_KEY.encode()).hexdigest() not in cookie.value
+    status, _, body = http(f"{b}/console/api/me", cookie=f"wabot_console={cookie.value}")
+    assert status == 200 and b'"name": "acme"' in body
+    # One changed character and it is nobody's.
+    forged = cookie.value[:-2] + ("A" if cookie.value[-2] != "A" else "B") + cookie.value[-1]
+    assert http(f"{b}/console/api/me", cookie=f"wabot_console={forged}")[0] == 401
+
+
+def test_a_cluster_token_signs_in_and_a_bad_one_does_not(world: World) -> None:
+    status, cookie = sign_in(world.url, "token", world.tokens["viewer"])
+    assert status == 200 and cookie is not None
+    assert world.tokens["viewer"] not in cookie.value
+    assert sign_in(world.url, "token", world.tokens["viewer"][:-4] + "AAAA")[0] == 401
+    assert sign_in(world.url, "key", "not-a-key")[0] == 401
+
+
+def test_sign_in_from_another_site_is_refused(world: World) -> None:
+    status, _, body = http(f"{world.url}/console/api/login", method="POST",
+                           body={"kind": "key", "credential": ACME_KEY},
+                           origin="http://evil.example")
+    assert status == 403, body
+    status, _, _ = http(f"{world.url}/console/api/login", method="POST",
+                        body={"kind": "key", "credential": ACME_KEY})
+    assert status == 403  # no Origin at all
+
+
+def test_an_action_from_another_site_is_refused(world: World) -> None:
+    _, cookie = sign_in(world.url, "token", world.tokens["admin"])
+    assert cookie is not None
+    status, _, _ = http(f"{world.url}/console/api/bots/{world.ns}/sleepy/actions/suspend",
+                        method="POST", cookie=f"wabot_console={cookie.value}",
+                        origin="http://evil.example")
+    assert status == 403
+    assert not world.bot("sleepy")["spec"].get("suspend")
+
+
+def test_deleting_a_tenant_key_ends_its_sessions(world: World) -> None:
+    key = "temp-console-key-4f6e8d0c2b1a3957"
+    world.cluster.core.create_namespaced_secret(world.keys_ns,
+                                                _api_key_secret("temp-key", "acme", key))
+    _, cookie = eventually(lambda: (r := sign_in(world.url, "key", key))[0] == 200 and r,
+                           timeout=10, what="the new key works")
+    assert cookie is not None
+    me = f"{world.url}/console/api/me"
+    assert http(me, cookie=f"wabot_console={cookie.value}")[0] == 200
+    world.cluster.core.delete_namespaced_secret("temp-key", world.keys_ns)
+    eventually(lambda: http(me, cookie=f"wabot_console={cookie.value}")[0] == 401,
+               timeout=15, what="the session ends with its key")
+
+
+def test_every_console_answer_carries_the_security_headers(world: World) -> None:
+    for path in ("/console/", "/console/static/console.js", "/console/api/me",
+                 "/console/nothing-here"):
+        _, headers, _ = http(f"{world.url}{path}")
+        assert headers.get("Content-Security-Policy") == CSP, path
+        assert headers.get("X-Content-Type-Options") == "nosniff"
+        assert headers.get("X-Frame-Options") == "DENY"
+    status, _, page = http(f"{world.url}/console/")
+    assert status == 200
+    # No inline script: every <script> names a file of this origin.
+    assert page.count(b"<script") == page.count(b'<script src="/console/static/')
+    assert b"style=" not in page
+
+
+def test_console_on_without_a_secret_is_a_clear_setting_error(world: World) -> None:
+    env = {**os.environ, "KUBECONFIG": str(world.kube.kubeconfig), "PYTHONPATH": str(REPO),
+           "WABOT_GATEWAY_KEYS_NAMESPACE": world.keys_ns, "WABOT_GATEWAY_PORT": "0",
+           "WABOT_GATEWAY_HOST": "127.0.0.1", "WABOT_GATEWAY_CONSOLE": "true",
+           "WABOT_GATEWAY_CONSOLE_SECRET": "short"}
+    out = subprocess.run([sys.executable, "-m", "gateway"], env=env, cwd=REPO,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "WABOT_GATEWAY_CONSOLE_SECRET: at least 32 characters" in out.stderr
+    assert "Traceback" not in out.stderr
+
