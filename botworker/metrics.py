@@ -115,6 +115,21 @@ class Metrics:
             "wabot_api_requests", "Send-message API requests to this worker, by result",
             [*_BASE, "result"], registry=r,
         )
+        self._inbound = Counter(
+            "wabot_messages_received_by_type",
+            "Incoming messages and message events by kind (text, image, video, audio, voice, "
+            "document, sticker, location, live_location, contact, contacts, poll, unknown, "
+            "reaction, edited, revoked, poll_vote)",
+            [*_BASE, "type"], registry=r,
+        )
+        self._media = Counter(
+            "wabot_media_downloads",
+            "Incoming media files by outcome (stored, too_large, refused, no_space, failed)",
+            [*_BASE, "result"], registry=r,
+        )
+        self._media_bytes = Gauge("wabot_media_stored_bytes",
+                                  "Bytes of received media kept on the volume", _BASE,
+                                  registry=r)
         self._sends = Counter(
             "wabot_sends",
             "Messages and chat actions sent (API, replies, plugins), by type (text, image, "
@@ -152,6 +167,15 @@ class Metrics:
 
     def dropped(self, reason: str) -> None:
         self._dropped.labels(*self._base, reason).inc()
+
+    def received_type(self, kind: str) -> None:
+        self._inbound.labels(*self._base, kind).inc()
+
+    def media(self, result: str) -> None:
+        self._media.labels(*self._base, result).inc()
+
+    def media_bytes(self, stored: int) -> None:
+        self._media_bytes.labels(*self._base).set(stored)
 
     def reply_unquoted(self, reason: str) -> None:
         self._replies_unquoted.labels(*self._base, reason).inc()

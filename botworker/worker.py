@@ -40,6 +40,7 @@ from .metrics import Metrics
 from .runtime.account_ops import OpMetrics
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
+from .runtime.incoming import inbound_events
 from .runtime.media_source import MediaSource
 from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
@@ -201,6 +202,7 @@ class Worker:
             own_user=self.connection.own_user,
             events=self.webhooks,
             greeted=lambda: self.greeted,
+            kinds=inbound_events(cfg, client, self.metrics, self.webhooks),
         )
 
     def _http_parts(self, http: bool) -> None:
@@ -219,7 +221,8 @@ class Worker:
                 live=self.live, ready=self.ready, metrics=self.metrics.render,
                 api_token=(cfg.api_token.get_secret_value()
                            if cfg.api_token is not None else None),
-                api_routes=([*self.api.routes(), *self.session_api.routes()]
+                api_routes=([*self.api.routes(), *self.session_api.routes(),
+                             *self.pipeline.kinds.routes()]
                             if self.api is not None else ()),
             )
 

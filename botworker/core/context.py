@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from wabot.events import MessageData
 from wabot.spec import SettingsSpec
 
 FAILED_TEXT = "Sorry, that command failed."
@@ -55,6 +56,10 @@ class CommandContext:
     log: logging.LoggerAdapter[logging.Logger]
     db: SessionFactory = field(default=_no_database)
     received_at: float = 0.0
+    # The incoming message the command came in (its type, caption, media, quoted message,
+    # mentions: the `message` webhook event's data), and its file when spec.media keeps it.
+    message: MessageData | None = None
+    media_fn: Callable[[], bytes | None] = field(default=lambda: None)
 
     @property
     def tenant(self) -> str:
@@ -63,6 +68,11 @@ class CommandContext:
     def reply(self, text: str) -> None:
         """Answer in the chat the command came from (quoting it), within the rate limits."""
         self.reply_fn(text)
+
+    def media(self) -> bytes | None:
+        """The file of the message that carried the command (an image with a caption, ...),
+        when spec.media.download is "full" and it was kept; else None."""
+        return self.media_fn()
 
     def feature(self, name: str, default: bool = False) -> bool:
         return bool(self.features.get(name, default))

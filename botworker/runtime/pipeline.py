@@ -18,17 +18,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
-
-from pydantic import BaseModel
+from typing import Any
 
 from wabot.events import CommandData, MessageData
 from wabot.spec import WhatsAppBotSpec
 
 from ..adapters.audit_writer import AuditRecord, AuditWriter
 from ..adapters.state_file import GreetedChats
-from ..core import parser
+from ..core import inbound, parser
 from ..core.context import (
     DB_UNAVAILABLE_TEXT,
     FAILED_TEXT,
@@ -41,18 +38,12 @@ from ..core.filters import Inbound, SeenIds, drop_reason
 from ..core.registry import Command, CommandRegistry
 from ..logs import get_logger
 from ..metrics import Metrics
+from .incoming import EventSink, InboundEvents
 from .sender import Sender
 
 log = get_logger("pipeline")
 
-
-class EventSink(Protocol):
-    """Where webhook events go (webhooks.WebhookDispatcher): `wants` is cheap, `emit` never
-    blocks."""
-
-    def wants(self, event: str) -> bool: ...
-
-    def emit(self, event: str, data: BaseModel) -> str | None: ...
+__all__ = ["EventSink", "Pipeline", "Runtime", "extract"]
 
 
 @dataclass(frozen=True)
@@ -71,8 +62,8 @@ class _Call:
 
 
 def extract(ev: Any) -> Inbound:
-    """The fields the pipeline uses, from a neonize MessageEv."""
-    from neonize.utils import extract_text
+    """The fields the filters use, from a neonize MessageEv (the text comes with its kind:
+    core/inbound.py)."""
     from neonize.utils.jid import Jid2String
 
     src = ev.Info.MessageSource
@@ -85,7 +76,6 @@ def extract(ev: Any) -> Inbound:
         is_group=bool(src.IsGroup),
         push_name=_s(ev.Info.Pushname),
         timestamp_ms=int(ev.Info.Timestamp),
-        text=extract_text(ev.Message),
     )
 
 
@@ -110,6 +100,7 @@ class Pipeline:
         dedupe: int = 4096,
         events: EventSink | None = None,
         greeted: Callable[[], GreetedChats] | None = None,
+        kinds: InboundEvents | None = None,
     ) -> None:
         self.bot_id = bot_id
         self.server_name = server_name
@@ -127,6 +118,7 @@ class Pipeline:
         self._busy = False
         self._events = events
         self._greeted = greeted
+        self.kinds = kinds or InboundEvents(metrics=metrics, events=events)
 
     # --- neonize's callback thread ------------------------------------------------------------
 
@@ -203,7 +195,9 @@ class Pipeline:
             log.warning("messages left unanswered at shutdown", extra={"count": left})
 
     def process(self, ev: Any) -> None:
-        """One message: filtered, announced, read, welcomed, then answered if it is a command."""
+        """One message: filtered, classified (a reaction, edit, deletion or poll vote is an
+        event of its own, never a command), announced, read, welcomed, then answered if it is
+        a command (in its text or its caption)."""
         msg = extract(ev)
         rt = self._runtime()
         settings = rt.spec.settings
@@ -214,29 +208,29 @@ class Pipeline:
         if reason is not None:
             self._metrics.dropped(reason)
             return
+        kind = self.kinds.classify(ev, msg)
+        if not isinstance(kind, inbound.Incoming):
+            self.kinds.update(kind, ev)
+            return
+        data = self.kinds.message(kind, rt.spec.media)
         if self._events is not None and self._events.wants("message"):
-            self._events.emit("message", MessageData(
-                chat=msg.chat, sender=msg.sender, push_name=msg.push_name,
-                message_id=msg.message_id, text=parser.to_text(msg.text), is_group=msg.is_group,
-                timestamp=(datetime.fromtimestamp(msg.timestamp_ms / 1000.0, UTC)
-                           if msg.timestamp_ms else None),
-            ))
+            self._events.emit("message", data)
         if settings.auto_read:
             self._sender.mark_read(ev)
         chat_jid = ev.Info.MessageSource.Chat
         if settings.welcome_text and not msg.is_group:
             self._welcome(msg.chat, chat_jid, settings.welcome_text)
-        parsed = parser.parse(msg.text, rt.spec.commands.prefix, settings.max_message_length)
+        parsed = parser.parse(data.text, rt.spec.commands.prefix, settings.max_message_length)
         if isinstance(parsed, parser.NotACommand):
             return
 
         def reply(text: str) -> None:
             self._sender.send(msg.chat, chat_jid, text, quoted=ev)
 
-        self._answer(msg, rt, parsed, reply)
+        self._answer(msg, rt, parsed, reply, data)
 
     def _answer(self, msg: Inbound, rt: Runtime, parsed: parser.ParsedCommand | parser.TooLong,
-                reply: Callable[[str], None]) -> None:
+                reply: Callable[[str], None], data: MessageData | None = None) -> None:
         """A command: refused when too long, unknown or over the chat's rate limit, else run."""
         prefix = rt.spec.commands.prefix
         if isinstance(parsed, parser.TooLong):
@@ -262,10 +256,11 @@ class Pipeline:
             self._metrics.command(cmd.name, "rate_limited", None)
             self._command_event(msg, cmd.name, list(parsed.args), "rate_limited", 0)
             return
-        self._run_command(msg, rt, cmd, parsed, reply)
+        self._run_command(msg, rt, cmd, parsed, reply, data)
 
     def _run_command(self, msg: Inbound, rt: Runtime, cmd: Command,
-                     parsed: parser.ParsedCommand, reply: Callable[[str], None]) -> None:
+                     parsed: parser.ParsedCommand, reply: Callable[[str], None],
+                     data: MessageData | None = None) -> None:
         """The handler, in its own context; any failure becomes a short reply, never silence."""
         adapter = logging.LoggerAdapter(
             log, {"command": cmd.name, "chat": msg.chat, "message_id": msg.message_id}
@@ -287,6 +282,8 @@ class Pipeline:
             log=adapter,
             db=self._db,
             received_at=(msg.timestamp_ms / 1000.0) if msg.timestamp_ms else time.time(),
+            message=data,
+            media_fn=lambda: self.kinds.media_of(data),
         )
         started = time.perf_counter()
         result = "ok"

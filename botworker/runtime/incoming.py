@@ -1,0 +1,200 @@
+"""Every kind of incoming message, from classification to its webhook event (issue 24).
+
+The pipeline hands each filtered MessageEv here: core/inbound.py says what it is; a message
+gets its media described or downloaded (media_in.py) and goes on to the commands; a reaction,
+an edit, a deletion or a poll vote becomes its own event and is never a command; anything else
+is counted and skipped. Poll votes arrive encrypted with the poll's secret, which whatsmeow
+keeps in the session store: neonize's `decrypt_poll_vote` reads it, and only a connected
+client can (before `connect()` neonize 0.5.2 answers "client is nil"), so that one method is
+the seam. The options of the polls the bot has seen are remembered (a bounded map), to name
+what a vote chose; for other polls the vote carries the options' hashes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from wabot.events import MessageData, PollVoteData
+from wabot.httproutes import Route
+from wabot.spec import MediaSpec
+
+from ..adapters.media_store import MediaStore
+from ..config import WorkerConfig
+from ..core import inbound
+from ..core.filters import Inbound
+from ..logs import get_logger
+from ..metrics import Metrics
+from .media_api import MediaApi
+from .media_in import MediaIntake
+
+log = get_logger("incoming")
+
+# Event name and metrics label of each kind of update.
+_UPDATE_EVENTS = {"ReactionData": ("message.reaction", "reaction"),
+                  "EditedData": ("message.edited", "edited"),
+                  "RevokedData": ("message.revoked", "revoked")}
+
+
+class EventSink(Protocol):
+    """Where webhook events go (webhooks.WebhookDispatcher): `wants` is cheap, `emit` never
+    blocks."""
+
+    def wants(self, event: str) -> bool: ...
+
+    def emit(self, event: str, data: BaseModel) -> str | None: ...
+
+
+class PollOptions:
+    """poll message id -> its options, for the last `capacity` polls seen or sent."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._polls: OrderedDict[str, tuple[str, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, poll_id: str, options: list[str]) -> None:
+        with self._lock:
+            self._polls[poll_id] = tuple(options)
+            self._polls.move_to_end(poll_id)
+            while len(self._polls) > self._capacity:
+                self._polls.popitem(last=False)
+
+    def names(self, poll_id: str, hashes: list[bytes]) -> list[str]:
+        """The options whose SHA-256 is among `hashes` (what WhatsApp's vote carries)."""
+        with self._lock:
+            options = self._polls.get(poll_id, ())
+        by_hash = {hashlib.sha256(o.encode()).digest(): o for o in options}
+        return [by_hash[h] for h in hashes if h in by_hash]
+
+
+class InboundEvents:
+    def __init__(self, *, metrics: Metrics, events: EventSink | None,
+                 media: Callable[[], MediaIntake | None] = lambda: None,
+                 decrypt_vote: Callable[[Any], Any] | None = None,
+                 polls: PollOptions | None = None) -> None:
+        self._metrics = metrics
+        self._events = events
+        self._media = media
+        self._decrypt_vote = decrypt_vote
+        self.polls = polls or PollOptions()
+
+    def classify(self, ev: Any, msg: Inbound) -> inbound.Classified:
+        """What `ev` is; never raises (a failure here is one more unknown message)."""
+        try:
+            src = ev.Info.MessageSource
+            phone, lid = inbound.identities(src)
+            env = inbound.Envelope(chat=msg.chat, sender=msg.sender, push_name=msg.push_name,
+                                   message_id=msg.message_id, is_group=msg.is_group,
+                                   timestamp_ms=msg.timestamp_ms, sender_phone=phone,
+                                   sender_lid=lid)
+            return inbound.classify(ev.Message, env, ev_flags=ev)
+        except Exception:
+            log.exception("could not classify a message")
+            return inbound.Skipped("unclassifiable")
+
+    def message(self, kind: inbound.Incoming, spec: MediaSpec) -> MessageData:
+        """The `message` event's data: counted by type, its media handled per spec.media."""
+        data = kind.data
+        self._metrics.received_type(data.type)
+        if data.poll is not None:
+            self.polls.remember(data.message_id, data.poll.options)
+        if data.media is not None:
+            intake = self._media()
+            if intake is None or spec.download != "full":
+                if spec.download == "none":
+                    data = data.model_copy(update={"media": None})
+            else:
+                data = intake.describe(data, kind.content, spec)
+        return data
+
+    @property
+    def store(self) -> MediaStore | None:
+        intake = self._media()
+        return intake.store if intake is not None else None
+
+    def routes(self) -> list[Route]:
+        """GET /v1/media/{id} when there is a store to serve from."""
+        intake = self._media()
+        return MediaApi(intake.store).routes() if intake is not None else []
+
+    def media_of(self, data: MessageData | None) -> bytes | None:
+        """The kept file of a message (ctx.media()), or None."""
+        intake = self._media()
+        if intake is None or data is None or data.media is None or not data.media.id:
+            return None
+        found = intake.store.get(data.media.id)
+        return found[1] if found is not None else None
+
+    def update(self, kind: inbound.Classified, ev: Any) -> None:
+        """A reaction, edit, deletion or poll vote: its own event; anything else is counted
+        as skipped, with its reason."""
+        if isinstance(kind, inbound.Skipped):
+            self._metrics.dropped(kind.reason)
+            return
+        if isinstance(kind, inbound.PollVote):
+            self._poll_vote(kind, ev)
+            return
+        if isinstance(kind, inbound.Incoming):
+            return  # a message: the pipeline's, not an update
+        name, label = _UPDATE_EVENTS[type(kind).__name__]
+        self._metrics.received_type(label)
+        self._emit(name, kind)
+
+    def _poll_vote(self, vote: inbound.PollVote, ev: Any) -> None:
+        if self._decrypt_vote is None:
+            self._metrics.dropped("poll_vote_undecryptable")
+            return
+        try:
+            decrypted = self._decrypt_vote(ev)
+            hashes = [bytes(h) for h in list(decrypted.selectedOptions)[:64]]
+        except Exception as exc:  # no secret for this poll, a forged vote, not connected
+            log.warning("poll vote could not be decrypted",
+                        extra={"error_type": type(exc).__name__,
+                               "message_id": vote.envelope.message_id})
+            self._metrics.dropped("poll_vote_undecryptable")
+            return
+        self._metrics.received_type("poll_vote")
+        self._emit("poll.vote", PollVoteData(
+            **vote.envelope.fields(), poll_message_id=vote.poll_message_id,
+            selected_options=self.polls.names(vote.poll_message_id, hashes),
+            selected_hashes=[h.hex() for h in hashes]))
+
+    def _emit(self, name: str, data: BaseModel) -> None:
+        if self._events is not None and self._events.wants(name):
+            self._events.emit(name, data)
+
+
+def neonize_decrypt_vote(client: Any) -> Callable[[Any], Any]:
+    """neonize's `decrypt_poll_vote`, made callable: 0.5.2 declares its Go function's result
+    as a pointer but, unlike every other such function, does not install the errcheck that
+    turns it into bytes, so the call raises TypeError before it can decrypt anything. The
+    missing errcheck is neonize's own (`consume_bytes_struct`), installed once."""
+    from neonize import _binder
+
+    fn = _binder.gocode.DecryptPollVote
+    if getattr(fn, "errcheck", None) is None and hasattr(_binder, "consume_bytes_struct"):
+        fn.errcheck = _binder.consume_bytes_struct
+
+    def decrypt(ev: Any) -> Any:
+        return client.decrypt_poll_vote(ev)
+
+    return decrypt
+
+
+def inbound_events(cfg: WorkerConfig, client: Any, metrics: Metrics,
+                   events: EventSink | None) -> InboundEvents:
+    """A worker's: media kept under its session directory (the bot's volume), fetched through
+    the gateway at /v1/bots/{namespace}/{bot}/media/{id} (the worker's own /v1/media/{id}
+    outside Kubernetes), downloads and poll votes through its neonize client."""
+    prefix = (f"/v1/bots/{cfg.namespace}/{cfg.bot_name}" if cfg.namespace else "/v1")
+    intake = MediaIntake(lambda content: client.download_any(content),
+                         MediaStore(cfg.session_dir / "media"), metrics,
+                         url_for=lambda media_id: f"{prefix}/media/{media_id}")
+    return InboundEvents(metrics=metrics, events=events, media=lambda: intake,
+                         decrypt_vote=neonize_decrypt_vote(client))
