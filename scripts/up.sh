@@ -47,3 +47,5 @@ for _ in $(seq 1 60); do
 done
 "$kubectl" get wab -n wabot-demo
 "$kubectl" get pods,pvc -n wabot-demo
+# The web console (gateway/console) on this cluster; prints its URL and how to sign in.
+KUBECTL="$kubectl" bash scripts/console-up.sh
