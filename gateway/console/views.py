@@ -13,10 +13,11 @@ from typing import Any
 
 # Messages in/out per hour are counted by each worker's Prometheus metrics, not reported in the
 # bot's status: the console would have to scrape every pod. Shown as "not reported".
-MESSAGES_NOTE = ("message counts are in each worker's /metrics (Prometheus), not in the bot's "
-                 "status; use the Grafana dashboard")
-WEBHOOK_NOTE = ("webhook delivery state and queue depth are not reported in the bot's status "
-                "yet; see wabot_webhook_* in the worker's metrics")
+MESSAGES_NOTE = ("not reported in the bot's status: the counts are the worker's "
+                 "wabot_messages_received_total and wabot_messages_sent_total (Prometheus, "
+                 "the Grafana dashboard)")
+WEBHOOK_NOTE = ("Not reported in the bot's status: the worker's wabot_webhook_queue_depth and "
+                "wabot_webhook_deliveries_total (Prometheus, the Grafana dashboard) have them.")
 
 
 def _get(obj: Any, *path: str) -> Any:

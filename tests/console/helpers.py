@@ -31,6 +31,16 @@ def wait(driver: WebDriver, what: str, cond: Any, timeout: float = WAIT_S) -> An
                          ).until(cond, message=what)
 
 
+def click(driver: WebDriver, element_id: str) -> None:
+    """Click an element, finding it again if a live update redrew it in between."""
+
+    def attempt(d: WebDriver) -> bool:
+        d.find_element(By.ID, element_id).click()
+        return True
+
+    wait(driver, f"to click #{element_id}", attempt)
+
+
 def text_of(driver: WebDriver, element_id: str) -> str:
     """An element's visible text, read in one step (the page redraws on live updates)."""
     text = driver.execute_script(

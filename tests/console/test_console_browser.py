@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.operator.helpers import eventually
+from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 from .conftest import ACME_KEY, DOCS, GLOBEX_KEY, World, zbar_decode
-from .helpers import browser_fetch, row_phase, settled_rows, sign_in, text_of, wait
+from .helpers import browser_fetch, click, row_phase, settled_rows, sign_in, text_of, wait
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -109,6 +111,23 @@ def test_a_phone_pairs_from_the_page_and_it_updates_live(world: World, browser: 
     save_screenshot(browser, "fleet.png")
 
 
+def test_a_pairing_code_is_shown_with_its_expiry(world: World, browser: WebDriver) -> None:
+    """Written to status.worker the way a worker in code mode writes it (a merge patch)."""
+    now = datetime.now(UTC)
+    world.cluster.custom.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, world.ns, PLURAL, "ledger", {"status": {"worker": {
+            "state": "Pairing", "podName": "wabot-ledger", "reconnects": 0,
+            "updatedAt": now.isoformat(), "pairing": {
+                "method": "code", "code": "WXYZ-2345",
+                "expiresAt": (now + timedelta(seconds=90)).isoformat()}}}})
+    sign_in(browser, world.url, "key", GLOBEX_KEY)
+    browser.get(f"{world.url}/console/bots/{world.ns}/ledger")
+    wait(browser, "the pairing code", lambda d: text_of(d, "pairing-code") == "WXYZ-2345")
+    assert "Expires in" in text_of(browser, "pairing-expiry")
+    assert "type the pairing code WXYZ-2345" in text_of(browser, "bot-summary")
+    assert not browser.find_elements(By.ID, "qr")
+
+
 def _events(world: World, bot: str, reason: str) -> list[str]:
     items = world.cluster.core.list_namespaced_event(
         world.ns, field_selector=f"involvedObject.name={bot},reason={reason}").items
@@ -116,9 +135,9 @@ def _events(world: World, bot: str, reason: str) -> list[str]:
 
 
 def _confirm(browser: WebDriver, action: str) -> None:
-    browser.find_element(By.ID, f"action-{action}").click()
+    click(browser, f"action-{action}")
     wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
-    browser.find_element(By.ID, "confirm-ok").click()
+    click(browser, "confirm-ok")
 
 
 def test_an_admin_suspends_and_resumes_with_an_event(world: World, browser: WebDriver) -> None:
@@ -126,8 +145,8 @@ def test_an_admin_suspends_and_resumes_with_an_event(world: World, browser: WebD
     browser.get(f"{world.url}/console/bots/{world.ns}/sleepy")
     wait(browser, "the suspend button", lambda d: d.find_elements(By.ID, "action-suspend"))
     # Cancelling changes nothing.
-    browser.find_element(By.ID, "action-suspend").click()
-    browser.find_element(By.ID, "confirm-cancel").click()
+    click(browser, "action-suspend")
+    click(browser, "confirm-cancel")
     assert not world.bot("sleepy")["spec"].get("suspend")
 
     _confirm(browser, "suspend")

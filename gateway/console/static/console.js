@@ -139,8 +139,9 @@ function renderFleet() {
     el("span", { id: "fleet-count", class: "muted", role: "status" , text: "connecting…" })),
     el("p", { id: "fleet-empty", class: "empty", hidden: true }),
     table,
-    el("p", { class: "muted small", text: "Messages (1 h): not reported — the counts are in " +
-      "each worker's /metrics (Prometheus), not in the bot's status." }));
+    el("p", { class: "muted small", text: "Messages (1 h): not reported in the bot's status; " +
+      "the counts are each worker's wabot_messages_received_total and wabot_messages_sent_total " +
+      "(Prometheus, the Grafana dashboard)." }));
   const source = new EventSource(API + "/stream");
   state.source = source;
   source.addEventListener("rows", (ev) => {

@@ -1,0 +1,83 @@
+"""The console's pure parts: session cookies and CSRF tokens, and the words a page shows."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.console import views
+from gateway.console.session import Signer, Viewer
+from gateway.console.settings import ConsoleSettings
+from wabot.settings import ConfigError
+
+SECRET = "x" * 40
+
+
+def test_a_cookie_names_its_viewer_until_it_expires() -> None:
+    signer = Signer(SECRET, 3600)
+    cookie, signed = signer.issue(Viewer("user", "alice", ("devs",), "u1"), now=1000.0)
+    back = signer.check(cookie, now=1001.0)
+    assert back is not None and (back.kind, back.name, back.groups) == ("user", "alice",
+                                                                        ("devs",))
+    assert back.sid == signed.sid and back.expires == 4600.0
+    assert signer.check(cookie, now=4600.0) is None
+
+
+def test_another_secret_or_an_edit_makes_a_cookie_worthless() -> None:
+    cookie, _ = Signer(SECRET, 60).issue(Viewer("tenant", "acme", key_hash="ab" * 16))
+    assert Signer("y" * 40, 60).check(cookie) is None
+    body, mac = cookie.split(".")
+    assert Signer(SECRET, 60).check(body[:-1] + ("A" if body[-1] != "A" else "B") + "." +
+                                    mac) is None
+    for junk in ("", ".", "a.b", "x" * 9000):
+        assert Signer(SECRET, 60).check(junk) is None
+
+
+def test_csrf_tokens_belong_to_one_session() -> None:
+    signer = Signer(SECRET, 60)
+    _, one = signer.issue(Viewer("tenant", "acme"))
+    _, two = signer.issue(Viewer("tenant", "acme"))
+    assert signer.csrf_ok(one, signer.csrf(one))
+    assert not signer.csrf_ok(one, signer.csrf(two))
+    assert not signer.csrf_ok(one, None) and not signer.csrf_ok(one, "")
+
+
+def test_a_short_secret_is_refused() -> None:
+    with pytest.raises(ValueError):
+        Signer("short", 60)
+    with pytest.raises(ConfigError, match="at least 32"):
+        ConsoleSettings.from_env({"WABOT_GATEWAY_CONSOLE": "true",
+                                  "WABOT_GATEWAY_CONSOLE_SECRET": "short"})
+    assert not ConsoleSettings.from_env({}).enabled
+
+
+def _bot(phase: str | None, worker: dict[str, object] | None = None,
+         **spec: object) -> dict[str, object]:
+    return {"metadata": {"namespace": "n", "name": "b"},
+            "spec": {"serverName": "acme", **spec},
+            "status": {"phase": phase, "worker": worker or {}}}
+
+
+@pytest.mark.parametrize(("obj", "words"), [
+    (_bot("Connected", {"state": "Connected", "account": {"jid": "1555@s.whatsapp.net"}}),
+     "Connected to WhatsApp as 1555@s.whatsapp.net."),
+    (_bot("Disconnected", {"state": "Disconnected", "lastError": "stream error"}),
+     "This bot is not connected: it is waiting for WhatsApp; last error: stream error."),
+    (_bot("Pairing", {"state": "Pairing", "pairing": {"method": "code", "code": "ABCD-1234",
+                                                      "expiresAt": "2026-12-07T10:00:00Z"}}),
+     "type the pairing code ABCD-1234 in WhatsApp (Linked devices, Link with phone number) "
+     "before 10:00:00 UTC"),
+    (_bot("Running", suspend=True), "This bot is suspended"),
+    (_bot("LoggedOut"), "The phone unlinked this bot: it must be paired again."),
+    (_bot(None), "No status yet"),
+])
+def test_summaries_say_what_is_going_on(obj: dict[str, object], words: str) -> None:
+    assert words in views.summary(obj)
+
+
+def test_a_row_never_carries_the_qr_payload_or_the_spec() -> None:
+    obj = _bot("Pairing", {"state": "Pairing", "pairing": {"method": "qr", "qr": "2@SECRET"}},
+               webhook={"url": "https://hooks.example/x", "secretRef": {"name": "hook-key"}})
+    for view in (views.row(obj), views.detail(obj)):
+        text = repr(view)
+        assert "2@SECRET" not in text and "hooks.example" not in text and "hook-key" not in text
+        assert view["qr"] == views.qr_version("2@SECRET")
