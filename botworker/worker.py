@@ -202,7 +202,8 @@ class Worker:
             own_user=self.connection.own_user,
             events=self.webhooks,
             greeted=lambda: self.greeted,
-            kinds=inbound_events(cfg, client, self.metrics, self.webhooks),
+            kinds=inbound_events(cfg, client, self.metrics, self.webhooks,
+                                 on_storage_change=lambda: self._publish_now()),
         )
 
     def _http_parts(self, http: bool) -> None:
@@ -328,6 +329,9 @@ class Worker:
         session = getattr(self, "session", None)
         if session is not None and session.last is not None:
             report = report.model_copy(update={"session_action": session.last})
+        media = self.pipeline.kinds.media_status() if hasattr(self, "pipeline") else None
+        if media is not None:
+            report = report.model_copy(update={"media": media})
         if session is not None and session.exiting and report.state is WorkerState.STOPPED:
             # Ending to re-pair in a fresh process: LoggedOut until that one reports.
             report = report.model_copy(update={"state": WorkerState.LOGGED_OUT})

@@ -82,6 +82,19 @@ CONDITION_TYPE_PATTERN = (
 CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
 
+class MediaStorageStatus(Model):
+    """The received media the worker keeps on the bot's volume (spec.media)."""
+
+    used_bytes: int = Field(ge=0, description="Bytes of media kept.")
+    files: int = Field(ge=0, description="Files kept.")
+    quota_bytes: int = Field(ge=0, description="spec.media.quotaBytes when last written.")
+    full: bool = Field(description=(
+        "True while new files cannot be kept (the volume or the quota is full): messages are "
+        "still delivered, without their file; the operator reports Degraded=True."))
+    reason: str | None = Field(default=None, pattern=CONDITION_REASON_PATTERN, max_length=64,
+                               description="VolumeFull, QuotaFull or WriteFailed.")
+
+
 class WorkerReport(Model):
     """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
 
@@ -106,6 +119,8 @@ class WorkerReport(Model):
     reconnects: int = Field(default=0, ge=0, description="Reconnects since the worker started.")
     session_action: SessionActionStatus | None = Field(
         default=None, description="The last session action asked of the worker and its outcome.")
+    media: MediaStorageStatus | None = Field(
+        default=None, description="Received media kept on the volume, when spec.media keeps any.")
     updated_at: datetime = Field(description="When the worker wrote this report.")
 
 

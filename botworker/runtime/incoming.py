@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ from pydantic import BaseModel
 from wabot.events import MessageData, PollVoteData
 from wabot.httproutes import Route
 from wabot.spec import MediaSpec
+from wabot.status import MediaStorageStatus
 
 from ..adapters.media_store import MediaStore
 from ..config import WorkerConfig
@@ -34,6 +36,7 @@ from .media_api import MediaApi
 from .media_in import MediaIntake
 
 log = get_logger("incoming")
+EXPIRY_EVERY_S = 600.0
 
 # Event name and metrics label of each kind of update.
 _UPDATE_EVENTS = {"ReactionData": ("message.reaction", "reaction"),
@@ -77,12 +80,18 @@ class InboundEvents:
     def __init__(self, *, metrics: Metrics, events: EventSink | None,
                  media: Callable[[], MediaIntake | None] = lambda: None,
                  decrypt_vote: Callable[[Any], Any] | None = None,
-                 polls: PollOptions | None = None) -> None:
+                 polls: PollOptions | None = None,
+                 on_storage_change: Callable[[], None] = lambda: None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._metrics = metrics
         self._events = events
         self._media = media
         self._decrypt_vote = decrypt_vote
         self.polls = polls or PollOptions()
+        self._on_storage_change = on_storage_change
+        self._clock = clock
+        self._next_expiry = 0.0
+        self._full = False
 
     def classify(self, ev: Any, msg: Inbound) -> inbound.Classified:
         """What `ev` is; never raises (a failure here is one more unknown message)."""
@@ -111,7 +120,42 @@ class InboundEvents:
                     data = data.model_copy(update={"media": None})
             else:
                 data = intake.describe(data, kind.content, spec)
+                self._storage_changed()
+        self._expire(spec)
         return data
+
+    def _expire(self, spec: MediaSpec) -> None:
+        """Retention also holds for a bot that stopped receiving files: checked at most every
+        EXPIRY_EVERY_S seconds, on whatever message comes."""
+        store = self.store
+        now = self._clock()
+        if store is None or now < self._next_expiry:
+            return
+        self._next_expiry = now + EXPIRY_EVERY_S
+        if store.expire(spec.retention_hours * 3600.0):
+            self._storage_changed()
+
+    def _storage_changed(self) -> None:
+        store = self.store
+        if store is None:
+            return
+        usage = store.usage()
+        self._metrics.media_bytes(usage.bytes)
+        if usage.full != self._full:
+            self._full = usage.full
+            self._on_storage_change()
+
+    def media_status(self) -> MediaStorageStatus | None:
+        """status.worker.media: None until the bot has kept (or failed to keep) a file."""
+        store = self.store
+        if store is None:
+            return None
+        usage = store.usage()
+        if not usage.files and not usage.full:
+            return None
+        return MediaStorageStatus(used_bytes=usage.bytes, files=usage.files,
+                                  quota_bytes=usage.quota_bytes, full=usage.full,
+                                  reason=usage.reason)
 
     @property
     def store(self) -> MediaStore | None:
@@ -187,8 +231,8 @@ def neonize_decrypt_vote(client: Any) -> Callable[[Any], Any]:
     return decrypt
 
 
-def inbound_events(cfg: WorkerConfig, client: Any, metrics: Metrics,
-                   events: EventSink | None) -> InboundEvents:
+def inbound_events(cfg: WorkerConfig, client: Any, metrics: Metrics, events: EventSink | None,
+                   on_storage_change: Callable[[], None] = lambda: None) -> InboundEvents:
     """A worker's: media kept under its session directory (the bot's volume), fetched through
     the gateway at /v1/bots/{namespace}/{bot}/media/{id} (the worker's own /v1/media/{id}
     outside Kubernetes), downloads and poll votes through its neonize client."""
@@ -197,4 +241,5 @@ def inbound_events(cfg: WorkerConfig, client: Any, metrics: Metrics,
                          MediaStore(cfg.session_dir / "media"), metrics,
                          url_for=lambda media_id: f"{prefix}/media/{media_id}")
     return InboundEvents(metrics=metrics, events=events, media=lambda: intake,
-                         decrypt_vote=neonize_decrypt_vote(client))
+                         decrypt_vote=neonize_decrypt_vote(client),
+                         on_storage_change=on_storage_change)

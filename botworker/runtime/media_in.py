@@ -75,7 +75,6 @@ class MediaIntake:
             file_name=declared.file_name, sha256=_sha256(blob), chat=data.chat,
             message_id=data.message_id, quota_bytes=spec.quota_bytes,
             retention_s=spec.retention_hours * 3600.0)
-        self._metrics.media_bytes(self.store.usage().bytes)
         if isinstance(stored, StoredMedia):
             return declared.model_copy(update={"status": "stored", "id": stored.id,
                                                "url": self._url_for(stored.id)})

@@ -137,6 +137,12 @@ def _degraded(pod: ObservedPod | None, problem: Problem | None,
         # A configuration problem the worker found (e.g. InvalidProxy): it will not connect
         # until a human fixes the spec or its Secret.
         return _Cond("True", fresh.error_reason, fresh.last_error or fresh.error_reason)
+    if fresh is not None and fresh.media is not None and fresh.media.full:
+        # The bot runs and keeps its session; received files are not kept until there is room.
+        reason = fresh.media.reason or "MediaStorageFull"
+        return _Cond("True", f"Media{reason}" if not reason.startswith("Media") else reason,
+                     "received media cannot be stored (spec.media): messages are delivered "
+                     "without their files until the volume has room")
     if pod is not None and not pod.terminating:
         if pod.phase == "Failed":
             return _Cond("True", "PodFailed",

@@ -25,10 +25,12 @@ from botworker.core.context import CommandContext
 from botworker.core.registry import CommandRegistry
 from tests.support import wamessages as wa
 from wabot.events import WebhookPayload
+from wabot.spec import WorkerState
 
 from . import conftest as cf
 from .conftest import Harness, wait_for
 from .receiver import Receiver
+from .test_connection import Reports
 from .test_webhooks import FAST, KEY
 
 Make = Callable[..., Harness]
@@ -356,8 +358,10 @@ def test_download_none_and_metadata(make_media_worker: Make, receiver: Receiver)
 def test_quota_drops_the_oldest_and_a_full_volume_degrades_without_crashing(
         make_media_worker: Make, receiver: Receiver) -> None:
     quota = 2 * 1024 * 1024
+    reports = Reports()
     h = make_media_worker(spec(receiver.url, media={"download": "full", "quotaBytes": quota,
-                                                    "maxBytes": 1024 * 1024}), env=full())
+                                                    "maxBytes": 1024 * 1024}), env=full(),
+                          reporter=reports)
     blob = PDF + b"y" * (900 * 1024)
     ids = []
     for i in range(3):
@@ -376,7 +380,21 @@ def test_quota_drops_the_oldest_and_a_full_volume_degrades_without_crashing(
     feed(h, doc)
     got = events(receiver, 4)[3].data.media
     assert (got.status, got.error) == ("no_space", "VolumeFull")
-    assert store.usage().full and store.usage().reason == "VolumeFull"
+    # status.worker.media says so (the operator turns it into Degraded=True) ...
+    report = wait_for(lambda: reports.items and reports.last.media and reports.last.media.full
+                      and reports.last, what="a report naming the full media storage")
+    assert report.media.reason == "VolumeFull" and report.media.files == 2
+    assert report.state is WorkerState.CONNECTED
+    # ... while the bot answers, and its session and state are untouched.
     assert h.ask("!ping").startswith("pong")
-    assert (h.worker.cfg.session_dir / "media").is_dir()
+    assert h.worker.ready()[0]
+    # Room again: the next file is kept and the report clears.
+    store._free = lambda _path: 10 * 1024**3
+    doc = wa.media("document", PDF + b"z", "application/pdf")
+    put_file(h, doc, PDF + b"z")
+    feed(h, doc)
+    last = wait_for(lambda: [p for p in events(receiver, 7) if p.event == "message"
+                             and p.data.media and p.data.text == ""][4:], what="the 5th file")
+    assert last[0].data.media.status == "stored"
+    wait_for(lambda: not reports.last.media.full, what="the report cleared")
 
