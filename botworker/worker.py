@@ -159,7 +159,7 @@ class Worker:
             self.spec_watcher = SpecWatcher(
                 kube_api, cfg.namespace, cfg.bot_name, self.metrics,
                 on_object=self.apply_object, generation=spec_generation,
-                on_any=self.session.on_object,
+                on_any=lambda obj: self.session.on_object(obj),
             )
 
     def _session_parts(

@@ -71,6 +71,7 @@ _PATHS: dict[str, str] = {
     "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
     "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
     "Lease": "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+    "Event": "/api/v1/namespaces/{ns}/events",
 }
 _BOTS = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{{ns}}/{PLURAL}"
 _PATHS["WhatsAppBot"] = _BOTS

@@ -76,6 +76,7 @@ class BotMemory:
     # bot's entry holds its Refusal instead of a hash.
     rendered: tuple[tuple[str, int, str, Facts], bool, str | None, Refusal | None] | None = None
     secret_names: tuple[str, ...] = ()  # the Secrets its spec names (facts to read)
+    session_action_announced: str | None = None  # the last session action Event's name
 
 
 @dataclass

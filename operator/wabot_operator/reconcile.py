@@ -36,6 +36,7 @@ from wabot_operator.pacing import SlotPacer
 from wabot_operator.podcontrol import REPLACEMENT_WINDOW, REPLACEMENTS, PodControl
 from wabot_operator.policy import Facts, Refusal, secret_refs
 from wabot_operator.policy import check as check_policy
+from wabot_operator.sessionevents import announce_session_action
 from wabot_operator.specs.bot import BotRef, RenderDefaults, ServiceAccountRef
 from wabot_operator.specs.children import Children, render_children
 from wabot_operator.status import Problem
@@ -93,6 +94,7 @@ class Reconciler:
             resources=config.default_resources, storage_size=config.default_storage_size,
             storage_class=config.default_storage_class, worker_env=config.worker_env())
         self._clock = clock
+        self._now = now
         # One pacer for the whole process: the fleet's re-creations share one pace.
         self.restarts = SlotPacer(config.pod_restarts_per_second)
         self.pending_writes = SlotPacer(PENDING_WRITE_PACE * config.pod_restarts_per_second)
@@ -308,6 +310,7 @@ class Reconciler:
     def _write_status(self, p: _Pass, suspended: bool, problem: Problem | None) -> None:
         self.status.write(p.bot, p.ref, p.generation, suspended, p.observed, problem,
                           p.outcome, p.log, p.memory)
+        announce_session_action(self.kube, p.bot, p.memory, p.log, self._now())
 
     # --- deletion -----------------------------------------------------------------------------
 
