@@ -24,6 +24,8 @@ from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlmodel import Session, select
 
 from ..core.context import CrossTenantWrite
+from .kv import kv_get as kv_get
+from .kv import kv_set as kv_set
 from .models import KeyValue, TenantModel
 
 
@@ -77,15 +79,15 @@ def tenant_session(engine: Engine, tenant: str) -> Iterator[Session]:
         session.commit()
 
 
-# --- the key-value store plugins use ----------------------------------------------------------
+# --- the key-value store plugins use (kv.py; `kv_get`/`kv_set` are also importable from here) --
 
 
-def kv_get(session: Session, scope: str, key: str) -> str | None:
+def orm_kv_get(session: Session, scope: str, key: str) -> str | None:
     row = session.exec(select(KeyValue).where(KeyValue.scope == scope, KeyValue.key == key)).first()
     return None if row is None else row.value
 
 
-def kv_set(session: Session, scope: str, key: str, value: str) -> None:
+def orm_kv_set(session: Session, scope: str, key: str, value: str) -> None:
     row = session.exec(select(KeyValue).where(KeyValue.scope == scope, KeyValue.key == key)).first()
     if row is None:
         session.add(

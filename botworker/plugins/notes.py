@@ -17,7 +17,7 @@ SCOPE = "notes"
 
 
 def _note(ctx: CommandContext) -> str:
-    from botworker.data.orm import kv_get, kv_set
+    from botworker.data.kv import kv_get, kv_set
 
     if not ctx.args:
         return f"Usage: {ctx.prefix}note <key> [text]"
