@@ -66,7 +66,7 @@ class Media(_Model):
     (fetched by the worker under the webhook egress policy: public addresses only) or, in a
     multipart request, from its `file` part; one of the two, never both."""
 
-    url: str | None = Field(default=None, max_length=MAX_URL, pattern=r"^https?://\S+$",
+    url: str | None = Field(default=None, max_length=MAX_URL, pattern=r"^https?://[!-~]+$",
                             description="http(s) URL the worker downloads the file from")
     caption: str | None = Field(default=None, min_length=1, max_length=MAX_CAPTION,
                                 description="image, video and document only")

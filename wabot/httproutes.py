@@ -74,7 +74,8 @@ def body_limit(routes: Sequence[Route], default: int) -> Callable[[str, str], in
 
     def limit(method: str, path: str) -> int:
         for route in routes:
-            if route.method == method and route.max_body is not None and route.match(path):
+            if (route.method == method and route.max_body is not None
+                    and route.match(path) is not None):  # {}: a match without parameters
                 return route.max_body
         return default
 

@@ -20,7 +20,7 @@ import http.client
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
 from wabot.egress import (
@@ -53,7 +53,7 @@ class Fetched:
 
 @dataclass(frozen=True)
 class Fetcher:
-    policy: EgressPolicy = EgressPolicy()
+    policy: EgressPolicy = field(default_factory=EgressPolicy)
     timeout_s: float = 30.0
     resolver: Resolver = system_resolver
     tls: ssl.SSLContext | None = None

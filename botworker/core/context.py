@@ -14,8 +14,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from wabot.api import Contact, Location, Media, Poll, Reaction
 from wabot.events import MessageData
 from wabot.spec import SettingsSpec
+
+from .outgoing import Outgoing
+from .recent import Known
 
 FAILED_TEXT = "Sorry, that command failed."
 DB_UNAVAILABLE_TEXT = "The database is unavailable right now, try again later."
@@ -52,7 +56,9 @@ class CommandContext:
     prefix: str
     settings: SettingsSpec
     features: Mapping[str, bool]
-    reply_fn: Callable[[str], None]
+    # Takes a text, or an Outgoing for any other kind (the pipeline's reply goes to
+    # Sender.send, which sends both).
+    reply_fn: Callable[[Any], None]
     log: logging.LoggerAdapter[logging.Logger]
     db: SessionFactory = field(default=_no_database)
     received_at: float = 0.0
@@ -73,6 +79,62 @@ class CommandContext:
         """The file of the message that carried the command (an image with a caption, ...),
         when spec.media.download is "full" and it was kept; else None."""
         return self.media_fn()
+
+    # --- answering with any kind of message (plugins; custom commands use the same) ----------
+    # Each goes through the bot's rate limits like reply(), quoting the command (a reaction
+    # reacts to it instead). A file is bytes, or an http(s) URL the worker downloads under
+    # the webhook egress policy; WhatsApp's limits are checked before anything is sent, and
+    # a file that fails them is not sent (and logged).
+
+    def reply_image(self, image: bytes | str, caption: str | None = None, *,
+                    view_once: bool = False) -> None:
+        self._media("image", image, caption=caption, view_once=view_once)
+
+    def reply_video(self, video: bytes | str, caption: str | None = None, *,
+                    view_once: bool = False) -> None:
+        self._media("video", video, caption=caption, view_once=view_once)
+
+    def reply_audio(self, audio: bytes | str) -> None:
+        self._media("audio", audio)
+
+    def reply_voice(self, voice: bytes | str) -> None:
+        """A voice note (push-to-talk): Ogg Opus."""
+        self._media("voice", voice)
+
+    def reply_document(self, document: bytes | str, file_name: str | None = None, *,
+                       caption: str | None = None, mimetype: str | None = None) -> None:
+        """A file; its name defaults to the URL's last segment, or "file"."""
+        self._media("document", document, file_name=file_name, caption=caption,
+                    mimetype=mimetype)
+
+    def reply_sticker(self, sticker: bytes | str) -> None:
+        self._media("sticker", sticker)
+
+    def reply_location(self, latitude: float, longitude: float, name: str | None = None,
+                       address: str | None = None) -> None:
+        self.reply_fn(Outgoing("location", Location(latitude=latitude, longitude=longitude,
+                                                    name=name, address=address)))
+
+    def reply_contact(self, name: str, phone: str) -> None:
+        self.reply_fn(Outgoing("contact", Contact(name=name, phone=phone)))
+
+    def reply_poll(self, question: str, options: list[str], *, multiple: bool = False) -> None:
+        self.reply_fn(Outgoing("poll", Poll(question=question, options=options,
+                                            selectable_count=0 if multiple else 1)))
+
+    def react(self, emoji: str) -> None:
+        """React to the command's message; an empty emoji removes the reaction."""
+        target = Known(self.chat, self.message_id, self.sender, False)
+        self.reply_fn(Outgoing("reaction", Reaction(message_id=self.message_id, emoji=emoji),
+                               target=target))
+
+    def _media(self, kind: str, source: bytes | str, **fields: Any) -> None:
+        given = {k: v for k, v in fields.items() if v not in (None, False)}
+        if isinstance(source, str):
+            self.reply_fn(Outgoing(kind, Media(url=source, **given)))
+        else:
+            self.reply_fn(Outgoing(kind, Media(**given), data=bytes(source),
+                                   extra={"field": kind}))
 
     def feature(self, name: str, default: bool = False) -> bool:
         return bool(self.features.get(name, default))

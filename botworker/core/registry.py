@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from wabot.spec import SettingsSpec, WhatsAppBotSpec
+from wabot.spec import CustomCommand, SettingsSpec, WhatsAppBotSpec
 
 from .context import CommandContext
 
@@ -172,9 +172,27 @@ def _info_handler(info: InfoProvider) -> Handler:
     return handle
 
 
-def _custom_handler(response: str) -> Handler:
-    def handle(ctx: CommandContext) -> str:
-        return response
+def _custom_handler(custom: CustomCommand) -> Handler:
+    """The spec's answer: its text (first), then its image, document and location, each a
+    reply of its own through the bot's rate limits."""
+    response = custom.response
+    if custom.image is None and custom.document is None and custom.location is None:
+        def text(ctx: CommandContext) -> str | None:
+            return response
+        return text
+
+    def handle(ctx: CommandContext) -> None:
+        if response:
+            ctx.reply(response)
+        if custom.image is not None:
+            ctx.reply_image(custom.image.url, custom.image.caption)
+        if custom.document is not None:
+            doc = custom.document
+            ctx.reply_document(doc.url, doc.file_name, caption=doc.caption)
+        if custom.location is not None:
+            loc = custom.location
+            ctx.reply_location(float(loc.latitude), float(loc.longitude), loc.name,
+                               loc.address)
 
     return handle
 
@@ -240,7 +258,7 @@ def _add_custom(reg: CommandRegistry, spec: WhatsAppBotSpec, result: BuildResult
             reg.add(
                 Command(
                     custom.name,
-                    _custom_handler(custom.response),
+                    _custom_handler(custom),
                     custom.description,
                     tuple(custom.aliases),
                     source="custom",

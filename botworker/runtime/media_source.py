@@ -53,9 +53,10 @@ class MediaSource:
         rule = self.rules[out.kind]
         if out.data is not None:
             field = out.extra.get("field", "file")
-            mimetype = check_media(out.kind, field, out.data, out.mimetype or media.mimetype,
+            # What the JSON says wins over the part's own headers (curl sends its guesses).
+            mimetype = check_media(out.kind, field, out.data, media.mimetype or out.mimetype,
                                    self.rules)
-            return out.with_file(out.data, mimetype, _name(out.file_name or media.file_name))
+            return out.with_file(out.data, mimetype, _name(media.file_name or out.file_name))
         if media.url is None:
             raise InvalidContent(out.kind, "no file: give `url` or upload one")
         from ..adapters.media_fetch import FetchFailed

@@ -237,6 +237,10 @@ class Sender:
         fetched and checked (media_source.py), built and sent; never raises."""
         outcome = self._send_outgoing(chat_key, out)
         self._metrics.send_result(out.kind, outcome.result)
+        if outcome.result == "invalid":  # a plugin's or the spec's file: its author must see
+            log.warning("message not sent: WhatsApp would refuse it",
+                        extra={"kind": out.kind, "field": outcome.field,
+                               "error": outcome.detail[:300]})
         if outcome.result == "sent":
             self._metrics.sent()
             if outcome.message_id and out.kind not in _NO_QUOTE:

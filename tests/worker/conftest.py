@@ -58,6 +58,9 @@ def recording_client(path: str) -> Any:
             self.read: list[str] = []
             self.rejected: list[tuple[str, str]] = []
             self.fail_sends = False
+            self.uploads: list[bytes] = []
+            self.receipts: list[tuple[str, str, tuple[str, ...]]] = []
+            self.presences: list[tuple[str, int, int]] = []
             self._lock = threading.Lock()
 
         def send_message(self, to: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
@@ -75,10 +78,33 @@ def recording_client(path: str) -> Any:
                 self.sent.append((to, message))
                 return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
 
-        # Receipts and call rejections are outgoing network sends too: recorded the same way.
+        def upload(self, binary: bytes, media_type: Any = None) -> Any:
+            """The network half of neonize's media builders (whatsmeow encrypts and uploads):
+            recorded, answered with neonize's own UploadResponse."""
+            import hashlib
+
+            from neonize.proto.Neonize_pb2 import UploadResponse
+
+            with self._lock:
+                self.uploads.append(bytes(binary))
+                n = len(self.uploads)
+            return UploadResponse(
+                url=f"https://mmg.whatsapp.net/v/t62/u{n}", DirectPath=f"/v/t62/u{n}",
+                MediaKey=os.urandom(32), FileSHA256=hashlib.sha256(binary).digest(),
+                FileEncSHA256=hashlib.sha256(b"enc" + binary).digest(),
+                FileLength=len(binary))
+
+        # Receipts, presence and call rejections are outgoing network sends too: recorded.
         def mark_read(self, *message_ids: str, **kwargs: Any) -> None:
             with self._lock:
                 self.read.extend(message_ids)
+                if "chat" in kwargs:
+                    self.receipts.append((kwargs["chat"].User, kwargs["sender"].User,
+                                          message_ids))
+
+        def send_chat_presence(self, jid: Any, state: Any, media: Any) -> None:
+            with self._lock:
+                self.presences.append((jid.User, state.value, media.value))
 
         def reject_call(self, call_from: Any, call_id: str) -> None:
             with self._lock:
