@@ -23,11 +23,14 @@ from pydantic import Field, model_validator
 from .api import _Model
 
 WebhookEventType = Literal["message", "command", "connection", "pairing", "message.reaction",
-                           "message.edited", "message.revoked", "poll.vote"]
+                           "message.edited", "message.revoked", "poll.vote",
+                           # the account's events (issue 25)
+                           "message.ack", "presence.update", "group.join", "group.leave",
+                           "group.update", "call", "session.status"]
 SIGNATURE_PREFIX = "sha256="
 # The `version` of every payload; bumped when a field changes meaning or goes away (adding an
 # optional field does not bump it).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION: Literal[2] = 2
 
 MessageType = Literal["text", "image", "video", "audio", "voice", "document", "sticker",
                       "location", "live_location", "contact", "contacts", "poll", "unknown"]
@@ -197,8 +200,78 @@ class PairingData(_Model):
     expires_at: datetime | None = None
 
 
+# --- the account's events (issue 25): receipts, presence, groups, calls, the session ----------
+
+
+class AckData(_Model):
+    """`message.ack`: a receipt for messages the bot sent: `sent` (reached WhatsApp, seen by
+    the account's other devices), `delivered`, `read`, `played` (a voice note or video)."""
+
+    chat: str
+    sender: str = Field(description="Who sent the receipt (the reader, in a group)")
+    message_ids: list[str]
+    status: Literal["sent", "delivered", "read", "played"]
+    timestamp: datetime | None = None
+
+
+class PresenceData(_Model):
+    """`presence.update`: a contact came online or went offline (`kind` presence: after the
+    bot subscribed to them), or someone is typing / recording in a chat (`kind` chat)."""
+
+    kind: Literal["presence", "chat"]
+    jid: str = Field(description="The contact (presence) or the chat (chat)")
+    sender: str | None = Field(default=None, description="Who is typing (chat)")
+    available: bool | None = None
+    last_seen: datetime | None = None
+    state: Literal["composing", "recording", "paused"] | None = None
+
+
+class GroupEventData(_Model):
+    """`group.join` (participants joined or were added; the bot itself when it joined),
+    `group.leave` (left or were removed), `group.update` (subject, description, settings,
+    admins, invite link). Only what changed is set."""
+
+    group: str
+    by: str | None = Field(default=None, description="Who made the change, when known")
+    participants: list[str] = Field(default_factory=list)
+    reason: str | None = None
+    name: str | None = None
+    topic: str | None = None
+    announce: bool | None = None
+    locked: bool | None = None
+    ephemeral_seconds: int | None = None
+    promoted: list[str] = Field(default_factory=list)
+    demoted: list[str] = Field(default_factory=list)
+    invite_link_changed: bool = False
+    deleted: bool = False
+    timestamp: datetime | None = None
+
+
+class CallData(_Model):
+    """`call`: an incoming call offer; `rejected` says what the bot did with it (null:
+    settings.rejectCalls is off, so it rang; false: declining it failed)."""
+
+    call_id: str
+    caller: str
+    timestamp: datetime | None = None
+    rejected: bool | None = None
+
+
+class SessionStatusData(_Model):
+    """`session.status`: every change of the session's state (the phase the status shows),
+    with the last session action (log out, restart, pairing) and its outcome."""
+
+    state: str
+    previous_state: str
+    last_error: str | None = None
+    error_reason: str | None = None
+    account: str | None = None
+    session_action: dict[str, Any] | None = None
+
+
 EventData = Annotated[MessageData | CommandData | ConnectionData | PairingData | ReactionData
-                      | EditedData | RevokedData | PollVoteData,
+                      | EditedData | RevokedData | PollVoteData | AckData | PresenceData
+                      | GroupEventData | CallData | SessionStatusData,
                       Field(union_mode="left_to_right")]
 
 # Which model each event's `data` is (the payload picks it by `event`, not by trial).
@@ -206,6 +279,9 @@ EVENT_DATA: dict[str, type[_Model]] = {
     "message": MessageData, "command": CommandData, "connection": ConnectionData,
     "pairing": PairingData, "message.reaction": ReactionData, "message.edited": EditedData,
     "message.revoked": RevokedData, "poll.vote": PollVoteData,
+    "message.ack": AckData, "presence.update": PresenceData, "group.join": GroupEventData,
+    "group.leave": GroupEventData, "group.update": GroupEventData, "call": CallData,
+    "session.status": SessionStatusData,
 }
 
 
@@ -214,7 +290,9 @@ class WebhookPayload(_Model):
     across retries of one event, so a receiver dedupes by it (delivery is at least once)."""
 
     id: str
-    version: int = SCHEMA_VERSION
+    version: Literal[2] = Field(default=SCHEMA_VERSION, description=(
+        "The payload's schema version: 2 since the message kinds (type, media, reactions, "
+        "edits, deletions, poll votes); a delivery without it is version 1"))
     event: WebhookEventType
     bot: str
     server_name: str
@@ -253,3 +331,4 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, now: f
     if abs(now - ts) > tolerance_s:
         return False
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
+

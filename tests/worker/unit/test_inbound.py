@@ -224,3 +224,18 @@ def test_sender_identities_from_sender_and_sender_alt() -> None:
     device = wa.jid("15550001111")
     device.Device = 12
     assert inbound.jid_string(device) == "15550001111@s.whatsapp.net"
+
+
+def test_the_idle_worker_imports_no_media_library() -> None:
+    """Media handling here is plain bytes and hashes: an idle bot loads no image, audio or
+    file-type library (the density benchmark's idle RSS), whatever neonize may load later."""
+    import subprocess
+    import sys
+
+    code = ("import sys, botworker.worker, botworker.runtime.incoming, "
+            "botworker.runtime.media_in, botworker.runtime.media_api; "
+            "print(','.join(m for m in ('PIL', 'magic', 'cv2', 'numpy', 'ffmpeg', 'moviepy', "
+            "'pydub', 'imageio', 'filetype') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == ""
