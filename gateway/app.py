@@ -48,6 +48,12 @@ from .kube import BotView
 log = logging.getLogger("wabot.gateway")
 
 MAX_BODY = 64 * 1024
+# A multipart send (POST .../messages with a file): the worker's largest file (a document,
+# 32 MiB by default: botworker/core/outgoing.py) and the request's JSON part. The body is read
+# whole before it is forwarded, only once the key, the tenant and the bot are checked, and at
+# most UPLOADS_AT_ONCE at a time per replica (so a replica holds at most ~130 MiB of them).
+MAX_UPLOAD = 32 * 1024 * 1024 + MAX_BODY
+UPLOADS_AT_ONCE = 4
 _NAME = re.compile(NAME_PATTERN)
 # Passed on from the worker's answer, and from the client's request to the worker.
 PASSED_HEADERS = ("Content-Type", "Content-Disposition", "Retry-After", "Idempotent-Replayed")
@@ -111,6 +117,7 @@ class Gateway:
         self._keys_lock = asyncio.Lock()
         self._tokens: dict[tuple[str, str], _Cached] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
 
     # --- API keys --------------------------------------------------------------------------
 
@@ -194,6 +201,8 @@ class Gateway:
         tenant = await self.tenant_of(request)
         if tenant is None:
             return unauthorized()
+        if request.content_type == "multipart/form-data":
+            return await self._upload(request, tenant)
         if request.content_type in ("application/json", "application/octet-stream", ""):
             body = await request.read()
             try:
@@ -206,7 +215,23 @@ class Gateway:
                 return problem(422, "invalid_request", f"{loc}: {first['msg']}", field=loc)
         return await self._proxy(request, tenant)
 
-    async def _proxy(self, request: web.Request, tenant: str | None = None) -> web.Response:
+    async def _upload(self, request: web.Request, tenant: str) -> web.Response:
+        """A send with its file: the length is checked before a byte is read (413, or 411
+        for a body without one), then the usual checks, then the body is read and forwarded;
+        503 with Retry-After while this replica is already passing UPLOADS_AT_ONCE on."""
+        length = request.content_length
+        if length is None:
+            return problem(411, "length_required", "an upload needs a Content-Length")
+        if length > MAX_UPLOAD:
+            return problem(413, "body_too_large", f"an upload has at most {MAX_UPLOAD} bytes")
+        if self._uploads.locked():
+            return problem(503, "uploads_busy", "too many uploads through this gateway right "
+                           "now; retry shortly", headers={"Retry-After": "5"})
+        async with self._uploads:
+            return await self._proxy(request, tenant, max_body=MAX_UPLOAD)
+
+    async def _proxy(self, request: web.Request, tenant: str | None = None, *,
+                     max_body: int = MAX_BODY) -> web.Response:
         tenant = tenant or await self.tenant_of(request)
         if tenant is None:
             return unauthorized()
@@ -226,7 +251,7 @@ class Gateway:
         if isinstance(target, web.Response):
             return target
         path = f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else "")
-        return await self._forward(target, namespace, bot, request, path)
+        return await self._forward(target, namespace, bot, request, path, max_body)
 
     async def _worker_of(self, namespace: str, bot: str, tenant: str, *,
                          needs_connection: bool) -> str | web.Response:
@@ -251,8 +276,10 @@ class Gateway:
         return self.cfg.worker_url(pod_ip=pod_ip, namespace=namespace, bot=bot)
 
     async def _forward(self, url: str, namespace: str, bot: str, request: web.Request,
-                       path: str) -> web.Response:
+                       path: str, max_body: int = MAX_BODY) -> web.Response:
         where = f"{namespace}/{bot}"
+        if max_body != MAX_BODY:
+            request = request.clone(client_max_size=max_body)
         body = await request.read()
         for attempt in (1, 2):
             token = await self._token(namespace, bot, fresh=attempt == 2)
