@@ -92,7 +92,7 @@ def saved_archive(image: str) -> Path:
     if path.exists():
         return path
     ARCHIVES.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     out = subprocess.run(["podman", "save", "--format", "oci-archive", "-o", str(tmp), image],
                          capture_output=True, text=True)
     if out.returncode != 0:
@@ -112,7 +112,11 @@ def load_image(node: RealNode, image: str) -> bool:
     loaded = json.loads(marker.read_text()) if marker.exists() else {}
     if loaded.get(image) == archive.name:
         return False
-    node.ctr("images", "import", f"--index-name={image}", str(archive), timeout=600)
+    # podman names the image in the archive (org.opencontainers.image.ref.name); ctr 1.6's
+    # --index-name would wrap it in an index its unpacker then cannot find.
+    node.ctr("images", "import", str(archive), timeout=600)
+    if image not in node.ctr("images", "ls", "-q").stdout.split():
+        raise RuntimeError(f"{archive} did not import as {image}")
     loaded[image] = archive.name
     marker.write_text(json.dumps(loaded))
     return True

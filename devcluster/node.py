@@ -61,6 +61,12 @@ class RealNode:
         return self.cluster.root / ("node" if self.name == NODE_NAME else f"node-{self.name}")
 
     @property
+    def label_value(self) -> str:
+        """`wabot.io/real-node=true` selects the devcluster's node; another node of the same
+        cluster (the teardown test's) carries its own name, so nothing lands there unasked."""
+        return "true" if self.name == NODE_NAME else self.name
+
+    @property
     def storage_class(self) -> str:
         """Local volumes on this node (devcluster/provisioner.py): what a bot placed here
         names in spec.storage.storageClassName."""
@@ -124,7 +130,7 @@ class RealNode:
             str(tools.kubelet), f"--config={files.kubelet_config}",
             f"--kubeconfig={files.kubeconfig}", f"--root-dir={self.root / 'kubelet'}",
             f"--node-ip={net.node_ip}", f"--hostname-override={self.name}",
-            f"--node-labels={NODE_LABEL}=true", "--v=1"], join=True)
+            f"--node-labels={NODE_LABEL}={self.label_value}", "--v=1"], join=True)
         self._save_state()
         self._wait(self._ready, deadline, f"node {self.name} Ready")
 
