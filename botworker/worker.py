@@ -30,6 +30,7 @@ from .adapters.session_store import has_linked_session, prepare_session_dir
 from .adapters.state_file import GreetedChats
 from .adapters.webhooks import WebhookDispatcher, WebhookSettings
 from .config import WorkerConfig, redact_dsn
+from .core import account_events
 from .core import lifecycle as lc
 from .core.backoff import BackoffPolicy
 from .core.proxy import INVALID_PROXY, InvalidProxyUrl, ProxyUrl, parse_proxy_url
@@ -37,6 +38,7 @@ from .core.ratelimit import Limits, RateLimiter
 from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
+from .runtime.account_events import AccountEvents
 from .runtime.account_ops import OpMetrics
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
@@ -174,7 +176,7 @@ class Worker:
             pairing=lambda: self.session.pairing_spec(self._runtime.spec.pairing),
             # Every received message is remembered (replies, reactions, deletes by id).
             on_message=lambda ev: self.sender.incoming(ev, self.pipeline.offer),
-            on_call=lambda ev: self.pipeline.offer_call(ev),
+            on_call=lambda ev: self.account_events.on_call(ev),
             pod_name=cfg.pod_name,
             policy=policy,
             sessions_enabled=sessions_enabled,
@@ -187,6 +189,11 @@ class Worker:
         self.session = SessionControl(cfg, client, self.connection, ops=self.ops,
                                       publish=self._publish_now, request_exit=self._exit)
         self.session_api = SessionApi(self.session, lambda: self.connection.state, cfg.pod_name)
+        self.account_events = AccountEvents(
+            self.webhooks, settings=lambda: self._runtime.spec.settings,
+            reject_call=lambda ev: self.sender.reject_call(ev),
+            own_user=self.connection.own_user, ops=self.ops)
+        self.connection.events.more = self.account_events.handlers()
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
             media=MediaSource(Fetcher(cfg.webhook_egress)),
@@ -286,7 +293,12 @@ class Worker:
     # --- webhooks: connection and pairing events -------------------------------------------
 
     def _connection_changed(self, before: lc.ConnState, after: lc.ConnState) -> None:
-        """On the connection's control thread: queue `connection` and `pairing` events."""
+        """On the connection's control thread: queue `connection`, `session.status` and
+        `pairing` events."""
+        if after.state is not before.state and self.webhooks.wants("session.status"):
+            action = self.session.last
+            self.webhooks.emit("session.status", account_events.session_status(
+                before, after, action.model_dump(mode="json", by_alias=True) if action else None))
         if after.state is not before.state and self.webhooks.wants("connection"):
             self.webhooks.emit("connection", ConnectionData(
                 state=after.state.value, previous_state=before.state.value,
@@ -368,6 +380,7 @@ class Worker:
         if self._runtime.spec.webhook is not None:
             self.webhooks.start()
         self.pipeline.start()
+        self.account_events.start()
         self.audit.start()
         if self.http is not None:
             self.http.start()
@@ -401,6 +414,7 @@ class Worker:
         if self.spec_watcher is not None:
             self.spec_watcher.stop()
         self.pipeline.stop(drain_s=left(min(3.0, timeout_s / 4)))
+        self.account_events.stop()
         ended = self.connection.shutdown(left(max(1.0, timeout_s - 6.0)))
         if not ended:
             log.warning("the WhatsApp session did not end in time")

@@ -66,6 +66,8 @@ class NeonizeEvents:
         self._code_requested = False
         self.own_user: str | None = None
         self._handlers: list[Any] = []
+        # More (event type, handler) rows from other modules (runtime/account_events.py).
+        self.more: list[tuple[Any, Callable[[Any, Any], None]]] = []
 
     def register(self, client: Any) -> None:
         """Register with neonize; must happen before the first `connect()`."""
@@ -91,6 +93,7 @@ class NeonizeEvents:
             (ConnectFailureEv, self._ev_connect_failure),
             (PairStatusEv, self._ev_pair_status),
             (CallOfferEv, self._ev_call_offer),
+            *self.more,
         ]
         for ev_type, handler in pairs:
             # neonize keeps bound methods as weak references: keep them alive here.
