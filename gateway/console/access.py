@@ -8,7 +8,8 @@
 - A cluster user (signed in with a Kubernetes bearer token, verified with TokenReview) sees and
   does what their own RBAC allows, asked per action with a SubjectAccessReview, as the
   Kubernetes dashboards do: `list whatsappbots` in a namespace (or cluster-wide) to see its
-  bots, `list events` for their Events, `patch whatsappbots` to suspend or resume one.
+  bots, `list events` for their Events, `patch whatsappbots` to suspend or resume one or to
+  ask for a session action (the annotation is a patch of the bot, as with kubectl).
 
 Answers of the API server are cached for a few seconds per (user, question), so a page of
 1,000 bots does not ask 1,000 times and a revoked permission takes effect within the TTL.
@@ -32,9 +33,11 @@ from .session import Viewer
 log = logging.getLogger("wabot.gateway.console")
 _TIMEOUT = (5.0, 10.0)
 SAR_TTL_S = 10.0
-# Actions and the RBAC verb a cluster user needs on the WhatsAppBot for each.
-ACTION_VERBS = {"suspend": "patch", "resume": "patch"}
-TENANT_ACTIONS: frozenset[str] = frozenset()
+# Actions and the RBAC verb a cluster user needs on the WhatsAppBot for each (the session
+# actions are annotations on it, see actions.py).
+SESSION_ACTIONS = ("restart", "pairing", "logout")
+ACTION_VERBS = {"suspend": "patch", "resume": "patch", **dict.fromkeys(SESSION_ACTIONS, "patch")}
+TENANT_ACTIONS: frozenset[str] = frozenset(SESSION_ACTIONS)
 
 
 @dataclass(frozen=True)

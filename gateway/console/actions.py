@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +24,14 @@ log = logging.getLogger("wabot.gateway.console")
 _TIMEOUT = (5.0, 10.0)
 COMPONENT = "wabot-console"
 MAX_EVENTS = 30
+
+
+# The worker acts once on each new request id written to these annotations (issue 25; defined
+# in botworker/runtime/session_control.py, checked equal by tests/console).
+ANNOTATION_ACTION = "wabot.io/session-action"
+ANNOTATION_ID = "wabot.io/session-action-id"
+SESSION_WORDS = {"restart": "a restart of the WhatsApp connection",
+                 "pairing": "a new QR code", "logout": "a log-out (unlink the phone)"}
 
 
 class ActionError(Exception):
@@ -48,6 +57,25 @@ class Actions:
         verb = "suspended" if suspend else "resumed"
         await self.record(obj, "Suspended" if suspend else "Resumed",
                           f"{verb} from the console by {viewer.describe()}")
+
+    async def session_action(self, viewer: Viewer, namespace: str, name: str,
+                             action: str) -> str:
+        """Ask the bot's worker for a session action through the annotations it watches; the
+        outcome comes back in status.worker.sessionAction. Returns the request id."""
+        rid = f"console-{uuid.uuid4().hex}"
+        body = {"metadata": {"annotations": {ANNOTATION_ACTION: action, ANNOTATION_ID: rid}}}
+        try:
+            obj: Any = await asyncio.to_thread(
+                self._custom.patch_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
+                PLURAL, name, body, _request_timeout=_TIMEOUT)
+        except ApiException as exc:
+            log.warning("annotating %s/%s failed: HTTP %s", namespace, name, exc.status)
+            raise ActionError(f"the API server refused the request (HTTP {exc.status})") \
+                from None
+        await self.record(obj, "SessionActionRequested",
+                          f"{SESSION_WORDS[action]} requested from the console by "
+                          f"{viewer.describe()} (request {rid})")
+        return rid
 
     async def record(self, obj: dict[str, Any], reason: str, message: str) -> None:
         """A Normal Event on the bot; failing to write it is logged, never hidden as success

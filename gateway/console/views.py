@@ -81,9 +81,17 @@ def detail(obj: dict[str, Any]) -> dict[str, Any]:
              for c in status.get("conditions") or [] if isinstance(c, dict)]
     return {**row(obj), "conditions": conds, "pod": status.get("podName"),
             "errorReason": worker.get("errorReason"), "reconnects": worker.get("reconnects"),
+            "sessionAction": _session_action(worker.get("sessionAction")),
             "reportedAt": worker.get("updatedAt"), "pairingMode": _get(obj, "spec", "pairing",
                                                                         "method") or "qr",
             "messagesNote": MESSAGES_NOTE, "webhookNote": WEBHOOK_NOTE}
+
+
+def _session_action(raw: Any) -> dict[str, Any] | None:
+    """The last session action and how it went (status.worker.sessionAction)."""
+    if not isinstance(raw, dict):
+        return None
+    return {k: raw.get(k) for k in ("requestId", "action", "source", "result", "message", "at")}
 
 
 def _when(stamp: str | None) -> str:

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from wabot.spec import NAME_PATTERN
 
-from .access import ACTION_VERBS, TENANT_ACTIONS, Access
+from .access import ACTION_VERBS, SESSION_ACTIONS, Access
 from .actions import ActionError, Actions
 from .fleet import Fleet
 from .session import COOKIE, CSRF_HEADER, Signer, Viewer
@@ -31,7 +31,7 @@ from .session import COOKIE, CSRF_HEADER, Signer, Viewer
 log = logging.getLogger("wabot.gateway.console")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-STATIC = {"console.js": "text/javascript", "console.css": "text/css",
+STATIC = {"console.js": "text/javascript", "bot.js": "text/javascript", "console.css": "text/css",
           "favicon.svg": "image/svg+xml"}
 _NAME = re.compile(NAME_PATTERN)
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
@@ -193,7 +193,7 @@ class ConsoleWeb:
         ns, name = request.match_info["namespace"], request.match_info["bot"]
         tenant = obj["spec"].get("serverName", "")
         out = dict(self.fleet.details.get((ns, name)) or {})
-        out["actions"] = [a for a in (*ACTION_VERBS, *TENANT_ACTIONS)
+        out["actions"] = [a for a in ACTION_VERBS
                           if await self.access.may_act(viewer, a, ns, name, tenant)]
         out["events"], out["eventsError"] = None, None
         if await self.access.may_read_events(viewer, ns, tenant):
@@ -234,15 +234,18 @@ class ConsoleWeb:
         if not await self.access.may_act(viewer, action, ns, name, tenant):
             log.info("console: %s may not %s %s/%s", viewer.describe(), action, ns, name)
             return refuse(403, f"you may not {action} {ns}/{name}")
+        request_id = None
         try:
             if action in ("suspend", "resume"):
                 await self.actions.set_suspend(viewer, ns, name, action == "suspend")
+            elif action in SESSION_ACTIONS:
+                request_id = await self.actions.session_action(viewer, ns, name, action)
             else:
                 return refuse(404, f"no action {action}")
         except ActionError as exc:
             return refuse(502, str(exc))
         log.info("console: %s did %s on %s/%s", viewer.describe(), action, ns, name)
-        return json_answer(200, {"done": action})
+        return json_answer(200, {"done": action, "requestId": request_id})
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

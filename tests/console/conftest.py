@@ -4,8 +4,9 @@
   `sleepy` (acme) and `ledger` (globex); namespace B with `branch` (acme), not watched by any
   operator (a bot with no status yet);
 - the worker of `support`: a real `botworker.Worker` in this process with neonize's real
-  client (only the network-bound send recorded, tests/worker/conftest.py), publishing
-  status.worker through the API server; the tests feed it QR and Connected events through
+  client (only the calls that would reach WhatsApp answered locally,
+  tests/worker/account_client.py), publishing status.worker through the API server and
+  watching its WhatsAppBot as in its pod; the tests feed it QR and Connected events through
   neonize's own callback and dispatcher, as whatsmeow would;
 - API-key Secrets for acme and globex (hashes only) in a keys namespace, as the chart has them;
 - two ServiceAccounts whose tokens (TokenRequest) sign a cluster user in: `viewer` may get and
@@ -41,7 +42,8 @@ from botworker.worker import Worker
 from tests.conftest import REPO, Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.support.net import free_port, http_status
-from tests.worker.conftest import dispatch, recording_client, worker_config
+from tests.worker.account_client import AccountWorld, account_client
+from tests.worker.conftest import dispatch, worker_config
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WhatsAppBotSpec
 
 ACME_KEY = "acme-console-key-5e1f0c2b9d8a7e6f"
@@ -62,6 +64,8 @@ class World:
     gateways: list[str]
     logs: list[Path]
     tokens: dict[str, str] = field(default_factory=dict)
+    account: AccountWorld = field(default_factory=AccountWorld)  # what the phone was asked
+    exits: list[int] = field(default_factory=list)  # exit codes the worker asked for
 
     @property
     def ns(self) -> str:
@@ -118,8 +122,11 @@ def _users(kube: Kube, ns: str) -> dict[str, str]:
     return tokens
 
 
-def _gateway(kube: Kube, port: int, keys_ns: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO),
+def _gateway(kube: Kube, port: int, keys_ns: str, namespaces: str,
+             log: Path) -> subprocess.Popen[bytes]:
+    # Serving two namespaces only: a watch per namespace, and no bot of another test's.
+    env = {**os.environ, "WABOT_GATEWAY_NAMESPACES": namespaces,
+           "KUBECONFIG": str(kube.kubeconfig), "PYTHONPATH": str(REPO),
            "WABOT_GATEWAY_HOST": "127.0.0.1", "WABOT_GATEWAY_PORT": str(port),
            "WABOT_GATEWAY_KEYS_NAMESPACE": keys_ns, "WABOT_GATEWAY_LOG_LEVEL": "DEBUG",
            "WABOT_GATEWAY_KEYS_TTL_SECONDS": "2",
@@ -146,6 +153,7 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
                                log_path=tmp / "operator.log")
     worker: Worker | None = None
     gateways: list[subprocess.Popen[bytes]] = []
+    exits: list[int] = []
     try:
         operator.start()
         for name, tenant, key in (("acme-key", "acme", ACME_KEY),
@@ -166,14 +174,17 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
             return base64.b64decode(raw).decode() if raw else None
 
         token = eventually(api_token, timeout=60, what="wabot-support-api")
+        # As in its pod: it watches its WhatsAppBot (spec and session-action annotations).
         cfg = worker_config(tmp / "support", "support", "acme", WABOT_BOT_NAME="support",
                             WABOT_NAMESPACE=ns, POD_NAME="wabot-support",
-                            WABOT_API_TOKEN=token)
+                            WABOT_API_TOKEN=token, WABOT_SPEC_SOURCE="kubernetes")
         cfg.session_dir.mkdir(parents=True, exist_ok=True)
+        account = AccountWorld()
         worker = Worker(cfg, WhatsAppBotSpec.model_validate({"serverName": "acme"}),
-                        client=recording_client(str(cfg.session_path)),
+                        client=account_client(str(cfg.session_path), account),
                         sessions_enabled=False, terminal=False,
-                        kube_api=KubeClient.from_kubeconfig(kube.kubeconfig))
+                        kube_api=KubeClient.from_kubeconfig(kube.kubeconfig),
+                        exit_request=exits.append)
         worker.start()
         eventually(lambda: worker is not None and worker.connection.state.lease_held,
                    timeout=30, what="the worker holds the Lease")
@@ -181,12 +192,12 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         for i in range(2):
             port = free_port()
             logs.append(tmp / f"gateway-{i}.log")
-            gateways.append(_gateway(kube, port, keys_ns, logs[-1]))
+            gateways.append(_gateway(kube, port, keys_ns, f"{ns},{ns_b}", logs[-1]))
             urls.append(f"http://127.0.0.1:{port}")
         for url in urls:
             eventually(lambda u=url: http_status(f"{u}/livez") == 200, timeout=30,
                        what="gateway /livez")
-        yield World(kube, cluster, ns_b, keys_ns, worker, urls, logs, tokens)
+        yield World(kube, cluster, ns_b, keys_ns, worker, urls, logs, tokens, account, exits)
     finally:
         for gw in gateways:
             gw.terminate()

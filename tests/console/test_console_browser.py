@@ -104,7 +104,7 @@ def test_a_phone_pairs_from_the_page_and_it_updates_live(world: World, browser: 
     wait(browser, "Connected on the bot page", lambda d: text_of(d, "bot-phase") == "Connected")
     assert not browser.find_elements(By.ID, "qr")
     assert text_of(browser, "bot-summary").startswith("Connected to WhatsApp")
-    browser.find_element(By.LINK_TEXT, "Fleet").click()
+    click(browser, "crumb-fleet")
     wait(browser, "support Connected in the fleet",
          lambda d: row_phase(d, support) == "Connected")
     assert browser.execute_script("return window.sameDocument") is True  # never reloaded
@@ -153,7 +153,8 @@ def test_an_admin_suspends_and_resumes_with_an_event(world: World, browser: WebD
     eventually(lambda: world.bot("sleepy")["spec"].get("suspend") is True, timeout=10,
                what="spec.suspend true")
     who = f"user system:serviceaccount:{world.ns}:admin"
-    assert _events(world, "sleepy", "Suspended") == [f"suspended from the console by {who}"]
+    eventually(lambda: _events(world, "sleepy", "Suspended") == [
+        f"suspended from the console by {who}"], timeout=10, what="the Suspended Event")
     wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
          timeout=60)
     assert "suspended" in text_of(browser, "bot-summary")
@@ -162,22 +163,72 @@ def test_an_admin_suspends_and_resumes_with_an_event(world: World, browser: WebD
     _confirm(browser, "resume")
     eventually(lambda: world.bot("sleepy")["spec"].get("suspend") is False, timeout=10,
                what="spec.suspend false")
-    assert _events(world, "sleepy", "Resumed") == [f"resumed from the console by {who}"]
+    eventually(lambda: _events(world, "sleepy", "Resumed") == [
+        f"resumed from the console by {who}"], timeout=10, what="the Resumed Event")
     wait(browser, "no longer Suspended",
          lambda d: text_of(d, "bot-phase") not in ("Suspended", ""), timeout=60)
 
 
+def test_a_tenant_restarts_and_logs_out_its_bot(world: World, browser: WebDriver) -> None:
+    """The session actions reach the real worker through the annotation it acts on once."""
+    if (world.bot("support").get("status") or {}).get("phase") != "Connected":
+        world.feed(ConnectedEv(status=True))
+    sign_in(browser, world.url, "key", ACME_KEY)
+    browser.get(f"{world.url}/console/bots/{world.ns}/support")
+    wait(browser, "the restart button", lambda d: d.find_elements(By.ID, "action-restart"))
+    assert not browser.find_elements(By.ID, "action-suspend")  # not a tenant's to do
+
+    def outcome(action: str) -> tuple[str, str] | None:
+        text = text_of(browser, "session-action")
+        node = browser.find_elements(By.ID, "session-action")
+        if not node or f"session action: {action}," not in text:
+            return None
+        result = node[0].get_attribute("data-result") or ""
+        return (result, node[0].get_attribute("data-request") or "") \
+            if result != "Started" else None
+
+    _confirm(browser, "restart")
+    result, rid = wait(browser, "the restart's outcome", lambda d: outcome("restart"))
+    assert result == "Succeeded" and rid.startswith("console-")
+    eventually(lambda: _events(world, "support", "SessionActionRequested") == [
+        f"a restart of the WhatsApp connection requested from the console by tenant acme "
+        f"(API key) (request {rid})"], timeout=10, what="the Event of the restart")
+
+    world.feed(ConnectedEv(status=True))  # WhatsApp takes the new connection
+    wait(browser, "Connected again", lambda d: text_of(d, "bot-phase") == "Connected",
+         timeout=40)
+    _confirm(browser, "logout")
+    result, rid = wait(browser, "the log-out's outcome", lambda d: outcome("logout"),
+                       timeout=40)
+    assert result == "Succeeded"
+    assert world.account.called("logout") == [("logout",)]  # the phone was unlinked
+    assert world.exits == [3]  # and the worker asks to start afresh, into pairing
+    wait(browser, "LoggedOut on the page", lambda d: text_of(d, "bot-phase") == "LoggedOut",
+         timeout=40)
+    eventually(lambda: any(f"(request {rid})" in m for m in _events(
+        world, "support", "SessionActionRequested")), timeout=10, what="the log-out's Event")
+
+
 def test_what_a_viewer_may_not_do_is_refused(world: World, browser: WebDriver) -> None:
     path = f"/console/api/bots/{world.ns}/sleepy/actions/suspend"
-    for kind, credential in (("token", world.tokens["viewer"]), ("key", ACME_KEY)):
+    # A viewer may change nothing; the tenant may act on its bot's session, not suspend it.
+    for kind, credential, shown in (("token", world.tokens["viewer"], "You may not change"),
+                                    ("key", ACME_KEY, "Restart connection")):
         sign_in(browser, world.url, kind, credential)
         browser.get(f"{world.url}/console/bots/{world.ns}/sleepy")
-        wait(browser, "the actions section",
-             lambda d: "You may not change this bot." in text_of(d, "actions"))
+        wait(browser, "the actions section", lambda d, s=shown: s in text_of(d, "actions"))
         assert not browser.find_elements(By.ID, "action-suspend")
         status, body = browser_fetch(browser, "POST", path)
         assert status == 403, body
         assert "may not suspend" in body["error"]
+    # A viewer without patch may not touch the session either.
+    status, body = browser_fetch(browser, "POST",
+                                 f"/console/api/bots/{world.ns}/sleepy/actions/restart")
+    assert status == 200, body  # the tenant acme may: it is its bot
+    sign_in(browser, world.url, "token", world.tokens["viewer"])
+    status, body = browser_fetch(browser, "POST",
+                                 f"/console/api/bots/{world.ns}/sleepy/actions/logout")
+    assert status == 403 and "may not logout" in body["error"]
     # Even someone who may: not without the page's CSRF token.
     sign_in(browser, world.url, "token", world.tokens["admin"])
     status, body = browser_fetch(browser, "POST", path, csrf=False)

@@ -81,3 +81,12 @@ def test_a_row_never_carries_the_qr_payload_or_the_spec() -> None:
         text = repr(view)
         assert "2@SECRET" not in text and "hooks.example" not in text and "hook-key" not in text
         assert view["qr"] == views.qr_version("2@SECRET")
+
+
+def test_the_annotations_are_the_ones_the_worker_watches() -> None:
+    from botworker.runtime import session_control
+    from gateway.console import actions
+
+    assert actions.ANNOTATION_ACTION == session_control.ANNOTATION_ACTION
+    assert actions.ANNOTATION_ID == session_control.ANNOTATION_ID
+    assert set(actions.SESSION_WORDS) == set(session_control.ACTIONS)
