@@ -381,8 +381,11 @@ def test_quota_drops_the_oldest_and_a_full_volume_degrades_without_crashing(
     got = events(receiver, 4)[3].data.media
     assert (got.status, got.error) == ("no_space", "VolumeFull")
     # status.worker.media says so (the operator turns it into Degraded=True) ...
-    report = wait_for(lambda: reports.items and reports.last.media and reports.last.media.full
-                      and reports.last, what="a report naming the full media storage")
+    def full_report() -> Any:
+        last = reports.last if reports.items else None
+        return last if last is not None and last.media and last.media.full else None
+
+    report = wait_for(full_report, what="a report naming the full media storage")
     assert report.media.reason == "VolumeFull" and report.media.files == 2
     assert report.state is WorkerState.CONNECTED
     # ... while the bot answers, and its session and state are untouched.
@@ -396,5 +399,5 @@ def test_quota_drops_the_oldest_and_a_full_volume_degrades_without_crashing(
     last = wait_for(lambda: [p for p in events(receiver, 7) if p.event == "message"
                              and p.data.media and p.data.text == ""][4:], what="the 5th file")
     assert last[0].data.media.status == "stored"
-    wait_for(lambda: not reports.last.media.full, what="the report cleared")
+    wait_for(lambda: not full_report(), what="the report cleared")
 
