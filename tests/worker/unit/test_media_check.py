@@ -31,8 +31,8 @@ def check(data: bytes, kind: str, mime: str | None = None, *, size: int | None =
 
 
 def test_sniffing_knows_the_formats_whatsapp_carries() -> None:
-    assert [sniff(x)[0] if sniff(x) else None for x in (JPEG, PNG, WEBP, OGG, MP4, M4A, PDF,
-                                                        ELF, ZIP, b"plain text")] == [
+    found = [sniff(x) for x in (JPEG, PNG, WEBP, OGG, MP4, M4A, PDF, ELF, ZIP, b"plain text")]
+    assert [f[0] if f is not None else None for f in found] == [
         "image", "image", "image", "audio", "video", "audio", "document", "executable",
         "archive", None]
 
