@@ -130,8 +130,12 @@ class Delete(_Model):
 
 
 class SendMessageRequest(_Model):
-    """POST /v1/bots/{namespace}/{bot}/messages (gateway) and POST /v1/messages (worker): one
-    message of one kind, given by which of the kind fields is present."""
+    """One message of one kind: exactly one of text, image, video, audio, voice, document,
+    sticker, location, contact, poll, reaction, edit and delete (422 naming the field
+    otherwise). A media kind takes its file from `url`, or from the `file` part of a
+    multipart/form-data request whose `message` part is this JSON (then without `url`).
+    `replyTo` and `mentions` go with the kinds that are messages (not reaction, edit,
+    delete)."""
 
     to: str = Field(pattern=RECIPIENT_PATTERN, max_length=64,
                     description="E.164 digits (with or without '+') or a JID")
@@ -156,12 +160,15 @@ class SendMessageRequest(_Model):
 
     @model_validator(mode="after")
     def _one_kind(self, info: ValidationInfo) -> SendMessageRequest:
-        present = [k for k in SEND_KINDS if getattr(self, k) is not None]
+        # A kind given as null counts as given (and is refused): the schema's oneOf says so.
+        present = [k for k in SEND_KINDS if k in self.model_fields_set]
         if len(present) != 1:
             raise _field_error(present[1] if present else "text",
                                f"exactly one of {', '.join(SEND_KINDS)}" + (
                                    "" if present else " is required"))
         kind = present[0]
+        if getattr(self, kind) is None:
+            raise _field_error(kind, "must not be null")
         upload = bool(info.context and info.context.get("upload"))
         if kind in MEDIA_KINDS:
             self._check_media(kind, getattr(self, kind), upload)

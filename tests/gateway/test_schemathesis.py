@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import negative_data_rejection, not_a_server_error
+from schemathesis.checks import (
+    negative_data_rejection,
+    not_a_server_error,
+    positive_data_acceptance,
+)
 
 from .conftest import ACME_KEY, World
 
@@ -35,8 +39,13 @@ def test_the_gateway_keeps_its_openapi_contract(case: schemathesis.Case, world: 
     params = case.path_parameters or {}
     pick = BOTS[len(repr(case.body)) % len(BOTS)]
     excluded = [not_a_server_error]  # 503 is documented (not connected / unreachable)
+    if case.operation.definition.raw.get("operationId") in ("sendMessage", "markRead"):
+        # Valid JSON may still be refused with a documented 422 the schema cannot foresee: a
+        # media URL the bot may not or cannot fetch (every generated one), a caption on a
+        # kind without one, a group's read receipt without its sender (descriptions say so).
+        excluded.append(positive_data_acceptance)
     if pick is not None and params:
-        case.path_parameters = {"namespace": world.ns, "bot": pick}
+        case.path_parameters = {**params, "namespace": world.ns, "bot": pick}
     headers = {"Authorization": f"Bearer {ACME_KEY}"}
     if pick is not None and params:
         # The test replaced the path and the key with valid ones: if those were the parts
