@@ -38,9 +38,12 @@ from .core.ratelimit import Limits, RateLimiter
 from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
+from .runtime.account_calls import AccountCalls
 from .runtime.account_events import AccountEvents
 from .runtime.account_ops import OpMetrics
 from .runtime.connection import ConnectionManager
+from .runtime.contacts_api import ContactsApi
+from .runtime.groups_api import GroupsApi
 from .runtime.health_server import HealthServer
 from .runtime.incoming import inbound_events
 from .runtime.media_source import MediaSource
@@ -174,8 +177,7 @@ class Worker:
             metrics=self.metrics,
             publish=self._publish,
             pairing=lambda: self.session.pairing_spec(self._runtime.spec.pairing),
-            # Every received message is remembered (replies, reactions, deletes by id).
-            on_message=lambda ev: self.sender.incoming(ev, self.pipeline.offer),
+            on_message=lambda ev: self.pipeline.offer(ev),
             on_call=lambda ev: self.account_events.on_call(ev),
             pod_name=cfg.pod_name,
             policy=policy,
@@ -194,6 +196,9 @@ class Worker:
             reject_call=lambda ev: self.sender.reject_call(ev),
             own_user=self.connection.own_user, ops=self.ops)
         self.connection.events.more = self.account_events.handlers()
+        self.account = AccountCalls(
+            client, limiter=self.limiter, ops=self.ops, ready=self.connection.can_send,
+            state=lambda: self.connection.state.state.value, own_user=self.connection.own_user)
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
             media=MediaSource(Fetcher(cfg.webhook_egress)),
@@ -230,7 +235,8 @@ class Worker:
                 api_token=(cfg.api_token.get_secret_value()
                            if cfg.api_token is not None else None),
                 api_routes=([*self.api.routes(), *self.session_api.routes(),
-                             *self.pipeline.kinds.routes()]
+                             *self.pipeline.kinds.routes(), *GroupsApi(self.account).routes(),
+                             *ContactsApi(self.account).routes()]
                             if self.api is not None else ()),
             )
 

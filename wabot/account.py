@@ -249,11 +249,14 @@ class SubscribePresenceRequest(_Model):
 
 
 def _valid_users(values: list[str]) -> list[str]:
+    """Each valid, each person once (a number and its JID are the same person)."""
     pattern = re.compile(USER_PATTERN)
-    seen: list[str] = []
+    out: list[str] = []
+    seen: set[tuple[str, str]] = set()
     for v in values:
         if not pattern.fullmatch(v):
             raise ValueError(f"not a phone number or user JID: {v[:40]!r}")
-        if v not in seen:
-            seen.append(v)
-    return seen
+        if user_parts(v) not in seen:
+            seen.add(user_parts(v))
+            out.append(v)
+    return out

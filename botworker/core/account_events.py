@@ -36,7 +36,7 @@ def jid_str(jid: Any) -> str:
     return f"{user}@{server}" if user and server else ""
 
 
-def _when(value: int) -> datetime | None:
+def epoch_time(value: int) -> datetime | None:
     """neonize hands times over as Unix seconds or milliseconds, depending on the event."""
     if not value or value < 0:
         return None
@@ -54,12 +54,12 @@ def ack(ev: Any) -> AckData | None:
         return None
     src = ev.MessageSource
     return AckData(chat=jid_str(src.Chat), sender=jid_str(src.Sender), message_ids=ids,
-                   status=status, timestamp=_when(ev.Timestamp))  # type: ignore[arg-type]
+                   status=status, timestamp=epoch_time(ev.Timestamp))  # type: ignore[arg-type]
 
 
 def presence(ev: Any) -> PresenceData:
     return PresenceData(kind="presence", jid=jid_str(ev.From), available=not ev.Unavailable,
-                        last_seen=_when(ev.LastSeen))
+                        last_seen=epoch_time(ev.LastSeen))
 
 
 def chat_presence(ev: Any) -> PresenceData:
@@ -87,7 +87,7 @@ def _jids(items: Any) -> list[str]:
 def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
     """One GroupInfoEv: who joined (`group.join`), who left (`group.leave`), what else changed
     (`group.update`); an event only for what is there."""
-    group, by, when = jid_str(ev.JID), jid_str(ev.Sender) or None, _when(ev.Timestamp)
+    group, by, when = jid_str(ev.JID), jid_str(ev.Sender) or None, epoch_time(ev.Timestamp)
     out: list[tuple[str, GroupEventData]] = []
     if len(ev.Join):
         out.append(("group.join", GroupEventData(group=group, by=by, participants=_jids(ev.Join),
@@ -125,7 +125,7 @@ def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
 def call(ev: Any, rejected: bool | None) -> CallData:
     meta = ev.basicCallMeta
     return CallData(call_id=str(meta.callID), caller=jid_str(meta.callCreator),
-                    timestamp=_when(meta.timestamp), rejected=rejected)
+                    timestamp=epoch_time(meta.timestamp), rejected=rejected)
 
 
 def session_status(before: connstate.ConnState, after: connstate.ConnState,

@@ -54,7 +54,28 @@ class AccountWorld:
 
 def account_client(path: str, world: AccountWorld) -> Any:
     from neonize.client import NewClient
-    from neonize.proto.Neonize_pb2 import SendResponse
+    from neonize.exc import (
+        GetGroupInfoError,
+        GetGroupInviteLinkError,
+        JoinGroupWithInviteError,
+        LeaveGroupError,
+        SetGroupAnnounceError,
+        SetGroupLockedError,
+        SetGroupNameError,
+        SetGroupPhotoError,
+        SetGroupTopicError,
+        UpdateGroupParticipantsError,
+    )
+    from neonize.proto.Neonize_pb2 import (
+        JID,
+        GetUserInfoSingleReturnFunction,
+        GroupParticipant,
+        IsOnWhatsAppResponse,
+        ProfilePictureInfo,
+        SendResponse,
+        UserInfo,
+    )
+    from neonize.utils import build_jid
 
     class _Account(NewClient):  # type: ignore[misc]
         def __init__(self, name: str) -> None:
@@ -82,7 +103,161 @@ def account_client(path: str, world: AccountWorld) -> Any:
             self.world.record("PairPhone", phone)
             return "ABCD-EFGH"
 
+        # --- groups: whatsmeow's answers, from the world's groups ------------------------
+
+        def get_joined_groups(self) -> list[Any]:
+            self.world.record("get_joined_groups")
+            self._check("get_joined_groups")
+            return [_info(g) for g in self.world.groups.values() if OWN in g.participants]
+
+        def get_group_info(self, jid: Any) -> Any:
+            self.world.record("get_group_info", jid.User)
+            return _info(self._group(jid, GetGroupInfoError))
+
+        def create_group(self, name: str, participants: list[Any] | None = None,
+                         linked_parent: Any = None, group_parent: Any = None) -> Any:
+            people = participants or []
+            self.world.record("create_group", name, [j.User for j in people])
+            self._check("create_group")
+            jid = f"1203630000{len(self.world.groups) + 1:08d}"
+            g = Group(jid, name, participants={OWN: "super", **{j.User: "" for j in people}})
+            self.world.groups[jid] = g
+            return _info(g)
+
+        def update_group_participants(self, jid: Any, changes: list[Any], action: Any) -> Any:
+            g = self._admin(jid, UpdateGroupParticipantsError)
+            self.world.record("update_group_participants", jid.User, action.value,
+                              [j.User for j in changes])
+            out = []
+            for j in changes:
+                error = 0
+                if action.value == "add":
+                    error = 409 if j.User in g.participants else (
+                        403 if j.User not in self.world.on_whatsapp else 0)
+                    if not error:
+                        g.participants[j.User] = ""
+                elif j.User not in g.participants:
+                    error = 404
+                elif action.value == "remove":
+                    del g.participants[j.User]
+                else:
+                    g.participants[j.User] = "admin" if action.value == "promote" else ""
+                out.append(GroupParticipant(JID=build_jid(j.User), Error=error))
+            return out
+
+        def set_group_name(self, jid: Any, name: str) -> None:
+            self._admin(jid, SetGroupNameError).name = name
+            self.world.record("set_group_name", jid.User, name)
+
+        def set_group_topic(self, jid: Any, previous_id: str, new_id: str, topic: str) -> None:
+            self._admin(jid, SetGroupTopicError).topic = topic
+            self.world.record("set_group_topic", jid.User, topic)
+
+        def set_group_announce(self, jid: Any, announce: bool) -> None:
+            self._admin(jid, SetGroupAnnounceError).announce = announce
+            self.world.record("set_group_announce", jid.User, announce)
+
+        def set_group_locked(self, jid: Any, locked: bool) -> None:
+            self._admin(jid, SetGroupLockedError).locked = locked
+            self.world.record("set_group_locked", jid.User, locked)
+
+        def set_group_photo(self, jid: Any, file_or_bytes: Any) -> str:
+            self._admin(jid, SetGroupPhotoError)
+            self.world.record("set_group_photo", jid.User, len(file_or_bytes))
+            return "PHOTO-1"
+
+        def get_group_invite_link(self, jid: Any, revoke: bool = False) -> str:
+            g = self._group(jid, GetGroupInviteLinkError)
+            if revoke:
+                g.link_code = g.link_code[::-1]
+            self.world.record("get_group_invite_link", jid.User, revoke)
+            return f"https://chat.whatsapp.com/{g.link_code}"
+
+        def join_group_with_link(self, code: str) -> Any:
+            self.world.record("join_group_with_link", code)
+            for g in self.world.groups.values():
+                if g.link_code == code:
+                    g.participants.setdefault(OWN, "")
+                    return build_jid(g.jid, "g.us")
+            raise JoinGroupWithInviteError("failed to join group: server returned error 410: gone")
+
+        def leave_group(self, jid: Any) -> None:
+            g = self._group(jid, LeaveGroupError)
+            del g.participants[OWN]
+            self.world.record("leave_group", jid.User)
+
+        def _group(self, jid: Any, error: type[Exception]) -> Group:
+            g = self.world.groups.get(jid.User)
+            if g is None or OWN not in g.participants:
+                # What whatsmeow says for a group that does not exist or is not ours.
+                raise error("info query returned status 404: item-not-found")
+            return g
+
+        def _admin(self, jid: Any, error: type[Exception]) -> Group:
+            g = self._group(jid, error)
+            if not g.participants.get(OWN):
+                raise error("info query returned status 403: not-authorized")
+            return g
+
+        # --- contacts and presence --------------------------------------------------------
+
+        def is_on_whatsapp(self, *numbers: str) -> list[Any]:
+            self.world.record("is_on_whatsapp", *numbers)
+            self._check("is_on_whatsapp")
+            return [IsOnWhatsAppResponse(Query=n, JID=build_jid(n.lstrip("+")),
+                                         IsIn=n.lstrip("+") in self.world.on_whatsapp)
+                    for n in numbers]
+
+        def get_user_info(self, *jids: Any) -> list[Any]:
+            self.world.record("get_user_info", *[j.User for j in jids])
+            return [GetUserInfoSingleReturnFunction(JID=j, UserInfo=UserInfo(
+                Status="At work", PictureID="P1", Devices=[j])) for j in jids
+                if j.User in self.world.on_whatsapp]
+
+        def get_profile_picture(self, jid: Any, extra: Any = None) -> Any:
+            self.world.record("get_profile_picture", jid.User)
+            return ProfilePictureInfo(URL=f"https://pps.whatsapp.net/{jid.User}.jpg", ID="P1",
+                                      Type="image")
+
+        def get_lid_from_pn(self, jid: Any) -> Any:
+            lid = self.world.lids.get(jid.User)
+            return build_jid(lid, "lid") if lid else JID()
+
+        def get_pn_from_lid(self, jid: Any) -> Any:
+            phones = {v: k for k, v in self.world.lids.items()}
+            phone = phones.get(jid.User)
+            return build_jid(phone) if phone else JID()
+
+        def send_presence(self, presence: Any) -> None:
+            self.world.record("send_presence", presence.value.decode())
+
+        def subscribe_presence(self, jid: Any) -> None:
+            self.world.record("subscribe_presence", jid.User)
+
     return _Account(path)
+
+
+def _info(g: Group) -> Any:
+    """A group as whatsmeow's GetGroupInfo answers it (neonize's GroupInfo protobuf)."""
+    from neonize.proto.Neonize_pb2 import (
+        GroupAnnounce,
+        GroupInfo,
+        GroupLocked,
+        GroupName,
+        GroupParticipant,
+        GroupTopic,
+    )
+    from neonize.utils import build_jid
+
+    people = [GroupParticipant(JID=build_jid(u), PhoneNumber=build_jid(u),
+                               IsAdmin=role in ("admin", "super"), IsSuperAdmin=role == "super")
+              for u, role in g.participants.items()]
+    return GroupInfo(JID=build_jid(g.jid, "g.us"), OwnerJID=build_jid(OWN),
+                     GroupName=GroupName(Name=g.name),
+                     GroupTopic=GroupTopic(Topic=g.topic, TopicID="T1"),
+                     GroupAnnounce=GroupAnnounce(IsAnnounce=g.announce),
+                     GroupLocked=GroupLocked(isLocked=g.locked), GroupCreated=1700000000,
+                     Participants=people)
 
 
 class AccountHarness(Harness):
