@@ -165,6 +165,11 @@ def main(argv: list[str] | None = None) -> int:
                                     warmup=200 if quick else 500, pg_dsn=dsn)
 
             timed("pipeline", run_pipeline)
+            from bench import pipeline_kinds
+
+            # Every kind of message against text only, alternating rounds (issue 24).
+            timed("pipeline_kinds", lambda: pipeline_kinds.run(n=2000 if quick else 4000,
+                                                              repeats=5 if quick else 9))
         if pg is not None:
             pg.stop()
             pg = None

@@ -235,8 +235,8 @@ def _message_data(content: Any, kind: str, env: Envelope, flags: _Flags) -> Mess
     body = _get(content, kind)
     mtype, extra = _kind(kind, body)
     caption = extra.pop("caption", None)
-    text = _text_of(content)
-    ctx = _get(body, "contextInfo") if kind != "conversation" else None
+    text = _text_in(kind, body)
+    ctx = _get(body, "contextInfo") if _has(body, "contextInfo") else None
     return MessageData(
         **env.fields(), text=text, type=mtype, caption=caption, **extra,
         quoted=_quoted(ctx), mentions=_mentions(ctx), forwarded=_forwarded(ctx),
@@ -327,21 +327,30 @@ def _poll(body: Any) -> PollData:
                     selectable_count=_int(_get(body, "selectableOptionsCount", 0)) or 0)
 
 
+_CAPTIONED = frozenset({"imageMessage", "videoMessage", "documentMessage", "ptvMessage"})
+
+
 def _text_of(content: Any) -> str:
     """The text a command is read from: the text, or a media message's caption."""
-    for name in ("conversation",):
-        value = _t(_get(content, name, ""))
-        if value:
-            return value
-    for name in ("extendedTextMessage",):
-        value = _t(_get(_get(content, name), "text", ""))
-        if value:
-            return value
-    for name in ("imageMessage", "videoMessage", "documentMessage", "ptvMessage"):
-        value = _t(_get(_get(content, name), "caption", ""))
-        if value:
-            return value
+    kinds = [n for n in _present(content) if n not in _ENVELOPE_FIELDS]
+    return _text_in(kinds[0], _get(content, kinds[0])) if kinds else ""
+
+
+def _text_in(kind: str, body: Any) -> str:
+    if kind == "conversation":
+        return _t(body)
+    if kind == "extendedTextMessage":
+        return _t(_get(body, "text", ""))
+    if kind in _CAPTIONED:
+        return _t(_get(body, "caption", ""))
     return ""
+
+
+def _has(body: Any, name: str) -> bool:
+    try:
+        return bool(body.HasField(name))
+    except (AttributeError, ValueError, TypeError):
+        return False
 
 
 def _quoted(ctx: Any) -> QuotedData | None:

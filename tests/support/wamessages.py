@@ -47,13 +47,16 @@ def info(chat: str = "15550001111", sender: str | None = None, *, msg_id: str | 
 
 
 def event(message: Any, *, view_once: bool = False, ephemeral: bool = False,
-          **info_kw: Any) -> Any:
-    """A MessageEv around a waE2E Message, as the Go side serializes it."""
+          document_with_caption: bool = False, **info_kw: Any) -> Any:
+    """A MessageEv around a waE2E Message, as the Go side serializes it. whatsmeow unwraps
+    view-once, disappearing and document-with-caption messages itself and says so in these
+    flags; the wrappers (view_once(), ephemeral(), ...) are what an older path delivers."""
     from neonize.events import MessageEv
 
     return MessageEv(
         Info=info(**info_kw), Message=message, IsEphemeral=ephemeral, IsViewOnce=view_once,
-        IsViewOnceV2=False, IsViewOnceV2Extension=False, IsDocumentWithCaption=False,
+        IsViewOnceV2=False, IsViewOnceV2Extension=False,
+        IsDocumentWithCaption=document_with_caption,
         IsLottieSticker=False, IsEdit=False, UnavailableRequestID="", RetryCount=0,
     )
 
