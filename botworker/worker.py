@@ -217,6 +217,7 @@ class Worker:
             kinds=inbound_events(cfg, client, self.metrics, self.webhooks,
                                  on_storage_change=lambda: self._publish_now()),
         )
+        self.pipeline.account = self.account
 
     def _http_parts(self, http: bool) -> None:
         """The send-message API (when a token is set) and the health server that carries it."""

@@ -35,6 +35,17 @@ INVITE_PATTERN = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9]{10,32}$"
 _DIGITS = re.compile(r"^\+?([0-9]+)$")
 
 
+class AccountError(Exception):
+    """An account operation refused or failed (a plugin's `ctx.account` raises it; the API
+    answers with it): the HTTP status, a machine-readable code, and what happened."""
+
+    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
+                 retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.field, self.retry_after = field, retry_after
+
+
 def user_parts(value: str) -> tuple[str, str]:
     """(user, server) of a validated USER_PATTERN value: a phone number is a user at
     s.whatsapp.net; a device suffix (":12") is dropped, a person is addressed, not a device."""

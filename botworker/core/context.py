@@ -66,6 +66,13 @@ class CommandContext:
     # mentions: the `message` webhook event's data), and its file when spec.media keeps it.
     message: MessageData | None = None
     media_fn: Callable[[], bytes | None] = field(default=lambda: None)
+    # The bot's own WhatsApp account: groups, contacts, presence (runtime/account_calls.py
+    # AccountCalls: groups(), group(id), create_group(name, people), rename, describe,
+    # settings, participants(id, action, people), invite_link, join, leave, on_whatsapp,
+    # contact, picture, ids, set_presence, subscribe). Each call is checked, rate-limited and
+    # counted as through the API, and raises wabot.account.AccountError (status, code,
+    # message) when refused. None where the worker has no session (unit tests).
+    account: Any = None
 
     @property
     def tenant(self) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from wabot.account import (
+    AccountError,
     ContactView,
     GroupView,
     JidMapping,
@@ -44,14 +45,8 @@ ACCOUNT_KEY = "account"
 MAX_PHOTO = 1024 * 1024
 
 
-class OpError(Exception):
-    """An operation refused or failed: the HTTP answer it becomes."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.field, self.retry_after = field, retry_after
+# The refusal every operation raises (plugins see it under its public name).
+OpError = AccountError
 
 
 def _group_jid(gid: str) -> Any:

@@ -119,6 +119,7 @@ class Pipeline:
         self._events = events
         self._greeted = greeted
         self.kinds = kinds or InboundEvents(metrics=metrics, events=events)
+        self.account: Any = None  # the account's operations for ctx.account (worker.py)
 
     # --- neonize's callback thread ------------------------------------------------------------
 
@@ -284,6 +285,7 @@ class Pipeline:
             received_at=(msg.timestamp_ms / 1000.0) if msg.timestamp_ms else time.time(),
             message=data,
             media_fn=lambda: self.kinds.media_of(data),
+            account=self.account,
         )
         started = time.perf_counter()
         result = "ok"

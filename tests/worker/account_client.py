@@ -90,9 +90,19 @@ def account_client(path: str, world: AccountWorld) -> Any:
                 raise Exception(err)  # neonize raises its *Error classes with Go's text
 
         def send_message(self, to: Any, message: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(message, str):
+                from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message
+
+                message = Message(conversation=message)
             with self._lock:
                 self.sent.append((to, message))
                 return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
+
+        def replies(self) -> list[tuple[str, str, str]]:
+            """(chat user, text, quoted message id) per sent message, as Harness.ask reads."""
+            with self._lock:
+                return [(to.User, m.extendedTextMessage.text or m.conversation,
+                         m.extendedTextMessage.contextInfo.stanzaID) for to, m in self.sent]
 
         def logout(self) -> None:
             self.world.record("logout")
