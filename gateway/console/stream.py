@@ -19,7 +19,7 @@ from aiohttp import web
 from .fleet import Key, Subscriber
 from .web import ConsoleWeb, refuse
 
-COALESCE_S = 0.1
+COALESCE_S = 0.05
 PING_S = 20.0
 RECHECK_S = 60.0
 
