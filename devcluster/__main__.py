@@ -83,11 +83,22 @@ def _up(running: LocalCluster | None, args: argparse.Namespace) -> int:
         node.stop()  # a part of it died: start it afresh
         node = None
     if not args.no_real_node and node is None:
+        _apiserver_reaches_kubelets(running)
         started = time.monotonic()
         RealNode(running).start()
         print(f"real node up in {time.monotonic() - started:.1f}s", file=sys.stderr)
     print(f"export KUBECONFIG={args.dir / 'kubeconfig'}")
     return 0
+
+
+def _apiserver_reaches_kubelets(cluster: LocalCluster) -> None:
+    """A control plane started before the real node existed lacks the API server's kubelet
+    flags (kubectl logs/exec): restart its API server, on the same port, with today's."""
+    pid = cluster.pids.get("kube-apiserver")
+    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes() if pid else b""
+    if b"--kubelet-client-certificate" not in cmdline:
+        print("restarting kube-apiserver with the kubelet client flags", file=sys.stderr)
+        cluster.restart_apiserver()
 
 
 if __name__ == "__main__":
