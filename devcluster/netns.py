@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devcluster.cgroups import kill_tree
+
 SLOTS = 64
 NETNS_PREFIX = "wabot-node-"
 VETH_HOST_PREFIX = "wabot-n"  # + slot: at most 15 characters
@@ -181,9 +183,7 @@ def allocate(forward_port: int) -> NodeNetwork:
     for slot in range(SLOTS):
         net = NodeNetwork(slot, forward_port)
         if Path(net.netns_path).exists() and is_stale(net):
-            from devcluster.cgroups import kill_tree  # cycle-free: cgroups imports nothing here
-
-            kill_tree(f"{NETNS_PREFIX}{slot}")
+            kill_tree(net.netns)  # what a killed session left running in the slot
             net.teardown()
         if _host_uses(net) or Path(net.netns_path).exists():
             continue
@@ -199,7 +199,11 @@ def is_stale(net: NodeNetwork) -> bool:
     try:
         record = json.loads(net.record.read_text())
     except (OSError, ValueError):
-        return True
+        # No record yet: its creator may be a moment past `ip netns add`.
+        try:
+            return time.time() - Path(net.netns_path).stat().st_mtime > STALE_AFTER_S
+        except OSError:
+            return False
     if time.time() - float(record.get("created", 0)) < STALE_AFTER_S:
         return False
     return not any(_alive(int(pid)) for pid in record.get("pids", []))
