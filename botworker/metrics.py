@@ -138,6 +138,7 @@ class Metrics:
             "busy, failed)",
             [*_BASE, "type", "result"], registry=r,
         )
+        self._send_children: dict[tuple[str, str], Counter] = {}
 
     def _zero_known_labels(self) -> None:
         """Series with a known label set exist from the start (at 0), so a rate() or an alert
@@ -233,7 +234,12 @@ class Metrics:
         self._api_requests.labels(*self._base, result).inc()
 
     def send_result(self, kind: str, result: str) -> None:
-        self._sends.labels(*self._base, kind, result).inc()
+        """Once per message sent (every reply): the labelled child is looked up once."""
+        child = self._send_children.get((kind, result))
+        if child is None:
+            child = self._send_children[(kind, result)] = self._sends.labels(
+                *self._base, kind, result)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # What a quote carries of the quoted message's text (WhatsApp shows a few lines of it).
 SNIPPET = 256
 
 
-@dataclass(frozen=True)
-class Known:
-    """One message, as a later send needs it."""
+class Known(NamedTuple):
+    """One message, as a later send needs it (a tuple: one is made per message received)."""
 
     chat: str  # the chat's JID
     message_id: str
@@ -46,8 +45,7 @@ class RecentMessages:
     def remember(self, known: Known) -> None:
         key = (known.chat, known.message_id)
         if len(known.text) > SNIPPET:
-            known = Known(known.chat, known.message_id, known.sender, known.from_me,
-                          known.text[:SNIPPET], known.kind)
+            known = known._replace(text=known.text[:SNIPPET])
         with self._lock:
             self._items[key] = known
             self._items.move_to_end(key)

@@ -200,6 +200,7 @@ class Pipeline:
         event of its own, never a command), announced, read, welcomed, then answered if it is
         a command (in its text or its caption)."""
         msg = extract(ev)
+        self._sender.remember(msg, ev.Message)  # replies, reactions, deletes name it by id
         rt = self._runtime()
         settings = rt.spec.settings
         reason = drop_reason(msg, ignore_groups=settings.ignore_groups,

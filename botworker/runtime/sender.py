@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
+from ..core.filters import Inbound
 from ..core.outgoing import InvalidContent, Outgoing
 from ..core.ratelimit import RateLimiter
 from ..core.recent import Known, RecentMessages
@@ -303,12 +304,18 @@ class Sender:
         self._metrics.send_result(action, outcome.result)
         return outcome
 
-    def incoming(self, ev: Any, then: Callable[[Any], bool]) -> bool:
-        """A received message, remembered (so replies, reactions and deletes can name it by
-        id), then handed on: on neonize's callback thread, so cheap and never raising."""
-        with suppress(Exception):
-            self.recent.remember(known_of(ev))
-        return then(ev)
+    def remember(self, msg: Inbound, message: Any = None) -> None:
+        """A received message (the pipeline's, already read: no protobuf is parsed twice), so
+        replies, reactions, edits and deletes can name it by id; `message` (its waE2E
+        Message) gives a quote its text, read from the two text fields only (cheap: this runs
+        for every message)."""
+        text = msg.text if isinstance(msg.text, str) else ""
+        if not text and message is not None:
+            text = message.conversation or message.extendedTextMessage.text
+            if not isinstance(text, str):
+                text = ""
+        self.recent.remember(Known(msg.chat, msg.message_id, msg.sender, msg.is_from_me,
+                                   text))
 
     def _send_quoting(self, chat: Any, text: str, quoted: Any | None) -> str | None:
         """The transport's send; when the quote cannot be built, the same text unquoted.
