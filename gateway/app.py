@@ -53,6 +53,9 @@ MAX_BODY = 64 * 1024
 # whole before it is forwarded, only once the key, the tenant and the bot are checked, and at
 # most UPLOADS_AT_ONCE at a time per replica (so a replica holds at most ~130 MiB of them).
 MAX_UPLOAD = 32 * 1024 * 1024 + MAX_BODY
+# POST .../groups/{group}/photo: the worker takes a JPEG of at most 1 MiB (account_calls.py).
+MAX_GROUP_PHOTO = 1024 * 1024
+_GROUP_PHOTO = re.compile(r"groups/[^/]+/photo")
 UPLOADS_AT_ONCE = 4
 _NAME = re.compile(NAME_PATTERN)
 # Passed on from the worker's answer, and from the client's request to the worker.
@@ -180,7 +183,11 @@ class Gateway:
 
     async def forward(self, request: web.Request) -> web.Response:
         """Every other /v1/bots/{namespace}/{bot}/... route goes to the worker's /v1/...:
-        the same key, tenant and phase checks, the worker's answer passed on."""
+        the same key, tenant and phase checks, the worker's answer passed on. A group's photo
+        (a JPEG body) may be up to MAX_GROUP_PHOTO, every other body MAX_BODY."""
+        if request.method == "POST" and _GROUP_PHOTO.fullmatch(request.match_info["tail"]):
+            return await self._measured(
+                request, lambda r: self._proxy(r, max_body=MAX_GROUP_PHOTO))
         return await self._measured(request, self._proxy)
 
     async def _measured(self, request: web.Request,
