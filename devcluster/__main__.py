@@ -56,11 +56,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.monotonic() - started:.1f}s", file=sys.stderr)
         return 0
     if args.command == "down":
-        if running is not None:
-            node = RealNode.load(running)
+        # Also what is left of a cluster or node that partly died: every process, namespace
+        # and cgroup it recorded goes.
+        leftover = running or LocalCluster.load(args.dir, alive_only=False)
+        if leftover is not None:
+            node = RealNode.load(leftover)
             if node is not None:
                 node.stop()
-            running.stop()
+            leftover.stop()
         return 0
     if args.command == "status":
         print("running" if running else "stopped")

@@ -330,14 +330,15 @@ class LocalCluster:
                                                          "pids": self.pids}))
 
     @classmethod
-    def load(cls, root: Path) -> LocalCluster | None:
-        """The cluster a previous `python -m devcluster up` left running in `root`, if alive."""
+    def load(cls, root: Path, alive_only: bool = True) -> LocalCluster | None:
+        """The cluster a previous `python -m devcluster up` left running in `root`, if alive
+        (with alive_only=False also one partly dead: what `down` must still stop)."""
         state_file = root / "state.json"
         if not state_file.exists():
             return None
         state = json.loads(state_file.read_text())
         cluster = cls(root=root, ports=state["ports"], pids=state["pids"])
-        if not all(_alive(pid) for pid in cluster.pids.values()):
+        if alive_only and not all(_alive(pid) for pid in cluster.pids.values()):
             return None
         cluster.tools = find_tools(build=False)
         return cluster
