@@ -65,6 +65,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 20000; quick 3000)")
     p.add_argument("--hold", type=float, help="density: seconds after start before reading RSS "
                    "(default 20, past V8's first major GC in the Baileys baseline; quick 8)")
+    p.add_argument("--mixed", type=int, help="density: mixed commands after the stages, with a "
+                   "memory reading every 1,000 (default 10000; quick 2000)")
     p.add_argument("--with-image", action="store_true",
                    help="density: build localhost/wabot-worker:test if it is missing")
     p.add_argument("--out", type=Path, default=BENCH,
@@ -152,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
             def run_density() -> Result:
                 dsn = postgres().tenant_database("acme", "density")
-                return density.run(hold_s=hold, pg_dsn=dsn, with_image=args.with_image)
+                mixed = args.mixed if args.mixed is not None else (2000 if quick else 10_000)
+                return density.run(hold_s=hold, pg_dsn=dsn, with_image=args.with_image,
+                                   mixed=mixed)
 
             timed("density", run_density)
         if "pipeline" in only:

@@ -33,16 +33,20 @@ def sane(x: float) -> bool:
 def test_density_smoke() -> None:
     from bench import density
 
-    res = density.run(hold_s=2.0, container=False)
+    res = density.run(hold_s=2.0, container=False, mixed=2000)
     got = values(res)
     assert sane(got["Baileys (Node, 1 socket) RSS"])
-    assert sane(got["worker RSS (file spec, SQLite)"])
-    assert sane(got["ratio worker/Baileys (file spec, SQLite)"])
-    assert res.extra["workers"]["sqlite"]["dial_attempts"] >= 1
-    worked = res.extra["workers"]["sqlite"]["after_commands"]
-    assert [w["command"] for w in worked] == ["!ping", "!note k v"]
-    assert all(w["handled"] == 1 and w["audit_pending"] == 0 and sane(w["rss_mb"])
+    assert sane(got["worker RSS idle (file spec, SQLite)"])
+    assert sane(got["ratio idle worker/Baileys (file spec, SQLite)"])
+    sqlite = res.extra["workers"]["sqlite"]
+    assert sqlite["dial_attempts"] >= 1
+    worked = sqlite["after_commands"]
+    assert [w["texts"] for w in worked] == [list(stage) for stage in density.STAGES]
+    assert all(w["handled"] == w["expected"] and w["audit_pending"] == 0 and sane(w["rss_mb"])
                for w in worked)
+    mixed = sqlite["mixed"]
+    assert mixed["handled"] == mixed["commands"] == 2000
+    assert [p["commands"] for p in mixed["points"]] == [0, 1000, 2000]
 
 
 @pytest.mark.postgres
