@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from neonize.events import ConnectedEv
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import Select
 
 from tests.operator.helpers import eventually
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
@@ -126,6 +128,68 @@ def test_a_pairing_code_is_shown_with_its_expiry(world: World, browser: WebDrive
     assert "Expires in" in text_of(browser, "pairing-expiry")
     assert "type the pairing code WXYZ-2345" in text_of(browser, "bot-summary")
     assert not browser.find_elements(By.ID, "qr")
+
+
+def _order(browser: WebDriver) -> list[str]:
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#fleet-body tr')].map(r => r.dataset.bot)")
+    return [str(r).split("/")[1] for r in rows]
+
+
+def test_the_fleet_filters_and_sorts_from_the_keyboard(world: World,
+                                                       browser: WebDriver) -> None:
+    sign_in(browser, world.url, "token", world.tokens["viewer"])
+    everyone = {f"{world.ns}/{b}" for b in ("support", "sleepy", "ledger")}
+    assert settled_rows(browser, everyone) == everyone
+    assert _order(browser) == ["ledger", "sleepy", "support"]
+    name = browser.find_element(By.ID, "filter-name")
+    name.send_keys("slee")
+    assert settled_rows(browser, {f"{world.ns}/sleepy"}) == {f"{world.ns}/sleepy"}
+    name.send_keys(Keys.BACKSPACE * 4)
+    # Tab from the name filter: tenant, phase, then the column headers' sort buttons.
+    name.send_keys(Keys.TAB)
+    tenant = browser.switch_to.active_element
+    assert tenant.get_attribute("id") == "filter-tenant"
+    Select(tenant).select_by_value("globex")
+    assert settled_rows(browser, {f"{world.ns}/ledger"}) == {f"{world.ns}/ledger"}
+    Select(tenant).select_by_value("")
+    settled_rows(browser, everyone)
+    tenant.send_keys(Keys.TAB)
+    browser.switch_to.active_element.send_keys(Keys.TAB)  # phase -> the "Bot" column
+    sort = browser.switch_to.active_element
+    assert sort.text.startswith("Bot")
+    sort.send_keys(Keys.ENTER)  # already by name: Enter reverses it
+    wait(browser, "descending by name",
+         lambda d: _order(d) == ["support", "sleepy", "ledger"])
+    assert browser.find_element(By.CSS_SELECTOR, "th[data-col=name]").get_attribute(
+        "aria-sort") == "descending"
+    # A link is reachable and opens the bot page without a reload.
+    link = browser.find_element(By.CSS_SELECTOR,
+                                f"tr[data-bot='{world.ns}/ledger'] td.name a")
+    link.send_keys(Keys.ENTER)
+    wait(browser, "the bot page", lambda d: d.current_url.endswith(f"/bots/{world.ns}/ledger"))
+    wait(browser, "its phase", lambda d: text_of(d, "bot-phase"))
+
+
+def test_a_phone_screen_shows_the_fleet_as_cards(world: World, browser: WebDriver) -> None:
+    sign_in(browser, world.url, "key", ACME_KEY)
+    try:
+        browser.set_window_size(390, 844)
+        mine = {f"{world.ns}/support", f"{world.ns}/sleepy", f"{world.ns_b}/branch"}
+        assert settled_rows(browser, mine) == mine
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+        label = browser.execute_script(
+            "const td = document.querySelector('#fleet-body td.tenant');"
+            "return getComputedStyle(td, '::before').content")
+        assert label == '"Tenant"'  # each value says what it is, the header row is gone
+        save_screenshot(browser, "fleet-phone.png")
+        browser.get(f"{world.url}/console/bots/{world.ns}/sleepy")
+        wait(browser, "the bot page", lambda d: text_of(d, "bot-summary"))
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        browser.set_window_size(1100, 900)
 
 
 def _events(world: World, bot: str, reason: str) -> list[str]:
