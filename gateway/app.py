@@ -121,6 +121,7 @@ class Gateway:
         self._tokens: dict[tuple[str, str], _Cached] = {}
         self._session: aiohttp.ClientSession | None = None
         self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
+        self._documented = DocumentedRoutes.load()
 
     # --- API keys --------------------------------------------------------------------------
 
@@ -239,6 +240,12 @@ class Gateway:
 
     async def _proxy(self, request: web.Request, tenant: str | None = None, *,
                      max_body: int = MAX_BODY) -> web.Response:
+        allowed = self._documented.methods_for(request.path)
+        if allowed is not None and request.method not in allowed:
+            # A method the document does not list for a path it does (PUT .../read): 405 from
+            # here, before the phase check would make it a 503 for a disconnected bot.
+            return problem(405, "method_not_allowed", f"use {', '.join(sorted(allowed))}",
+                           headers={"Allow": ", ".join(sorted(allowed))})
         tenant = tenant or await self.tenant_of(request)
         if tenant is None:
             return unauthorized()
@@ -355,6 +362,33 @@ class Gateway:
         resp = web.Response(body=generate_latest(self.metrics.registry))
         resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return resp
+
+
+class DocumentedRoutes:
+    """The bot routes gateway/openapi.yaml documents, with their methods: every other route
+    is forwarded as it comes, these answer 405 for a method the document does not list."""
+
+    def __init__(self, routes: list[tuple[re.Pattern[str], frozenset[str]]]) -> None:
+        self._routes = routes
+
+    @classmethod
+    def load(cls) -> DocumentedRoutes:
+        import yaml
+
+        doc = yaml.safe_load(openapi_document())
+        routes = []
+        for path, ops in (doc.get("paths") or {}).items():
+            regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(path))
+            methods = frozenset(m.upper() for m in ops
+                                if m in ("get", "post", "put", "patch", "delete"))
+            routes.append((re.compile(regex), methods))
+        return cls(routes)
+
+    def methods_for(self, path: str) -> frozenset[str] | None:
+        for regex, methods in self._routes:
+            if regex.fullmatch(path):
+                return methods
+        return None
 
 
 def openapi_document() -> bytes:

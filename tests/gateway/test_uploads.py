@@ -33,7 +33,8 @@ class TableLookup:
         self.port = port
 
     def bot(self, namespace: str, name: str) -> BotView | None:
-        return BotView("acme", "Connected", "wabot-b") if name == "b" else None
+        phase = {"b": "Connected", "sleepy": "Connecting"}.get(name)
+        return BotView("acme", phase, f"wabot-{name}") if phase else None
 
     def pod_ip(self, namespace: str, name: str) -> str | None:
         return "127.0.0.1"
@@ -140,3 +141,18 @@ def test_json_sends_of_every_kind_are_validated_at_the_gateway(
     assert big[0] == 413
     assert presence[0] == 200 and h.client.presences == [("15550001111", 0, 0)]
     assert len(h.client.sent) == 1  # only the location reached WhatsApp
+
+
+def test_a_method_the_document_does_not_list_is_405_whatever_the_bots_phase(
+        make_worker: Callable[..., Harness]) -> None:  # noqa: F811
+    h = make_worker(env={"WABOT_API_TOKEN": TOKEN})
+
+    async def steps(client: TestClient[Any, Any], _port: int) -> Any:
+        out = []
+        for bot in ("b", "sleepy"):
+            resp = await client.put(f"/v1/bots/ns/{bot}/chats/15550001111/read",
+                                    json={"messageIds": ["A"]}, headers=auth())
+            out.append((resp.status, resp.headers.get("Allow")))
+        return out
+
+    assert run(h, steps) == [(405, "POST"), (405, "POST")]
