@@ -64,10 +64,13 @@ def test_a_bot_runs_its_real_worker_on_the_real_node(
     assert pod.status.container_statuses[0].ready is False
     assert pod.status.container_statuses[0].restart_count == 0
 
-    # The auth volume (a local volume on the node) is the worker's: uid 10001 writes there.
+    # The auth volume (a local volume on the node) is the worker's: uid 10001 writes there,
+    # beside the session directory the worker made (auth/<serverName>/bot_<botId>/).
     out = kube.kubectl("-n", cluster.ns, "exec", name, "-c", "worker", "--", "python3", "-c",
-                       WRITE_MARKER).stdout
-    assert out.split() == ["10001", "written"], out
+                       WRITE_MARKER).stdout.splitlines()
+    assert out[0].split() == ["10001", "written"], out
+    first_files = set(out[1:])
+    assert any(f.startswith("auth/acme/bot_real/") for f in first_files), first_files
 
     # kubectl delete pod: SIGTERM, the worker releases its Lease and exits 0 within the grace
     # period; the replacement takes the Lease over and finds the volume's files.
@@ -89,20 +92,27 @@ def test_a_bot_runs_its_real_worker_on_the_real_node(
     holders = leases.holders()
     assert None in holders and holders[-1] == name, holders  # released, then taken again
     out = kube.kubectl("-n", cluster.ns, "exec", name, "-c", "worker", "--", "python3", "-c",
-                       READ_MARKER).stdout
-    assert out.split() == ["kept"], out
+                       READ_MARKER).stdout.splitlines()
+    assert out[0] == "kept", out
+    assert first_files <= set(out[1:]), (first_files, out[1:])  # the session files too
 
 
+# Run in the worker container: write a file as the worker's user, list the volume's files.
+LIST_FILES = """
+root = pathlib.Path("/var/lib/wabot")
+for f in sorted(root.rglob("*")):
+    if f.is_file():
+        print(f.relative_to(root))
+"""
 WRITE_MARKER = """
 import os, pathlib
-p = pathlib.Path("/var/lib/wabot/realnode-marker")
-p.write_text("kept")
+pathlib.Path("/var/lib/wabot/realnode-marker").write_text("kept")
 print(os.getuid(), "written")
-"""
+""" + LIST_FILES
 READ_MARKER = """
 import pathlib
 print(pathlib.Path("/var/lib/wabot/realnode-marker").read_text())
-"""
+""" + LIST_FILES
 
 
 def _report_with_error(cluster: Cluster, bot: str, pod: str) -> dict[str, Any] | None:
