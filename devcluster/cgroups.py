@@ -22,6 +22,8 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 def hierarchies() -> list[Path]:
     """The mounted hierarchies (v1 controllers, the named systemd one, v2 `unified`), each
     once (cpu and cpuacct may be one mount under two names)."""
+    if (CGROUP_FS / "cgroup.procs").exists():  # cgroup v2 only: one hierarchy
+        return [CGROUP_FS]
     seen: set[tuple[int, int]] = set()
     found = []
     for entry in sorted(CGROUP_FS.iterdir()):
@@ -44,6 +46,12 @@ def create(name: str) -> None:
                 target = sub / knob
                 if target.exists() and not target.read_text().strip():
                     target.write_text((sub.parent / knob).read_text())
+        # cgroup v2: the kubelet's pods below /<name> need its controllers delegated.
+        controllers = h / name / "cgroup.controllers"
+        if controllers.exists():
+            wanted = " ".join(f"+{c}" for c in controllers.read_text().split())
+            if wanted:
+                (h / name / "cgroup.subtree_control").write_text(wanted)
 
 
 def join(name: str, pid: int) -> None:
