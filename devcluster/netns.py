@@ -116,9 +116,10 @@ class NodeNetwork:
         # no IPv6 traffic exists at all. Every "network unreachable" answer is sent (the
         # default limit, one per second per pod, leaves a pod's third blocked dial hanging
         # until its timeout instead of failing at once).
-        _run(*n, "sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1",
-             "net.ipv6.conf.default.disable_ipv6=1", "net.ipv4.ip_forward=1",
-             "net.ipv4.icmp_ratelimit=0")
+        settings = {"ipv6/conf/all/disable_ipv6": 1, "ipv6/conf/default/disable_ipv6": 1,
+                    "ipv4/ip_forward": 1, "ipv4/icmp_ratelimit": 0}
+        _run(*n, "sh", "-ec", "".join(f"echo {v} > /proc/sys/net/{k}\n"
+                                      for k, v in settings.items()))
         _run(*n, "iptables-restore", input=self.edge_rules())
         routes = _run(*n, "ip", "route", "show", "default")
         if routes.strip():  # the construction's one promise: check it
