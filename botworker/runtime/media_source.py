@@ -3,9 +3,11 @@ sent: a URL is fetched under the egress policy (adapters/media_fetch.py), an upl
 as given; either way the bytes are checked against WhatsApp's limits for the kind
 (core/outgoing.py: size, and the type the bytes are, whatever was declared).
 
-At most `concurrency` files are fetched, checked and built at once per worker: each is held in
-memory several times over while neonize thumbnails, encrypts and uploads it, and ffmpeg runs
-for video and audio. A send beyond that waits up to `wait_s`, then is refused (503, retry).
+Files are fetched, checked and built within a memory budget per worker (`budget_bytes`, by
+default 48 MiB of files at once: one 32 MiB document, or three 16 MiB videos): each is held
+in memory several times over while neonize thumbnails, encrypts and uploads it (a 32 MiB
+document took the worker's peak RSS ~100 MiB higher, measured), and ffmpeg runs for video and
+audio. A send beyond the budget waits up to `wait_s`, then is refused (503, retry).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ class MediaBusy(RuntimeError):
 
 class MediaSource:
     def __init__(self, fetcher: Fetcher | None = None,
-                 rules: dict[str, MediaRule] | None = None, *, concurrency: int = 2,
-                 wait_s: float = 30.0) -> None:
+                 rules: dict[str, MediaRule] | None = None, *,
+                 budget_bytes: int = 48 * 1024 * 1024, wait_s: float = 30.0) -> None:
         self.fetcher = fetcher or Fetcher()
         self.rules = dict(rules or DEFAULT_RULES)
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._budget = budget_bytes
+        self._in_flight = 0
+        self._changed = threading.Condition()
         self._wait_s = wait_s
 
     def max_bytes(self) -> int:
@@ -36,13 +40,24 @@ class MediaSource:
         return max(rule.max_bytes for rule in self.rules.values())
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(timeout=self._wait_s):
-            raise MediaBusy("too many media messages are being sent by this bot right now")
+    def slot(self, out: Outgoing) -> Iterator[None]:
+        """Room for `out`'s file in the budget (its size, or its kind's limit before a URL is
+        fetched), for as long as it is being sent."""
+        rule = self.rules.get(out.kind)
+        size = len(out.data) if out.data is not None else (rule.max_bytes if rule else 0)
+        size = min(size, self._budget)
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._in_flight + size <= self._budget,
+                                          timeout=self._wait_s):
+                raise MediaBusy("too many media messages are being sent by this bot right "
+                                "now")
+            self._in_flight += size
         try:
             yield
         finally:
-            self._slots.release()
+            with self._changed:
+                self._in_flight -= size
+                self._changed.notify_all()
 
     def prepare(self, out: Outgoing) -> Outgoing:
         """`out` with its file's bytes, checked; InvalidContent naming the field otherwise.

@@ -263,7 +263,7 @@ class Sender:
             return SendOutcome("rate_limited", retry_after_s=self.limiter.retry_after(
                 chat_key, self._clock()))
         try:
-            slot: AbstractContextManager[None] = (self.media.slot() if out.media is not None
+            slot: AbstractContextManager[None] = (self.media.slot(out) if out.media is not None
                                                   else nullcontext())
             with slot:
                 out = self.media.prepare(out)

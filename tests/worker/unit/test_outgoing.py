@@ -142,3 +142,25 @@ def test_an_idle_worker_loads_no_media_code() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_media_sends_share_a_memory_budget() -> None:
+    from botworker.core.outgoing import Outgoing
+    from botworker.runtime.media_source import MediaBusy, MediaSource
+    from wabot.api import Media
+
+    source = MediaSource(budget_bytes=48 << 20, wait_s=0.05)
+
+    def doc(mib: int) -> Outgoing:
+        return Outgoing("document", Media(), data=bytes(mib << 20))
+
+    with source.slot(doc(32)):
+        with source.slot(doc(8)):  # 40 MiB in flight: fits
+            pass
+        with pytest.raises(MediaBusy), source.slot(doc(32)):
+            pass
+        url = Outgoing("video", Media(url="https://example.com/v.mp4"))
+        with source.slot(url):  # a URL holds its kind's limit (16 MiB) until fetched
+            pass
+    with source.slot(doc(32)):  # freed
+        pass
