@@ -61,6 +61,7 @@ class Fleet:
         self._stop = threading.Event()
         self._watches: list[k8s_watch.Watch] = []
         self._pending_sync = 0
+        self.closing = False
 
     # --- what pages read ---------------------------------------------------------------------
 
@@ -76,6 +77,13 @@ class Fleet:
         for ns in scopes:
             threading.Thread(target=self._run, args=(ns,), daemon=True,
                              name=f"console-watch-{ns or 'all'}").start()
+
+    def close_streams(self) -> None:
+        """At shutdown: every open page's stream ends now (its browser reconnects to another
+        replica), instead of holding the process until the grace period runs out."""
+        self.closing = True
+        for sub in self.subscribers:
+            sub.wake.set()
 
     def stop(self) -> None:
         self._stop.set()

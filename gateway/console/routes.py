@@ -52,10 +52,14 @@ def mount(app: web.Application, tenants: Any, namespaces: tuple[str, ...],
     async def start(_app: web.Application) -> None:
         fleet.start()
 
+    async def shutdown(_app: web.Application) -> None:
+        fleet.close_streams()
+
     async def stop(_app: web.Application) -> None:
         fleet.stop()
         for c in (watch_client, api):
             c.close()
 
     app.on_startup.append(start)
+    app.on_shutdown.append(shutdown)
     app.on_cleanup.append(stop)

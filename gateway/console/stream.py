@@ -9,7 +9,6 @@ short moment, so a burst of 1,000 status writes reaches a page as a few messages
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from typing import Any
@@ -49,11 +48,13 @@ class Stream:
             await fleet.wait_synced()
             keys = {only} if only else set(fleet.rows)
             await self._send(resp, viewer, keys, sent, only, snapshot=True)
-            while True:
+            while not fleet.closing:
                 try:
                     await asyncio.wait_for(sub.wake.wait(), PING_S)
                 except TimeoutError:
                     await resp.write(b": ping\n\n")
+                if fleet.closing:
+                    break
                 if time.monotonic() - checked > RECHECK_S:
                     checked = time.monotonic()
                     if await self.console.viewer(request) is None:
@@ -65,12 +66,11 @@ class Stream:
                     keys &= {only}
                 if keys:
                     await self._send(resp, viewer, keys, sent, only, snapshot=False)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             fleet.subscribers.discard(sub)
-        with contextlib.suppress(ConnectionResetError):
-            await resp.write_eof()
         return resp
 
     async def _send(self, resp: web.StreamResponse, viewer: Any, keys: set[Key],

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Protocol
@@ -78,6 +79,43 @@ def same_origin(request: web.Request) -> bool:
     return bool(origin) and urlsplit(origin).netloc == request.host
 
 
+def _loopback(request: web.Request) -> bool:
+    return request.host.rsplit(":", 1)[0] in _LOOPBACK
+
+
+def _https(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+
+
+class Failures:
+    """Failed sign-ins per client address: more than LIMIT in WINDOW_S and it must wait (each
+    attempt costs a TokenReview or a key lookup). Behind an Ingress every client shares its
+    address: the limit is generous for that."""
+
+    LIMIT = 20
+    WINDOW_S = 60.0
+
+    def __init__(self) -> None:
+        self._seen: dict[str, list[float]] = {}
+
+    def _recent(self, remote: str) -> list[float]:
+        cutoff = time.monotonic() - self.WINDOW_S
+        recent = [t for t in self._seen.get(remote, ()) if t > cutoff]
+        if recent:
+            self._seen[remote] = recent
+        else:
+            self._seen.pop(remote, None)
+        return recent
+
+    def blocked(self, remote: str) -> bool:
+        return len(self._recent(remote)) >= self.LIMIT
+
+    def add(self, remote: str) -> None:
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen.setdefault(remote, []).append(time.monotonic())
+
+
 class ConsoleWeb:
     def __init__(self, signer: Signer, tenants: Tenants, access: Access, fleet: Fleet,
                  actions: Actions) -> None:
@@ -86,6 +124,7 @@ class ConsoleWeb:
         self.access = access
         self.fleet = fleet
         self.actions = actions
+        self.failures = Failures()
 
     # --- who is asking -----------------------------------------------------------------------
 
@@ -103,16 +142,21 @@ class ConsoleWeb:
 
     def _set_cookie(self, request: web.Request, response: web.Response, value: str,
                     max_age: int) -> None:
-        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https" or \
-            request.host.rsplit(":", 1)[0] not in _LOOPBACK
         response.set_cookie(COOKIE, value, max_age=max_age, path="/console", httponly=True,
-                            samesite="Strict", secure=secure)
+                            samesite="Strict", secure=not _loopback(request))
 
     # --- sign-in -----------------------------------------------------------------------------
 
     async def login(self, request: web.Request) -> web.Response:
         if not same_origin(request):
             return refuse(403, "sign in from the console's own page")
+        if not _loopback(request) and not _https(request):
+            # The cookie would be Secure, and a browser drops it over plain HTTP: say so.
+            return refuse(400, "sign in over HTTPS (an Ingress with TLS), or on this machine "
+                          "through kubectl port-forward (http://localhost)")
+        remote = request.remote or ""
+        if self.failures.blocked(remote):
+            return refuse(429, "too many failed sign-ins from here; wait a minute")
         try:
             body = json.loads(await request.content.read(MAX_LOGIN + 1))
             kind, credential = str(body["kind"]), str(body["credential"]).strip()
@@ -131,6 +175,7 @@ class ConsoleWeb:
         else:
             return refuse(422, "kind: key (a tenant's API key) or token (a Kubernetes token)")
         if viewer is None:
+            self.failures.add(remote)
             return refuse(401, "that API key or token is not valid here")
         cookie, signed = self.signer.issue(viewer)
         log.info("console sign-in: %s", signed.describe())

@@ -28,7 +28,7 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,8 @@ class World:
     gateways: list[str]
     logs: list[Path]
     tokens: dict[str, str] = field(default_factory=dict)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    restart: Callable[[int], None] | None = None  # stop and start replica i, same port
     account: AccountWorld = field(default_factory=AccountWorld)  # what the phone was asked
     exits: list[int] = field(default_factory=list)  # exit codes the worker asked for
 
@@ -188,16 +190,27 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         worker.start()
         eventually(lambda: worker is not None and worker.connection.state.lease_held,
                    timeout=30, what="the worker holds the Lease")
-        urls, logs = [], []
-        for i in range(2):
-            port = free_port()
-            logs.append(tmp / f"gateway-{i}.log")
-            gateways.append(_gateway(kube, port, keys_ns, f"{ns},{ns_b}", logs[-1]))
-            urls.append(f"http://127.0.0.1:{port}")
-        for url in urls:
-            eventually(lambda u=url: http_status(f"{u}/livez") == 200, timeout=30,
+        ports = [free_port(), free_port()]
+        urls = [f"http://127.0.0.1:{port}" for port in ports]
+        logs = [tmp / f"gateway-{i}.log" for i in range(2)]
+
+        def start(i: int) -> None:
+            proc = _gateway(kube, ports[i], keys_ns, f"{ns},{ns_b}", logs[i])
+            gateways.append(proc)
+            eventually(lambda: http_status(f"{urls[i]}/livez") == 200, timeout=30,
                        what="gateway /livez")
-        yield World(kube, cluster, ns_b, keys_ns, worker, urls, logs, tokens, account, exits)
+            procs[i] = proc
+
+        def restart(i: int) -> None:
+            procs[i].terminate()
+            procs[i].wait(20)
+            start(i)
+
+        procs: list[subprocess.Popen[bytes]] = [None, None]  # type: ignore[list-item]
+        for i in range(2):
+            start(i)
+        yield World(kube, cluster, ns_b, keys_ns, worker, urls, logs, tokens=tokens,
+                    procs=procs, restart=restart, account=account, exits=exits)
     finally:
         for gw in gateways:
             gw.terminate()

@@ -192,6 +192,28 @@ def test_a_phone_screen_shows_the_fleet_as_cards(world: World, browser: WebDrive
         browser.set_window_size(1100, 900)
 
 
+def test_a_restarted_replica_keeps_the_session_and_the_page_catches_up(
+        world: World, browser: WebDriver) -> None:
+    """Nothing of a session lives in a gateway process: after a restart the same cookie is
+    good, the page's stream reconnects by itself and shows what changed meanwhile. An open
+    page does not hold the replica up: SIGTERM ends it within the chart's grace period
+    (World.restart waits 20 s at most)."""
+    sign_in(browser, world.url, "token", world.tokens["admin"])
+    everyone = {f"{world.ns}/{b}" for b in ("support", "sleepy", "ledger")}
+    assert settled_rows(browser, everyone) == everyone
+    browser.execute_script("window.sameDocument = true")
+    assert world.restart is not None
+    world.restart(0)
+    world.cluster.patch_bot("sleepy", {"suspend": True})  # while the page was disconnected
+    try:
+        wait(browser, "sleepy Suspended after the reconnect",
+             lambda d: row_phase(d, f"{world.ns}/sleepy") == "Suspended", timeout=60)
+        assert browser.execute_script("return window.sameDocument") is True
+        assert text_of(browser, "who") == f"system:serviceaccount:{world.ns}:admin"
+    finally:
+        world.cluster.patch_bot("sleepy", {"suspend": False})
+
+
 def _events(world: World, bot: str, reason: str) -> list[str]:
     items = world.cluster.core.list_namespaced_event(
         world.ns, field_selector=f"involvedObject.name={bot},reason={reason}").items

@@ -110,3 +110,25 @@ def test_console_on_without_a_secret_is_a_clear_setting_error(world: World) -> N
     assert "WABOT_GATEWAY_CONSOLE_SECRET: at least 32 characters" in out.stderr
     assert "Traceback" not in out.stderr
 
+
+
+def test_plain_http_from_afar_is_told_to_use_https(world: World) -> None:
+    """A Secure cookie is dropped by a browser over plain HTTP: rather than a sign-in that
+    silently does not stick, the answer says what to do. Behind TLS the cookie is Secure."""
+    host = "console.example"
+    body = {"kind": "key", "credential": ACME_KEY}
+    status, _, text = http(f"{world.url}/console/api/login", method="POST", body=body,
+                           origin=f"http://{host}", headers={"Host": host})
+    assert status == 400 and b"HTTPS" in text
+    status, headers, _ = http(f"{world.url}/console/api/login", method="POST", body=body,
+                              origin=f"https://{host}",
+                              headers={"Host": host, "X-Forwarded-Proto": "https"})
+    assert status == 200
+    assert SimpleCookie(headers["Set-Cookie"])["wabot_console"]["secure"]
+
+
+def test_guessing_keys_is_slowed_down(world: World) -> None:
+    other = world.gateways[1]  # the throttle is per replica: the other tests sign in at [0]
+    answers = [sign_in(other, "key", f"guess-{i}")[0] for i in range(21)]
+    assert answers[:20] == [401] * 20 and answers[20] == 429
+    assert sign_in(other, "key", ACME_KEY)[0] == 429  # for a minute, even a good key
