@@ -200,8 +200,12 @@ def _reaction(client: Any, out: Outgoing, chat: str) -> Any:
     reaction = out.content
     assert isinstance(reaction, Reaction)
     target = _target(out)
-    return client.build_reaction(jid(chat), jid(target.sender or chat), target.message_id,
-                                 reaction.emoji)
+    message = client.build_reaction(jid(chat), jid(target.sender or chat), target.message_id,
+                                    reaction.emoji)
+    if target.from_me:  # whatsmeow compares with its own JID, which a test client lacks
+        message.reactionMessage.key.fromMe = True
+        message.reactionMessage.key.ClearField("participant")
+    return message
 
 
 def _edit(client: Any, out: Outgoing, chat: str) -> Any:

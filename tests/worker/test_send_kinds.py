@@ -339,12 +339,14 @@ def test_reactions_edits_and_deletes_act_on_known_messages_only(
     status, _, body = send(h, {"edit": {"messageId": ev.Info.ID, "text": "x"}})
     assert status == 422 and "own messages" in body["message"]
 
+    assert send(h, {"reaction": {"messageId": sent["messageId"], "emoji": "✅"}})[0] == 200
+    assert last(h).reactionMessage.key.fromMe  # a reaction to the bot's own message
     assert send(h, {"delete": {"messageId": sent["messageId"]}})[0] == 200
     revoke = last(h).protocolMessage
     assert revoke.type == revoke.REVOKE and sent["messageId"] == revoke.key.ID
     assert revoke.key.fromMe
     assert send(h, {"delete": {"messageId": "3EB0GONE"}})[0] == 404
-    assert h.metric("wabot_sends_total", type="reaction", result="sent") == 2
+    assert h.metric("wabot_sends_total", type="reaction", result="sent") == 3
     assert h.metric("wabot_sends_total", type="edit", result="sent") == 1
     assert h.metric("wabot_sends_total", type="delete", result="sent") == 1
 
