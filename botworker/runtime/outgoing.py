@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.outgoing import InvalidContent, Outgoing
+from ..core.outgoing import InvalidContent, Outgoing, is_opus
 from ..core.recent import Known
 
 
@@ -131,13 +131,34 @@ def _video(client: Any, out: Outgoing, chat: str) -> Any:
 
 def _audio(client: Any, out: Outgoing, chat: str) -> Any:
     _need_ffmpeg()
-    message = client.build_audio_message(_bytes(out), ptt=out.kind == "voice")
+    data = _bytes(out)
+    if out.kind == "voice" and not is_opus(data):
+        data = to_opus(data)
+    message = client.build_audio_message(data, ptt=out.kind == "voice")
     if out.kind == "voice":
         # What WhatsApp's own clients send for a voice note; libmagic says only audio/ogg.
         message.audioMessage.mimetype = "audio/ogg; codecs=opus"
     elif out.mimetype:
         message.audioMessage.mimetype = out.mimetype
     return message
+
+
+def to_opus(data: bytes) -> bytes:
+    """Audio as a voice note: Ogg Opus, mono, 32 kbit/s (what WhatsApp's own clients record),
+    by ffmpeg from a temporary file (MP4/M4A need a seekable input)."""
+    import subprocess
+
+    from neonize.utils.ffmpeg import FFmpeg
+
+    with FFmpeg(data) as source:
+        done = subprocess.run(
+            ["ffmpeg", "-loglevel", "error", "-nostdin", "-i", source.filepath, "-vn", "-ac",
+             "1", "-c:a", "libopus", "-b:a", "32k", "-f", "ogg", "pipe:1"],
+            capture_output=True, timeout=120, check=False)
+    if done.returncode != 0 or not is_opus(done.stdout):
+        raise InvalidContent("voice", "the audio cannot be made a voice note (Ogg Opus): it "
+                             "is damaged or cut off")
+    return done.stdout
 
 
 def _document(client: Any, out: Outgoing, chat: str) -> Any:

@@ -99,6 +99,17 @@ def test_video_audio_and_voice_notes_get_ffmpegs_duration(
         assert not msg.PTT and msg.mimetype == "audio/mpeg"
 
 
+def test_other_audio_becomes_an_ogg_opus_voice_note(api: Callable[..., Harness]) -> None:
+    from botworker.core.outgoing import is_opus
+
+    h = api()
+    status, _, body = upload(h, {"voice": {}}, files.mp3(), content_type="audio/mpeg")
+    assert status == 200, body
+    msg = last(h).audioMessage
+    assert msg.PTT and msg.mimetype == "audio/ogg; codecs=opus" and msg.seconds == 2
+    assert is_opus(h.client.uploads[-1])  # ffmpeg made it Opus before the upload
+
+
 def test_a_document_keeps_its_file_name_and_type(api: Callable[..., Harness]) -> None:
     h = api()
     status, _, body = upload(h, {"document": {"caption": "Q3"}}, files.pdf(),
@@ -192,7 +203,8 @@ def test_media_by_url_is_fetched_only_where_the_egress_policy_allows(
     ({"image": {}}, b"\x89PNG\r\n\x1a\n" + b"\0" * 40, "image/png", "image", "cannot be"),
     ({"image": {}}, b"\xff\xd8\xff" + b"\0" * (5 * 1024 * 1024), "image/jpeg", "file",
      "at most"),
-    ({"voice": {}}, files.mp3(), "audio/mpeg", "file", "Ogg Opus"),
+    ({"voice": {}}, files.png(), "image/png", "file", "audio"),
+    ({"voice": {}}, b"ID3" + bytes(600), "audio/mpeg", "voice", "voice note"),  # not audio
     ({"video": {}}, files.mp4()[:600], "video/mp4", "video", "cannot be"),  # cut off
     ({"sticker": {}}, files.pdf(), "application/pdf", "file", "WebP"),
     ({"document": {}}, b"", "application/pdf", "file", "empty"),
