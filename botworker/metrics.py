@@ -122,6 +122,7 @@ class Metrics:
             "reaction, edited, revoked, poll_vote)",
             [*_BASE, "type"], registry=r,
         )
+        self._inbound_children: dict[str, Counter] = {}
         self._media = Counter(
             "wabot_media_downloads",
             "Incoming media files by outcome (stored, too_large, refused, no_space, failed)",
@@ -170,7 +171,11 @@ class Metrics:
         self._dropped.labels(*self._base, reason).inc()
 
     def received_type(self, kind: str) -> None:
-        self._inbound.labels(*self._base, kind).inc()
+        # Once per message: the child of each type (a small fixed set) is looked up once.
+        child = self._inbound_children.get(kind)
+        if child is None:
+            child = self._inbound_children[kind] = self._inbound.labels(*self._base, kind)
+        child.inc()
 
     def media(self, result: str) -> None:
         self._media.labels(*self._base, result).inc()

@@ -62,9 +62,9 @@ class CommandContext:
     log: logging.LoggerAdapter[logging.Logger]
     db: SessionFactory = field(default=_no_database)
     received_at: float = 0.0
-    # The incoming message the command came in (its type, caption, media, quoted message,
-    # mentions: the `message` webhook event's data), and its file when spec.media keeps it.
-    message: MessageData | None = None
+    # The incoming message the command came in, built when a handler first asks (most
+    # never do), and its file when spec.media keeps it: see `message` and `media()`.
+    message_fn: Callable[[], MessageData | None] = field(default=lambda: None)
     media_fn: Callable[[], bytes | None] = field(default=lambda: None)
     # The bot's own WhatsApp account: groups, contacts, presence (runtime/account_calls.py
     # AccountCalls: groups(), group(id), create_group(name, people), rename, describe,
@@ -81,6 +81,12 @@ class CommandContext:
     def reply(self, text: str) -> None:
         """Answer in the chat the command came from (quoting it), within the rate limits."""
         self.reply_fn(text)
+
+    @property
+    def message(self) -> MessageData | None:
+        """The incoming message the command came in: its type, caption, media, quoted
+        message, mentions (the `message` webhook event's data)."""
+        return self.message_fn()
 
     def media(self) -> bytes | None:
         """The file of the message that carried the command (an image with a caption, ...),

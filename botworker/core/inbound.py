@@ -76,13 +76,32 @@ class Envelope:
         }
 
 
-@dataclass(frozen=True)
+@dataclass
 class Incoming:
-    """A `message`: `data` is the event (media status "metadata" until the runtime decides),
-    `content` the unwrapped waE2E Message (what neonize's download_any takes)."""
+    """A `message`: its `type` and `text` (the text or caption commands are read from) at
+    once; `data`, the webhook event's model (media status "metadata" until the runtime
+    decides), only when asked for: a bot with no `message` webhook and a command that never
+    reads ctx.message never pay for building it. `content` is the unwrapped waE2E Message
+    (what neonize's download_any takes)."""
 
-    data: MessageData
-    content: Any = None
+    type: MessageType
+    text: str
+    content: Any
+    kind: str = field(default="", repr=False)
+    envelope: Envelope | None = field(default=None, repr=False)
+    flags: _Flags | None = field(default=None, repr=False)
+    _data: MessageData | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> MessageData:
+        if self._data is None:
+            assert self.envelope is not None and self.flags is not None
+            self._data = _message_data(self.content, self.kind, self.envelope, self.flags)
+        return self._data
+
+    def replace_data(self, data: MessageData) -> None:
+        """The runtime's version of the event (its media downloaded, or dropped)."""
+        self._data = data
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,9 @@ def classify(message: Any, envelope: Envelope, *, ev_flags: Any = None) -> Class
     kinds = [name for name in present if name not in _ENVELOPE_FIELDS]
     if not kinds:
         return Skipped("empty")
-    return Incoming(_message_data(content, kinds[0], envelope, flags), content)
+    body = _get(content, kinds[0])
+    return Incoming(_type_of(kinds[0], body), _text_in(kinds[0], body), content, kinds[0],
+                    envelope, flags)
 
 
 def unwrap(message: Any) -> tuple[Any, _Flags]:
@@ -243,6 +264,24 @@ def _message_data(content: Any, kind: str, env: Envelope, flags: _Flags) -> Mess
         view_once=flags.view_once or bool(_get(body, "viewOnce", False)),
         ephemeral=flags.ephemeral,
     )
+
+
+_SIMPLE_TYPES: dict[str, MessageType] = {
+    "conversation": "text", "extendedTextMessage": "text", "imageMessage": "image",
+    "videoMessage": "video", "ptvMessage": "video", "documentMessage": "document",
+    "stickerMessage": "sticker", "liveLocationMessage": "live_location",
+    "contactMessage": "contact", "contactsArrayMessage": "contacts",
+    **{name: "poll" for name in _POLL_FIELDS},
+}
+
+
+def _type_of(kind: str, body: Any) -> MessageType:
+    """The MessageType of a content field, without reading the rest of it."""
+    if kind == "audioMessage":
+        return "voice" if bool(_get(body, "PTT", False)) else "audio"
+    if kind == "locationMessage":
+        return "live_location" if bool(_get(body, "isLive", False)) else "location"
+    return _SIMPLE_TYPES.get(kind, "unknown")
 
 
 def _kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:

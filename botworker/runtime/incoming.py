@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from wabot.events import MessageData, PollVoteData
+from wabot.events import MEDIA_TYPES, MessageData, PollVoteData
 from wabot.httproutes import Route
 from wabot.spec import MediaSpec
 from wabot.status import MediaStorageStatus
@@ -107,22 +107,21 @@ class InboundEvents:
             log.exception("could not classify a message")
             return inbound.Skipped("unclassifiable")
 
-    def message(self, kind: inbound.Incoming, spec: MediaSpec) -> MessageData:
-        """The `message` event's data: counted by type, its media handled per spec.media."""
-        data = kind.data
-        self._metrics.received_type(data.type)
-        if data.poll is not None:
-            self.polls.remember(data.message_id, data.poll.options)
-        if data.media is not None:
+    def message(self, kind: inbound.Incoming, spec: MediaSpec) -> inbound.Incoming:
+        """A `message`: counted by type, its media handled per spec.media (its event data is
+        built here only when that needs it)."""
+        self._metrics.received_type(kind.type)
+        if kind.type == "poll" and kind.data.poll is not None:
+            self.polls.remember(kind.data.message_id, kind.data.poll.options)
+        if kind.type in MEDIA_TYPES and spec.download != "metadata":
             intake = self._media()
-            if intake is None or spec.download != "full":
-                if spec.download == "none":
-                    data = data.model_copy(update={"media": None})
-            else:
-                data = intake.describe(data, kind.content, spec)
+            if spec.download == "none":
+                kind.replace_data(kind.data.model_copy(update={"media": None}))
+            elif intake is not None and kind.data.media is not None:
+                kind.replace_data(intake.describe(kind.data, kind.content, spec))
                 self._storage_changed()
         self._expire(spec)
-        return data
+        return kind
 
     def _expire(self, spec: MediaSpec) -> None:
         """Retention also holds for a bot that stopped receiving files: checked at most every

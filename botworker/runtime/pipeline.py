@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wabot.events import CommandData, MessageData
+from wabot.events import CommandData
 from wabot.spec import WhatsAppBotSpec
 
 from ..adapters.audit_writer import AuditRecord, AuditWriter
@@ -214,25 +214,25 @@ class Pipeline:
         if not isinstance(kind, inbound.Incoming):
             self.kinds.update(kind, ev)
             return
-        data = self.kinds.message(kind, rt.spec.media)
+        kind = self.kinds.message(kind, rt.spec.media)
         if self._events is not None and self._events.wants("message"):
-            self._events.emit("message", data)
+            self._events.emit("message", kind.data)
         if settings.auto_read:
             self._sender.mark_read(ev)
         chat_jid = ev.Info.MessageSource.Chat
         if settings.welcome_text and not msg.is_group:
             self._welcome(msg.chat, chat_jid, settings.welcome_text)
-        parsed = parser.parse(data.text, rt.spec.commands.prefix, settings.max_message_length)
+        parsed = parser.parse(kind.text, rt.spec.commands.prefix, settings.max_message_length)
         if isinstance(parsed, parser.NotACommand):
             return
 
         def reply(text: str) -> None:
             self._sender.send(msg.chat, chat_jid, text, quoted=ev)
 
-        self._answer(msg, rt, parsed, reply, data)
+        self._answer(msg, rt, parsed, reply, kind)
 
     def _answer(self, msg: Inbound, rt: Runtime, parsed: parser.ParsedCommand | parser.TooLong,
-                reply: Callable[[str], None], data: MessageData | None = None) -> None:
+                reply: Callable[[str], None], kind: inbound.Incoming | None = None) -> None:
         """A command: refused when too long, unknown or over the chat's rate limit, else run."""
         prefix = rt.spec.commands.prefix
         if isinstance(parsed, parser.TooLong):
@@ -258,11 +258,11 @@ class Pipeline:
             self._metrics.command(cmd.name, "rate_limited", None)
             self._command_event(msg, cmd.name, list(parsed.args), "rate_limited", 0)
             return
-        self._run_command(msg, rt, cmd, parsed, reply, data)
+        self._run_command(msg, rt, cmd, parsed, reply, kind)
 
     def _run_command(self, msg: Inbound, rt: Runtime, cmd: Command,
                      parsed: parser.ParsedCommand, reply: Callable[[str], None],
-                     data: MessageData | None = None) -> None:
+                     kind: inbound.Incoming | None = None) -> None:
         """The handler, in its own context; any failure becomes a short reply, never silence."""
         adapter = logging.LoggerAdapter(
             log, {"command": cmd.name, "chat": msg.chat, "message_id": msg.message_id}
@@ -284,8 +284,8 @@ class Pipeline:
             log=adapter,
             db=self._db,
             received_at=(msg.timestamp_ms / 1000.0) if msg.timestamp_ms else time.time(),
-            message=data,
-            media_fn=lambda: self.kinds.media_of(data),
+            message_fn=(lambda: kind.data) if kind is not None else (lambda: None),
+            media_fn=lambda: self.kinds.media_of(kind.data if kind is not None else None),
             account=self.account,
         )
         started = time.perf_counter()

@@ -33,6 +33,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def message(msg: Any, env: Envelope = ENV) -> Any:
     out = inbound.classify(msg, env)
     assert isinstance(out, Incoming), out
+    # What the pipeline reads at once agrees with the event built later.
+    assert (out.type, out.text) == (out.data.type, out.data.text)
     return out.data
 
 
