@@ -20,6 +20,7 @@ Idempotency is the worker's job (it knows whether it sent): the gateway forwards
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import re
@@ -121,7 +122,7 @@ class Gateway:
         self._tokens: dict[tuple[str, str], _Cached] = {}
         self._session: aiohttp.ClientSession | None = None
         self._uploads = asyncio.Semaphore(UPLOADS_AT_ONCE)
-        self._documented = DocumentedRoutes.load()
+        self._documented = DocumentedRoutes.cached()
 
     # --- API keys --------------------------------------------------------------------------
 
@@ -384,6 +385,11 @@ class DocumentedRoutes:
             routes.append((re.compile(regex), methods))
         return cls(routes)
 
+    @classmethod
+    @functools.cache
+    def cached(cls) -> DocumentedRoutes:
+        return cls.load()
+
     def methods_for(self, path: str) -> frozenset[str] | None:
         for regex, methods in self._routes:
             if regex.fullmatch(path):
@@ -418,4 +424,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 413: "body_too_large"}.get(exc.status, "http_error")
         message = exc.reason if exc.status != 413 else f"at most {MAX_BODY} bytes"
         headers = {k: v for k, v in exc.headers.items() if k.lower() == "allow"}
+        documented = DocumentedRoutes.cached().methods_for(request.path)
+        if exc.status == 405 and documented is not None:
+            # OPTIONS, TRACE, ...: the methods the document lists, not every method the
+            # catch-all forwarder takes for the routes it does not know.
+            headers = {"Allow": ", ".join(sorted(documented))}
         return problem(exc.status, code, message, headers=headers)

@@ -149,10 +149,10 @@ def test_a_method_the_document_does_not_list_is_405_whatever_the_bots_phase(
 
     async def steps(client: TestClient[Any, Any], _port: int) -> Any:
         out = []
-        for bot in ("b", "sleepy"):
-            resp = await client.put(f"/v1/bots/ns/{bot}/chats/15550001111/read",
-                                    json={"messageIds": ["A"]}, headers=auth())
+        for method, bot in (("PUT", "b"), ("PUT", "sleepy"), ("OPTIONS", "b")):
+            resp = await client.request(method, f"/v1/bots/ns/{bot}/chats/15550001111/read",
+                                        json={"messageIds": ["A"]}, headers=auth())
             out.append((resp.status, resp.headers.get("Allow")))
         return out
 
-    assert run(h, steps) == [(405, "POST"), (405, "POST")]
+    assert run(h, steps) == [(405, "POST")] * 3
