@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
@@ -49,7 +50,8 @@ class Subscriber:
 class Fleet:
     """The bots the gateway serves, as the watch last saw them."""
 
-    def __init__(self, api_client: Any, namespaces: tuple[str, ...]) -> None:
+    def __init__(self, api_client: Any, namespaces: tuple[str, ...],
+                 registry: CollectorRegistry | None = None) -> None:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._namespaces = namespaces
         self.objects: dict[Key, dict[str, Any]] = {}
@@ -62,6 +64,18 @@ class Fleet:
         self._watches: list[k8s_watch.Watch] = []
         self._pending_sync = 0
         self.closing = False
+        # On the gateway's /metrics: what the console costs the API server, whatever the
+        # number of open pages (which is the streams gauge).
+        registry = registry or CollectorRegistry()
+        self.lists = Counter("wabot_console_watch_lists", "LISTs of WhatsAppBots by the "
+                             "console's watch (at start and after a watch expired)",
+                             registry=registry)
+        self.watches = Gauge("wabot_console_watches", "Open watches on WhatsAppBots",
+                             registry=registry)
+        self.streams = Gauge("wabot_console_streams", "Open console pages (event streams)",
+                             registry=registry)
+        Gauge("wabot_console_bots", "Bots in the console's view", registry=registry
+              ).set_function(lambda: len(self.objects))
 
     # --- what pages read ---------------------------------------------------------------------
 
@@ -103,6 +117,7 @@ class Fleet:
         first = True
         while not self._stop.is_set():
             try:
+                self.lists.inc()
                 listing = self._list(ns)
                 rv = listing["metadata"]["resourceVersion"]
                 self._post(self._replace, ns, listing["items"], first)
@@ -124,6 +139,7 @@ class Fleet:
         while not self._stop.is_set():
             w = k8s_watch.Watch()  # type: ignore[no-untyped-call]
             self._watches.append(w)
+            self.watches.inc()
             args: tuple[Any, ...] = (API_GROUP, API_VERSION, ns, PLURAL) if ns else (
                 API_GROUP, API_VERSION, PLURAL)
             func: Callable[..., Any] = (self._custom.list_namespaced_custom_object if ns
@@ -139,6 +155,7 @@ class Fleet:
                         self._post(self._apply, ev["type"], obj)
             finally:
                 self._watches.remove(w)
+                self.watches.dec()
         return rv
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:

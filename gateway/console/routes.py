@@ -27,7 +27,8 @@ def mount(app: web.Application, tenants: Any, namespaces: tuple[str, ...],
           settings: ConsoleSettings) -> None:
     # Two clients: the watch's thread holds one connection open for minutes at a time.
     watch_client, api = _api_client(), _api_client()
-    fleet = Fleet(watch_client, namespaces)
+    registry = getattr(getattr(tenants, "metrics", None), "registry", None)  # the gateway's
+    fleet = Fleet(watch_client, namespaces, registry)
     console = ConsoleWeb(Signer(settings.secret, settings.session_hours * 3600), tenants,
                          Access(api), fleet, Actions(api))
     stream = Stream(console)

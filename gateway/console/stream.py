@@ -42,6 +42,7 @@ class Stream:
         fleet = self.console.fleet
         sub = Subscriber()
         fleet.subscribers.add(sub)
+        fleet.streams.inc()
         sent: dict[Key, dict[str, Any]] = {}
         checked = time.monotonic()
         try:
@@ -71,6 +72,7 @@ class Stream:
             pass  # the page went away
         finally:
             fleet.subscribers.discard(sub)
+            fleet.streams.dec()
         return resp
 
     async def _send(self, resp: web.StreamResponse, viewer: Any, keys: set[Key],

@@ -4,6 +4,7 @@ trusted with (the cookie's attributes, the headers) and what no forged request g
 from __future__ import annotations
 
 import hashlib
+import http.client as http_client
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from http.cookies import Morsel, SimpleCookie
 import pytest
 
 from tests.conftest import REPO
+from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 from .conftest import ACME_KEY, World, _api_key_secret
 from .helpers import eventually, http
@@ -132,3 +134,49 @@ def test_guessing_keys_is_slowed_down(world: World) -> None:
     answers = [sign_in(other, "key", f"guess-{i}")[0] for i in range(21)]
     assert answers[:20] == [401] * 20 and answers[20] == 429
     assert sign_in(other, "key", ACME_KEY)[0] == 429  # for a minute, even a good key
+
+
+def _metric(base: str, name: str) -> float:
+    _, _, text = http(f"{base}/metrics")
+    for line in text.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in {base}/metrics")
+
+
+def test_open_pages_share_the_one_watch(world: World) -> None:
+    """Four open pages on a replica: still one watch per served namespace and no further
+    LIST of the bots, while statuses change and every page hears of it."""
+    base = world.gateways[1]  # no browser page is open here
+    _, cookie = sign_in(world.url, "key", ACME_KEY)  # signed in at the other replica
+    assert cookie is not None
+    lists = _metric(base, "wabot_console_watch_lists_total")
+    assert _metric(base, "wabot_console_watches") == 2  # namespaces A and B
+    streams = []
+    for _ in range(4):
+        conn = http_client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=30)
+        conn.request("GET", "/console/api/stream",
+                     headers={"Cookie": f"wabot_console={cookie.value}"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.readline().startswith(b"event: rows")  # the snapshot
+        streams.append((conn, resp))
+    try:
+        assert _metric(base, "wabot_console_streams") == 4
+        for n in range(3):  # namespace B has no operator: this test is its status's writer
+            world.cluster.custom.patch_namespaced_custom_object_status(
+                API_GROUP, API_VERSION, world.ns_b, PLURAL, "branch",
+                {"status": {"restarts": 10 + n}})
+        for _, resp in streams:  # each page hears of it
+            eventually(lambda r=resp: b'"restarts":12' in r.readline(), timeout=20,
+                       what="the update on every page")
+        assert _metric(base, "wabot_console_watch_lists_total") == lists
+        assert _metric(base, "wabot_console_watches") == 2
+    finally:
+        for conn, _ in streams:
+            conn.close()
+    # A closed page is noticed at the next write to it: an update, or the 20 s keep-alive.
+    world.cluster.custom.patch_namespaced_custom_object_status(
+        API_GROUP, API_VERSION, world.ns_b, PLURAL, "branch", {"status": {"restarts": 0}})
+    eventually(lambda: _metric(base, "wabot_console_streams") == 0, timeout=30,
+               what="closed pages forgotten")
