@@ -210,3 +210,41 @@ def device_sent(inner: Any, destination: str) -> Any:
     E = e2e()
     return E.Message(deviceSentMessage=E.DeviceSentMessage(destinationJID=destination,
                                                            message=inner))
+
+
+# A file of each kind that passes the worker's checks (botworker/core/media_check.py): the
+# format's real leading bytes, then padding to `size`. For tests and the density benchmark's
+# "RSS after handling each kind of media".
+_HEADERS = {
+    "image": (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+    "sticker": (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp"),
+    "video": (b"\x00\x00\x00\x18ftypmp42", "video/mp4"),
+    "audio": (b"ID3\x04\x00\x00", "audio/mpeg"),
+    "voice": (b"OggS\x00\x02", "audio/ogg; codecs=opus"),
+    "document": (b"%PDF-1.7\n", "application/pdf"),
+}
+
+
+def sample(kind: str, size: int = 64 * 1024) -> tuple[bytes, str]:
+    """(bytes, mimetype) of a `size`-byte file of `kind` (image, sticker, video, audio, voice,
+    document)."""
+    head, mime = _HEADERS[kind]
+    return head + b"\x00" * max(0, size - len(head)), mime
+
+
+def media_event(kind: str, size: int = 64 * 1024, **event_kw: Any) -> tuple[Any, bytes]:
+    """A received media message of `kind` and the file its download gives back: register
+    `(message's directPath -> bytes)` with the client's download_any seam, then dispatch."""
+    data, mime = sample(kind, size)
+    message = media(kind, data, mime, caption="" if kind in ("audio", "voice", "sticker")
+                    else f"a {kind}")
+    return event(message, **event_kw), data
+
+
+def direct_path(ev: Any) -> str:
+    """The directPath of a media MessageEv (what a download_any seam is keyed by)."""
+    for _, body in ev.Message.ListFields():
+        path = getattr(body, "directPath", "")
+        if path:
+            return str(path)
+    raise ValueError("not a media message")

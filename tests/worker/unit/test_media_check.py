@@ -123,3 +123,14 @@ def test_ids_are_random_and_checked(tmp_path: Path) -> None:
     (tmp_path / "media" / f"{a.id}.json").write_text("{not json")
     assert store.get(a.id) is None
     assert store.usage().files == 1  # the damaged one is not counted, nothing raises
+
+
+@pytest.mark.parametrize("kind", ["image", "sticker", "video", "audio", "voice", "document"])
+def test_the_sample_files_of_the_test_support_pass_the_checks(kind: str) -> None:
+    from tests.support import wamessages as wa
+
+    data, mime = wa.sample(kind, 4096)
+    assert len(data) == 4096
+    assert check(data, kind, mime) is None
+    ev, got = wa.media_event(kind, 4096)
+    assert got == data and wa.direct_path(ev).startswith("/v/")
