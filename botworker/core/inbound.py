@@ -29,7 +29,14 @@ from wabot.events import (
     RevokedData,
 )
 
-from .parser import to_text
+from .protoread import get as _get
+from .protoread import has as _has
+from .protoread import integer as _int
+from .protoread import jid_string
+from .protoread import number as _float
+from .protoread import optional_int as _opt
+from .protoread import present as _present
+from .protoread import text as _t
 
 # waE2E ProtocolMessage.Type values (stable wire numbers).
 PROTOCOL_REVOKE = 0
@@ -130,18 +137,6 @@ class _Flags:
     view_once: bool = False
     ephemeral: bool = False
     wrappers: list[str] = field(default_factory=list)
-
-
-def jid_string(jid: Any) -> str | None:
-    """A JID protobuf as "user@server", without the device part (the identity, not the
-    phone or laptop it wrote from); None when empty."""
-    try:
-        user, server = to_text(jid.User), to_text(jid.Server)
-    except (AttributeError, TypeError):
-        return None
-    if not server:
-        return None
-    return f"{user}@{server}" if user else server
 
 
 def identities(source: Any) -> tuple[str | None, str | None]:
@@ -385,13 +380,6 @@ def _text_in(kind: str, body: Any) -> str:
     return ""
 
 
-def _has(body: Any, name: str) -> bool:
-    try:
-        return bool(body.HasField(name))
-    except (AttributeError, ValueError, TypeError):
-        return False
-
-
 def _quoted(ctx: Any) -> QuotedData | None:
     stanza = _t(_get(ctx, "stanzaID", ""))
     if not stanza:
@@ -406,49 +394,3 @@ def _mentions(ctx: Any) -> list[str]:
 
 def _forwarded(ctx: Any) -> bool:
     return bool(_get(ctx, "isForwarded", False)) or (_int(_get(ctx, "forwardingScore", 0)) or 0) > 0
-
-
-def _present(message: Any) -> list[str]:
-    """The names of the fields set on a protobuf message, in field-number order."""
-    try:
-        return [fd.name for fd, _ in message.ListFields()]
-    except (AttributeError, TypeError):
-        return []
-
-
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """A field of a protobuf that may be absent (None) or of an unexpected type."""
-    if obj is None:
-        return default
-    try:
-        return getattr(obj, name)
-    except (AttributeError, TypeError, ValueError):
-        return default
-
-
-def _t(value: Any) -> str:
-    if isinstance(value, str | bytes):
-        return to_text(value)
-    return ""
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
-def _opt(body: Any, name: str) -> int | None:
-    """An optional integer field: None when the sender did not set it (not 0)."""
-    try:
-        if not body.HasField(name):
-            return None
-    except (AttributeError, ValueError, TypeError):
-        return None
-    return _int(_get(body, name))
-
-
-def _float(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value == value else 0.0  # NaN is not a place
-    return 0.0
