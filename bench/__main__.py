@@ -174,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
             # Every kind of message against text only, alternating rounds (issue 24).
             timed("pipeline_kinds", lambda: pipeline_kinds.run(n=2000 if quick else 4000,
                                                               repeats=5 if quick else 9))
+            from bench import media_io
+
+            # Received media: one bot's take-in and serve throughput (issue 24).
+            timed("media_io", lambda: media_io.run(quick=quick))
         if pg is not None:
             pg.stop()
             pg = None

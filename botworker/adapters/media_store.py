@@ -65,6 +65,9 @@ class MediaStore:
         self._lock = threading.Lock()
         self._quota = 0
         self._full_reason: str | None = None
+        # id -> file, read from the sidecars once (a restart keeps what the volume holds),
+        # then kept in step with every write and delete: no directory scan per message.
+        self._index: dict[str, StoredMedia] | None = None
 
     # --- writing --------------------------------------------------------------------------
 
@@ -110,6 +113,7 @@ class MediaStore:
             meta = self.root / f"{item.id}.json"
             meta.write_text(json.dumps(asdict(item)))
             os.replace(tmp, self.root / f"{item.id}.bin")
+            self._all()[item.id] = item
         except OSError:
             for leftover in (tmp, self.root / f"{item.id}.json"):
                 with contextlib.suppress(OSError):
@@ -158,22 +162,27 @@ class MediaStore:
 
     def usage(self) -> Usage:
         with self._lock:
-            items = self._items() if self.root.is_dir() else []
+            items = self._items()
             return Usage(sum(it.size for it in items), len(items), self._quota,
                          self._full_reason is not None, self._full_reason)
 
     def _items(self) -> list[StoredMedia]:
-        out = []
-        for meta in self.root.glob("*.json"):
-            try:
-                item = StoredMedia(**json.loads(meta.read_text()))
-            except (OSError, ValueError, TypeError):
-                continue  # half-written or foreign: not ours to count
-            if (self.root / f"{item.id}.bin").exists():
-                out.append(item)
-        return out
+        return list(self._all().values())
+
+    def _all(self) -> dict[str, StoredMedia]:
+        if self._index is None:
+            self._index = {}
+            for meta in (self.root.glob("*.json") if self.root.is_dir() else ()):
+                try:
+                    item = StoredMedia(**json.loads(meta.read_text()))
+                except (OSError, ValueError, TypeError):
+                    continue  # half-written or foreign: not ours to count
+                if (self.root / f"{item.id}.bin").exists():
+                    self._index[item.id] = item
+        return self._index
 
     def _delete(self, media_id: str) -> None:
+        self._all().pop(media_id, None)
         for suffix in (".bin", ".json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.root / f"{media_id}{suffix}").unlink()

@@ -84,6 +84,16 @@ def put(store: MediaStore, data: bytes, *, quota: int = 1000, retention: float =
                      quota_bytes=quota, retention_s=retention)
 
 
+def test_a_restarted_store_finds_the_files_on_the_volume(tmp_path: Path) -> None:
+    first = MediaStore(tmp_path / "media", reserve_bytes=0)
+    kept = put(first, b"a" * 100)
+    assert isinstance(kept, StoredMedia)
+    again = MediaStore(tmp_path / "media", reserve_bytes=0)
+    assert again.usage().files == 1 and again.usage().bytes == 100
+    found = again.get(kept.id)
+    assert found is not None and found[1] == b"a" * 100
+
+
 def test_the_store_keeps_evicts_oldest_first_and_expires(tmp_path: Path) -> None:
     clock = Clock()
     store = MediaStore(tmp_path / "media", reserve_bytes=0, clock=clock)
@@ -122,7 +132,8 @@ def test_ids_are_random_and_checked(tmp_path: Path) -> None:
         assert store.get(bad) is None
     (tmp_path / "media" / f"{a.id}.json").write_text("{not json")
     assert store.get(a.id) is None
-    assert store.usage().files == 1  # the damaged one is not counted, nothing raises
+    # After a restart (a new store reads the volume), the damaged one is not counted.
+    assert MediaStore(tmp_path / "media", reserve_bytes=0).usage().files == 1
 
 
 @pytest.mark.parametrize("kind", ["image", "sticker", "video", "audio", "voice", "document"])
