@@ -58,22 +58,28 @@ class Actions:
         await self.record(obj, "Suspended" if suspend else "Resumed",
                           f"{verb} from the console by {viewer.describe()}")
 
-    async def session_action(self, viewer: Viewer, namespace: str, name: str,
-                             action: str) -> str:
+    async def session_action(self, viewer: Viewer, obj: dict[str, Any], action: str) -> str:
         """Ask the bot's worker for a session action through the annotations it watches; the
         outcome comes back in status.worker.sessionAction. Returns the request id."""
+        namespace, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        words = SESSION_WORDS[action]
+        if action == "pairing" and \
+                ((obj.get("spec") or {}).get("pairing") or {}).get("method") == "code":
+            # A bot pairing by code gets a new code from a new session in its own mode; the
+            # annotation's "pairing" would switch it to a QR code.
+            action, words = "restart", "a new pairing code"
         rid = f"console-{uuid.uuid4().hex}"
         body = {"metadata": {"annotations": {ANNOTATION_ACTION: action, ANNOTATION_ID: rid}}}
         try:
-            obj: Any = await asyncio.to_thread(
+            patched: Any = await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
                 PLURAL, name, body, _request_timeout=_TIMEOUT)
         except ApiException as exc:
             log.warning("annotating %s/%s failed: HTTP %s", namespace, name, exc.status)
             raise ActionError(f"the API server refused the request (HTTP {exc.status})") \
                 from None
-        await self.record(obj, "SessionActionRequested",
-                          f"{SESSION_WORDS[action]} requested from the console by "
+        await self.record(patched, "SessionActionRequested",
+                          f"{words} requested from the console by "
                           f"{viewer.describe()} (request {rid})")
         return rid
 

@@ -284,7 +284,7 @@ class ConsoleWeb:
             if action in ("suspend", "resume"):
                 await self.actions.set_suspend(viewer, ns, name, action == "suspend")
             elif action in SESSION_ACTIONS:
-                request_id = await self.actions.session_action(viewer, ns, name, action)
+                request_id = await self.actions.session_action(viewer, obj, action)
             else:
                 return refuse(404, f"no action {action}")
         except ActionError as exc:

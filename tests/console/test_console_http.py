@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client as http_client
+import json
 import os
 import subprocess
 import sys
@@ -180,3 +181,32 @@ def test_open_pages_share_the_one_watch(world: World) -> None:
         API_GROUP, API_VERSION, world.ns_b, PLURAL, "branch", {"status": {"restarts": 0}})
     eventually(lambda: _metric(base, "wabot_console_streams") == 0, timeout=30,
                what="closed pages forgotten")
+
+
+def test_a_new_pairing_code_for_a_bot_that_pairs_by_code(world: World) -> None:
+    """The worker's "pairing" request means a QR code; for a bot whose spec pairs by code the
+    console asks for a new session in that mode instead (its code follows in the status)."""
+    world.cluster.patch_bot("sleepy", {"pairing": {"method": "code",
+                                                   "phoneNumber": "4915112345678"}})
+    try:
+        _, cookie = sign_in(world.url, "token", world.tokens["admin"])
+        assert cookie is not None
+        jar = f"wabot_console={cookie.value}"
+        _, _, me = http(f"{world.url}/console/api/me", cookie=jar)
+        csrf = json.loads(me)["csrf"]
+        status, _, body = http(f"{world.url}/console/api/bots/{world.ns}/sleepy/actions/pairing",
+                               method="POST", cookie=jar, origin=world.url,
+                               headers={"X-CSRF-Token": csrf})
+        assert status == 200, body
+        rid = json.loads(body)["requestId"]
+        notes = world.bot("sleepy")["metadata"]["annotations"]
+        assert notes["wabot.io/session-action"] == "restart"
+        assert notes["wabot.io/session-action-id"] == rid
+        who = f"user system:serviceaccount:{world.ns}:admin"
+        eventually(lambda: f"a new pairing code requested from the console by {who} "
+                           f"(request {rid})" in [
+            e.message for e in world.cluster.core.list_namespaced_event(
+                world.ns, field_selector="involvedObject.name=sleepy").items],
+                   timeout=10, what="the Event")
+    finally:
+        world.cluster.patch_bot("sleepy", {"pairing": {"method": "qr", "phoneNumber": None}})

@@ -14,6 +14,13 @@ const ACTION_TEXT = {
     "deleted; someone must pair a phone again."],
 };
 
+function actionText(a, d) {
+  if (a === "pairing" && d && d.pairingMode === "code") {
+    return ["New pairing code", "Ask WhatsApp for a fresh code to type on the phone?"];
+  }
+  return ACTION_TEXT[a] || [a, "Do this?"];
+}
+
 // Which of the actions the viewer may take make sense for the bot as it is now.
 function applicable(a, d) {
   if (a === "resume") return d.suspended;
@@ -158,7 +165,7 @@ function actionsSection(actions) {
     box.append(el("div", { class: "buttons" }, shown.map((a) =>
       el("button", { type: "button", id: "action-" + a,
         class: a === "suspend" || a === "logout" ? "danger" : "primary",
-        text: (ACTION_TEXT[a] || [a])[0], onclick: () => confirmAction(a) }))));
+        text: actionText(a, d)[0], onclick: () => confirmAction(a) }))));
   }
   const last = d.sessionAction;
   if (last) {
@@ -172,7 +179,7 @@ function actionsSection(actions) {
 
 function confirmAction(action) {
   const dialog = document.getElementById("confirm");
-  const [label, text] = ACTION_TEXT[action] || [action, "Do this?"];
+  const [label, text] = actionText(action, bot.detail);
   document.getElementById("confirm-title").textContent = label + " " + bot.name + "?";
   document.getElementById("confirm-text").textContent = text;
   document.getElementById("confirm-ok").textContent = label;
