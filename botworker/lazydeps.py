@@ -35,7 +35,9 @@ from typing import Any, Union
 # The packages neonize imports at `import neonize.client` / `neonize.events` / `neonize.utils`
 # and uses only inside functions (read from neonize 0.5.2's sources: client.py, events.py,
 # download.py, utils/{__init__,enum,calc,iofile,sticker}.py). bs4, rich, click, pygments,
-# charset_normalizer, soupsieve and urllib3 are only ever imported through these.
+# charset_normalizer, soupsieve and urllib3 are only ever imported through these. Not asyncio
+# (also imported only by neonize, ~1 MiB): neonize.utils.sticker calls asyncio.Semaphore(20)
+# at import, a real use that would load it anyway.
 DEFERRED = frozenset({"PIL", "magic", "linkpreview", "httpx", "requests", "phonenumbers",
                       "tqdm", "segno"})
 # Whose imports are deferred: neonize's own modules, nobody else's.

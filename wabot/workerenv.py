@@ -66,6 +66,14 @@ DENY_CIDRS_ENV = "WABOT_WEBHOOK_DENY_CIDRS"
 
 WORKER_ROLE = "worker"
 
+# The worker process's runtime settings (issue 28; measured in docs/benchmarks/worker.md):
+# Go's scheduler sized for a bot, not for the node (whatsmeow's runtime otherwise takes one P
+# per node CPU: on a 64-CPU node +16 threads and +3 MiB at idle), and glibc's malloc kept to
+# two arenas however many threads and CPUs there are. Defaults: an admin's template env or a
+# bot's spec.env may set either to something else.
+RUNTIME_TUNING: tuple[tuple[str, str], ...] = (("GOMAXPROCS", "2"), ("MALLOC_ARENA_MAX", "2"))
+TUNING_NAMES = frozenset(name for name, _ in RUNTIME_TUNING)
+
 # Where each Secret reference of a bot comes from, for the messages that name it.
 DATABASE_URL_ORIGIN = "spec.database.secretRef"
 WEBHOOK_ORIGIN = "spec.webhook.secretRef"
@@ -134,6 +142,7 @@ class WorkerEnv:
     # The admin's settings for every bot (wabot.spec.ADMIN_ENV_NAMES), as (name, value).
     admin_env: tuple[tuple[str, str], ...] = ()
     api_token: SecretRef | None = None
+    tuning: tuple[tuple[str, str], ...] = RUNTIME_TUNING
 
     def items(self) -> Iterator[tuple[str, EnvValue]]:
         """(name, value) of every variable that is set, in the operator's order."""
@@ -162,6 +171,8 @@ class WorkerEnv:
         yield from self.admin_env
         if self.api_token is not None:
             yield API_TOKEN, self.api_token
+        admin = {name for name, _ in self.admin_env}
+        yield from ((k, v) for k, v in self.tuning if k not in admin)
 
     def kubernetes(self) -> list[dict[str, Any]]:
         """The container's `env` list: Secrets as secretKeyRef, pod fields as fieldRef."""

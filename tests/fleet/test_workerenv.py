@@ -14,6 +14,7 @@ from wabot.workerenv import (
     DATABASE_URL_ORIGIN,
     HTTP_HOST,
     PROXY_ORIGIN,
+    TUNING_NAMES,
     WEBHOOK_ORIGIN,
     FieldRef,
     SecretRef,
@@ -55,7 +56,10 @@ def test_every_contract_name_is_reserved_from_spec_env() -> None:
     (bot,) = parse_documents(BOT)
     names = [n for n, _ in full_contract(bot.spec).items()]
     assert len(names) == len(set(names))
-    assert set(names) - {HTTP_HOST} <= set(RESERVED_ENV_NAMES) | set(ADMIN_ENV_NAMES)
+    # The runtime tuning (GOMAXPROCS, MALLOC_ARENA_MAX) is a default a bot may change.
+    assert set(names) - {HTTP_HOST} - TUNING_NAMES <= set(RESERVED_ENV_NAMES) | set(
+        ADMIN_ENV_NAMES)
+    assert not TUNING_NAMES & set(RESERVED_ENV_NAMES)
 
 
 def test_fleet_and_compose_set_the_same_contract(tmp_path: Path) -> None:

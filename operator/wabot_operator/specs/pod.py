@@ -13,6 +13,7 @@ from wabot.spec import RESERVED_ENV_NAMES, ResourceList, SecretKeyRef, WhatsAppB
 from wabot.workerenv import (
     DATABASE_URL_ORIGIN,
     PROXY_ORIGIN,
+    TUNING_NAMES,
     WEBHOOK_ORIGIN,
     FieldRef,
     SecretRef,
@@ -99,7 +100,10 @@ def _fill_worker(container: dict[str, Any], bot: BotRef, spec: WhatsAppBotSpec,
     container["image"] = spec.image or defaults.worker_image
     ours = pod_env(bot, spec, defaults, auth_dir=_auth_mount_path(container),
                    http_port=_http_port(container))
-    reserved = {e["name"] for e in ours} | set(RESERVED_ENV_NAMES)
+    # The runtime tuning (GOMAXPROCS, MALLOC_ARENA_MAX) is a default the template or the bot
+    # may change; everything else of ours is not.
+    reserved = {e["name"] for e in ours if e["name"] not in TUNING_NAMES} | set(
+        RESERVED_ENV_NAMES)
     extra: dict[str, dict[str, Any]] = {}
     for e in container.get("env") or []:  # the admin's template env
         if e.get("name") not in reserved:
@@ -107,7 +111,7 @@ def _fill_worker(container: dict[str, Any], bot: BotRef, spec: WhatsAppBotSpec,
     for v in spec.env:  # the bot's own env wins over the template's
         if v.name not in reserved:
             extra[v.name] = {"name": v.name, "value": v.value}
-    container["env"] = ours + list(extra.values())
+    container["env"] = [e for e in ours if e["name"] not in extra] + list(extra.values())
     # cpu and memory from the spec over the operator's defaults; any other resource the admin's
     # template sets (ephemeral-storage) stays.
     resources = spec.resources.over(defaults.resources)

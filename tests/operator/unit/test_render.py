@@ -157,6 +157,7 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
     assert [e["name"] for e in env] == [
         "ROLE", "BOT_ID", "SERVER_NAME", "WABOT_BOT_NAME", "WABOT_NAMESPACE", "POD_NAME",
         "WABOT_LEASE_NAME", "AUTH_DIR", "HTTP_PORT", "WABOT_SPEC_SOURCE", "WABOT_API_TOKEN",
+        "GOMAXPROCS", "MALLOC_ARENA_MAX",
     ]
     assert env_of(c) == {
         "ROLE": "worker",
@@ -171,7 +172,19 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
         "WABOT_SPEC_SOURCE": "kubernetes",
         "WABOT_API_TOKEN": {"secretKeyRef": {"name": "wabot-sales-api", "key": "token",
                                              "optional": True}},
+        "GOMAXPROCS": "2",
+        "MALLOC_ARENA_MAX": "2",
     }
+
+
+def test_the_runtime_tuning_is_a_default_the_bot_or_the_template_may_change(
+        templates: Templates) -> None:
+    """GOMAXPROCS and MALLOC_ARENA_MAX (wabot/workerenv.py RUNTIME_TUNING) are set for every
+    worker, but unlike the contract's names a bot's env replaces them (once, not twice)."""
+    c = render(templates, env=[{"name": "GOMAXPROCS", "value": "4"}])
+    names = [e["name"] for e in worker(c)["env"]]
+    assert env_of(c)["GOMAXPROCS"] == "4" and names.count("GOMAXPROCS") == 1
+    assert env_of(c)["MALLOC_ARENA_MAX"] == "2"  # (an admin's template env goes the same way)
 
 
 def test_bot_id_defaults_to_the_name_and_follows_the_spec(templates: Templates) -> None:
