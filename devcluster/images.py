@@ -15,7 +15,7 @@ import re
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from devcluster.nodefiles import PAUSE_IMAGE
 
@@ -104,19 +104,44 @@ def saved_archive(image: str) -> Path:
     return path
 
 
+def config_digest(archive: Path) -> str:
+    """The image config's digest in an OCI archive of one image: its ID to the CRI."""
+    with tarfile.open(archive) as tar:
+        def read(name: str) -> Any:
+            member = tar.extractfile(name)
+            assert member is not None, f"{archive} has no {name}"
+            return json.load(member)
+
+        manifest = read(f"blobs/sha256/{read('index.json')['manifests'][0]['digest'][7:]}")
+        return str(manifest["config"]["digest"])
+
+
 def load_image(node: RealNode, image: str) -> bool:
     """Imports podman's `image` into the node unless the node already has that very build.
     Returns whether it imported."""
     archive = saved_archive(image)
+    image_id = config_digest(archive)  # the ID the CRI knows it by (not podman's)
     marker = node.root / "images.json"
     loaded = json.loads(marker.read_text()) if marker.exists() else {}
-    if loaded.get(image) == archive.name:
+    if loaded.get(image) == image_id:
         return False
     # podman names the image in the archive (org.opencontainers.image.ref.name); ctr 1.6's
     # --index-name would wrap it in an index its unpacker then cannot find.
     node.ctr("images", "import", str(archive), timeout=600)
     if image not in node.ctr("images", "ls", "-q").stdout.split():
         raise RuntimeError(f"{archive} did not import as {image}")
-    loaded[image] = archive.name
+    drop_replaced_builds(node)
+    loaded[image] = image_id
     marker.write_text(json.dumps(loaded))
     return True
+
+
+def drop_replaced_builds(node: RealNode) -> None:
+    """Removes the CRI's by-ID references (`sha256:<config>`) to builds no name points at any
+    more: without this every rebuild would stay on a long-lived node's disk. Content still
+    used by a container is kept by containerd."""
+    rows = [line.split() for line in node.ctr("images", "ls").stdout.splitlines()[1:]]
+    named = {row[2] for row in rows if len(row) > 2 and not row[0].startswith("sha256:")}
+    for row in rows:
+        if len(row) > 2 and row[0].startswith("sha256:") and row[2] not in named:
+            node.ctr("images", "rm", row[0], check=False)

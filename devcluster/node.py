@@ -162,11 +162,12 @@ class RealNode:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def ctr(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def ctr(self, *args: str, timeout: float = 300,
+            check: bool = True) -> subprocess.CompletedProcess[str]:
         """containerd's own client on the node's socket, in the CRI's namespace."""
         argv = ["ctr", f"--address={self.containerd_socket}", "--namespace=k8s.io", *args]
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        if out.returncode != 0:
+        if check and out.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} failed: {out.stderr.strip()}")
         return out
 
