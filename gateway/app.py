@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 from aiohttp import web
@@ -265,7 +266,10 @@ class Gateway:
                                        needs_connection=request.method != "GET" and not session)
         if isinstance(target, web.Response):
             return target
-        path = f"/v1/{tail}" + (f"?{request.query_string}" if request.query_string else "")
+        # aiohttp hands the tail over decoded: encoded again, a '?' or '#' in a path segment
+        # stays in its segment instead of becoming the worker's query.
+        path = (f"/v1/{quote(tail, safe='/@:+')}"
+                + (f"?{request.query_string}" if request.query_string else ""))
         return await self._forward(target, namespace, bot, request, path, max_body)
 
     async def _worker_of(self, namespace: str, bot: str, tenant: str, *,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .api import _Model
 from .status import AccountStatus, PairingStatus, SessionActionStatus
@@ -33,6 +34,9 @@ MAX_DESCRIPTION = 2048
 INVITE_PATTERN = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9]{10,32}$"
 
 _DIGITS = re.compile(r"^\+?([0-9]+)$")
+# One person, one phone number: as list items, so the OpenAPI document says what is valid.
+User = Annotated[str, Field(pattern=USER_PATTERN, max_length=64)]
+Phone = Annotated[str, Field(pattern=r"^\+?[1-9][0-9]{6,14}$", max_length=16)]
 
 
 class AccountError(Exception):
@@ -130,7 +134,7 @@ class GroupList(_Model):
 
 class CreateGroupRequest(_Model):
     name: str = Field(min_length=1, max_length=MAX_SUBJECT)
-    participants: list[str] = Field(default_factory=list, max_length=MAX_PARTICIPANTS)
+    participants: list[User] = Field(default_factory=list, max_length=MAX_PARTICIPANTS)
 
     @field_validator("participants")
     @classmethod
@@ -147,15 +151,18 @@ class GroupDescriptionRequest(_Model):
 
 
 class GroupSettingsRequest(_Model):
-    """Only admins may send (announce) / only admins may edit the group's info (locked)."""
+    """Only admins may send (announce) / only admins may edit the group's info (locked); at
+    least one of them."""
 
-    announce: bool | None = None
-    locked: bool | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    announce: bool | SkipJsonSchema[None] = None
+    locked: bool | SkipJsonSchema[None] = None
 
 
 class ParticipantsRequest(_Model):
     action: Literal["add", "remove", "promote", "demote"]
-    participants: list[str] = Field(min_length=1, max_length=MAX_PARTICIPANTS)
+    participants: list[User] = Field(min_length=1, max_length=MAX_PARTICIPANTS)
 
     @field_validator("participants")
     @classmethod
@@ -196,7 +203,7 @@ class JoinGroupResponse(_Model):
 
 
 class OnWhatsAppRequest(_Model):
-    numbers: list[str] = Field(min_length=1, max_length=MAX_LOOKUP)
+    numbers: list[Phone] = Field(min_length=1, max_length=MAX_LOOKUP)
 
     @field_validator("numbers")
     @classmethod
@@ -242,17 +249,11 @@ class JidMapping(_Model):
     lid: str | None = None
 
 
-class PresenceRequest(_Model):
-    """POST /v1/presence: the bot's own presence."""
+class OwnPresenceRequest(_Model):
+    """POST /v1/presence: the bot's own presence (typing in a chat: POST
+    /v1/chats/{chat}/presence)."""
 
     presence: Literal["available", "unavailable"]
-
-
-class ChatPresenceRequest(_Model):
-    """POST /v1/presence/chat: typing or recording in one chat, or stop."""
-
-    to: str = Field(pattern=USER_PATTERN + "|" + GROUP_PATTERN, max_length=64)
-    state: Literal["composing", "recording", "paused"]
 
 
 class SubscribePresenceRequest(_Model):

@@ -94,6 +94,12 @@ class AccountCalls:
             if not self._ready():
                 raise OpError(503, "bot_not_connected", "the bot is not connected to WhatsApp "
                               f"(state {self._state()}); retry once it is Connected")
+            if not self._client.is_connected:
+                # whatsmeow's own flag, checked too: some of neonize's calls dereference the
+                # Go client unchecked, and a process without a live one aborts (measured for
+                # the lid <-> phone look-ups: SIGSEGV, exit 134).
+                raise OpError(503, "bot_not_connected", "the bot's WhatsApp connection is not "
+                              "up right now; retry shortly")
             if limit is not None:
                 now = self._clock()
                 if self._limiter.try_acquire(limit, now) is not None:

@@ -51,6 +51,7 @@ _KNOWN = (
     ("gone", 410, "invite_revoked", "the invite link was revoked or has expired"),
     ("conflict", 409, "conflict", "WhatsApp reports a conflict (already a member?)"),
     ("not logged in", 503, "bot_not_connected", "the bot is not logged in to WhatsApp"),
+    ("client is nil", 503, "bot_not_connected", "the bot has no WhatsApp session right now"),
     ("not connected", 503, "bot_not_connected", "the bot is not connected to WhatsApp"),
 )
 

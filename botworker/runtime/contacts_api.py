@@ -21,7 +21,7 @@ from wabot.account import (
     USER_PATTERN,
     OnWhatsAppRequest,
     OnWhatsAppResponse,
-    PresenceRequest,
+    OwnPresenceRequest,
     SubscribePresenceRequest,
 )
 from wabot.httproutes import Route
@@ -64,7 +64,7 @@ class ContactsApi:
         return answer(200, OnWhatsAppResponse(results=self._calls.on_whatsapp(body.numbers)))
 
     def presence(self, req: Request) -> Response:
-        body = parse(PresenceRequest, req)
+        body = parse(OwnPresenceRequest, req)
         if isinstance(body, Response):
             return body
         self._calls.set_presence(body.presence)

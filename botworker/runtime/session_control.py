@@ -166,7 +166,7 @@ class SessionControl:
                               else "this worker does not hold the bot's Lease")
         self._save(record, "Started", "logging out")
         told_phone = False
-        if self._connection.state.state is WorkerState.CONNECTED:
+        if self._connection.state.state is WorkerState.CONNECTED and self._client.is_connected:
             try:
                 self._client.logout()
                 told_phone = True

@@ -33,9 +33,9 @@ def connected(w: World) -> None:
 
 
 @pytest.fixture
-def groups_seam(world: World) -> Iterator[list[tuple[str, Any]]]:
+def groups_seam(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, Any]]]:
     """The support worker's client answers the group calls as whatsmeow would (neonize's
-    protobufs); nothing else of it changes."""
+    protobufs) and says its connection is up; nothing else of it changes."""
     from neonize.proto.Neonize_pb2 import GroupInfo, GroupName
     from neonize.utils import build_jid
 
@@ -53,6 +53,7 @@ def groups_seam(world: World) -> Iterator[list[tuple[str, Any]]]:
     }
     for name, fn in seams.items():
         setattr(c, name, fn)
+    monkeypatch.setattr(type(c), "is_connected", property(lambda _self: True))
     yield calls
     for name in seams:
         delattr(c, name)

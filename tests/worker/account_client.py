@@ -98,6 +98,17 @@ def account_client(path: str, world: AccountWorld) -> Any:
                 self.sent.append((to, message))
                 return SendResponse(ID=f"S{len(self.sent)}", Timestamp=int(time.time()))
 
+        @property
+        def is_connected(self) -> bool:
+            """whatsmeow's live flag: the session this test pretends is up."""
+            return True
+
+        def get_me(self) -> Any:
+            """The linked account, as GetMe answers once connected."""
+            from neonize.proto.Neonize_pb2 import Device
+
+            return Device(JID=build_jid(OWN), PushName="Shop")
+
         def replies(self) -> list[tuple[str, str, str]]:
             """(chat user, text, quoted message id) per sent message, as Harness.ask reads."""
             with self._lock:
