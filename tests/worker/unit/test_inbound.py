@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from botworker.core import inbound
+from botworker.core import inbound, protoread
 from botworker.core.inbound import Envelope, Incoming, PollVote, Skipped
 from tests.support import wamessages as wa
 from wabot.events import EditedData, ReactionData, RevokedData
@@ -225,7 +225,7 @@ def test_sender_identities_from_sender_and_sender_alt() -> None:
     assert inbound.identities(phone_only) == ("15550001111@s.whatsapp.net", None)
     device = wa.jid("15550001111")
     device.Device = 12
-    assert inbound.jid_string(device) == "15550001111@s.whatsapp.net"
+    assert protoread.jid_string(device) == "15550001111@s.whatsapp.net"
 
 
 def test_the_idle_worker_imports_no_media_library() -> None:
@@ -241,3 +241,25 @@ def test_the_idle_worker_imports_no_media_library() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_oversized_lists_and_cards_are_bounded(client: Any) -> None:
+    """A stranger controls the counts: thousands of mentions, contacts or poll options, a
+    megabyte vCard. The event stays small and nothing is slow or raises."""
+    E = wa.e2e()
+    many = wa.extended("hi", mentions=tuple(f"{n}@s.whatsapp.net" for n in range(10_000)))
+    assert len(message(many).mentions) == 64
+    cards = [E.ContactMessage(displayName=f"c{i}", vcard="BEGIN:VCARD\nTEL:+1555\nEND:VCARD")
+             for i in range(1000)]
+    d = message(E.Message(contactsArrayMessage=E.ContactsArrayMessage(contacts=cards)))
+    assert d.type == "contacts" and len(d.contacts) == 64
+    huge = "BEGIN:VCARD\n" + "TEL:+15550001111\n" * 100_000 + "END:VCARD"
+    d = message(E.Message(contactMessage=E.ContactMessage(displayName="x", vcard=huge)))
+    assert len(d.contacts[0].vcard) <= 16384 and len(d.contacts[0].phones) <= 64
+    options = [E.PollCreationMessage.Option(optionName=f"o{i}") for i in range(1000)]
+    d = message(E.Message(pollCreationMessageV3=E.PollCreationMessage(
+        name="q", options=options, selectableOptionsCount=4_000_000_000)))
+    assert d.type == "poll" and len(d.poll.options) == 64
+    # A poll with no options is still a poll the tenant can see.
+    d = message(E.Message(pollCreationMessage=E.PollCreationMessage(name="empty")))
+    assert (d.poll.name, d.poll.options) == ("empty", [])
