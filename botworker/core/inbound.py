@@ -77,10 +77,19 @@ class Envelope:
         return {
             "chat": self.chat, "sender": self.sender, "push_name": self.push_name,
             "message_id": self.message_id, "is_group": self.is_group,
-            "timestamp": (datetime.fromtimestamp(self.timestamp_ms / 1000.0, UTC)
-                          if self.timestamp_ms > 0 else None),
+            "timestamp": _when(self.timestamp_ms),
             "sender_phone": self.sender_phone, "sender_lid": self.sender_lid,
         }
+
+
+def _when(timestamp_ms: int) -> datetime | None:
+    """The message's time; None when absent or not a representable date."""
+    if timestamp_ms <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(timestamp_ms / 1000.0, UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 @dataclass

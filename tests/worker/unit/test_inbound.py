@@ -263,3 +263,9 @@ def test_oversized_lists_and_cards_are_bounded(client: Any) -> None:
     # A poll with no options is still a poll the tenant can see.
     d = message(E.Message(pollCreationMessage=E.PollCreationMessage(name="empty")))
     assert (d.poll.name, d.poll.options) == ("empty", [])
+
+
+def test_an_impossible_timestamp_is_no_timestamp() -> None:
+    far = Envelope(chat=ENV.chat, sender=ENV.sender, push_name="", message_id="T",
+                   is_group=False, timestamp_ms=2**63 - 1)
+    assert message(wa.text("hi"), far).timestamp is None
