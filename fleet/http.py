@@ -75,7 +75,8 @@ class ApiServer:
                 headers=req.headers, body=req.body))
 
         self._server = HttpServer(host, port, handle,
-                                  limits=httproutes.limits_for(self.routes, limits or LIMITS),
+                                  limits=httproutes.limits_for(self.routes, limits or LIMITS,
+                                                              token),
                                   name="fleet-http", server_version="wabot-fleet",
                                   access_log=log)
 

@@ -68,21 +68,26 @@ def dispatch(routes: Sequence[Route], token: str | None, req: Request, refuse: R
     return refuse(404, "not_found", f"no such endpoint: {req.path}", {})
 
 
-def body_limit(routes: Sequence[Route], default: int) -> Callable[[str, str], int]:
+def body_limit(routes: Sequence[Route], default: int,
+               token: str | None = None) -> Callable[[str, str, str | None], int]:
     """For the kit: the body limit of the route a request line names, known before its body is
-    read, so only the routes that take uploads take large bodies."""
+    read, so only the routes that take uploads take large bodies, and only from a client that
+    presented the token when the route needs one: anyone else is refused above `default` before
+    a byte is read, so a stranger cannot make the server hold a large body per connection."""
 
-    def limit(method: str, path: str) -> int:
+    def limit(method: str, path: str, authorization: str | None) -> int:
         for route in routes:
             if (route.method == method and route.max_body is not None
                     and route.match(path) is not None):  # {}: a match without parameters
+                if route.auth and (token is None or not token_ok(authorization, token)):
+                    return default
                 return route.max_body
         return default
 
     return limit
 
 
-def limits_for(routes: Sequence[Route], limits: Limits) -> Limits:
+def limits_for(routes: Sequence[Route], limits: Limits, token: str | None = None) -> Limits:
     return Limits(max_body=limits.max_body, timeout_s=limits.timeout_s,
                   max_connections=limits.max_connections,
-                  body_limit=body_limit(routes, limits.max_body))
+                  body_limit=body_limit(routes, limits.max_body, token))

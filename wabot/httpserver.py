@@ -50,11 +50,14 @@ class Limits:
     # The whole of one request: idle keep-alive wait, request line, headers and body.
     timeout_s: float = 10.0
     max_connections: int = 64
-    # (method, path) -> the body limit for that request, when routes differ (uploads).
-    body_limit: Callable[[str, str], int] | None = None
+    # (method, path, Authorization header) -> the body limit for that request, when routes
+    # differ (uploads, taken only from a client that presented the token: httproutes).
+    body_limit: Callable[[str, str, str | None], int] | None = None
 
-    def max_body_for(self, method: str, path: str) -> int:
-        return self.body_limit(method, path) if self.body_limit is not None else self.max_body
+    def max_body_for(self, method: str, path: str, authorization: str | None = None) -> int:
+        if self.body_limit is None:
+            return self.max_body
+        return self.body_limit(method, path, authorization)
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _max_body(self) -> int:
-        return self.site.limits.max_body_for(self.command, urlsplit(self.path).path or "/")
+        return self.site.limits.max_body_for(self.command, urlsplit(self.path).path or "/",
+                                             self.headers.get("Authorization"))
 
     def handle_expect_100(self) -> bool:
         framing = check_framing(self.headers, self._max_body())

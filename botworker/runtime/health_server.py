@@ -86,8 +86,8 @@ class HealthServer:
                 return error(500, "internal_error", "the worker failed to process the request")
 
         self._server = HttpServer(host, port, handle,
-                                  limits=httproutes.limits_for(routes, limits), name="http",
-                                  server_version="wabot-worker")
+                                  limits=httproutes.limits_for(routes, limits, api_token),
+                                  name="http", server_version="wabot-worker")
 
     @property
     def port(self) -> int:

@@ -196,6 +196,25 @@ def test_a_bad_content_length_is_refused_without_reading_the_body(
     assert reply.closed
 
 
+def test_an_upload_sized_body_needs_the_token_before_a_byte_is_read(worker: Server) -> None:
+    """POST /v1/messages takes uploads (tens of MiB), but only from the gateway, which holds
+    the bot's token: a stranger who reaches the pod's port announcing 1 MiB is refused at once
+    with the default limit, so 32 connections cannot make the worker hold 32 large bodies."""
+    size = 1024 * 1024
+    stranger = exchange(worker.port, request_head(
+        worker.guarded, "Content-Type: multipart/form-data; boundary=x",
+        f"Content-Length: {size}", "Authorization: Bearer not-the-token"))
+    assert stranger.status == 413 and stranger.closed
+    assert json.loads(stranger.body)["error"] == "body_too_large"
+    # With the token the same length is taken: the server waits for the body instead.
+    with socket.create_connection(("127.0.0.1", worker.port), timeout=5) as s:
+        s.sendall(request_head(worker.guarded, "Content-Type: multipart/form-data; boundary=x",
+                               f"Content-Length: {size}", f"Authorization: Bearer {TOKEN}"))
+        s.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            s.recv(1)  # no answer yet: it is reading a body it agreed to take
+
+
 def test_a_chunked_body_is_refused(any_server: Server) -> None:
     reply = exchange(any_server.port, request_head(
         any_server.guarded, "Transfer-Encoding: chunked") + b"10000\r\n")
