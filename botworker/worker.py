@@ -38,20 +38,15 @@ from .core.ratelimit import Limits, RateLimiter
 from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
-from .runtime.account_calls import AccountCalls
-from .runtime.account_events import AccountEvents
-from .runtime.account_ops import OpMetrics
+from .runtime import account_parts
 from .runtime.connection import ConnectionManager
-from .runtime.contacts_api import ContactsApi
-from .runtime.groups_api import GroupsApi
 from .runtime.health_server import HealthServer
 from .runtime.incoming import inbound_events
 from .runtime.media_source import MediaSource
 from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
-from .runtime.session_api import SessionApi
-from .runtime.session_control import SessionControl, finish_pending_logout
+from .runtime.session_control import finish_pending_logout
 
 log = get_logger("worker")
 
@@ -178,7 +173,7 @@ class Worker:
             publish=self._publish,
             pairing=lambda: self.session.pairing_spec(self._runtime.spec.pairing),
             on_message=lambda ev: self.pipeline.offer(ev),
-            on_call=lambda ev: self.account_events.on_call(ev),
+            on_call=lambda ev: self.account.events.on_call(ev),
             pod_name=cfg.pod_name,
             policy=policy,
             sessions_enabled=sessions_enabled,
@@ -187,21 +182,17 @@ class Worker:
             on_change=self._connection_changed,
             resuming=self.resuming,
         )
-        self.ops = OpMetrics(self.metrics)
-        self.session = SessionControl(cfg, client, self.connection, ops=self.ops,
-                                      publish=self._publish_now, request_exit=self._exit)
-        self.session_api = SessionApi(self.session, lambda: self.connection.state, cfg.pod_name)
-        self.account_events = AccountEvents(
-            self.webhooks, settings=lambda: self._runtime.spec.settings,
-            reject_call=lambda ev: self.sender.reject_call(ev),
-            own_user=self.connection.own_user, ops=self.ops)
-        self.connection.events.more = self.account_events.handlers()
-        self.account = AccountCalls(
-            client, limiter=self.limiter, ops=self.ops, ready=self.connection.can_send,
-            state=lambda: self.connection.state.state.value, own_user=self.connection.own_user)
+        self.account = account_parts.build(
+            cfg, client, self.connection, metrics=self.metrics, webhooks=self.webhooks,
+            limiter=self.limiter, settings=lambda: self._runtime.spec.settings,
+            reject_call=lambda ev: self.sender.reject_call(ev), publish=self._publish_now,
+            request_exit=self._exit)
+        self.session = self.account.session
+        kinds = inbound_events(cfg, client, self.metrics, self.webhooks,
+                               on_storage_change=lambda: self._publish_now())
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
-            media=MediaSource(Fetcher(cfg.webhook_egress)),
+            media=MediaSource(Fetcher(cfg.webhook_egress)), on_sent=kinds.sent,
         )
         self.pipeline = Pipeline(
             bot_id=cfg.bot_id,
@@ -214,10 +205,9 @@ class Worker:
             own_user=self.connection.own_user,
             events=self.webhooks,
             greeted=lambda: self.greeted,
-            kinds=inbound_events(cfg, client, self.metrics, self.webhooks,
-                                 on_storage_change=lambda: self._publish_now()),
+            kinds=kinds,
         )
-        self.pipeline.account = self.account
+        self.pipeline.account = self.account.calls
 
     def _http_parts(self, http: bool) -> None:
         """The send-message API (when a token is set) and the health server that carries it."""
@@ -235,9 +225,8 @@ class Worker:
                 live=self.live, ready=self.ready, metrics=self.metrics.render,
                 api_token=(cfg.api_token.get_secret_value()
                            if cfg.api_token is not None else None),
-                api_routes=([*self.api.routes(), *self.session_api.routes(),
-                             *self.pipeline.kinds.routes(), *GroupsApi(self.account).routes(),
-                             *ContactsApi(self.account).routes()]
+                api_routes=([*self.api.routes(), *self.pipeline.kinds.routes(),
+                             *self.account.routes(self.connection, cfg.pod_name)]
                             if self.api is not None else ()),
             )
 
@@ -387,7 +376,7 @@ class Worker:
         if self._runtime.spec.webhook is not None:
             self.webhooks.start()
         self.pipeline.start()
-        self.account_events.start()
+        self.account.events.start()
         self.audit.start()
         if self.http is not None:
             self.http.start()
@@ -421,7 +410,7 @@ class Worker:
         if self.spec_watcher is not None:
             self.spec_watcher.stop()
         self.pipeline.stop(drain_s=left(min(3.0, timeout_s / 4)))
-        self.account_events.stop()
+        self.account.events.stop()
         ended = self.connection.shutdown(left(max(1.0, timeout_s - 6.0)))
         if not ended:
             log.warning("the WhatsApp session did not end in time")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from wabot.api import Poll
 from wabot.events import MEDIA_TYPES, MessageData, PollVoteData
 from wabot.httproutes import Route
 from wabot.spec import MediaSpec
@@ -30,6 +31,7 @@ from ..adapters.media_store import MediaStore
 from ..config import WorkerConfig
 from ..core import inbound
 from ..core.filters import Inbound
+from ..core.outgoing import Outgoing
 from ..logs import get_logger
 from ..metrics import Metrics
 from .media_api import MediaApi
@@ -92,6 +94,12 @@ class InboundEvents:
         self._clock = clock
         self._next_expiry = 0.0
         self._full = False
+
+    def sent(self, _chat: str, out: Outgoing, message_id: str) -> None:
+        """After the bot sent `out` (Sender's hook): a poll of its own is remembered, so the
+        votes on it name the options chosen, not only their hashes."""
+        if out.kind == "poll" and isinstance(out.content, Poll):
+            self.polls.remember(message_id, list(out.content.options))
 
     def classify(self, ev: Any, msg: Inbound) -> inbound.Classified:
         """What `ev` is; never raises (a failure here is one more unknown message)."""

@@ -153,7 +153,11 @@ class Sender:
         *,
         media: MediaSource | None = None,
         recent: RecentMessages | None = None,
+        on_sent: Callable[[str, Outgoing, str], None] | None = None,
     ) -> None:
+        # (chat, what, WhatsApp's message id) of every non-text message sent: the pipeline
+        # remembers its own polls' options by it, so votes on them name what was chosen.
+        self._on_sent = on_sent
         self.media = media or MediaSource()
         self.recent = recent or RecentMessages()
         self._transport = transport
@@ -250,6 +254,11 @@ class Sender:
                     media.caption or "" if media is not None else "")
                 self.recent.remember(Known(chat_key, outcome.message_id, "", True, text,
                                            out.kind))
+            if outcome.message_id and self._on_sent is not None:
+                try:
+                    self._on_sent(chat_key, out, outcome.message_id)
+                except Exception:  # bookkeeping: the message is out either way
+                    log.exception("after-send hook failed", extra={"kind": out.kind})
         elif outcome.result in ("rate_limited", "not_connected"):
             self._metrics.dropped(outcome.result)
         elif outcome.result == "failed":

@@ -13,6 +13,7 @@ chosen option.
 from __future__ import annotations
 
 import hashlib
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -199,6 +200,28 @@ def test_reactions_edits_deletions_and_votes_are_events_never_commands(
     assert h.client.sent == []
     for t in ("reaction", "edited", "revoked", "poll_vote"):
         assert h.metric("wabot_messages_received_by_type_total", type=t) == 1
+
+
+def test_a_vote_on_the_bots_own_poll_names_the_options(make_media_worker: Make,
+                                                        receiver: Receiver) -> None:
+    """A poll the bot sent through the API is remembered when it goes out (Sender's after-send
+    hook), so the tenant's poll.vote says what was chosen, not only the options' hashes."""
+    h = make_media_worker(spec(receiver.url), env={**FAST, "WABOT_API_TOKEN": TOKEN})
+    assert h.worker.http is not None
+    body = b'{"to": "15550001111", "poll": {"question": "Lunch?", "options": ["pizza", "sushi"]}}'
+    req = urllib.request.Request(f"http://127.0.0.1:{h.worker.http.port}/v1/messages",
+                                 data=body, method="POST",
+                                 headers={"Authorization": f"Bearer {TOKEN}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        poll_id = json.loads(resp.read())["messageId"]
+    chat = "15550001111"
+    vote = wa.event(wa.poll_vote(poll_id, f"{chat}@s.whatsapp.net"), chat=chat)
+    h.client.votes[vote.Info.ID] = ["sushi"]
+    h.feed(vote)
+    (voted,) = [p for p in events(receiver, 1) if p.event == "poll.vote"]
+    assert voted.data.poll_message_id == poll_id
+    assert voted.data.selected_options == ["sushi"]
 
 
 def test_votes_that_cannot_be_decrypted_and_malformed_updates_are_counted(
