@@ -15,17 +15,25 @@ import re
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from devcluster.nodefiles import PAUSE_IMAGE
-
-if TYPE_CHECKING:
-    from devcluster.node import RealNode
 
 ARCHIVES = Path(os.environ.get("WABOT_TOOLS_CACHE",
                                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                                / "wabot-tools")) / "images"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+class Node(Protocol):
+    """What images need of a node (devcluster.node.RealNode): its directory and containerd's
+    client. Named here so that the node imports images, not the other way round."""
+
+    @property
+    def root(self) -> Path: ...
+
+    def ctr(self, *args: str, timeout: float = 300,
+            check: bool = True) -> subprocess.CompletedProcess[str]: ...
 
 
 def _blob(out: tarfile.TarFile, data: bytes) -> dict[str, object]:
@@ -68,7 +76,7 @@ def pause_archive(binary: Path, path: Path) -> Path:
     return path
 
 
-def import_pause(node: RealNode, binary: Path) -> None:
+def import_pause(node: Node, binary: Path) -> None:
     archive = pause_archive(binary, node.root / "pause.oci.tar")
     node.ctr("images", "import", str(archive))
     archive.unlink()
@@ -116,7 +124,7 @@ def config_digest(archive: Path) -> str:
         return str(manifest["config"]["digest"])
 
 
-def load_image(node: RealNode, image: str) -> bool:
+def load_image(node: Node, image: str) -> bool:
     """Imports podman's `image` into the node unless the node already has that very build.
     Returns whether it imported."""
     archive = saved_archive(image)
@@ -136,7 +144,7 @@ def load_image(node: RealNode, image: str) -> bool:
     return True
 
 
-def drop_replaced_builds(node: RealNode) -> None:
+def drop_replaced_builds(node: Node) -> None:
     """Removes the CRI's by-ID references (`sha256:<config>`) to builds no name points at any
     more: without this every rebuild would stay on a long-lived node's disk. Content still
     used by a container is kept by containerd."""

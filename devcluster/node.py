@@ -27,6 +27,7 @@ from pathlib import Path
 
 from devcluster import cgroups, nodefiles, provisioner
 from devcluster.cluster import LocalCluster, _alive, _terminate
+from devcluster.images import import_pause
 from devcluster.netns import NodeNetwork, allocate
 
 NODE_NAME = "wabot-real-node"
@@ -122,8 +123,6 @@ class RealNode:
             *net.exec_argv(), "unshare", "--mount", "--propagation", "private", "--",
             "sh", str(files.containerd_script), str(files.containerd_config)], join=True)
         self._wait(self._containerd_up, deadline, "containerd's socket")
-        from devcluster.images import import_pause
-
         import_pause(self, tools.wabot_pause)
         self._spawn("kubelet", [
             *net.exec_argv()[:-1], f"--mount=/proc/{self.pids['containerd']}/ns/mnt", "--",
