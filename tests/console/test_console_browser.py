@@ -23,7 +23,7 @@ from selenium.webdriver.support.ui import Select
 from tests.operator.helpers import eventually
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
-from .conftest import ACME_KEY, DOCS, GLOBEX_KEY, World, zbar_decode
+from .conftest import ACME_KEY, DOCS, GLOBEX_KEY, REPO, World, zbar_decode
 from .helpers import browser_fetch, click, row_phase, settled_rows, sign_in, text_of, wait
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -46,11 +46,15 @@ def qr_shown(driver: WebDriver) -> tuple[str, bytes] | None:
 
 
 def save_screenshot(driver: WebDriver, name: str) -> None:
-    """The README's pictures: written by the test run (WABOT_CONSOLE_SCREENSHOTS=0 skips)."""
-    if os.environ.get("WABOT_CONSOLE_SCREENSHOTS", "1") == "0":
+    """The README's pictures, written by every run to build/console-screenshots/ (ignored by
+    git, so a test run leaves the tree clean); WABOT_CONSOLE_SCREENSHOTS=docs writes them over
+    the README's copies in docs/console/, =0 skips them."""
+    where = os.environ.get("WABOT_CONSOLE_SCREENSHOTS", "build")
+    if where == "0":
         return
-    DOCS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(DOCS / name))
+    folder = DOCS if where == "docs" else REPO / "build" / "console-screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(folder / name))
 
 
 def test_a_tenant_sees_only_its_own_bots(world: World, browser: WebDriver) -> None:
