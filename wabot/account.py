@@ -44,10 +44,10 @@ class AccountError(Exception):
     answers with it): the HTTP status, a machine-readable code, and what happened."""
 
     def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 retry_after: int | None = None) -> None:
+                 retry_after: int | None = None, phase: str | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-        self.field, self.retry_after = field, retry_after
+        self.field, self.retry_after, self.phase = field, retry_after, phase
 
 
 def user_parts(value: str) -> tuple[str, str]:

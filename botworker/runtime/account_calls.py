@@ -93,7 +93,8 @@ class AccountCalls:
         try:
             if not self._ready():
                 raise OpError(503, "bot_not_connected", "the bot is not connected to WhatsApp "
-                              f"(state {self._state()}); retry once it is Connected")
+                              f"(state {self._state()}); retry once it is Connected",
+                              phase=self._state())
             if not self._client.is_connected:
                 # whatsmeow's own flag, checked too: some of neonize's calls dereference the
                 # Go client unchecked, and a process without a live one aborts (measured for

@@ -59,7 +59,13 @@ def failed(exc: OpError) -> Response:
         extra["field"] = exc.field
     if exc.retry_after:
         extra["retry_after_seconds"] = exc.retry_after
-    return error(exc.status, exc.code, exc.message, **extra)
+    if exc.phase:
+        extra["phase"] = exc.phase
+    answer = error(exc.status, exc.code, exc.message, **extra)
+    if exc.status == 503 and "Retry-After" not in answer.headers:
+        answer = Response(answer.status, answer.body, answer.content_type,
+                          {**answer.headers, "Retry-After": "10"})
+    return answer
 
 
 def parse(model: type[M], req: Request) -> M | Response:

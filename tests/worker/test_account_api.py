@@ -141,7 +141,7 @@ def test_not_connected_is_503_and_nothing_is_sent(api: Callable[..., AccountHarn
                                ("POST", "/v1/presence", {"presence": "available"})]:
         status, _, answer = call(h, method, path, body)
         assert status == 503 and answer["error"] == "bot_not_connected", answer
-        assert "state Connecting" in answer["message"]
+        assert "state Connecting" in answer["message"] and answer["phase"] == "Connecting"
     assert h.world.calls == []
 
 
