@@ -17,23 +17,15 @@ map which internal ports are open.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urljoin
 
-from wabot.egress import (
-    EgressPolicy,
-    IPAddress,
-    Refused,
-    Resolver,
-    allowed_addresses,
-    parse_target,
-    system_resolver,
-)
+from wabot.egress import EgressPolicy, Refused, Resolver, system_resolver
 
 from .. import __version__
+from .egress_http import checked, connection
 
 USER_AGENT = f"wabot-media/{__version__}"
 MAX_REDIRECTS = 3
@@ -75,42 +67,29 @@ class Fetcher:
     def _once(self, url: str, max_bytes: int,
               deadline: float) -> tuple[int, str | None, str | None, bytes]:
         try:
-            target = parse_target(url)
-            addresses = allowed_addresses(target, self.policy, self.resolver)
+            target, addresses = checked(url, self.policy, self.resolver)
         except Refused as exc:
             raise FetchFailed(f"not allowed: {exc}") from None
         except (OSError, UnicodeError, ValueError):
             raise FetchFailed(UNREACHABLE) from None
-        conn: http.client.HTTPConnection
-        if target.scheme == "https":
-            context = self.tls or ssl.create_default_context()
-            conn = http.client.HTTPSConnection(target.host, target.port, context=context)
-        else:
-            context = None
-            conn = http.client.HTTPConnection(target.host, target.port)
         try:
-            sock = _dial(addresses, target.port, _left(deadline))
-            conn.sock = sock
-            if context is not None:
-                conn.sock = context.wrap_socket(sock, server_hostname=target.host.rstrip("."))
-            conn.request("GET", target.path, headers={"User-Agent": USER_AGENT,
-                                                      "Accept": "*/*"})
-            resp = conn.getresponse()
-            if resp.status in (301, 302, 303, 307, 308):
-                return resp.status, resp.getheader("Location"), None, b""
-            if not 200 <= resp.status < 300:
-                return resp.status, None, None, b""
-            declared = resp.getheader("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise FetchFailed(f"the file is larger than {max_bytes} bytes")
-            body = _read(resp, conn, max_bytes, deadline)
-            return resp.status, None, resp.getheader("Content-Type"), body
+            with connection(target, addresses, _left(deadline), self.tls) as conn:
+                conn.request("GET", target.path, headers={"User-Agent": USER_AGENT,
+                                                          "Accept": "*/*"})
+                resp = conn.getresponse()
+                if resp.status in (301, 302, 303, 307, 308):
+                    return resp.status, resp.getheader("Location"), None, b""
+                if not 200 <= resp.status < 300:
+                    return resp.status, None, None, b""
+                declared = resp.getheader("Content-Length")
+                if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    raise FetchFailed(f"the file is larger than {max_bytes} bytes")
+                body = _read(resp, conn, max_bytes, deadline)
+                return resp.status, None, resp.getheader("Content-Type"), body
         except FetchFailed:
             raise
         except Exception:
             raise FetchFailed(UNREACHABLE) from None
-        finally:
-            conn.close()
 
 
 def _left(deadline: float) -> float:
@@ -118,16 +97,6 @@ def _left(deadline: float) -> float:
     if left <= 0:
         raise FetchFailed("the download took too long")
     return left
-
-
-def _dial(addresses: list[IPAddress], port: int, timeout_s: float) -> socket.socket:
-    error: OSError = OSError("no address")
-    for address in addresses:
-        try:
-            return socket.create_connection((str(address), port), timeout=timeout_s)
-        except OSError as exc:
-            error = exc
-    raise error
 
 
 def _read(resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, max_bytes: int,

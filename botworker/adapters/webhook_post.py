@@ -12,23 +12,14 @@ address. Redirects are never followed.
 
 from __future__ import annotations
 
-import http.client
-import socket
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from wabot.egress import (
-    EgressPolicy,
-    IPAddress,
-    Refused,
-    Resolver,
-    allowed_addresses,
-    parse_target,
-    system_resolver,
-)
+from wabot.egress import EgressPolicy, Refused, Resolver, system_resolver
 
 from .. import __version__
+from .egress_http import checked, connection
 
 USER_AGENT = f"wabot-webhook/{__version__}"
 # How much of a receiver's answer is read (and thrown away) before the connection is closed.
@@ -48,17 +39,6 @@ class Attempt:
     refused: str | None = None  # why the policy refused the target (logged once, not per try)
 
 
-def _dial(addresses: Sequence[IPAddress], port: int, timeout_s: float) -> socket.socket:
-    """A TCP connection to the first of the checked addresses that answers."""
-    error: OSError = OSError("no address")
-    for address in addresses:
-        try:
-            return socket.create_connection((str(address), port), timeout=timeout_s)
-        except OSError as exc:
-            error = exc
-    raise error
-
-
 def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, *,
          policy: EgressPolicy | None = None, resolver: Resolver = system_resolver,
          tls: ssl.SSLContext | None = None) -> Attempt:
@@ -69,32 +49,19 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout_s: float, *,
     verified against. Redirects are not followed: a receiver must answer at the URL it was
     given."""
     try:
-        target = parse_target(url)
-        addresses = allowed_addresses(target, policy or EgressPolicy(), resolver)
+        target, addresses = checked(url, policy or EgressPolicy(), resolver)
     except Refused as exc:
         return Attempt(False, UNREACHABLE, refused=str(exc))
     except (OSError, UnicodeError, ValueError):
         return Attempt(False, UNREACHABLE)
-    conn: http.client.HTTPConnection
-    if target.scheme == "https":
-        context = tls or ssl.create_default_context()
-        conn = http.client.HTTPSConnection(target.host, target.port, timeout=timeout_s,
-                                           context=context)
-    else:
-        context = None
-        conn = http.client.HTTPConnection(target.host, target.port, timeout=timeout_s)
     try:
-        conn.sock = sock = _dial(addresses, target.port, timeout_s)
-        if context is not None:
-            conn.sock = context.wrap_socket(sock, server_hostname=target.host.rstrip("."))
-        conn.request("POST", target.path, body=body, headers=headers)
-        resp = conn.getresponse()
-        resp.read(MAX_RESPONSE_BYTES)
-        return Attempt(200 <= resp.status < 300, f"HTTP {resp.status}")
+        with connection(target, addresses, timeout_s, tls) as conn:
+            conn.request("POST", target.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read(MAX_RESPONSE_BYTES)
+            return Attempt(200 <= resp.status < 300, f"HTTP {resp.status}")
     except Exception:
         return Attempt(False, UNREACHABLE)
-    finally:
-        conn.close()
 
 
 Poster = Callable[[str, bytes, dict[str, str], float], Attempt]
