@@ -15,12 +15,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from importlib.metadata import EntryPoint
 from typing import Any
 
-from wabot.events import ConnectionData, PairingData
-from wabot.spec import WhatsAppBotSpec, WorkerReport, WorkerState
+from wabot.spec import WhatsAppBotSpec, WorkerReport
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter
@@ -30,7 +28,6 @@ from .adapters.session_store import has_linked_session, prepare_session_dir
 from .adapters.state_file import GreetedChats
 from .adapters.webhooks import WebhookDispatcher, WebhookSettings
 from .config import WorkerConfig, redact_dsn
-from .core import account_events
 from .core import lifecycle as lc
 from .core.backoff import BackoffPolicy
 from .core.proxy import INVALID_PROXY, InvalidProxyUrl, ProxyUrl, parse_proxy_url
@@ -47,20 +44,9 @@ from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
 from .runtime.session_control import finish_pending_logout
+from .runtime.state_events import emit_connection_change, status_report, uptime
 
 log = get_logger("worker")
-
-
-def _uptime(seconds: float) -> str:
-    s = int(seconds)
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    parts = [f"{d}d"] if d else []
-    if d or h:
-        parts.append(f"{h}h")
-    parts.append(f"{m}m {s}s")
-    return " ".join(parts)
 
 
 class Worker:
@@ -240,7 +226,7 @@ class Worker:
         st = self.connection.state
         info = {
             "wabot": __version__,
-            "up": _uptime(time.time() - self.started_at),
+            "up": uptime(time.time() - self.started_at),
             "state": st.state.value,
             "commands": str(len(self._runtime.registry.commands())),
         }
@@ -289,26 +275,7 @@ class Worker:
     # --- webhooks: connection and pairing events -------------------------------------------
 
     def _connection_changed(self, before: lc.ConnState, after: lc.ConnState) -> None:
-        """On the connection's control thread: queue `connection`, `session.status` and
-        `pairing` events."""
-        if after.state is not before.state and self.webhooks.wants("session.status"):
-            action = self.session.last
-            self.webhooks.emit("session.status", account_events.session_status(
-                before, after, action.model_dump(mode="json", by_alias=True) if action else None))
-        if after.state is not before.state and self.webhooks.wants("connection"):
-            self.webhooks.emit("connection", ConnectionData(
-                state=after.state.value, previous_state=before.state.value,
-                last_error=after.last_error,
-                account=after.account.jid if after.account is not None else None,
-            ))
-        pairing = after.pairing
-        if pairing is not None and pairing != before.pairing and self.webhooks.wants("pairing"):
-            expires = datetime.fromtimestamp(pairing.expires_at, UTC)
-            if pairing.method == "qr":
-                data = PairingData(method="qr", qr=pairing.payload, expires_at=expires)
-            else:
-                data = PairingData(method="code", code=pairing.payload, expires_at=expires)
-            self.webhooks.emit("pairing", data)
+        emit_connection_change(self.webhooks, self.session, before, after)
 
     # --- health ------------------------------------------------------------------------------
 
@@ -334,16 +301,10 @@ class Worker:
     def _publish(self, report: WorkerReport) -> None:
         if self.reporter is None:
             return
-        session = getattr(self, "session", None)
-        if session is not None and session.last is not None:
-            report = report.model_copy(update={"session_action": session.last})
-        media = self.pipeline.kinds.media_status() if hasattr(self, "pipeline") else None
-        if media is not None:
-            report = report.model_copy(update={"media": media})
-        if session is not None and session.exiting and report.state is WorkerState.STOPPED:
-            # Ending to re-pair in a fresh process: LoggedOut until that one reports.
-            report = report.model_copy(update={"state": WorkerState.LOGGED_OUT})
-        self.reporter.publish(report)
+        pipeline = getattr(self, "pipeline", None)  # None while the parts are being built
+        self.reporter.publish(status_report(
+            report, getattr(self, "session", None),
+            pipeline.kinds.media_status() if pipeline is not None else None))
 
     def _publish_now(self) -> None:
         self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
