@@ -69,9 +69,9 @@ class CommandContext:
     # The bot's own WhatsApp account: groups, contacts, presence (runtime/account_calls.py
     # AccountCalls: groups(), group(id), create_group(name, people), rename, describe,
     # settings, participants(id, action, people), invite_link, join, leave, on_whatsapp,
-    # contact, picture, ids, set_presence, subscribe). Each call is checked, rate-limited and
-    # counted as through the API, and raises wabot.account.AccountError (status, code,
-    # message) when refused. None where the worker has no session (unit tests).
+    # contact, picture, ids, set_presence, chat_presence, subscribe). Each call is checked,
+    # rate-limited and counted as through the API, and raises wabot.account.AccountError (status,
+    # code, message) when refused. None where the worker has no session (unit tests).
     account: Any = None
 
     @property

@@ -276,6 +276,21 @@ class AccountCalls:
         value = Presence.AVAILABLE if presence == "available" else Presence.UNAVAILABLE
         self._run("presence_set", lambda: self._client.send_presence(value), limit=ACCOUNT_KEY)
 
+    def chat_presence(self, chat: str, state: str) -> None:
+        """Typing ("composing"), recording or "paused" in a chat (a user or a group)."""
+        from neonize.utils.enum import ChatPresence, ChatPresenceMedia
+
+        if state not in ("composing", "recording", "paused"):
+            raise OpError(422, "invalid_request", "state: composing, recording or paused",
+                          field="state")
+        target = _group_jid(chat) if chat.endswith("@g.us") else _user_jid(chat)
+        presence = (ChatPresence.CHAT_PRESENCE_PAUSED if state == "paused"
+                    else ChatPresence.CHAT_PRESENCE_COMPOSING)
+        media = (ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO if state == "recording"
+                 else ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT)
+        self._run("presence_chat", lambda: self._client.send_chat_presence(target, presence,
+                                                                           media), limit=chat)
+
     def subscribe(self, user: str) -> None:
         self._run("presence_subscribe", lambda: self._client.subscribe_presence(_user_jid(user)),
                   limit=ACCOUNT_KEY)

@@ -255,6 +255,9 @@ def account_client(path: str, world: AccountWorld) -> Any:
         def subscribe_presence(self, jid: Any) -> None:
             self.world.record("subscribe_presence", jid.User)
 
+        def send_chat_presence(self, jid: Any, state: Any, media: Any) -> None:
+            self.world.record("send_chat_presence", jid.User, state.name, media.name)
+
     return _Account(path)
 
 

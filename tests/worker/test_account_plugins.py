@@ -36,7 +36,13 @@ def _who(ctx: CommandContext) -> str:
     return " ".join(f"{r.number}={'yes' if r.on_whatsapp else 'no'}" for r in found)
 
 
+def _slow(ctx: CommandContext) -> str:
+    ctx.account.chat_presence(ctx.chat, "composing")
+    return "done"
+
+
 def register(registry: CommandRegistry) -> None:
+    registry.command("slow", _slow)
     registry.command("groups", _groups)
     registry.command("kick", _kick)
     registry.command("who", _who)
@@ -58,3 +64,6 @@ def test_a_plugin_manages_groups_through_its_context(make_account_worker: Make) 
     assert h.ask(f"!who {CAROL} 15550009999") == f"{CAROL}=yes 15550009999=no"
     assert h.metric("wabot_account_operations_total", operation="group_remove",
                     result="not_an_admin") == 1
+    assert h.ask("!slow", chat=G, sender=CAROL, group=True) == "done"
+    assert h.world.called("send_chat_presence") == [
+        ("send_chat_presence", G, "CHAT_PRESENCE_COMPOSING", "CHAT_PRESENCE_MEDIA_TEXT")]
