@@ -1,7 +1,8 @@
 """The base of the contract's models and the helpers that put the CRD's own text on them.
 
-wabot/spec.py (the spec), wabot/placement.py (the pod placement types) and wabot/status.py
-(the status) build on these; wabot/crd.py turns the models into the CRD.
+wabot/spec.py (the spec), wabot/bot_commands.py (its chat commands), wabot/placement.py (the
+pod placement types) and wabot/status.py (the status) build on these; wabot/crd.py turns the
+models into the CRD.
 """
 
 from __future__ import annotations

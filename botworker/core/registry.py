@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from wabot.spec import CustomCommand, SettingsSpec, WhatsAppBotSpec
+from wabot.bot_commands import CustomCommand
+from wabot.spec import SettingsSpec, WhatsAppBotSpec
 
 from .context import CommandContext
 

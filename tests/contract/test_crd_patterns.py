@@ -22,7 +22,8 @@ import pytest
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from wabot.spec import PREFIX_PATTERN, CommandsSpec, WhatsAppBotSpec
+from wabot.bot_commands import PREFIX_PATTERN, CommandsSpec
+from wabot.spec import WhatsAppBotSpec
 
 CRD_PATH = Path(__file__).resolve().parents[2] / "crds" / "whatsappbot.yaml"
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from wabot.bot_commands import CommandsSpec
 from wabot.spec import (
-    CommandsSpec,
     ResourceList,
     ResourcesSpec,
     WhatsAppBotSpec,

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
 from tests.reliability import figures, sizes
+from wabot.bot_commands import ALL_BUILTINS
 from wabot.spec import (
-    ALL_BUILTINS,
     API_GROUP,
     API_VERSION,
     KIND,
@@ -529,7 +529,7 @@ PREFIX_PROBES = [
 def test_the_api_server_refuses_exactly_the_prefixes_the_model_refuses(cluster: Cluster) -> None:
     """Once a known gap: the CRD's `^\\S+$` was RE2's ASCII \\s, the model's Unicode, so a
     prefix of U+00A0 passed the API server and the operator then marked the bot InvalidSpec.
-    Both now carry wabot.spec.PREFIX_PATTERN (tests/contract/test_crd_patterns.py)."""
+    Both now carry wabot.bot_commands.PREFIX_PATTERN (tests/contract/test_crd_patterns.py)."""
     figures.section(SECTION, "2. Generated invalid specs (hypothesis)")
     differ = []
     refused = 0

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from wabot.spec import CommandsSpec, CustomCommand, SettingsSpec, WhatsAppBotSpec
+from wabot.bot_commands import CommandsSpec, CustomCommand
+from wabot.spec import SettingsSpec, WhatsAppBotSpec
 
 from .conftest import Harness, wait_for
 
