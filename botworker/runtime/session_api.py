@@ -62,6 +62,7 @@ class SessionApi:
         pairing = None
         if action == "pairing":
             try:
+                # No body: a QR code (the documented default), whatever the spec pairs by.
                 pairing = PairingRequest.model_validate_json(req.body or b"{}")
             except ValidationError as exc:
                 return validation_error(exc)

@@ -115,7 +115,7 @@ class SessionControl:
             elif action == "restart":
                 out = self._restart(record)
             else:
-                out = self._new_pairing(record, pairing or PairingRequest())
+                out = self._new_pairing(record, pairing)
             self._ops.observe(f"session_{action}", out.result.lower(), started)
             log.info("session action", extra={"action": action, "source": source,
                                               "result": out.result, "detail": out.message})
@@ -200,7 +200,8 @@ class SessionControl:
         return self._save(record, "Succeeded", "the session is being restarted")
 
     def _new_pairing(self, record: SessionActionStatus,
-                     req: PairingRequest) -> SessionActionStatus:
+                     req: PairingRequest | None) -> SessionActionStatus:
+        """`req` None (the annotation): the spec's own pairing, QR or code, afresh."""
         st = self._connection.state
         if st.account is not None or has_linked_session(self._cfg.session_path):
             return self._save(record, "Rejected",
@@ -208,16 +209,18 @@ class SessionControl:
         refused = self._refusal()
         if refused:
             return self._save(record, "Rejected", refused)
-        if req.method == "code":
+        if req is None:
+            self._pairing = None
+        elif req.method == "code":
             if not req.phone_number:
                 return self._save(record, "Rejected", "phoneNumber is required for method code")
             self._pairing = PairingSpec(method="code", phone_number=req.phone_number)
         else:
             self._pairing = PairingSpec(method="qr")
         self._connection.post(lc.RestartRequested("new pairing"))
-        return self._save(record, "Succeeded", f"a new session is starting; the pairing "
-                          f"{'code' if req.method == 'code' else 'QR code'} follows in "
-                          "status.worker.pairing and the `pairing` event")
+        return self._save(record, "Succeeded", "a new session is starting; the QR code or "
+                          "pairing code follows in status.worker.pairing and the `pairing` "
+                          "event")
 
     def _refusal(self) -> str | None:
         st = self._connection.state

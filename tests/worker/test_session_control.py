@@ -18,6 +18,7 @@ from neonize.events import ConnectedEv, LoggedOutEv
 from botworker.adapters.session_actions import load_record, record_path, save_record
 from botworker.core import lifecycle as lc
 from botworker.runtime.session_control import EXIT_REPAIR
+from wabot.spec import WhatsAppBotSpec
 from wabot.status import SessionActionStatus, WorkerState
 
 from .account_client import AccountHarness, make_account_worker
@@ -183,3 +184,24 @@ def test_an_interrupted_logout_is_finished_at_the_next_start(session_worker: Any
     assert not nxt.worker.resuming
     rec = load_record(record_path(cfg.session_dir))
     assert rec is not None and rec.result == "Succeeded" and rec.request_id == "r-9"
+
+
+def test_the_annotations_pairing_follows_the_specs_method(session_worker: Any) -> None:
+    """`wabot.io/session-action: pairing` (no body to say how) pairs the way the spec does:
+    a bot that pairs by code gets a new code, not a QR."""
+    spec = WhatsAppBotSpec.model_validate(
+        {"serverName": "tenant-a", "botId": "bot-a",
+         "pairing": {"method": "code", "phoneNumber": "4915112345678"}})
+    h, reports, _ = session_worker(spec=spec, connect=False)
+    h.feed(LoggedOutEv(OnConnect=False, Reason=2))
+    reports.wait_state(WorkerState.LOGGED_OUT)
+    h.worker.session.on_object({"metadata": {"uid": "u", "annotations": {
+        "wabot.io/session-action": "pairing", "wabot.io/session-action-id": "k-1"}}})
+    wait_for(lambda: h.worker.session.last is not None
+             and h.worker.session.last.request_id == "k-1", what="the annotation acted on")
+    assert h.worker.session.last is not None and h.worker.session.last.result == "Succeeded"
+    wait_for(lambda: h.worker.connection.state.session_running, what="a new session")
+    qr_callback(h.client, b"2@socket-up")
+    rep = reports.wait_state(WorkerState.PAIRING)
+    assert rep.pairing is not None and rep.pairing.method == "code"
+    assert h.world.called("PairPhone") == [("PairPhone", "4915112345678")]
