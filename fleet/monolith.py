@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 import threading
 import time
@@ -36,6 +37,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .botsfile import BotDefinition, BotsFileError
+from .console import SessionPoller
+from .console_web import FleetConsole
 from .endpoint import (
     Accepted,
     BotView,
@@ -99,6 +102,11 @@ class Monolith(FleetEndpoint):
         self._reload_lock = threading.Lock()
         self._scrape_up: dict[str, bool] = {}
         self._started = False
+        # Each worker's API token (its session for the console): random, in this process only.
+        self._worker_tokens: dict[str, str] = {}
+        self.console = FleetConsole(
+            self, settings.token.get_secret_value() if settings.token else None,
+            settings.group or "local", SessionPoller(self.views, self.worker_token))
 
     # --- bots -----------------------------------------------------------------------------
 
@@ -107,7 +115,8 @@ class Monolith(FleetEndpoint):
         with self._reload_lock:
             if bots is None:
                 bots = load_bots(self.settings)
-            specs = [worker_process(b, self.worker_settings) for b in bots]
+            specs = [worker_process(b, self.worker_settings, self._worker_tokens.setdefault(
+                b.name, secrets.token_urlsafe(32))) for b in bots]
             stopped = {b.name for b in bots if b.spec.suspend}
             if not self._started:  # the controller's record of bots stopped on request
                 stopped |= set(self.settings.stopped)
@@ -134,11 +143,26 @@ class Monolith(FleetEndpoint):
             **st.run(), server_name=bot.server_name, bot_id=bot.bot_id,
             suspended=bot.spec.suspend, group=self.settings.group, started_at=started_at(st))
 
+    # --- what the console asks (fleet/console_web.py) ----------------------------------------
+
+    def pairing_method(self, name: str) -> str:
+        bot = self._bots.get(name)
+        return bot.spec.pairing.method if bot is not None else "qr"
+
+    def worker_token(self, name: str) -> str | None:
+        return self._worker_tokens.get(name)
+
+    def set_running(self, name: str, running: bool) -> bool:
+        return (self.supervisor.start if running else self.supervisor.stop)(name)
+
+    def restart_process(self, name: str) -> bool:
+        return self.supervisor.restart(name)
+
     # --- HTTP -----------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
         # With a token, the bot list and the metrics need it too.
-        return self.bot_routes(self.settings.token is not None)
+        return [*self.bot_routes(self.settings.token is not None), *self.console.routes()]
 
     def _livez(self, _req: Request) -> Response:
         age = time.monotonic() - self.supervisor.heartbeat
@@ -186,8 +210,13 @@ class Monolith(FleetEndpoint):
         token = self.settings.token.get_secret_value() if self.settings.token else None
         return serve_until_stopped(
             "monolith", self.settings.http_host, self.settings.http_port, self.routes(), token,
-            reload=self.reload, supervise=self.supervisor.run, own_run_dir=run_dir,
+            reload=self.reload, supervise=self._supervise, own_run_dir=run_dir,
             fields={"bots": len(self._bots)})
+
+
+    def _supervise(self, stop: threading.Event) -> None:
+        self.console.poller.start(stop)
+        self.supervisor.run(stop)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ from wabot.naming import auth_subdir
 from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot_cli)
 from wabot.spec import ADMIN_ENV_NAMES, RESERVED_ENV_NAMES
 from wabot.workerenv import (
+    API_TOKEN,
     DATABASE_URL_ORIGIN,
     HTTP_PORT,
     PROXY_ORIGIN,
@@ -170,12 +171,17 @@ def write_spec_file(bot: BotDefinition, run_dir: Path) -> Path:
     return path.resolve()
 
 
-def worker_process(bot: BotDefinition, settings: WorkerSettings) -> ProcessSpec:
+def worker_process(bot: BotDefinition, settings: WorkerSettings,
+                   api_token: str | None = None) -> ProcessSpec:
+    """`api_token` turns on the worker's API (WABOT_API_TOKEN) for the console's session view
+    and actions: the supervising process's own token for this bot, on the loopback port."""
     spec_file = write_spec_file(bot, settings.run_dir)
     env = dict(settings.base_env)
     env.update({e.name: e.value for e in bot.spec.env})
     contract = worker_env(bot, settings, spec_file)
     env.update(resolve_env(bot, settings, contract))
+    if api_token is not None:
+        env[API_TOKEN] = api_token
     return ProcessSpec(
         name=bot.name,
         argv=settings.worker_argv,

@@ -7,6 +7,7 @@ Lax, unlike the spec: these models read enum values and timestamps from JSON str
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
 
@@ -39,6 +40,21 @@ class WorkerState(enum.StrEnum):
     STREAM_REPLACED = "StreamReplaced"
     TEMPORARY_BAN = "TemporaryBan"
     STOPPED = "Stopped"
+
+
+# What a person calls the bot's state, from what its worker last saw (the operator's
+# status.phase, and the fleet tiers' console, which have no operator).
+WORKER_PHASES: Mapping[WorkerState, Phase] = {
+    WorkerState.STARTING: Phase.CONNECTING,
+    WorkerState.PAIRING: Phase.PAIRING,
+    WorkerState.CONNECTING: Phase.CONNECTING,
+    WorkerState.CONNECTED: Phase.CONNECTED,
+    WorkerState.DISCONNECTED: Phase.DISCONNECTED,
+    WorkerState.LOGGED_OUT: Phase.LOGGED_OUT,
+    WorkerState.STREAM_REPLACED: Phase.DISCONNECTED,
+    WorkerState.TEMPORARY_BAN: Phase.DISCONNECTED,
+    WorkerState.STOPPED: Phase.DISCONNECTED,
+}
 
 
 class PairingStatus(Model):

@@ -1,14 +1,15 @@
 """The web console (issue 27): the fleet at a glance and pairing a phone from a browser,
 served by the gateway under /console/ when WABOT_GATEWAY_CONSOLE=true.
 
-- session.py: signed cookies and CSRF tokens (stateless: any replica accepts any cookie);
 - access.py: who sees and does what (tenant by API key; cluster user by TokenReview and
   SubjectAccessReview);
 - fleet.py: ONE watch on WhatsAppBots per process, shared by every open page;
-- views.py: what a page shows of a bot, in plain words (pure);
 - actions.py: suspend/resume and the Events naming who did it;
-- web.py and stream.py: the HTTP routes and the server-sent-events stream;
-- static/: the page shell, its script and its style (no external asset, no inline script).
+- web.py and stream.py: the HTTP routes and the server-sent-events stream.
+
+What the fleet tiers' console serves too lives in `wabot.console`: the plain-word views, the
+signed cookies and CSRF tokens (stateless: any replica accepts any cookie), the QR drawing and
+the static page, scripts and style (no external asset, no inline script).
 """
 
 from __future__ import annotations

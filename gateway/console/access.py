@@ -26,9 +26,8 @@ from typing import Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
+from wabot.console.session import Viewer
 from wabot.spec import API_GROUP, PLURAL
-
-from .session import Viewer
 
 log = logging.getLogger("wabot.gateway.console")
 _TIMEOUT = (5.0, 10.0)

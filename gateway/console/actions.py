@@ -16,9 +16,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from wabot import naming
+from wabot.console.session import Viewer
 from wabot.spec import API_GROUP, API_VERSION, KIND, PLURAL
-
-from .session import Viewer
 
 log = logging.getLogger("wabot.gateway.console")
 _TIMEOUT = (5.0, 10.0)

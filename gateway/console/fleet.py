@@ -20,9 +20,8 @@ from kubernetes import watch as k8s_watch
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from wabot.console import views
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
-
-from . import views
 
 log = logging.getLogger("wabot.gateway.console")
 Key = tuple[str, str]

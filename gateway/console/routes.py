@@ -6,10 +6,11 @@ from typing import Any
 
 from aiohttp import web
 
+from wabot.console.session import Signer
+
 from .access import Access
 from .actions import Actions
 from .fleet import Fleet
-from .session import Signer
 from .settings import ConsoleSettings
 from .stream import Stream
 from .web import ConsoleWeb, security_headers

@@ -15,9 +15,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from wabot.console.session import MIN_SECRET
 from wabot.settings import ConfigError
-
-from .session import MIN_SECRET
 
 PREFIX = "WABOT_GATEWAY_CONSOLE"
 

@@ -9,33 +9,26 @@ allows scripts, styles and images from this origin only and nothing else at all.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import re
-import time
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
-import segno
 from aiohttp import web
 
+from wabot.console import page
+from wabot.console.page import SECURITY_HEADERS, Failures
+from wabot.console.qr import qr_svg
+from wabot.console.session import COOKIE, CSRF_HEADER, Signer, Viewer
 from wabot.spec import NAME_PATTERN
 
 from .access import ACTION_VERBS, SESSION_ACTIONS, Access
 from .actions import ActionError, Actions
 from .fleet import Fleet
-from .session import COOKIE, CSRF_HEADER, Signer, Viewer
 
 log = logging.getLogger("wabot.gateway.console")
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-STATIC = {"console.js": "text/javascript", "bot.js": "text/javascript", "console.css": "text/css",
-          "favicon.svg": "image/svg+xml"}
 _NAME = re.compile(NAME_PATTERN)
-_LOOPBACK = ("localhost", "127.0.0.1", "[::1]")
 MAX_LOGIN = 8192
 
 
@@ -45,10 +38,6 @@ class Tenants(Protocol):
     async def tenant_of_key(self, key: str) -> str | None: ...
 
     async def key_table(self) -> dict[str, str]: ...
-
-
-def _asset(name: str) -> bytes:
-    return resources.files("gateway.console").joinpath("static", name).read_bytes()
 
 
 def json_answer(status: int, payload: Any) -> web.Response:
@@ -63,57 +52,23 @@ async def security_headers(request: web.Request, response: web.StreamResponse) -
     """Added to every /console answer, errors and streams included."""
     if not request.path.startswith("/console"):
         return
-    h = response.headers
-    h["Content-Security-Policy"] = CSP
-    h["X-Content-Type-Options"] = "nosniff"
-    h["X-Frame-Options"] = "DENY"
-    h["Referrer-Policy"] = "no-referrer"
-    h["Cross-Origin-Opener-Policy"] = "same-origin"
-    h.setdefault("Cache-Control", "no-store")
+    response.headers.update(SECURITY_HEADERS)
+    response.headers.setdefault("Cache-Control", "no-store")
 
 
 def same_origin(request: web.Request) -> bool:
     """A state-changing request must come from a page of this origin (the sign-in too, which
     has no session yet for SameSite to protect)."""
-    origin = request.headers.get("Origin") or request.headers.get("Referer")
-    return bool(origin) and urlsplit(origin).netloc == request.host
+    return page.same_origin(request.headers.get("Origin") or request.headers.get("Referer"),
+                            request.host)
 
 
 def _loopback(request: web.Request) -> bool:
-    return request.host.rsplit(":", 1)[0] in _LOOPBACK
+    return page.loopback(request.host)
 
 
 def _https(request: web.Request) -> bool:
     return request.secure or request.headers.get("X-Forwarded-Proto") == "https"
-
-
-class Failures:
-    """Failed sign-ins per client address: more than LIMIT in WINDOW_S and it must wait (each
-    attempt costs a TokenReview or a key lookup). Behind an Ingress every client shares its
-    address: the limit is generous for that."""
-
-    LIMIT = 20
-    WINDOW_S = 60.0
-
-    def __init__(self) -> None:
-        self._seen: dict[str, list[float]] = {}
-
-    def _recent(self, remote: str) -> list[float]:
-        cutoff = time.monotonic() - self.WINDOW_S
-        recent = [t for t in self._seen.get(remote, ()) if t > cutoff]
-        if recent:
-            self._seen[remote] = recent
-        else:
-            self._seen.pop(remote, None)
-        return recent
-
-    def blocked(self, remote: str) -> bool:
-        return len(self._recent(remote)) >= self.LIMIT
-
-    def add(self, remote: str) -> None:
-        if len(self._seen) > 10_000:
-            self._seen.clear()
-        self._seen.setdefault(remote, []).append(time.monotonic())
 
 
 class ConsoleWeb:
@@ -205,14 +160,14 @@ class ConsoleWeb:
     # --- pages -------------------------------------------------------------------------------
 
     async def shell(self, _request: web.Request) -> web.Response:
-        return web.Response(body=_asset("console.html"), content_type="text/html",
+        return web.Response(body=page.asset("console.html"), content_type="text/html",
                             charset="utf-8")
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["file"]
-        if name not in STATIC:
+        if name not in page.STATIC or name == "poll.js":
             raise web.HTTPNotFound()
-        return web.Response(body=_asset(name), content_type=STATIC[name],
+        return web.Response(body=page.asset(name), content_type=page.STATIC[name],
                             headers={"Cache-Control": "no-cache"})
 
     # --- one bot -----------------------------------------------------------------------------
@@ -258,11 +213,7 @@ class ConsoleWeb:
         payload = pairing.get("qr")
         if not payload:
             return refuse(404, "no QR code right now")
-        out = io.BytesIO()
-        segno.make_qr(payload, error="m").save(out, kind="svg", scale=6, border=4, dark="#000",
-                                               light="#fff", title="pairing QR",
-                                               xmldecl=False, svgns=True)
-        return web.Response(body=out.getvalue(), content_type="image/svg+xml")
+        return web.Response(body=qr_svg(payload), content_type="image/svg+xml")
 
     async def act(self, request: web.Request) -> web.Response:
         if not same_origin(request):

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from wabot.spec import Condition, Phase, WhatsAppBotStatus, WorkerReport, WorkerState
+from wabot.status import WORKER_PHASES
 from wabot_operator.observe import ObservedPod
 
 READY = "Ready"
@@ -26,17 +27,6 @@ CONDITION_TYPES = (READY, PAIRED, CONNECTED, POD_SCHEDULED, DEGRADED)
 # The operator's fields of status; status.worker belongs to the worker.
 OPERATOR_FIELDS = ("phase", "conditions", "observedGeneration", "podName", "restarts")
 
-WORKER_PHASES: Mapping[WorkerState, Phase] = {
-    WorkerState.STARTING: Phase.CONNECTING,
-    WorkerState.PAIRING: Phase.PAIRING,
-    WorkerState.CONNECTING: Phase.CONNECTING,
-    WorkerState.CONNECTED: Phase.CONNECTED,
-    WorkerState.DISCONNECTED: Phase.DISCONNECTED,
-    WorkerState.LOGGED_OUT: Phase.LOGGED_OUT,
-    WorkerState.STREAM_REPLACED: Phase.DISCONNECTED,
-    WorkerState.TEMPORARY_BAN: Phase.DISCONNECTED,
-    WorkerState.STOPPED: Phase.DISCONNECTED,
-}
 
 
 @dataclass(frozen=True)

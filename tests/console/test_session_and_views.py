@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.console import views
-from gateway.console.session import Signer, Viewer
 from gateway.console.settings import ConsoleSettings
+from wabot.console import views
+from wabot.console.session import Signer, Viewer
 from wabot.settings import ConfigError
 
 SECRET = "x" * 40

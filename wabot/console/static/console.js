@@ -77,22 +77,28 @@ function renderLogin(message) {
   const error = el("p", { id: "login-error", class: "error", role: "alert", text: message || "" });
   const input = el("input", { id: "credential", name: "credential", type: "password",
     autocomplete: "off", required: true, "aria-describedby": "cred-help" });
-  const form = el("form", { id: "login", class: "card narrow" },
-    el("h1", { text: "Sign in" }),
-    el("fieldset", {},
+  // The monolith and the controller (poll.js) take their control token only.
+  const fleetMode = Boolean(window.WABOT_FLEET_CONSOLE);
+  const kinds = fleetMode
+    ? el("input", { type: "hidden", name: "kind", value: "token", id: "kind-token" })
+    : el("fieldset", {},
       el("legend", { text: "Sign in with" }),
       el("label", { class: "choice" }, el("input", { type: "radio", name: "kind", value: "key",
         checked: true, id: "kind-key" }), " a tenant's API key"),
       el("label", { class: "choice" }, el("input", { type: "radio", name: "kind", value: "token",
-        id: "kind-token" }), " a Kubernetes bearer token")),
-    el("label", { for: "credential", text: "Key or token" }), input,
-    el("p", { id: "cred-help", class: "muted", text: "It is checked by the gateway and never " +
-      "stored in this page or in its cookie." }),
+        id: "kind-token" }), " a Kubernetes bearer token"));
+  const form = el("form", { id: "login", class: "card narrow" },
+    el("h1", { text: "Sign in" }), kinds,
+    el("label", { for: "credential", text: fleetMode
+      ? "Control token (WABOT_CONTROLLER_TOKEN)" : "Key or token" }), input,
+    el("p", { id: "cred-help", class: "muted", text: "It is checked by the " +
+      (fleetMode ? "server" : "gateway") + " and never stored in this page or in its cookie." }),
     error,
     el("button", { type: "submit", id: "signin", class: "primary", text: "Sign in" }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const kind = form.querySelector("input[name=kind]:checked").value;
+    const kind = (form.querySelector("input[name=kind]:checked") ||
+      form.querySelector("input[name=kind]")).value;
     const r = await call("POST", API + "/login", { kind, credential: input.value });
     input.value = "";
     if (r.status === 200) { state.me = r.data; route(); }

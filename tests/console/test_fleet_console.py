@@ -1,0 +1,115 @@
+"""The console on the monolith's endpoint (issue 27: a team without Kubernetes pairs and watches
+its bots the same way), in Debian's headless Chromium: a real monolith (`python -m wabot_cli`,
+ROLE=monolith) supervising real worker processes (tests/console/fleet_worker.py: the real
+worker with neonize's real client, fed a QR code through neonize's own callback). No cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+from tests.conftest import REPO
+from tests.fleet.helpers import http_json
+from tests.fleet.test_monolith import Running, bots_yaml, start_monolith, stop_monolith
+
+from .conftest import zbar_decode
+from .helpers import browser_fetch, click, http, row_phase, text_of, wait
+from .test_console_browser import qr_shown
+
+pytestmark = [pytest.mark.slow]
+
+TOKEN = "fleet-console-token-7d1e9a3c5b"
+QR_PREFIX = "2@fleetconsoleref,bm9pc2Uta2V5LWZvci10aGUtdGVzdA==,aWRlbnRpdHk=,"
+
+
+@pytest.fixture(scope="module")
+def monolith(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    tmp = tmp_path_factory.mktemp("fleet-console")
+    command = f"{sys.executable} {REPO / 'tests' / 'console' / 'fleet_worker.py'}"
+    r = start_monolith(tmp, bots_yaml("alpha") + bots_yaml("beta", tenant="globex"),
+                       token=TOKEN, WABOT_WORKER_COMMAND=command, TEST_QR_PREFIX=QR_PREFIX)
+    try:
+        yield r
+    finally:
+        stop_monolith(r)
+
+
+def _bot(r: Running, name: str) -> dict[str, Any]:
+    code, body = http_json(f"{r.url}/bots/{name}", TOKEN)
+    assert code == 200, body
+    return dict(body)
+
+
+def _sign_in(driver: WebDriver, base: str, credential: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{base}/console/")
+    wait(driver, "the sign-in form", lambda d: d.find_elements(By.ID, "credential"))
+    driver.find_element(By.ID, "credential").send_keys(credential)
+    driver.find_element(By.ID, "signin").click()
+
+
+def test_sign_in_needs_the_control_token(monolith: Running, browser: WebDriver) -> None:
+    status, _h, _b = http(f"{monolith.url}/console/api/bots")
+    assert status == 401
+    # A sign-in from another site's page (no or a foreign Origin) is refused before the token.
+    status, _h, _b = http(f"{monolith.url}/console/api/login", method="POST",
+                          body={"kind": "token", "credential": TOKEN})
+    assert status == 403
+    _sign_in(browser, monolith.url, "not-the-token-at-all")
+    wait(browser, "the refusal", lambda d: "not valid" in text_of(d, "login-error"))
+    assert not browser.get_cookies()
+    _sign_in(browser, monolith.url, TOKEN)
+    wait(browser, "signed in", lambda d: d.find_element(By.ID, "who").text.strip())
+    cookie = browser.get_cookies()[0]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert TOKEN not in cookie["value"]
+    # An action without the page's CSRF token is refused, with it accepted.
+    assert browser_fetch(browser, "POST", "/console/api/bots/local/beta/actions/suspend",
+                         csrf=False)[0] == 403
+
+
+def test_pairing_from_the_browser(monolith: Running, browser: WebDriver) -> None:
+    """Fleet view and bot page show Pairing and the QR (read back from the screenshot), then
+    Connected without a reload when neonize reports the connection."""
+    _sign_in(browser, monolith.url, TOKEN)
+    wait(browser, "both bots Pairing", lambda d: row_phase(d, "local/alpha") == "Pairing"
+         and row_phase(d, "local/beta") == "Pairing", timeout=90)
+    browser.get(f"{monolith.url}/console/bots/local/alpha")
+    shown = wait(browser, "the QR image", qr_shown, timeout=30)
+    assert text_of(browser, "bot-phase") == "Pairing"
+    assert zbar_decode(shown[1], Path(os.environ.get("TMPDIR", "/tmp"))) == [QR_PREFIX + "alpha"]
+    # The page never holds a worker's token or the control token.
+    assert TOKEN not in browser.page_source
+
+    os.kill(int(_bot(monolith, "alpha")["pid"]), signal.SIGUSR1)  # neonize: Connected
+    wait(browser, "Connected on the bot page",
+         lambda d: text_of(d, "bot-phase") == "Connected", timeout=30)
+    assert not browser.find_elements(By.ID, "qr")
+
+
+def test_suspend_and_resume_from_the_browser(monolith: Running, browser: WebDriver) -> None:
+    _sign_in(browser, monolith.url, TOKEN)
+    browser.get(f"{monolith.url}/console/bots/local/beta")
+    wait(browser, "the suspend button", lambda d: d.find_elements(By.ID, "action-suspend"),
+         timeout=60)
+    pid = _bot(monolith, "beta")["pid"]
+    click(browser, "action-suspend")
+    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
+    click(browser, "confirm-ok")
+    wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
+         timeout=30)
+    assert _bot(monolith, "beta")["state"] == "stopped"
+    click(browser, "action-resume")
+    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
+    click(browser, "confirm-ok")
+    wait(browser, "Pairing again", lambda d: text_of(d, "bot-phase") == "Pairing", timeout=90)
+    assert _bot(monolith, "beta")["pid"] != pid
