@@ -17,16 +17,16 @@ import email.policy
 import re
 from dataclasses import dataclass
 
+from .outgoing import InvalidContent
+
 MAX_HEADER_BLOCK = 8 * 1024
 MAX_MESSAGE_PART = 64 * 1024
 PARTS = ("message", "file")
 _BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")
 
 
-class MultipartError(ValueError):
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field
+class MultipartError(InvalidContent):
+    """An upload that cannot be read as the send API's parts: a 422 naming the part."""
 
 
 @dataclass(frozen=True)

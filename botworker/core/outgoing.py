@@ -79,18 +79,29 @@ class Outgoing:
         return replace(self, data=data, mimetype=mimetype, file_name=file_name)
 
 
+# Files known by their first bytes. No two of a table share a first byte, so a table's order
+# does not matter; the ftyp box (MP4, 3GP, M4A, QuickTime) is read between the two tables, in
+# the order sniff always read them.
+_MAGIC_BEFORE_FTYP = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+                      (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+_MAGIC_AFTER_FTYP = ((b"OggS", "audio/ogg"), (b"#!AMR", "audio/amr"), (b"ID3", "audio/mpeg"),
+                     (b"%PDF-", "application/pdf"), (b"PK\x03\x04", "application/zip"),
+                     (b"\x1a\x45\xdf\xa3", "video/webm"))
+
+
+def _magic(head: bytes, table: tuple[tuple[bytes, str], ...]) -> str | None:
+    return next((kind for prefix, kind in table if head.startswith(prefix)), None)
+
+
 def sniff(data: bytes) -> str | None:
     """What the bytes are, by their first bytes (the formats WhatsApp takes, and a few common
     ones so a refusal can say what was sent instead); None when unknown."""
     head = data[:64]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return "image/webp"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
+    known = _magic(head, _MAGIC_BEFORE_FTYP)
+    if known is not None:
+        return known
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand.startswith(b"3g"):
@@ -100,20 +111,11 @@ def sniff(data: bytes) -> str | None:
         if brand in (b"qt  ",):
             return "video/quicktime"
         return "video/mp4"
-    if head.startswith(b"OggS"):
-        return "audio/ogg"
-    if head.startswith(b"#!AMR"):
-        return "audio/amr"
-    if head.startswith(b"ID3"):
-        return "audio/mpeg"
+    known = _magic(head, _MAGIC_AFTER_FTYP)
+    if known is not None:
+        return known
     if len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # a frame sync
         return "audio/aac" if (head[1] >> 1) & 3 == 0 else "audio/mpeg"  # layer: ADTS or MP3
-    if head.startswith(b"%PDF-"):
-        return "application/pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return "application/zip"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm"
     return None
 
 
