@@ -358,6 +358,10 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
             log("density: worker container")
             try:
                 res.extra["container"] = dc.measure_container(hold_s, work)
+                if pg_dsn:
+                    log(f"density: worker container on PostgreSQL, its commands, {mixed:,} more")
+                    res.extra["container"]["on_postgres"] = dc.measure_container(
+                        hold_s, work, pg_dsn=pg_dsn, mixed=mixed)
                 report_container(res, res.extra["container"], baileys["rss_mb"])
             except Exception as exc:  # the rest of the benchmark still stands
                 res.note(f"container measurement failed: {exc}")

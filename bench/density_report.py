@@ -118,3 +118,22 @@ def report_container(res: Result, c: dict[str, Any], b: float) -> None:
     r = ratio(c["process_rss_mb"], b)
     res.add("ratio container process/Baileys", r, "x", target=f"<= {TARGET_IDLE_RATIO}",
             met=None if r is None else r <= TARGET_IDLE_RATIO)
+    worked = c.get("on_postgres", {}).get("worked")
+    if worked:
+        _container_worked(res, worked, b)
+
+
+def _container_worked(res: Result, worked: dict[str, Any], b: float) -> None:
+    final = worked["stages"][-1]
+    res.add("worker container on PostgreSQL after every kind of command", final["rss_mb"], "MiB",
+            target=f"<= {TARGET_WORKED_MB:.0f} MiB", met=at_most(final["rss_mb"],
+                                                                TARGET_WORKED_MB),
+            note=f"{_cgroup_note(final)}; ratio to Baileys {_ratio_text(final['rss_mb'], b)}")
+    m = worked.get("mixed")
+    if m:
+        readings = ", ".join(f"{p['VmRSS']:.1f}" for p in m["points"])
+        res.add(f"worker container on PostgreSQL after {m['commands']:,} more mixed commands",
+                m["rss_mb"], "MiB", target=f"<= {TARGET_WORKED_MB:.0f} MiB",
+                met=at_most(m["rss_mb"], TARGET_WORKED_MB),
+                note=f"{_cgroup_note(m)}; readings every 1,000: {readings} MiB")
+
