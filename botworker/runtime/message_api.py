@@ -144,11 +144,10 @@ class MessageApi:
 
     def read(self, req: Request) -> Response:
         """POST /v1/chats/{chat}/read: read receipts, grouped by who wrote each message."""
-        chat = _chat(req)
-        body = _model(ReadRequest, req.body)
-        if isinstance(chat, Response) or isinstance(body, Response):
-            self._metrics.api_request("invalid")
-            return chat if isinstance(chat, Response) else body  # type: ignore[return-value]
+        parsed = self._chat_request(req, ReadRequest)
+        if isinstance(parsed, Response):
+            return parsed
+        chat, body = parsed
         by_sender: dict[str, list[str]] = {}
         for i, mid in enumerate(body.message_ids):
             known = self._sender.recent.find(chat, mid)
@@ -171,15 +170,25 @@ class MessageApi:
 
     def presence(self, req: Request) -> Response:
         """POST /v1/chats/{chat}/presence: typing, recording or paused."""
-        chat = _chat(req)
-        body = _model(PresenceRequest, req.body)
-        if isinstance(chat, Response) or isinstance(body, Response):
-            self._metrics.api_request("invalid")
-            return chat if isinstance(chat, Response) else body  # type: ignore[return-value]
-        state = body.state
+        parsed = self._chat_request(req, PresenceRequest)
+        if isinstance(parsed, Response):
+            return parsed
+        chat, state = parsed[0], parsed[1].state
         return self._once(req, _fingerprint(req), lambda: self._chat_answer(
             chat, self._sender.chat_action(chat, "presence",
                                            lambda t: t.chat_presence(chat, state))))
+
+    def _chat_request(self, req: Request, model: type[_M]) -> tuple[str, _M] | Response:
+        """A chat route's chat and JSON body, or the 422 that refuses them (counted)."""
+        chat = _chat(req)
+        body = _model(model, req.body)
+        if isinstance(chat, Response):
+            self._metrics.api_request("invalid")
+            return chat
+        if isinstance(body, Response):
+            self._metrics.api_request("invalid")
+            return body
+        return chat, body
 
     def _once(self, req: Request, fingerprint: str, act: Callable[[], Response]) -> Response:
         """`act` under the request's Idempotency-Key, if it has one (see the docstring)."""
