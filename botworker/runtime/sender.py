@@ -171,25 +171,25 @@ class Sender:
 
     def mark_read(self, message: Any) -> bool:
         """Blue ticks (settings.autoRead); not rate-limited, but fenced like any send."""
-        if not self._can_send():
-            return False
-        try:
-            self._transport.mark_read(message)
-        except Exception as exc:
-            log.info("read receipt failed", extra={"error": str(exc)[:300]})
-            return False
-        return True
+        return self._fenced(lambda: self._transport.mark_read(message), "read receipt failed")
 
     def reject_call(self, offer: Any) -> bool:
         """Decline an incoming call (settings.rejectCalls); fenced like any send."""
+        if not self._fenced(lambda: self._transport.reject_call(offer), "call rejection failed"):
+            return False
+        log.info("incoming call rejected")
+        return True
+
+    def _fenced(self, act: Callable[[], object], failure: str) -> bool:
+        """`act` only while this pod may send; False when it may not, or when `act` raised
+        (logged as `failure`: a receipt or a rejection is not worth more than a line)."""
         if not self._can_send():
             return False
         try:
-            self._transport.reject_call(offer)
+            act()
         except Exception as exc:
-            log.info("call rejection failed", extra={"error": str(exc)[:300]})
+            log.info(failure, extra={"error": str(exc)[:300]})
             return False
-        log.info("incoming call rejected")
         return True
 
     def would_allow(self, chat_key: str) -> bool:
