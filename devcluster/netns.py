@@ -52,6 +52,16 @@ def _run(*argv: str, input: str | None = None) -> str:
     return out.stdout
 
 
+class _PerSlot:
+    """A name or address of one slot: `template` with the slot put in for {slot}."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+
+    def __get__(self, net: NodeNetwork, owner: type | None = None) -> str:
+        return self.template.format(slot=net.slot)
+
+
 @dataclass(frozen=True)
 class NodeNetwork:
     """Addresses and names of one slot. The link is 10.213.<slot>.0/30 (host end .1, node .2);
@@ -60,29 +70,12 @@ class NodeNetwork:
     slot: int
     forward_port: int = 6443
 
-    @property
-    def netns(self) -> str:
-        return f"{NETNS_PREFIX}{self.slot}"
-
-    @property
-    def netns_path(self) -> str:
-        return f"/run/netns/{self.netns}"
-
-    @property
-    def veth_host(self) -> str:
-        return f"{VETH_HOST_PREFIX}{self.slot}"
-
-    @property
-    def host_ip(self) -> str:
-        return f"10.213.{self.slot}.1"
-
-    @property
-    def node_ip(self) -> str:
-        return f"10.213.{self.slot}.2"
-
-    @property
-    def pod_cidr(self) -> str:
-        return f"10.214.{self.slot}.0/24"
+    netns = _PerSlot(NETNS_PREFIX + "{slot}")
+    netns_path = _PerSlot(f"/run/netns/{NETNS_PREFIX}{{slot}}")
+    veth_host = _PerSlot(VETH_HOST_PREFIX + "{slot}")
+    host_ip = _PerSlot("10.213.{slot}.1")
+    node_ip = _PerSlot("10.213.{slot}.2")
+    pod_cidr = _PerSlot("10.214.{slot}.0/24")
 
     @property
     def record(self) -> Path:

@@ -11,55 +11,33 @@ HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-tools.sh"
 
 
-@dataclass(frozen=True)
-class Tools:
-    bin_dir: Path
+class _Binary:
+    """A file of the tools' bin dir, looked up when read: a missing one says what builds it."""
 
-    def _get(self, name: str) -> Path:
-        path = self.bin_dir / name
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, tools: Tools, owner: type | None = None) -> Path:
+        path = tools.bin_dir / self.name
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; run {BUILD_SCRIPT}")
         return path
 
-    @property
-    def etcd(self) -> Path:
-        return self._get("etcd")
 
-    @property
-    def kube_apiserver(self) -> Path:
-        return self._get("kube-apiserver")
+@dataclass(frozen=True)
+class Tools:
+    bin_dir: Path
 
-    @property
-    def kube_controller_manager(self) -> Path:
-        return self._get("kube-controller-manager")
-
-    @property
-    def kube_scheduler(self) -> Path:
-        return self._get("kube-scheduler")
-
-    @property
-    def kubectl(self) -> Path:
-        return self._get("kubectl")
-
-    @property
-    def kubelet(self) -> Path:
-        return self._get("kubelet")
-
-    @property
-    def wabot_pause(self) -> Path:
-        return self._get("wabot-pause")
-
-    @property
-    def kwok(self) -> Path:
-        return self._get("kwok")
-
-    @property
-    def kwok_stages(self) -> Path:
-        return self._get("kwok-stages.yaml")
-
-    @property
-    def helm(self) -> Path:
-        return self._get("helm")
+    etcd = _Binary("etcd")
+    kube_apiserver = _Binary("kube-apiserver")
+    kube_controller_manager = _Binary("kube-controller-manager")
+    kube_scheduler = _Binary("kube-scheduler")
+    kubectl = _Binary("kubectl")
+    kubelet = _Binary("kubelet")
+    wabot_pause = _Binary("wabot-pause")
+    kwok = _Binary("kwok")
+    kwok_stages = _Binary("kwok-stages.yaml")
+    helm = _Binary("helm")
 
 
 def find_tools(build: bool = True) -> Tools:
