@@ -21,8 +21,10 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
+from wabot.console import views
+from wabot.console.qr import qr_svg
 from wabot.status import WORKER_PHASES, WorkerState
 
 from .endpoint import BotView
@@ -36,6 +38,9 @@ TIMEOUT_S = 2.0
 IDLE_S = 30.0
 # The session fields a page may show (never the worker's token or anything else it sends).
 SESSION_FIELDS = ("state", "account", "pairing", "lastError", "sessionAction")
+ACTIONS = ("suspend", "resume", "restart", "pairing", "logout")
+EVENTS_NOTE = ("Kubernetes Events exist only under the operator; this bot's history is in the "
+               "server's log.")
 
 
 class WorkerCallError(Exception):
@@ -182,3 +187,80 @@ def bot_object(namespace: str, view: BotView, session: dict[str, Any] | None,
         "status": {"phase": _phase(view, session), "restarts": view.restarts,
                    "conditions": [_ready(view)], "worker": worker},
     }
+
+
+class Supervised(Protocol):
+    """What the console needs of the monolith."""
+
+    def views(self, name: str | None = None) -> list[BotView]: ...
+
+    def pairing_method(self, name: str) -> str: ...
+
+    def worker_token(self, name: str) -> str | None: ...
+
+    def set_running(self, name: str, running: bool) -> bool: ...
+
+    def restart_process(self, name: str) -> bool: ...
+
+
+class LocalBots:
+    """The console's data and actions from the monolith's own workers (fleet.console_web's
+    ConsoleBots); every bot is in one namespace, the group's name or `local`."""
+
+    def __init__(self, bots: Supervised, namespace: str, poller: SessionPoller) -> None:
+        self.bots = bots
+        self.namespace = namespace
+        self.poller = poller
+
+    def _objects(self, name: str | None = None) -> list[dict[str, Any]]:
+        self.poller.wanted()
+        return [bot_object(self.namespace, v, self.poller.latest(v.name),
+                           self.bots.pairing_method(v.name)) for v in self.bots.views(name)]
+
+    def _one(self, namespace: str, name: str) -> dict[str, Any] | None:
+        found = self._objects(name) if namespace == self.namespace and name else []
+        return found[0] if found else None
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [views.row(o) for o in self._objects()]
+
+    def detail(self, namespace: str, name: str) -> dict[str, Any] | None:
+        obj = self._one(namespace, name)
+        if obj is None:
+            return None
+        return {**views.detail(obj), "actions": list(ACTIONS), "events": None,
+                "eventsError": EVENTS_NOTE}
+
+    def qr(self, namespace: str, name: str) -> bytes | None:
+        obj = self._one(namespace, name)
+        payload = (obj["status"]["worker"].get("pairing") or {}).get("qr") if obj else None
+        return qr_svg(payload) if payload else None
+
+    def act(self, namespace: str, name: str, action: str) -> tuple[int, dict[str, Any]]:
+        """Suspend/resume on the supervisor (a restart too when the worker is not running);
+        restart, pairing and logout through the worker's session API."""
+        obj = self._one(namespace, name)
+        if obj is None:
+            return 404, {"error": f"there is no bot {namespace}/{name}"}
+        if action in ("suspend", "resume"):
+            self.bots.set_running(name, action == "resume")
+            return 200, {"done": action, "requestId": None}
+        view = self.bots.views(name)[0]
+        token = self.bots.worker_token(name)
+        if view.state is not State.RUNNING or view.port is None or token is None:
+            if action == "restart" and self.bots.restart_process(name):
+                return 200, {"done": action, "requestId": None}
+            return 409, {"error": "the bot's worker is not running: resume or restart it first"}
+        path, body = f"/v1/session/{action}", None
+        if action == "pairing" and obj["spec"]["pairing"]["method"] == "code":
+            path = "/v1/session/restart"  # a new code comes from a new session in its mode
+        elif action == "pairing":
+            body = {"method": "qr"}
+        try:
+            status, answer = call_worker(view.port, token, "POST", path, body, timeout=10.0)
+        except WorkerCallError as exc:
+            return 502, {"error": str(exc)}
+        if status >= 400:
+            return (502 if status >= 500 else 409), {
+                "error": str(answer.get("message") or answer.get("error") or status)}
+        return 200, {"done": action, "requestId": answer.get("requestId")}

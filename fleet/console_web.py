@@ -19,39 +19,35 @@ from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from typing import Any, Protocol
 
-from wabot.console import page, views
-from wabot.console.qr import qr_svg
+from wabot.console import page
 from wabot.console.session import COOKIE, CSRF_HEADER, Signer, Viewer
+from wabot.httproutes import token_ok
 from wabot.spec import NAME_PATTERN
 
-from .console import SessionPoller, WorkerCallError, bot_object, call_worker
-from .endpoint import BotView
+from .console import ACTIONS
 from .http import Request, Response, Route
-from .policy import State
 
 log = logging.getLogger("wabot.fleet.console")
 
 SESSION_HOURS = 8
 MAX_LOGIN = 8192
-ACTIONS = ("suspend", "resume", "restart", "pairing", "logout")
 _NAME = NAME_PATTERN.strip("^$")
 BOT = rf"/console/api/bots/(?P<namespace>{_NAME})/(?P<bot>{_NAME})"
-EVENTS_NOTE = ("Kubernetes Events exist only under the operator; this bot's history is in the "
-               "server's log.")
 
 
-class Bots(Protocol):
-    """What the console needs of the process serving it (the monolith)."""
+class ConsoleBots(Protocol):
+    """Where the console's data and actions come from: the monolith's own workers
+    (fleet.console.LocalBots) or the controller's groups (fleet.console_proxy.GroupBots)."""
 
-    def views(self, name: str | None = None) -> list[BotView]: ...
+    def rows(self) -> list[dict[str, Any]]: ...
 
-    def pairing_method(self, name: str) -> str: ...
+    def detail(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """views.detail plus the page's `actions`, `events` and `eventsError`; None: no bot."""
 
-    def worker_token(self, name: str) -> str | None: ...
+    def qr(self, namespace: str, name: str) -> bytes | None: ...
 
-    def set_running(self, name: str, running: bool) -> bool: ...
-
-    def restart_process(self, name: str) -> bool: ...
+    def act(self, namespace: str, name: str, action: str) -> tuple[int, dict[str, Any]]:
+        """(200, {done, requestId}) or (status, {error})."""
 
 
 def _answer(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -64,12 +60,9 @@ def _refuse(status: int, message: str) -> Response:
 
 
 class FleetConsole:
-    def __init__(self, bots: Bots, token: str | None, namespace: str,
-                 poller: SessionPoller) -> None:
+    def __init__(self, bots: ConsoleBots, token: str | None) -> None:
         self.bots = bots
         self.token = token
-        self.namespace = namespace
-        self.poller = poller
         self.failures = page.Failures()
         self.signer = Signer(hmac.new(token.encode(), b"wabot-fleet-console",
                                       hashlib.sha256).hexdigest(), SESSION_HOURS * 3600
@@ -174,100 +167,61 @@ class FleetConsole:
 
     # --- the bots ----------------------------------------------------------------------------
 
-    def _objects(self, name: str | None = None) -> list[dict[str, Any]]:
-        self.poller.wanted()
-        return [bot_object(self.namespace, v, self.poller.latest(v.name),
-                           self.bots.pairing_method(v.name)) for v in self.bots.views(name)]
-
-    def _found(self, req: Request) -> tuple[Viewer, dict[str, Any]] | Response:
-        viewer = self.viewer(req)
-        if viewer is None:
-            return _refuse(401, "not signed in")
-        ns, name = req.params["namespace"], req.params["bot"]
-        found = self._objects(name) if ns == self.namespace else []
-        if not found:
-            return _refuse(404, f"there is no bot {ns}/{name}")
-        return viewer, found[0]
+    def _signed_in(self, req: Request) -> Viewer | None:
+        """A page's session, or a caller with the control token (the controller asking its
+        groups: no cookie, so no CSRF to guard against)."""
+        if self.token is not None and token_ok(req.headers.get("authorization"), self.token):
+            return Viewer(kind="user", name="controller")
+        return self.viewer(req)
 
     def list(self, req: Request) -> Response:
-        if self.viewer(req) is None:
+        if self._signed_in(req) is None:
             return _refuse(401, "not signed in")
-        return _answer(200, {"items": [views.row(o) for o in self._objects()]})
+        return _answer(200, {"items": self.bots.rows()})
 
     def stream(self, req: Request) -> Response:
         """One poll of poll.js: the events a stream would have sent, each a full snapshot."""
-        if self.viewer(req) is None:
+        if self._signed_in(req) is None:
             return _refuse(401, "not signed in")
         only = req.query.get("bot", [""])[0]
         if not only:
-            rows = [views.row(o) for o in self._objects()]
-            return _answer(200, {"events": [{"event": "rows",
-                                             "data": {"snapshot": True, "items": rows}}]})
+            return _answer(200, {"events": [{"event": "rows", "data": {
+                "snapshot": True, "items": self.bots.rows()}}]})
         ns, _, name = only.partition("/")
-        found = self._objects(name) if ns == self.namespace and name else []
-        items = ([views.detail(found[0])] if found
-                 else [{"namespace": ns, "name": name, "gone": True}])
+        found = self.bots.detail(ns, name)
+        items = [found] if found else [{"namespace": ns, "name": name, "gone": True}]
         return _answer(200, {"events": [{"event": "bot",
                                          "data": {"snapshot": True, "items": items}}]})
 
     def bot(self, req: Request) -> Response:
-        found = self._found(req)
-        if isinstance(found, Response):
-            return found
-        return _answer(200, {**views.detail(found[1]), "actions": list(ACTIONS),
-                             "events": None, "eventsError": EVENTS_NOTE})
+        if self._signed_in(req) is None:
+            return _refuse(401, "not signed in")
+        ns, name = req.params["namespace"], req.params["bot"]
+        found = self.bots.detail(ns, name)
+        return _answer(200, found) if found else _refuse(404, f"there is no bot {ns}/{name}")
 
     def qr(self, req: Request) -> Response:
-        found = self._found(req)
-        if isinstance(found, Response):
-            return found
-        payload = (found[1]["status"]["worker"].get("pairing") or {}).get("qr")
-        if not payload:
-            return _refuse(404, "no QR code right now")
-        return Response(200, qr_svg(payload), "image/svg+xml")
+        if self._signed_in(req) is None:
+            return _refuse(401, "not signed in")
+        svg = self.bots.qr(req.params["namespace"], req.params["bot"])
+        return Response(200, svg, "image/svg+xml") if svg else _refuse(
+            404, "no QR code right now")
 
     def act(self, req: Request) -> Response:
-        if not self._same_origin(req):
+        bearer = self.token is not None and token_ok(req.headers.get("authorization"),
+                                                      self.token)
+        if not bearer and not self._same_origin(req):
             return _refuse(403, "actions come from the console's own page")
-        found = self._found(req)
-        if isinstance(found, Response):
-            return found
-        viewer, obj = found
+        viewer = self._signed_in(req)
+        if viewer is None:
+            return _refuse(401, "not signed in")
         assert self.signer is not None
-        if not self.signer.csrf_ok(viewer, req.headers.get(CSRF_HEADER.lower())):
+        if not bearer and not self.signer.csrf_ok(viewer, req.headers.get(CSRF_HEADER.lower())):
             return _refuse(403, "missing or wrong CSRF token")
-        name, action = req.params["bot"], req.params["action"]
+        ns, name, action = req.params["namespace"], req.params["bot"], req.params["action"]
         if action not in ACTIONS:
             return _refuse(404, f"no action {action}")
-        done = self._carry_out(name, action, obj)
-        if isinstance(done, Response):
-            return done
-        log.info("console: %s did %s", viewer.describe(), action, extra={"bot_name": name})
-        return _answer(200, {"done": action, "requestId": done})
-
-    def _carry_out(self, name: str, action: str, obj: dict[str, Any]) -> str | Response | None:
-        """The action on the supervisor (suspend, resume; restart of a process that is not
-        running) or on the worker's session API; the worker's request id, if any."""
-        if action in ("suspend", "resume"):
-            self.bots.set_running(name, action == "resume")
-            return None
-        view = self.bots.views(name)[0]
-        token = self.bots.worker_token(name)
-        if view.state is not State.RUNNING or view.port is None or token is None:
-            if action == "restart" and self.bots.restart_process(name):
-                return None
-            return _refuse(409, "the bot's worker is not running: resume or restart it first")
-        body: dict[str, Any] | None = None
-        if action == "pairing" and obj["spec"]["pairing"]["method"] == "code":
-            action = "restart"  # a new code comes from a new session in the bot's own mode
-        elif action == "pairing":
-            body = {"method": "qr"}
-        try:
-            status, answer = call_worker(view.port, token, "POST", f"/v1/session/{action}",
-                                         body, timeout=10.0)
-        except WorkerCallError as exc:
-            return _refuse(502, str(exc))
-        if status >= 400:
-            return _refuse(502 if status >= 500 else 409,
-                           str(answer.get("message") or answer.get("error") or status))
-        return str(answer.get("requestId") or "") or None
+        status, answer = self.bots.act(ns, name, action)
+        if status == 200:
+            log.info("console: %s did %s", viewer.describe(), action, extra={"bot_name": name})
+        return _answer(status, answer)

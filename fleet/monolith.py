@@ -37,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .botsfile import BotDefinition, BotsFileError
-from .console import SessionPoller
+from .console import LocalBots, SessionPoller
 from .console_web import FleetConsole
 from .endpoint import (
     Accepted,
@@ -104,9 +104,10 @@ class Monolith(FleetEndpoint):
         self._started = False
         # Each worker's API token (its session for the console): random, in this process only.
         self._worker_tokens: dict[str, str] = {}
+        self.sessions = SessionPoller(self.views, self.worker_token)
         self.console = FleetConsole(
-            self, settings.token.get_secret_value() if settings.token else None,
-            settings.group or "local", SessionPoller(self.views, self.worker_token))
+            LocalBots(self, settings.group or "local", self.sessions),
+            settings.token.get_secret_value() if settings.token else None)
 
     # --- bots -----------------------------------------------------------------------------
 
@@ -215,7 +216,7 @@ class Monolith(FleetEndpoint):
 
 
     def _supervise(self, stop: threading.Event) -> None:
-        self.console.poller.start(stop)
+        self.sessions.start(stop)
         self.supervisor.run(stop)
 
 
