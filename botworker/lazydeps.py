@@ -153,6 +153,11 @@ class DeferredModule(ModuleType):
         if attr.startswith("__") and attr not in _LOADING_DUNDERS:
             raise AttributeError(attr)  # `__file__`, `__wrapped__`: tools probing modules
         if object.__getattribute__(self, "_deferred_real") is None and _in_neonize_import():
+            if attr == "__path__" and sys._getframe(1).f_code.co_name == (
+                    "_find_and_load_unlocked"):
+                # `import requests.exceptions` (neonize.aioze): a submodule of the package
+                # itself is wanted, which needs the real package.
+                return getattr(self._real(), attr)
             if attr.startswith("__"):
                 # `from PIL import Image`: importlib asks for __path__ before it imports
                 # submodules; without one, `Image` is read as an attribute (below).

@@ -131,3 +131,16 @@ def test_a_plugin_importing_a_deferred_package_gets_the_real_one(tmp_path: Path)
     assert out["requests"] == "module"
     assert out["caught"] == "Mine"
     assert out["e164"] == out["neonize_sees_same"] == "+14155550123"
+
+
+def test_neonizes_async_client_imports_under_the_layer(tmp_path: Path) -> None:
+    """neonize.aioze imports submodules of deferred packages (`from requests.exceptions
+    import HTTPError`): those load the real package, and its exception classes are real."""
+    out = _run(tmp_path, """
+        import neonize.aioze.client as aio
+
+        out.update(http_error=[c.__module__ for c in aio.HTTPError.__mro__][:1],
+                   still=lazydeps.deferred())
+        """)
+    assert out["http_error"] == ["requests.exceptions"]
+    assert "PIL" in out["still"] and "requests" not in out["still"]
