@@ -58,7 +58,7 @@ def dispatch(routes: Sequence[Route], token: str | None, req: Request) -> Respon
                                         "WABOT_CONTROLLER_TOKEN")
 
 
-class ApiServer:
+class ApiServer(HttpServer):
     """Serves `routes` on a daemon thread; `port=0` picks a free port (see `.port`).
 
     The connection handling (body limits before auth, per-request deadline, connection cap) is
@@ -74,19 +74,6 @@ class ApiServer:
                 method=req.method, path=req.path.rstrip("/") or "/", query=req.query,
                 headers=req.headers, body=req.body))
 
-        self._server = HttpServer(host, port, handle,
-                                  limits=httproutes.limits_for(self.routes, limits or LIMITS,
-                                                              token),
-                                  name="fleet-http", server_version="wabot-fleet",
-                                  access_log=log)
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def start(self) -> ApiServer:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
+        super().__init__(host, port, handle,
+                         limits=httproutes.limits_for(self.routes, limits or LIMITS, token),
+                         name="fleet-http", server_version="wabot-fleet", access_log=log)

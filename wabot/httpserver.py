@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger("wabot.http")
@@ -325,7 +325,7 @@ class HttpServer:
     def open_connections(self) -> int:
         return self._server.open_connections
 
-    def start(self) -> HttpServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 

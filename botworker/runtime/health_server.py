@@ -47,7 +47,9 @@ def _refuse(status: int, code: str, message: str, headers: Mapping[str, str]) ->
                     {**answer.headers, **headers})
 
 
-class HealthServer:
+class HealthServer(HttpServer):
+    """The worker's endpoint: the probes, /metrics and, with a token, the API routes."""
+
     def __init__(
         self,
         host: str,
@@ -85,16 +87,6 @@ class HealthServer:
                 log.exception("worker endpoint failed", extra={"path": req.path})
                 return error(500, "internal_error", "the worker failed to process the request")
 
-        self._server = HttpServer(host, port, handle,
-                                  limits=httproutes.limits_for(routes, limits, api_token),
-                                  name="http", server_version="wabot-worker")
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def start(self) -> None:
-        self._server.start()
-
-    def stop(self) -> None:
-        self._server.stop()
+        super().__init__(host, port, handle,
+                         limits=httproutes.limits_for(routes, limits, api_token),
+                         name="http", server_version="wabot-worker")
