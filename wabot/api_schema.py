@@ -22,6 +22,7 @@ from .api import (
     SendMessageRequest,
     SendMessageResponse,
 )
+from .openapi30 import dump, openapi30
 
 REF = "#/components/schemas/"
 MODELS: tuple[type[BaseModel], ...] = (SendMessageRequest, SendMessageResponse, ReadRequest,
@@ -36,8 +37,8 @@ def components() -> dict[str, Any]:
             "serialization" if model.__name__.endswith("Response") else "validation")
         raw = model.model_json_schema(by_alias=True, mode=mode, ref_template=REF + "{model}")
         for name, schema in raw.pop("$defs", {}).items():
-            out[name] = _openapi30(schema)
-        out[model.__name__] = _openapi30(raw)
+            out[name] = openapi30(schema, closed=True)
+        out[model.__name__] = openapi30(raw, closed=True)
     request = out["SendMessageRequest"]
     for kind in SEND_KINDS:  # exactly one kind, and not null (the model's _one_kind)
         request["properties"][kind].pop("nullable", None)
@@ -45,44 +46,9 @@ def components() -> dict[str, Any]:
     return dict(sorted(out.items()))
 
 
-def _openapi30(schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema as pydantic writes it -> OpenAPI 3.0 (nullable, no titles, pydantic's own
-    `required`, closed objects as the models forbid extra fields)."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in ("title", "default"):
-            continue
-        if key == "description":
-            out[key] = " ".join(value.split())
-        elif key == "properties":
-            out[key] = {name: _openapi30(prop) for name, prop in value.items()}
-        elif key == "items":
-            out[key] = _openapi30(value)
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "anyOf":
-            options = [o for o in value if o.get("type") != "null"]
-            inner = _openapi30(options[0]) if len(options) == 1 else {
-                "anyOf": [_openapi30(o) for o in options]}
-            out.update({"allOf": [inner]} if "$ref" in inner else inner)
-            if len(options) < len(value):
-                out["nullable"] = True
-        else:
-            out[key] = value
-    if "enum" in out and "type" not in out:
-        out["type"] = "string"
-    if out.get("type") == "object" and "properties" in out:
-        out["additionalProperties"] = False
-    return out
-
-
 def main() -> None:
-    import yaml
-
-    text = yaml.safe_dump(components(), sort_keys=False, width=100, allow_unicode=True)
     print("# components.schemas:")
-    print("".join("    " + line if line.strip() else line
-                  for line in text.splitlines(keepends=True)), end="")
+    print(dump(components(), 4), end="")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from .events import EVENT_DATA, WebhookPayload
+from .openapi30 import dump, openapi30
 
 REF = "#/components/schemas/"
 
@@ -21,8 +22,8 @@ def components() -> dict[str, Any]:
     raw = WebhookPayload.model_json_schema(by_alias=True, mode="serialization",
                                            ref_template=REF + "{model}")
     defs = raw.pop("$defs", {})
-    out = {name: _openapi30(schema) for name, schema in sorted(defs.items())}
-    out["WebhookPayload"] = _openapi30(raw)
+    out = {name: openapi30(schema, required="all") for name, schema in sorted(defs.items())}
+    out["WebhookPayload"] = openapi30(raw, required="all")
     return out
 
 
@@ -43,52 +44,7 @@ def webhooks() -> dict[str, Any]:
     return out
 
 
-def _openapi30(schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema as pydantic writes it -> the OpenAPI 3.0 subset (nullable, no titles)."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in ("title", "default"):
-            continue
-        if key == "description":
-            out[key] = " ".join(value.split())
-            continue
-        if key == "properties":
-            out[key] = {name: _openapi30(prop) for name, prop in value.items()}
-            out["required"] = list(value)
-        elif key == "required":
-            continue
-        elif key == "items":
-            out[key] = _openapi30(value)
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "anyOf":
-            options = [o for o in value if o.get("type") != "null"]
-            nullable = len(options) < len(value)
-            if len(options) == 1:
-                inner = _openapi30(options[0])
-                if "$ref" in inner:
-                    inner = {"allOf": [inner]}
-                out.update(inner)
-            else:
-                out["anyOf"] = [_openapi30(o) for o in options]
-            if nullable:
-                out["nullable"] = True
-        else:
-            out[key] = value
-    if "enum" in out and "type" not in out:
-        kinds = {type(v) for v in out["enum"]}
-        out["type"] = "integer" if kinds == {int} else "string"
-    return out
-
-
 def main() -> None:
-    import yaml
-
-    def dump(obj: Any, indent: int) -> str:
-        text = yaml.safe_dump(obj, sort_keys=False, width=100, allow_unicode=True)
-        return "".join(" " * indent + line if line.strip() else line
-                       for line in text.splitlines(keepends=True))
-
     print("# components.schemas:")
     print(dump(components(), 4), end="")
     print("x-webhooks:")
