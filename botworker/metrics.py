@@ -28,6 +28,7 @@ class Metrics:
         self._message_series(self.registry, __version__)
         self._connection_series(self.registry)
         self._delivery_series(self.registry)
+        self._kind_series(self.registry)
         self._zero_known_labels()
 
     def _message_series(self, r: CollectorRegistry, version: str) -> None:
@@ -115,6 +116,9 @@ class Metrics:
             "wabot_api_requests", "Send-message API requests to this worker, by result",
             [*_BASE, "result"], registry=r,
         )
+
+    def _kind_series(self, r: CollectorRegistry) -> None:
+        """Messages by kind, both ways, and the media kept."""
         self._inbound = Counter(
             "wabot_messages_received_by_type",
             "Incoming messages and message events by kind (text, image, video, audio, voice, "
