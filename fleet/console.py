@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
@@ -47,28 +48,50 @@ class WorkerCallError(Exception):
     """The worker did not answer, or refused (the message says which)."""
 
 
-def call_worker(port: int, token: str, method: str, path: str, body: dict[str, Any] | None = None,
-                timeout: float = TIMEOUT_S) -> tuple[int, dict[str, Any]]:
-    """One request to a worker's API on its loopback port, with its token."""
+def fetch(url: str, token: str, method: str = "GET", body: dict[str, Any] | None = None,
+          timeout: float = TIMEOUT_S) -> tuple[int, bytes]:
+    """One request with a bearer token to a process of ours on loopback (a worker, or for the
+    controller a group); a POST gets its own Idempotency-Key."""
     data = json.dumps(body).encode() if body is not None else None
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    headers = {"Authorization": f"Bearer {token}"}
     if data is not None:
         headers["Content-Type"] = "application/json"
     if method == "POST":
         headers["Idempotency-Key"] = uuid.uuid4().hex
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
-                                 headers=headers)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return int(resp.status), json.loads(resp.read() or b"{}")
+            return int(resp.status), resp.read()
     except urllib.error.HTTPError as err:
-        try:
-            answer = json.loads(err.read() or b"{}")
-        except ValueError:
-            answer = {}
-        return err.code, answer if isinstance(answer, dict) else {}
+        return err.code, err.read()
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise WorkerCallError(f"the worker did not answer: {exc}") from None
+        raise WorkerCallError(f"no answer from {urllib.parse.urlsplit(url).netloc}: "
+                              f"{exc}") from None
+
+
+def fetch_json(url: str, token: str, method: str = "GET", body: dict[str, Any] | None = None,
+               timeout: float = TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """`fetch`, its answer read as a JSON object ({} when it is not one)."""
+    status, raw = fetch(url, token, method, body, timeout)
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError:
+        answer = {}
+    return status, answer if isinstance(answer, dict) else {}
+
+
+def call_worker(port: int, token: str, method: str, path: str, body: dict[str, Any] | None = None,
+                timeout: float = TIMEOUT_S) -> tuple[int, dict[str, Any]]:
+    """One request to a worker's API on its loopback port, with its token."""
+    return fetch_json(f"http://127.0.0.1:{port}{path}", token, method, body, timeout)
+
+
+def answer_of(status: int, answer: dict[str, Any], action: str) -> tuple[int, dict[str, Any]]:
+    """A worker's (or group's) answer to an action, as the console's page reads it."""
+    if status >= 400:
+        return (502 if status >= 500 else 409), {
+            "error": str(answer.get("message") or answer.get("error") or status)}
+    return 200, {"done": action, "requestId": answer.get("requestId")}
 
 
 class SessionPoller:
@@ -260,7 +283,4 @@ class LocalBots:
             status, answer = call_worker(view.port, token, "POST", path, body, timeout=10.0)
         except WorkerCallError as exc:
             return 502, {"error": str(exc)}
-        if status >= 400:
-            return (502 if status >= 500 else 409), {
-                "error": str(answer.get("message") or answer.get("error") or status)}
-        return 200, {"done": action, "requestId": answer.get("requestId")}
+        return answer_of(status, answer, action)

@@ -43,6 +43,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .botsfile import BotDefinition, BotsFileError
+from .console_proxy import GroupBots
+from .console_web import FleetConsole
 from .endpoint import (
     Accepted,
     FleetEndpoint,
@@ -90,6 +92,9 @@ class Controller(FleetEndpoint):
         self.rollouts = Rollouts(self.groups, self.workers.restart_and_wait,
                                  settings.rollout_timeout_s)
         self._scrape_up: dict[str, bool] = {}
+        # The same console as a monolith's, fed by the groups' own (fleet/console_proxy.py).
+        self.console = FleetConsole(GroupBots(self.workers, self.act_on),
+                                    settings.token.get_secret_value())
 
     @property
     def observe_only(self) -> bool:
@@ -171,7 +176,7 @@ class Controller(FleetEndpoint):
             Route("POST", r"/groups/rollout", self._rollout_start, auth=True),
             Route("GET", r"/groups/rollout", self._rollout_status, auth=True),
             Route("POST", rf"/groups/{name}/restart", self._group_restart, auth=True),
-        )
+        ) + self.console.routes()
 
     def _livez(self, _req: Request) -> Response:
         age = time.monotonic() - self.supervisor.heartbeat
@@ -192,22 +197,30 @@ class Controller(FleetEndpoint):
 
     def _act(self, req: Request) -> Response:
         name, action = req.params["name"], req.params["action"]
+        status, message = self.act_on(name, action)
+        if status != 202:
+            return error(status, message)
+        return json_response(202, Accepted(name=name, action=action))
+
+    def act_on(self, name: str, action: str) -> tuple[int, str]:
+        """A bot's start/stop/restart through its group, remembered across group restarts
+        (the API's and the console's): (202, "") or the refusal's status and words."""
         with self.workers.lock:
             bot = self.workers.bots.get(name)
             group = self.workers.owner.get(name)
         if bot is None:
-            return error(404, f"no bot named {name!r}")
+            return 404, f"no bot named {name!r}"
         if self.observe_only or group is None:
-            return error(501, "this controller only observes (WABOT_WORKER_GROUPS=0): "
-                              f"use `docker compose {action} bot-{name}`")
+            return 501, ("this controller only observes (WABOT_WORKER_GROUPS=0): "
+                         f"use `docker compose {action} bot-{name}`")
         self.workers.remember(name, action)
         code, _ = self.workers.call(group, f"/bots/{name}/{action}", "POST")
         log.info("bot %s requested", action, extra={
             "bot": bot.bot_id, "server_name": bot.server_name, "group": group,
             "applied": code == 202})
         if code != 202:
-            return error(503, f"{group} is not running; the {action} applies when it is back")
-        return json_response(202, Accepted(name=name, action=action))
+            return 503, f"{group} is not running; the {action} applies when it is back"
+        return 202, ""
 
     def _groups(self, _req: Request) -> Response:
         return json_response(200, self.group_views())

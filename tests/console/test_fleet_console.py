@@ -1,13 +1,15 @@
 """The console on the monolith's endpoint (issue 27: a team without Kubernetes pairs and watches
 its bots the same way), in Debian's headless Chromium: a real monolith (`python -m wabot_cli`,
 ROLE=monolith) supervising real worker processes (tests/console/fleet_worker.py: the real
-worker with neonize's real client, fed a QR code through neonize's own callback). No cluster.
+worker with neonize's real client, fed a QR code through neonize's own callback), and a real
+controller whose two worker groups serve the bots behind its one console. No cluster.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +19,11 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from fleet.sharding import group_names, owner
 from tests.conftest import REPO
-from tests.fleet.helpers import http_json
+from tests.fleet.helpers import http_get, http_json, wait_for
 from tests.fleet.test_monolith import Running, bots_yaml, start_monolith, stop_monolith
+from tests.support.net import free_port
 
 from .conftest import zbar_decode
 from .helpers import browser_fetch, click, http, row_phase, text_of, wait
@@ -113,3 +117,65 @@ def test_suspend_and_resume_from_the_browser(monolith: Running, browser: WebDriv
     click(browser, "confirm-ok")
     wait(browser, "Pairing again", lambda d: text_of(d, "bot-phase") == "Pairing", timeout=90)
     assert _bot(monolith, "beta")["pid"] != pid
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """ROLE=controller with two worker groups, one bot each (alpha in the group the sharding
+    gives it, and the first name the other group owns)."""
+    tmp = tmp_path_factory.mktemp("controller-console")
+    groups = group_names(2)
+    other = next(f"bot{i}" for i in range(100)
+                 if owner(f"acme/bot{i}", groups) != owner("acme/alpha", groups))
+    (tmp / "bots.yaml").write_text(bots_yaml("alpha", other))
+    port = free_port()
+    env = {**os.environ, "ROLE": "controller", "WABOT_BOTS_FILE": str(tmp / "bots.yaml"),
+           "AUTH_DIR": str(tmp / "data"), "WABOT_HTTP_HOST": "127.0.0.1",
+           "WABOT_HTTP_PORT": str(port), "WABOT_CONTROLLER_TOKEN": TOKEN,
+           "WABOT_WORKER_GROUPS": "2", "WABOT_STOP_GRACE_SECONDS": "20",
+           "PYTHONPATH": str(REPO), "TEST_QR_PREFIX": QR_PREFIX,
+           "WABOT_WORKER_COMMAND": f"{sys.executable} "
+                                   f"{REPO / 'tests' / 'console' / 'fleet_worker.py'}"}
+    with (tmp / "controller.log").open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "wabot_cli"], env=env, cwd=tmp,
+                                stdout=out, stderr=subprocess.STDOUT)
+    r = Running(proc, f"http://127.0.0.1:{port}", tmp / "data", tmp / "bots.yaml",
+                tmp / "controller.log")
+    try:
+        wait_for("controller http", lambda: proc.poll() is not None or
+                 http_get(r.url + "/livez")[0] == 200, timeout=30)
+        assert proc.poll() is None, r.log.read_text()[-3000:]
+        yield r.url
+    finally:
+        stop_monolith(r)  # SIGTERM, then SIGKILL after a minute
+
+
+def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriver) -> None:
+    """Both groups' bots in one fleet view; a bot's page (QR read back, Connected live) and its
+    suspend go through the controller to the owning group."""
+    code, bots = http_json(controller + "/bots", TOKEN)
+    assert code == 200
+    group = {b["name"]: b["group"] for b in bots}
+    assert len(set(group.values())) == 2
+    _sign_in(browser, controller, TOKEN)
+    keys = [f"{g}/{name}" for name, g in group.items()]
+    wait(browser, "both groups' bots Pairing",
+         lambda d: all(row_phase(d, k) == "Pairing" for k in keys), timeout=120)
+
+    browser.get(f"{controller}/console/bots/{group['alpha']}/alpha")
+    shown = wait(browser, "the QR image", qr_shown, timeout=30)
+    assert zbar_decode(shown[1], Path(os.environ.get("TMPDIR", "/tmp"))) == [QR_PREFIX + "alpha"]
+    os.kill(int(http_json(controller + "/bots/alpha", TOKEN)[1]["pid"]), signal.SIGUSR1)
+    wait(browser, "Connected on the bot page",
+         lambda d: text_of(d, "bot-phase") == "Connected", timeout=30)
+    # A bot asked for under a group that does not own it does not exist.
+    wrong = next(g for g in set(group.values()) if g != group["alpha"])
+    assert browser_fetch(browser, "GET", f"/console/api/bots/{wrong}/alpha")[0] == 404
+
+    click(browser, "action-suspend")
+    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
+    click(browser, "confirm-ok")
+    wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
+         timeout=30)
+    alpha = http_json(controller + "/bots/alpha", TOKEN)[1]
+    assert alpha["desired"] is False and alpha["state"] == "stopped"
