@@ -24,6 +24,7 @@ from tests.conftest import REPO
 from tests.fleet.helpers import http_get, http_json, wait_for
 from tests.fleet.test_monolith import Running, bots_yaml, start_monolith, stop_monolith
 from tests.support.net import free_port
+from wabot.console import page
 
 from .conftest import zbar_decode
 from .helpers import browser_fetch, click, http, row_phase, text_of, wait
@@ -64,6 +65,11 @@ def _sign_in(driver: WebDriver, base: str, credential: str) -> None:
 def test_sign_in_needs_the_control_token(monolith: Running, browser: WebDriver) -> None:
     status, _h, _b = http(f"{monolith.url}/console/api/bots")
     assert status == 401
+    # The gateway's page, its strict CSP, no inline script; poll.js stands in for the stream.
+    status, headers, shell = http(f"{monolith.url}/console/")
+    assert status == 200 and headers["Content-Security-Policy"] == page.CSP
+    assert shell.count(b"<script") == shell.count(b'<script src="/console/static/') == 3
+    assert b"/console/static/poll.js" in shell
     # A sign-in from another site's page (no or a foreign Origin) is refused before the token.
     status, _h, _b = http(f"{monolith.url}/console/api/login", method="POST",
                           body={"kind": "token", "credential": TOKEN})
@@ -179,3 +185,26 @@ def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriv
          timeout=30)
     alpha = http_json(controller + "/bots/alpha", TOKEN)[1]
     assert alpha["desired"] is False and alpha["state"] == "stopped"
+
+
+def test_a_session_action_reaches_the_worker(monolith: Running, browser: WebDriver) -> None:
+    """Restart connection: the monolith asks the worker's own /v1/session/restart with the
+    worker's token; the page shows the worker's outcome."""
+    _sign_in(browser, monolith.url, TOKEN)
+    browser.get(f"{monolith.url}/console/bots/local/alpha")
+    wait(browser, "the restart button", lambda d: d.find_elements(By.ID, "action-restart"),
+         timeout=60)
+    pid = _bot(monolith, "alpha")["pid"]
+    click(browser, "action-restart")
+    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
+    click(browser, "confirm-ok")
+
+    def outcome(d: WebDriver) -> str | None:
+        node = d.find_elements(By.ID, "session-action")
+        if not node or "session action: restart," not in text_of(d, "session-action"):
+            return None
+        result = node[0].get_attribute("data-result") or ""
+        return result if result not in ("", "Started") else None
+
+    assert wait(browser, "the restart's outcome", outcome, timeout=40) == "Succeeded"
+    assert _bot(monolith, "alpha")["pid"] == pid  # the connection restarted, not the process
