@@ -13,6 +13,8 @@ from the others. The monolith is the supervisor of those processes plus the endp
                                   only with WABOT_CONTROLLER_TOKEN set (bearer token); with a
                                   token, GET /bots and /metrics (which name every bot and
                                   tenant) need it too
+  GET  /console/                  the web console (issue 27; fleet/console_web.py): sign in
+                                  with the token, each bot's phase and QR code, actions
 
 It listens on 127.0.0.1 unless told otherwise (WABOT_HTTP_HOST / --host), or on 0.0.0.0 in a
 Kubernetes pod, where probes and Services reach the pod's address.
