@@ -124,7 +124,14 @@ class FleetConsole:
             return _refuse(403, "sign in from the console's own page")
         if self.signer is None or self.token is None:
             return _refuse(403, "the console is off: set WABOT_CONTROLLER_TOKEN")
-        remote = req.headers.get("x-forwarded-for", "local")
+        if (not page.loopback(req.headers.get("host", ""))
+                and req.headers.get("x-forwarded-proto") != "https"):
+            # The cookie would be Secure, and a browser drops it over plain HTTP: say so.
+            return _refuse(400, "sign in over HTTPS (a proxy with TLS), or on this machine "
+                                "(http://127.0.0.1 or an SSH tunnel to it)")
+        # One count for every client: this server does not see the client's address, and a
+        # header naming one could be forged to dodge the limit.
+        remote = "any"
         if self.failures.blocked(remote):
             return _refuse(429, "too many failed sign-ins from here; wait a minute")
         try:

@@ -74,6 +74,12 @@ def test_sign_in_needs_the_control_token(monolith: Running, browser: WebDriver) 
     status, _h, _b = http(f"{monolith.url}/console/api/login", method="POST",
                           body={"kind": "token", "credential": TOKEN})
     assert status == 403
+    # Reached by another name over plain HTTP, the Secure cookie would be dropped: refused.
+    status, _h, body = http(f"{monolith.url}/console/api/login", method="POST",
+                            body={"kind": "token", "credential": TOKEN},
+                            origin="http://bots.example:5000",
+                            headers={"Host": "bots.example:5000"})
+    assert status == 400 and b"HTTPS" in body
     _sign_in(browser, monolith.url, "not-the-token-at-all")
     wait(browser, "the refusal", lambda d: "not valid" in text_of(d, "login-error"))
     assert not browser.get_cookies()
