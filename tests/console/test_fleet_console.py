@@ -27,8 +27,8 @@ from tests.support.net import free_port
 from wabot.console import page
 
 from .conftest import zbar_decode
-from .helpers import browser_fetch, click, http, row_phase, text_of, wait
-from .test_console_browser import qr_shown
+from .helpers import browser_fetch, http, row_phase, text_of, wait
+from .test_console_browser import _confirm, qr_shown
 
 pytestmark = [pytest.mark.slow]
 
@@ -60,6 +60,15 @@ def _sign_in(driver: WebDriver, base: str, credential: str) -> None:
     wait(driver, "the sign-in form", lambda d: d.find_elements(By.ID, "credential"))
     driver.find_element(By.ID, "credential").send_keys(credential)
     driver.find_element(By.ID, "signin").click()
+
+
+def _open_bot_page(browser: WebDriver, r: Running, bot: str, action: str) -> int:
+    """Signed in, on the bot's page once its `action` button is there; the worker's pid."""
+    _sign_in(browser, r.url, TOKEN)
+    browser.get(f"{r.url}/console/bots/local/{bot}")
+    wait(browser, f"the {action} button", lambda d: d.find_elements(By.ID, f"action-{action}"),
+         timeout=60)
+    return int(_bot(r, bot)["pid"])
 
 
 def test_sign_in_needs_the_control_token(monolith: Running, browser: WebDriver) -> None:
@@ -113,20 +122,12 @@ def test_pairing_from_the_browser(monolith: Running, browser: WebDriver) -> None
 
 
 def test_suspend_and_resume_from_the_browser(monolith: Running, browser: WebDriver) -> None:
-    _sign_in(browser, monolith.url, TOKEN)
-    browser.get(f"{monolith.url}/console/bots/local/beta")
-    wait(browser, "the suspend button", lambda d: d.find_elements(By.ID, "action-suspend"),
-         timeout=60)
-    pid = _bot(monolith, "beta")["pid"]
-    click(browser, "action-suspend")
-    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
-    click(browser, "confirm-ok")
+    pid = _open_bot_page(browser, monolith, "beta", "suspend")
+    _confirm(browser, "suspend")
     wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
          timeout=30)
     assert _bot(monolith, "beta")["state"] == "stopped"
-    click(browser, "action-resume")
-    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
-    click(browser, "confirm-ok")
+    _confirm(browser, "resume")
     wait(browser, "Pairing again", lambda d: text_of(d, "bot-phase") == "Pairing", timeout=90)
     assert _bot(monolith, "beta")["pid"] != pid
 
@@ -184,9 +185,7 @@ def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriv
     wrong = next(g for g in set(group.values()) if g != group["alpha"])
     assert browser_fetch(browser, "GET", f"/console/api/bots/{wrong}/alpha")[0] == 404
 
-    click(browser, "action-suspend")
-    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
-    click(browser, "confirm-ok")
+    _confirm(browser, "suspend")
     wait(browser, "Suspended on the page", lambda d: text_of(d, "bot-phase") == "Suspended",
          timeout=30)
     alpha = http_json(controller + "/bots/alpha", TOKEN)[1]
@@ -196,14 +195,8 @@ def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriv
 def test_a_session_action_reaches_the_worker(monolith: Running, browser: WebDriver) -> None:
     """Restart connection: the monolith asks the worker's own /v1/session/restart with the
     worker's token; the page shows the worker's outcome."""
-    _sign_in(browser, monolith.url, TOKEN)
-    browser.get(f"{monolith.url}/console/bots/local/alpha")
-    wait(browser, "the restart button", lambda d: d.find_elements(By.ID, "action-restart"),
-         timeout=60)
-    pid = _bot(monolith, "alpha")["pid"]
-    click(browser, "action-restart")
-    wait(browser, "the confirmation", lambda d: d.find_element(By.ID, "confirm").is_displayed())
-    click(browser, "confirm-ok")
+    pid = _open_bot_page(browser, monolith, "alpha", "restart")
+    _confirm(browser, "restart")
 
     def outcome(d: WebDriver) -> str | None:
         node = d.find_elements(By.ID, "session-action")
