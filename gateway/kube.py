@@ -17,6 +17,7 @@ The official client is synchronous; the app calls these in threads. Each returns
 from __future__ import annotations
 
 import base64
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ from kubernetes.client.exceptions import ApiException
 
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, NAME_PATTERN, PLURAL
+
+
+def api_client() -> Any:
+    """The gateway's client of the API server: its service account in a pod, else KUBECONFIG
+    (the one place the gateway and its console build one)."""
+    from kubernetes import config as k8s_config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        return k8s.ApiClient()
+    return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=os.environ.get("KUBECONFIG"))
 
 API_KEY_LABEL = f"{API_GROUP}/api-key"
 TENANT_KEY = "tenant"

@@ -17,22 +17,13 @@ from . import __version__
 from .config import ConfigError, GatewayConfig
 
 
-def api_client() -> Any:
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
-        return k8s.ApiClient()
-    return k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=os.environ.get("KUBECONFIG"))
-
-
 def credentials() -> Any:
     """The API client, before anything listens: a missing or broken kubeconfig (or service
     account) is a setting, reported like the others rather than as the client's traceback.
     Only files are read here, nothing is connected to."""
     try:
+        from .kube import api_client
+
         return api_client()
     except Exception as exc:
         where = ("KUBERNETES_SERVICE_HOST: the pod's service account"

@@ -19,7 +19,7 @@ BOT = "/console/api/bots/{namespace}/{bot}"
 
 
 def _api_client() -> Any:
-    from gateway.main import api_client
+    from ..kube import api_client
 
     return api_client()
 
