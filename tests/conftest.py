@@ -24,8 +24,9 @@ import pytest
 from devcluster.cluster import LocalCluster
 from devcluster.postgres import PostgresServer
 
-# The figures' session plumbing (tests/reliability and tests/security record figures).
-pytest_plugins = ["tests.reliability.plugin"]
+# The figures' session plumbing (tests/reliability and tests/security record figures), and
+# the real node's session fixtures (tests/realnode and the chaos test run bots there).
+pytest_plugins = ["tests.reliability.plugin", "tests.realnode.plugin"]
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = REPO / "crds"

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
+
+from devcluster import cgroups
+from devcluster.node import RealNode
+from wabot.workerenv import BOT_NAME, NAMESPACE
 
 
 @dataclass
@@ -80,3 +85,30 @@ class Recorder:
                 if cs.state and cs.state.terminated is not None:
                     out[pod.metadata.uid] = cs.state.terminated.exit_code
         return out
+
+
+def worker_containers(node: RealNode, namespace: str) -> dict[str, set[str]]:
+    """Bot name -> the memory cgroups (one per container) of the node's processes running that
+    bot's worker in `namespace`: what really runs, read from the kernel, not from pod
+    objects (a pod object can be gone while its container still stops, or the reverse). A
+    process that has exited between the reads is not counted: the kernel moves an exiting task
+    to the root cgroup (its line then reads "/"), outside the node's pods."""
+    found: dict[str, set[str]] = {}
+    pods = f"/{node.cgroup}/kubepods/"
+    want_ns = f"{NAMESPACE}={namespace}".encode()
+    prefix = f"{BOT_NAME}=".encode()
+    for pid in cgroups.pids(node.cgroup):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if want_ns not in env:
+                continue
+            bot = next((v[len(prefix):].decode() for v in env if v.startswith(prefix)), None)
+            if bot is None:
+                continue
+            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+                path = line.split(":", 2)[2]
+                if ":memory:" in line and path.startswith(pods):
+                    found.setdefault(bot, set()).add(path)
+        except OSError:
+            continue
+    return found

@@ -9,17 +9,15 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from devcluster import cgroups
 from devcluster.node import RealNode
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
-from tests.realnode.conftest import OPERATOR_ENV, PLACEMENT
+from tests.realnode.helpers import worker_containers
+from tests.realnode.plugin import OPERATOR_ENV, PLACEMENT
 from tests.realnode.test_worker_pod import _running_pod
 from wabot import naming
-from wabot.workerenv import BOT_NAME
 
 
 def _last_termination(cluster: Cluster, name: str) -> tuple[str | None, int]:
@@ -96,20 +94,8 @@ def test_a_worker_is_denied_on_another_bots_objects(
                      "other status patch": 403, "secrets": 403}, codes
 
 
-def _worker_containers(node: RealNode, bot: str) -> set[str]:
-    """The memory cgroups (one per container) of the node's processes running `bot`'s worker."""
-    found = set()
-    for pid in cgroups.pids(node.cgroup):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            if f"{BOT_NAME}={bot}".encode() not in env:
-                continue
-            for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
-                if ":memory:" in line:
-                    found.add(line.split(":", 2)[2])
-        except OSError:
-            continue
-    return found
+def _worker_containers(node: RealNode, namespace: str, bot: str) -> set[str]:
+    return worker_containers(node, namespace).get(bot, set())
 
 
 def test_a_spec_change_rolls_the_pod_with_never_two_worker_containers(
@@ -119,14 +105,14 @@ def test_a_spec_change_rolls_the_pod_with_never_two_worker_containers(
     cluster.create_bot("roller", PLACEMENT)
     name = naming.child_name("roller")
     first = eventually(lambda: _running_pod(cluster, name), timeout=90, what="first pod")
-    eventually(lambda: _worker_containers(real_node, "roller"), timeout=30,
+    eventually(lambda: _worker_containers(real_node, cluster.ns, "roller"), timeout=30,
                what="the worker's processes on the node")
     samples: list[set[str]] = []
     stop = threading.Event()
 
     def sample() -> None:
         while not stop.is_set():
-            samples.append(_worker_containers(real_node, "roller"))
+            samples.append(_worker_containers(real_node, cluster.ns, "roller"))
             time.sleep(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -136,7 +122,7 @@ def test_a_spec_change_rolls_the_pod_with_never_two_worker_containers(
         second: Any = eventually(
             lambda: _running_pod(cluster, name, not_uid=first.metadata.uid), timeout=90,
             what="the replacement pod running")
-        eventually(lambda: _worker_containers(real_node, "roller"), timeout=30,
+        eventually(lambda: _worker_containers(real_node, cluster.ns, "roller"), timeout=30,
                    what="the replacement's worker processes")
     finally:
         stop.set()

@@ -13,8 +13,8 @@ from kubernetes import client
 from devcluster.node import RealNode
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
-from tests.realnode.conftest import OPERATOR_ENV, PLACEMENT, WORKER_IMAGE
 from tests.realnode.helpers import Recorder
+from tests.realnode.plugin import OPERATOR_ENV, PLACEMENT, WORKER_IMAGE
 from wabot import naming
 
 

@@ -12,7 +12,8 @@ elector (`botworker.adapters.lease_elector.LeaseElector`, decisions from
 bot's own ServiceAccount token (TokenRequest, as mounted in the pod), and it stops it
 (releasing the Lease, as the worker does at SIGTERM) when the pod is marked for deletion or
 gone. Like a kubelet, it stops one pod's "container" before it starts a later pod's: events
-are handled in the watch's order on one thread.
+are handled in the watch's order on one thread. Pods on a real node (`real_nodes`, e.g. the
+devcluster's kubelet, devcluster/node.py) are left to it: their worker runs for real.
 """
 
 from __future__ import annotations
@@ -333,8 +334,11 @@ class Incarnation:
 
 class KubeletStandIn:
     def __init__(self, admin: client.ApiClient, namespace: str,
-                 timing: Timing | None = None) -> None:
+                 timing: Timing | None = None,
+                 real_nodes: frozenset[str] = frozenset()) -> None:
         self.admin = admin
+        self.real_nodes = real_nodes
+        self.left_to_real_nodes: set[str] = set()  # pod uids a real kubelet runs
         self.core = client.CoreV1Api(admin)
         self.ns = namespace
         self.timing = timing or Timing(15.0)
@@ -394,6 +398,9 @@ class KubeletStandIn:
                         del self.pending[uid]
 
     def _handle(self, rec: PodRec) -> None:
+        if rec.node in self.real_nodes:
+            self.left_to_real_nodes.add(rec.uid)
+            return
         gone = rec.type in ("DELETED", "GAP-DELETED") or rec.terminating
         if gone:
             self.pending.pop(rec.uid, None)

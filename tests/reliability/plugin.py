@@ -75,7 +75,9 @@ def _document() -> str:
         f"(`WABOT_CHAOS_SEED={sizes.SEED}` repeats the random choices)",
         f"- machine: {os.cpu_count()} cores, Python {platform.python_version()}",
         "- kwok runs no containers: in the chaos run a kubelet stand-in runs the worker's real "
-        "Lease elector for every Running pod (tests/reliability/kubeworld.py)",
+        "Lease elector for every Running pod on kwok's nodes (tests/reliability/kubeworld.py); "
+        f"{sizes.CHAOS_REAL_BOTS} of its bots run the real worker image on the real node "
+        "(devcluster/node.py, tests/reliability/realnode_share.py)",
         "",
         "",
     ]

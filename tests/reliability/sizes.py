@@ -23,6 +23,8 @@ def _size(name: str, ci: int, full: int) -> int:
 
 CHAOS_ROUNDS = _size("ROUNDS", 40, 100)
 CHAOS_BOTS = _size("BOTS", 16, 50)
+# Of those, how many run their real worker on the real node (devcluster/node.py).
+CHAOS_REAL_BOTS = _size("REAL_BOTS", 2, 4)
 INVALID_SPECS = _size("INVALID_SPECS", 1000, 3000)
 HOSTILE_MESSAGES = _size("MESSAGES", 20_000, 100_000)
 OUTAGE_SECONDS = _size("OUTAGE_SECONDS", 10, 60)

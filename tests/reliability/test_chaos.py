@@ -4,13 +4,18 @@ Rounds of faults in a seeded random order — the operator SIGKILLed right after
 (mid-reconcile) and restarted, the API server restarted (only on a control plane this session
 started), pods deleted, pod-affecting specs changed (resources), bots suspended and resumed —
 while a recorder sees every pod and Lease event and a kubelet stand-in runs the worker's real
-Lease elector for every Running pod (see kubeworld.py: kwok runs no containers). Then: never
-two live pods or two Lease holders for one bot, no orphans, no duplicates, every bot converged.
+Lease elector for every Running pod on kwok's nodes (see kubeworld.py: kwok runs no
+containers). A seeded few of the bots are placed on the real node (realnode_share.py): there the
+real worker image runs, holds and releases the Lease itself, and the chaos hits it as it hits
+the others; their live workers are counted from the node's processes. Then: never two live
+pods, worker containers or Lease holders for one bot, no orphans, no duplicates, every bot
+converged.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import time
 from collections import Counter
@@ -25,22 +30,26 @@ from wabot_operator.specs.bot import BotRef, RenderDefaults
 from wabot_operator.specs.children import render_children
 from wabot_operator.templates import TemplateStore
 
+from devcluster.node import RealNode
 from tests.conftest import Kube
 from tests.operator.helpers import Cluster, OperatorProcess, eventually
-from tests.reliability import figures, sizes
+from tests.realnode.plugin import OPERATOR_ENV, WORKER_IMAGE
+from tests.reliability import figures, realnode_share, sizes
 from tests.reliability.kubeworld import KubeletStandIn, NamespaceRecorder
 from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL, WhatsAppBotSpec
 
 SECTION = "chaos"
 REPO = Path(__file__).resolve().parents[2]
-WORKER_IMAGE = "registry.invalid/wabot-worker:test"  # what OperatorProcess configures
 CPU_CHOICES = ("300m", "400m", "500m", "600m", "700m")
 ACTIONS = ("kill_operator", "restart_apiserver", "delete_pods", "change_spec",
            "suspend_resume")
 WEIGHTS = (2, 1, 3, 3, 2)
+# When a round's random bots include none on the real node, how often one of them is swapped
+# for one that is (so the real workers meet every kind of fault, yet most picks stay on kwok).
+REAL_NODE_SHARE = 0.5
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow,
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.realnode,
               pytest.mark.timeout(600 + sizes.CHAOS_ROUNDS * 20 + sizes.CHAOS_BOTS * 10)]
 
 
@@ -141,8 +150,12 @@ def children_audit(cluster: Cluster) -> tuple[list[str], list[str]]:
 class Chaos:
     def __init__(self, kube: Kube, cluster: Cluster,
                  operator_factory: Callable[..., OperatorProcess], rng: random.Random,
-                 names: list[str]) -> None:
+                 names: list[str], real: set[str]) -> None:
         self.kube, self.cluster, self.rng, self.names = kube, cluster, rng, names
+        self.real = real  # the bots on the real node
+        self.rounds: list[list[str]] = []  # the bots each round acted on
+        self.real_faults: Counter[str] = Counter()  # faults that hit a bot on the real node
+        self.suspended: set[str] = set()  # only the chaos suspends
         self.factory = operator_factory
         self.op: OperatorProcess = operator_factory().start()
         self.done: Counter[str] = Counter()
@@ -156,8 +169,22 @@ class Chaos:
         self.kills_mid_work = 0  # kills while a changed bot was not converged yet
         self.store = TemplateStore(REPO / "operator" / "bot-templates")
 
-    def some_bots(self, most: int = 3) -> list[str]:
-        return self.rng.sample(self.names, self.rng.randint(1, min(most, len(self.names))))
+    def some_bots(self, most: int = 3, fault: str = "") -> list[str]:
+        """1..most random bots; one of them on the real node in about half the rounds, and
+        always while `fault` has not yet hit a (running) bot there."""
+        picked = self.rng.sample(self.names, self.rng.randint(1, min(most, len(self.names))))
+        must = bool(fault) and self.real_faults[fault] == 0
+        if self.real and not self.real & set(picked) and (
+                must or self.rng.random() < REAL_NODE_SHARE):
+            running = sorted(self.real - self.suspended)
+            picked[0] = self.rng.choice(running if must and running else sorted(self.real))
+        if self.rounds:
+            self.rounds[-1].extend(picked)
+        return picked
+
+    def hit(self, fault: str, name: str) -> None:
+        if name in self.real:
+            self.real_faults[fault] += 1
 
     def retry(self, call: Callable[[], Any]) -> Any:
         """An admin call that may meet the API server mid-restart."""
@@ -174,20 +201,22 @@ class Chaos:
 
     def change_spec(self) -> list[str]:
         changed = []
-        for name in self.some_bots():
+        for name in self.some_bots(fault="resource changes"):
             cpu = self.rng.choice(CPU_CHOICES)
             self.retry(lambda name=name, cpu=cpu: self.cluster.patch_bot(
                 name, {"resources": {"limits": {"cpu": cpu, "memory": "256Mi"}}}))
             self.spec_changes += 1
+            self.hit("resource changes", name)
             changed.append(name)
         return changed
 
     def delete_pods(self) -> None:
-        for name in self.some_bots():
+        for name in self.some_bots(fault="pods deleted"):
             with contextlib.suppress(ApiException):  # 404: suspended or being replaced
                 self.retry(lambda name=name: self.cluster.core.delete_namespaced_pod(
                     naming.child_name(name), self.cluster.ns))
                 self.pods_deleted += 1
+                self.hit("pods deleted", name)
 
     def suspend_resume(self) -> None:
         for name in self.some_bots(2):
@@ -199,6 +228,8 @@ class Chaos:
                 self.resumes += 1
             else:
                 self.suspends += 1
+            self.hit("resumes" if suspended else "suspends", name)
+            (self.suspended.discard if suspended else self.suspended.add)(name)
 
     def kill_operator(self) -> None:
         # Give it work (bots whose pods must be replaced, the old one gone first), then kill
@@ -232,6 +263,7 @@ class Chaos:
             self.op = self.factory().start()
 
     def run(self, action: str) -> None:
+        self.rounds.append([])
         performed = getattr(self, action)()
         if performed is False:
             self.skipped[action] += 1
@@ -241,11 +273,15 @@ class Chaos:
 
 def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
         kube: Kube, cluster: Cluster, operator_factory: Callable[..., OperatorProcess],
-        tmp_path: Path) -> None:
-    figures.section(SECTION, "1. Chaos on the control plane (simulated kwok nodes)")
+        real_node: RealNode, tmp_path: Path) -> None:
+    figures.section(SECTION, "1. Chaos on the control plane (kwok nodes and the real node)")
     rounds, n_bots, seed = sizes.CHAOS_ROUNDS, sizes.CHAOS_BOTS, sizes.SEED
     rng = random.Random(seed)
+    names = [f"c{i:03d}" for i in range(n_bots)]
+    real = set(realnode_share.pick_real_bots(names, sizes.CHAOS_REAL_BOTS, rng))
     figures.record(SECTION, "size", f"{rounds} rounds x {n_bots} bots, seed {seed}")
+    figures.record(SECTION, "bots on the real node (real kubelet, the worker image)",
+                   f"{len(real)} of {n_bots}: {', '.join(sorted(real))}")
     figures.record(SECTION, "control plane", "local, started by this session (API-server "
                    "restarts included)" if kube.local is not None else
                    "$KUBECONFIG cluster: API-server restarts SKIPPED (never restart a shared "
@@ -253,20 +289,25 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
     figures.note(SECTION, "kwok runs no containers: a kubelet stand-in runs the worker's real "
                  "Lease elector (botworker.adapters.lease_elector.LeaseElector, "
                  "identity = pod name, the bot's own "
-                 "ServiceAccount token) for every Running pod and stops it (with release) when "
-                 "the pod terminates, before it starts the next pod's")
+                 "ServiceAccount token) for every Running pod on kwok's nodes and stops it "
+                 "(with release) when the pod terminates, before it starts the next pod's; on "
+                 "the real node the worker image itself does all that, and its live workers "
+                 "are counted from the node's processes (tests/reliability/realnode_share.py)")
     store = TemplateStore(REPO / "operator" / "bot-templates")
-    names = [f"c{i:03d}" for i in range(n_bots)]
     admin = cluster.api_client
-    standin = KubeletStandIn(admin, cluster.ns).start()
+    standin = KubeletStandIn(admin, cluster.ns, real_nodes=frozenset({real_node.name})).start()
     recorder_client = kube.api_client()
     assert isinstance(recorder_client, client.ApiClient)
-    with NamespaceRecorder(recorder_client, cluster.ns, on_pod=standin.on_pod) as rec:
-        chaos = Chaos(kube, cluster, operator_factory, rng, names)
+    # Every operator of the run may place a bot on the real node (the tests/realnode settings).
+    factory = functools.partial(operator_factory, extra_env=OPERATOR_ENV)
+    with NamespaceRecorder(recorder_client, cluster.ns, on_pod=standin.on_pod) as rec, \
+            realnode_share.WorkerSampler(real_node, cluster.ns) as sampler:
+        chaos = Chaos(kube, cluster, factory, rng, names, real)
         t0 = time.monotonic()
         for i, name in enumerate(names):
-            cluster.create_bot(name, {"serverName": f"tenant-{i % 3}",
-                                      "storage": {"retainPolicy": "Delete"}})
+            cluster.create_bot(name, realnode_share.bot_spec(
+                {"serverName": f"tenant-{i % 3}", "storage": {"retainPolicy": "Delete"}},
+                name in real))
         eventually(lambda: not convergence_problems(cluster, store, names),
                    timeout=120 + 4 * n_bots, interval=1.0, what="first convergence")
         figures.record(SECTION, "first convergence of all bots", f"{time.monotonic() - t0:.1f} s")
@@ -299,12 +340,19 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
                 print("not converged:", last)
         converge_s = time.monotonic() - t2
 
-        # The stand-in's electors settle too: every running bot's pod holds its Lease.
+        # The stand-in's electors and the real workers settle too: every running bot's pod
+        # holds its Lease.
         def lease_settled() -> bool:
             bots = bots_by_name(cluster)
             holders = standin.holders_now()
             for name in names:
-                if bots[name]["spec"].get("suspend"):
+                suspended = bool(bots[name]["spec"].get("suspend"))
+                if name in real:
+                    if not realnode_share.real_lease_settled(
+                            cluster.coord, cluster.core, cluster.ns, name, suspended, sampler):
+                        return False
+                    continue
+                if suspended:
                     continue
                 pod = cluster.pod(naming.child_name(name))
                 if pod is None or holders.get(name) != {pod.metadata.uid}:
@@ -313,6 +361,8 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
 
         eventually(lease_settled, timeout=90, interval=1.0, what="every Lease held by its pod")
         time.sleep(1.0)  # the last events reach the recorder
+        real_restarts = {name: realnode_share.restarts(cluster.pod(naming.child_name(name)))
+                         for name in sorted(real)}
     standin.stop_all()
 
     rec.dump(tmp_path / "chaos-events.jsonl")
@@ -367,6 +417,19 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
                    f"{standin.acquisitions} / {standin.losses}")
     figures.record(SECTION, "moments with 2 Lease holders for one bot",
                    len(standin.violations) + len(takeovers))
+    figures.record(SECTION, "how many of each round's bots ran on the real node",
+                   realnode_share.per_round(chaos.rounds, real))
+    figures.record(SECTION, "faults that hit a bot on the real node",
+                   ", ".join(f"{n} {fault}" for fault, n in sorted(chaos.real_faults.items()))
+                   or "none")
+    figures.record(SECTION, "real node: worker containers run / most alive at once per bot",
+                   f"{sum(len(c) for c in sampler.seen.values())} / "
+                   f"{max(sampler.most.values(), default=0)} "
+                   f"({sampler.samples} samples of the node's processes)")
+    figures.record(SECTION, "real node: pods not started by the stand-in (a real kubelet's)",
+                   len(standin.left_to_real_nodes))
+    figures.record(SECTION, "real node: container restarts at the end (crash, OOM, probe)",
+                   ", ".join(f"{b} {n}" for b, n in real_restarts.items()))
     figures.record(SECTION, "orphans / duplicates", f"{len(orphans)} / {len(duplicates)}")
     figures.record(SECTION, "bots converged", f"{len(names)}/{len(names)} "
                    f"({suspended} suspended, no pod; observedGeneration == generation)")
@@ -384,4 +447,8 @@ def test_chaos_rounds_keep_one_pod_and_one_lease_holder_per_bot_and_converge(
     assert all(chaos.done[a] >= 1 for a in ACTIONS if a != "restart_apiserver")
     if kube.local is not None:
         assert chaos.done["restart_apiserver"] >= 1
-    assert standin.acquisitions >= n_bots
+    assert standin.acquisitions >= n_bots - len(real)
+    assert sampler.doubles == [], sampler.doubles  # never two live workers of a bot
+    assert set(sampler.seen) == real, (sorted(sampler.seen), sorted(real))
+    assert all(chaos.real_faults[f] >= 1 for f in ("pods deleted", "resource changes")), \
+        chaos.real_faults
