@@ -15,9 +15,21 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from wabot.console import views
+
 from .console import WorkerCallError, answer_of, fetch, fetch_json
 
 API = "/console/api/bots"
+
+
+def _unanswered(group: str, name: str, tenant: str) -> dict[str, Any]:
+    """The row of a bot whose group did not answer: it is still listed, with the reason."""
+    why = f"its worker group {group} is not answering (starting, restarting or stuck)"
+    return views.row({
+        "metadata": {"namespace": group, "name": name}, "spec": {"serverName": tenant},
+        "status": {"phase": "Pending", "conditions": [
+            {"type": "Ready", "status": "Unknown", "reason": "GroupNotAnswering",
+             "message": why}]}})
 
 
 class Groups(Protocol):
@@ -39,10 +51,11 @@ class GroupBots:
     """fleet.console_web's ConsoleBots over the controller's groups. `start_stop(name,
     action)` is the controller's own bot start/stop: (HTTP status, message)."""
 
-    def __init__(self, groups: Groups, start_stop: Callable[[str, str], tuple[int, str]]
-                 ) -> None:
+    def __init__(self, groups: Groups, start_stop: Callable[[str, str], tuple[int, str]],
+                 tenant_of: Callable[[str], str]) -> None:
         self.groups = groups
         self.start_stop = start_stop
+        self.tenant_of = tenant_of
 
     def _get(self, group: str, path: str) -> tuple[int, bytes]:
         url = self.groups.url(group)
@@ -73,7 +86,10 @@ class GroupBots:
         if not names:
             return []
         with ThreadPoolExecutor(max_workers=len(names)) as pool:
-            return [row for rows in pool.map(ask, names) for row in rows]
+            rows = [row for found in pool.map(ask, names) for row in found]
+        seen = {row.get("name") for row in rows}
+        return rows + [_unanswered(group, name, self.tenant_of(name))
+                       for name, group in sorted(self.groups.owner.items()) if name not in seen]
 
     def detail(self, namespace: str, name: str) -> dict[str, Any] | None:
         if not self._owned(namespace, name):

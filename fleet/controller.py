@@ -93,8 +93,10 @@ class Controller(FleetEndpoint):
                                  settings.rollout_timeout_s)
         self._scrape_up: dict[str, bool] = {}
         # The same console as a monolith's, fed by the groups' own (fleet/console_proxy.py).
-        self.console = FleetConsole(GroupBots(self.workers, self.act_on),
-                                    settings.token.get_secret_value())
+        self.console = FleetConsole(
+            GroupBots(self.workers, self.act_on,
+                      lambda name: getattr(self._bots().get(name), "server_name", "")),
+            settings.token.get_secret_value())
 
     @property
     def observe_only(self) -> bool:

@@ -190,6 +190,18 @@ def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriv
          timeout=30)
     alpha = http_json(controller + "/bots/alpha", TOKEN)[1]
     assert alpha["desired"] is False and alpha["state"] == "stopped"
+    browser.get(f"{controller}/console/")
+    wait(browser, "the other group's bot Pairing",
+         lambda d: row_phase(d, f"{wrong}/{_other(group)}") == "Pairing")
+    # A group that stops answering: its bot stays listed, Pending, with the reason.
+    groups = {g["name"]: g for g in http_json(controller + "/groups", TOKEN)[1]}
+    stuck = int(groups[wrong]["pid"])
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        wait(browser, "the silent group's bot Pending",
+             lambda d: row_phase(d, f"{wrong}/{_other(group)}") == "Pending", timeout=30)
+    finally:
+        os.kill(stuck, signal.SIGCONT)
 
 
 def test_a_session_action_reaches_the_worker(monolith: Running, browser: WebDriver) -> None:
@@ -207,3 +219,7 @@ def test_a_session_action_reaches_the_worker(monolith: Running, browser: WebDriv
 
     assert wait(browser, "the restart's outcome", outcome, timeout=40) == "Succeeded"
     assert _bot(monolith, "alpha")["pid"] == pid  # the connection restarted, not the process
+
+
+def _other(group: dict[str, str]) -> str:
+    return next(name for name in group if name != "alpha")
