@@ -24,8 +24,6 @@ from sqlalchemy.orm import ORMExecuteState, with_loader_criteria
 from sqlmodel import Session, select
 
 from ..core.context import CrossTenantWrite
-from .kv import kv_get as kv_get
-from .kv import kv_set as kv_set
 from .models import KeyValue, TenantModel
 
 

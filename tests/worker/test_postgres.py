@@ -164,8 +164,8 @@ def test_writing_another_tenants_rows_is_refused_twice(app_dsn: dict[str, str]) 
 def test_orm_queries_are_scoped_and_rows_get_the_tenant(app_dsn: dict[str, str]) -> None:
     from sqlmodel import select
 
+    from botworker.data.kv import kv_get, kv_set
     from botworker.data.models import KeyValue
-    from botworker.data.orm import kv_get, kv_set
 
     a, b = Database(app_dsn["tenant-a"], "tenant-a"), Database(app_dsn["tenant-b"], "tenant-b")
     try:
