@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import account as a
+from .openapi30 import dump, openapi30
 
 REF = "#/components/schemas/"
 BOT = "/v1/bots/{namespace}/{bot}/"
@@ -142,48 +143,12 @@ def components() -> dict[str, Any]:
             raw = model.model_json_schema(by_alias=True, mode=mode,
                                           ref_template=REF + "{model}")
             for name, schema in raw.pop("$defs", {}).items():
-                out.setdefault(name, _oa30(schema))
-            out.setdefault(model.__name__, _oa30(raw))
+                out.setdefault(name, openapi30(schema))
+            out.setdefault(model.__name__, openapi30(raw))
     return dict(sorted(out.items()))
 
 
-def _oa30(schema: dict[str, Any]) -> dict[str, Any]:
-    """JSON Schema as pydantic writes it -> the OpenAPI 3.0 subset (nullable, no titles);
-    `required` as the model says (an answer leaves out what it does not know)."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key in ("title", "default"):
-            continue
-        if key == "description":
-            out[key] = " ".join(value.split())
-        elif key == "properties":
-            out[key] = {name: _oa30(prop) for name, prop in value.items()}
-        elif key in ("items", "additionalProperties") and isinstance(value, dict):
-            out[key] = _oa30(value)
-        elif key == "const":
-            out["enum"] = [value]
-        elif key == "anyOf":
-            options = [o for o in value if o.get("type") != "null"]
-            inner = _oa30(options[0]) if len(options) == 1 else {
-                "anyOf": [_oa30(o) for o in options]}
-            out.update({"allOf": [inner]} if "$ref" in inner else inner)
-            if len(options) < len(value):
-                out["nullable"] = True
-        else:
-            out[key] = value
-    if "enum" in out and "type" not in out:
-        out["type"] = "string"
-    return out
-
-
 def main() -> None:
-    import yaml
-
-    def dump(obj: Any, indent: int) -> str:
-        text = yaml.safe_dump(obj, sort_keys=False, width=100, allow_unicode=True)
-        return "".join(" " * indent + line if line.strip() else line
-                       for line in text.splitlines(keepends=True))
-
     print("# paths:")
     print(dump(paths(), 2), end="")
     print("# components.schemas:")
