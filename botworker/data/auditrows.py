@@ -23,7 +23,7 @@ from typing import Any
 
 from ..core.context import CrossTenantWrite, DatabaseUnavailable
 from .health import Health
-from .tenancy import psycopg_dsn
+from .session import driver_connect
 
 COLUMNS = ("id", "server_name", "bot_id", "chat", "sender_hash", "command", "result",
            "latency_ms", "created_at")
@@ -51,17 +51,7 @@ class AuditRows:
         self._conn: Any = None
 
     def _connect(self) -> Any:
-        if self._sqlite:
-            import sqlite3
-
-            return sqlite3.connect(self._url.removeprefix("sqlite:///"),
-                                   timeout=self._connect_timeout_s, check_same_thread=False)
-        import psycopg
-
-        return psycopg.connect(
-            psycopg_dsn(self._url), connect_timeout=self._connect_timeout_s,
-            options=f"-c statement_timeout={self._statement_timeout_ms}",
-            application_name="wabot-worker")
+        return driver_connect(self._url, self._connect_timeout_s, self._statement_timeout_ms)
 
     def _unavailable(self, err: Exception) -> bool:
         if self._sqlite:

@@ -27,6 +27,24 @@ if TYPE_CHECKING:
     from .db import Database
 
 
+def driver_connect(url: str, connect_timeout_s: int, statement_timeout_ms: int) -> Any:
+    """One connection through the database's own driver (sqlite3 or psycopg), no SQLAlchemy:
+    the bot's own rows and its audit rows both go this way, with the same time limits."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        return sqlite3.connect(url.removeprefix("sqlite:///"), timeout=connect_timeout_s,
+                               check_same_thread=False)
+    import psycopg
+
+    from .tenancy import psycopg_dsn
+
+    return psycopg.connect(
+        psycopg_dsn(url), connect_timeout=connect_timeout_s,
+        options=f"-c statement_timeout={statement_timeout_ms}",
+        application_name="wabot-worker")
+
+
 class Connections:
     """A tenant's few kept driver connections (one per concurrent session, at most `keep`
     idle ones kept for the next)."""
@@ -46,19 +64,7 @@ class Connections:
         return "?" if self.sqlite else "%s"
 
     def connect(self) -> Any:
-        if self.sqlite:
-            import sqlite3
-
-            return sqlite3.connect(self._url.removeprefix("sqlite:///"),
-                                   timeout=self._connect_timeout_s, check_same_thread=False)
-        import psycopg
-
-        from .tenancy import psycopg_dsn
-
-        return psycopg.connect(
-            psycopg_dsn(self._url), connect_timeout=self._connect_timeout_s,
-            options=f"-c statement_timeout={self._statement_timeout_ms}",
-            application_name="wabot-worker")
+        return driver_connect(self._url, self._connect_timeout_s, self._statement_timeout_ms)
 
     def take(self) -> tuple[Any, bool]:
         """A connection and whether it was kept from before (it may have gone stale)."""

@@ -43,16 +43,22 @@ class Actions:
         self._custom = k8s.CustomObjectsApi(api_client)
         self._instance = os.environ.get("POD_NAME") or os.uname().nodename
 
-    async def set_suspend(self, viewer: Viewer, namespace: str, name: str,
-                          suspend: bool) -> None:
-        body = {"spec": {"suspend": suspend}}
+    async def _patch(self, namespace: str, name: str, body: dict[str, Any],
+                     what: str) -> Any:
+        """Merge-patch the bot; the API server's refusal (the viewer's RBAC is checked before,
+        the gateway's own here) becomes an ActionError the page shows."""
         try:
-            obj: Any = await asyncio.to_thread(
+            return await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
                 PLURAL, name, body, _request_timeout=_TIMEOUT)
         except ApiException as exc:
             log.warning("patching %s/%s failed: HTTP %s", namespace, name, exc.status)
-            raise ActionError(f"the API server refused the change (HTTP {exc.status})") from None
+            raise ActionError(f"the API server refused the {what} (HTTP {exc.status})") \
+                from None
+
+    async def set_suspend(self, viewer: Viewer, namespace: str, name: str,
+                          suspend: bool) -> None:
+        obj = await self._patch(namespace, name, {"spec": {"suspend": suspend}}, "change")
         verb = "suspended" if suspend else "resumed"
         await self.record(obj, "Suspended" if suspend else "Resumed",
                           f"{verb} from the console by {viewer.describe()}")
@@ -69,14 +75,7 @@ class Actions:
             action, words = "restart", "a new pairing code"
         rid = f"console-{uuid.uuid4().hex}"
         body = {"metadata": {"annotations": {ANNOTATION_ACTION: action, ANNOTATION_ID: rid}}}
-        try:
-            patched: Any = await asyncio.to_thread(
-                self._custom.patch_namespaced_custom_object, API_GROUP, API_VERSION, namespace,
-                PLURAL, name, body, _request_timeout=_TIMEOUT)
-        except ApiException as exc:
-            log.warning("annotating %s/%s failed: HTTP %s", namespace, name, exc.status)
-            raise ActionError(f"the API server refused the request (HTTP {exc.status})") \
-                from None
+        patched = await self._patch(namespace, name, body, "request")
         await self.record(patched, "SessionActionRequested",
                           f"{words} requested from the console by "
                           f"{viewer.describe()} (request {rid})")
