@@ -63,6 +63,11 @@ STAGES: tuple[tuple[str, ...], ...] = (
     ("!help", "!info", "!hello", "!nosuch", "good morning"),
     ("!note k v", "!note k"),
 )
+# Then (the SQLite worker) a received file of each kind, 1 MiB, stored (spec.media.download:
+# full): the media code and its libraries load only now, and the reading after each is the
+# memory of a bot that has taken in that kind.
+MEDIA_STAGES: tuple[tuple[str, ...], ...] = tuple(
+    (f"media:{kind}",) for kind in ("image", "video", "audio", "voice", "document", "sticker"))
 # The mixed run: every kind in turn ({k}: one of 100 keys, {i}: the message's number).
 MIXED_TEXTS = ("!ping", "!help", "!note k{k} value {i}", "!info", "!hello", "!note k{k}",
                "!nosuch", "how are you {i}")
@@ -72,6 +77,7 @@ rateLimit: {perChatPerMinute: 600, perBotPerMinute: 6000}
 commands:
   custom: [{name: hello, response: "Hello from the benchmark"}]
   plugins: [notes]
+media: {download: full}
 """
 
 
@@ -338,7 +344,8 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
         workers: dict[str, dict[str, Any]] = {}
         for variant, env in variants:
             log(f"density: worker ({variant}), then its commands and {mixed:,} mixed ones")
-            workers[variant] = measure_worker(variant, env, hold_s, work, stages=STAGES,
+            stages = STAGES + MEDIA_STAGES if variant == "sqlite" else STAGES
+            workers[variant] = measure_worker(variant, env, hold_s, work, stages=stages,
                                               mixed=mixed)
         if kubernetes:
             log("density: worker (kubernetes spec source, local control plane)")

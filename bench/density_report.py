@@ -33,6 +33,8 @@ def _ratio_text(rss: float | None, b: float) -> str:
 
 
 def _stage_label(texts: list[str]) -> str:
+    if len(texts) == 1 and texts[0].startswith("media:"):
+        return f"a received {texts[0].removeprefix('media:')} (1 MiB, stored)"
     if texts == ["!ping"]:
         return "its first command (!ping: an audit row)"
     if any(t.startswith("!note") for t in texts):

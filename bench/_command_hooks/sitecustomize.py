@@ -12,6 +12,12 @@ seam: no network), and their audit rows go to the database. Once every command h
 handled and the audit writer has nothing left to write, the hook writes
 <WABOT_BENCH_COMMAND_DONE>.<stage> (JSON).
 
+A text "media:<kind>" (image, video, audio, voice, document, sticker) is a received file of
+that kind instead (tests/support/wamessages.media_event, 1 MiB): the worker's client answers
+neonize's `download_any` with its bytes (the seam that would fetch from WhatsApp's media
+servers), and the stage ends once the worker has stored it (spec.media.download: full), so
+the reading after it is the memory of a bot that has taken in that kind of media.
+
 With WABOT_BENCH_MIXED=N, the file <TRIGGER>.mixed starts messages cycling through
 WABOT_BENCH_MIXED_TEXTS ("|"-separated; `{i}` becomes the message's number, `{k}` that number
 modulo 100) until N commands have been sent (texts without the prefix are messages, not
@@ -109,14 +115,54 @@ def _memory() -> dict[str, float]:
     return out
 
 
+_FILES: dict[str, bytes] = {}
+
+
+def _download_any(message: Any, path: Any = None) -> bytes:
+    for _, body in message.ListFields():
+        direct = getattr(body, "directPath", "")
+        if direct in _FILES:
+            return _FILES[direct]
+    raise RuntimeError("no such file")
+
+
+def _stored(worker: Any) -> float:
+    return _metric(worker, "wabot_media_downloads", "wabot_media_downloads_total")
+
+
+def _feed_media(worker: Any, kind: str, timeout_s: float = 60.0) -> None:
+    """A received `kind` file through the dispatcher; returns once the worker handled it."""
+    import ctypes
+
+    from neonize.events import EVENT_TO_INT, MessageEv
+
+    from tests.support import wamessages as wa
+
+    worker.client.download_any = _download_any
+    ev, data = wa.media_event(kind, 1024 * 1024)
+    _FILES[wa.direct_path(ev)] = data
+    before = _stored(worker)
+    raw = ev.SerializePartialToString()
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    worker.client.event.execute(0, ctypes.addressof(buf), len(raw), EVENT_TO_INT[MessageEv])
+    deadline = time.monotonic() + timeout_s
+    while _stored(worker) <= before and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def _stage(worker: Any, n: int, texts: list[str]) -> dict[str, Any]:
     before = _handled(worker)
+    stored_before = _stored(worker)
     commands = sum(1 for t in texts if t.startswith(_PREFIX))
     for i, text in enumerate(texts):
+        if text.startswith("media:"):
+            _feed_media(worker, text.removeprefix("media:"))
+            continue
         _feed(worker.client, text, n * 100 + i)
         _idle(worker, before + sum(1 for t in texts[:i + 1] if t.startswith(_PREFIX)))
     _idle(worker, before + commands)
     return {"command": "|".join(texts), "handled": _handled(worker) - before,
+            "media_stored": _stored(worker) - stored_before,
             "expected": commands, "audit_pending": worker.audit.pending,
             "schema_ready": worker.datalayer.schema_ready}
 

@@ -41,9 +41,13 @@ def test_density_smoke() -> None:
     sqlite = res.extra["workers"]["sqlite"]
     assert sqlite["dial_attempts"] >= 1
     worked = sqlite["after_commands"]
-    assert [w["texts"] for w in worked] == [list(stage) for stage in density.STAGES]
+    stages = density.STAGES + density.MEDIA_STAGES
+    assert [w["texts"] for w in worked] == [list(stage) for stage in stages]
     assert all(w["handled"] == w["expected"] and w["audit_pending"] == 0 and sane(w["rss_mb"])
                for w in worked)
+    # Each received file was downloaded (at the seam) and stored, and read after.
+    assert [w["media_stored"] for w in worked[len(density.STAGES):]] == [1] * 6
+    assert "a received voice (1 MiB, stored)" in " ".join(got)
     mixed = sqlite["mixed"]
     assert mixed["handled"] == mixed["commands"] == 2000
     assert [p["commands"] for p in mixed["points"]] == [0, 1000, 2000]
