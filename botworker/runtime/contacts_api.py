@@ -59,20 +59,14 @@ class ContactsApi:
 
     def check(self, req: Request) -> Response:
         body = parse(OnWhatsAppRequest, req)
-        if isinstance(body, Response):
-            return body
         return answer(200, OnWhatsAppResponse(results=self._calls.on_whatsapp(body.numbers)))
 
     def presence(self, req: Request) -> Response:
         body = parse(OwnPresenceRequest, req)
-        if isinstance(body, Response):
-            return body
         self._calls.set_presence(body.presence)
         return answer(200, None)
 
     def subscribe(self, req: Request) -> Response:
         body = parse(SubscribePresenceRequest, req)
-        if isinstance(body, Response):
-            return body
         self._calls.subscribe(body.jid)
         return answer(200, None)

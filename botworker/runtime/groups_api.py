@@ -68,18 +68,29 @@ def failed(exc: OpError) -> Response:
     return answer
 
 
-def parse(model: type[M], req: Request) -> M | Response:
+class Invalid(Exception):
+    """A request body the model refuses: `handled` answers it (422 naming the field)."""
+
+    def __init__(self, answer: Response) -> None:
+        super().__init__(answer.status)
+        self.answer = answer
+
+
+def parse(model: type[M], req: Request) -> M:
+    """The body as `model`; raises Invalid, which `handled` turns into the 422."""
     try:
         return model.model_validate_json(req.body or b"{}")
     except ValidationError as exc:
-        return validation_error(exc)
+        raise Invalid(validation_error(exc)) from None
 
 
 def handled(fn: Callable[[Request], Response]) -> Callable[[Request], Response]:
-    """An OpError from the operation becomes its answer."""
+    """An OpError from the operation, or an Invalid body, becomes its answer."""
     def run(req: Request) -> Response:
         try:
             return fn(req)
+        except Invalid as exc:
+            return exc.answer
         except OpError as exc:
             return failed(exc)
     return run
@@ -117,35 +128,25 @@ class GroupsApi:
 
     def create(self, req: Request) -> Response:
         body = parse(CreateGroupRequest, req)
-        if isinstance(body, Response):
-            return body
         return answer(201, self._calls.create_group(body.name, body.participants))
 
     def join(self, req: Request) -> Response:
         body = parse(JoinGroupRequest, req)
-        if isinstance(body, Response):
-            return body
         return answer(200, JoinGroupResponse(group=self._calls.join(body.code())))
 
     def rename(self, req: Request) -> Response:
         gid = group_of(req)
         body = parse(GroupNameRequest, req)
-        if isinstance(body, Response):
-            return body
         return answer(200, self._calls.rename(gid, body.name))
 
     def describe(self, req: Request) -> Response:
         gid = group_of(req)
         body = parse(GroupDescriptionRequest, req)
-        if isinstance(body, Response):
-            return body
         return answer(200, self._calls.describe(gid, body.description))
 
     def settings(self, req: Request) -> Response:
         gid = group_of(req)
         body = parse(GroupSettingsRequest, req)
-        if isinstance(body, Response):
-            return body
         if body.announce is None and body.locked is None:
             return error(422, "invalid_request", "announce or locked is required", field="body")
         return answer(200, self._calls.settings(gid, body.announce, body.locked))
@@ -158,8 +159,6 @@ class GroupsApi:
     def participants(self, req: Request) -> Response:
         gid = group_of(req)
         body = parse(ParticipantsRequest, req)
-        if isinstance(body, Response):
-            return body
         done = self._calls.participants(gid, body.action, body.participants)
         return answer(200, ParticipantsResponse(group=f"{gid.split('@')[0]}@g.us",
                                                 action=body.action, participants=done))
