@@ -123,7 +123,7 @@ def shared_db(postgres: PostgresServer) -> Iterator[SharedDb]:
                 "latency_ms": 1, "created_at": "2030-01-01T00:00:00+00:00"}
                 for _ in range(ROWS_PER_TENANT)])
             audit.close()
-            from botworker.data.orm import kv_set
+            from botworker.data.kv import kv_set
 
             with db.session() as s:
                 for i in range(ROWS_PER_TENANT):
