@@ -16,7 +16,8 @@ the memory of a bot that has worked, and whether it grows. Each worker runs in a
 of its own (bench/cgroup.py), whose charge is printed beside VmRSS.
 
 The container (bench/density_container.py): the worker image run hardened as Kubernetes runs
-it, its process VmRSS and its cgroup's memory. Printing: bench/density_report.py.
+it, its process VmRSS and its cgroup's memory. Printing: bench/density_report.py; the targets,
+stages and spec: bench/density_setup.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import density_container as dc
 from bench.cgroup import MemoryCgroup
 from bench.common import (
     BENCH,
@@ -44,41 +46,18 @@ from bench.common import (
     python_env,
     wait_until,
 )
-from tests.support.net import free_port
-
-# Issue 28: an idle bot <= 64 MiB and <= 0.73x one Baileys socket; a bot that has handled every
-# kind of command, database commands on PostgreSQL included, <= 85 MiB, also after 10,000
-# mixed commands (no growth).
-TARGET_IDLE_MB = 64.0
-TARGET_IDLE_RATIO = 0.73
-TARGET_WORKED_MB = 85.0
-TARGET_SLOPE_MB = 0.1  # MiB per 1,000 commands over the mixed run
-IMAGE = os.environ.get("WABOT_BENCH_WORKER_IMAGE", "localhost/wabot-worker:test")
-COMMAND_HOOKS = BENCH / "_command_hooks"
-# After the idle reading, one stage at a time: the first command (its audit row loads the
-# driver), every other kind (built-ins, a custom command, an unknown command, a message that is
-# no command), then the database commands (the key-value store of the notes plugin).
-STAGES: tuple[tuple[str, ...], ...] = (
-    ("!ping",),
-    ("!help", "!info", "!hello", "!nosuch", "good morning"),
-    ("!note k v", "!note k"),
+from bench.density_report import report_container, report_workers
+from bench.density_setup import (
+    COMMAND_HOOKS,
+    IMAGE,
+    MEDIA_STAGES,
+    MIXED_TEXTS,
+    SPEC,
+    STAGES,
+    sample_rss,
+    worker_tuning,
 )
-# Then (the SQLite worker) a received file of each kind, 1 MiB, stored (spec.media.download:
-# full): the media code and its libraries load only now, and the reading after each is the
-# memory of a bot that has taken in that kind.
-MEDIA_STAGES: tuple[tuple[str, ...], ...] = tuple(
-    (f"media:{kind}",) for kind in ("image", "video", "audio", "voice", "document", "sticker"))
-# The mixed run: every kind in turn ({k}: one of 100 keys, {i}: the message's number).
-MIXED_TEXTS = ("!ping", "!help", "!note k{k} value {i}", "!info", "!hello", "!note k{k}",
-               "!nosuch", "how are you {i}")
-SPEC = """serverName: acme
-botId: demo
-rateLimit: {perChatPerMinute: 600, perBotPerMinute: 6000}
-commands:
-  custom: [{name: hello, response: "Hello from the benchmark"}]
-  plugins: [notes]
-media: {download: full}
-"""
+from tests.support.net import free_port
 
 
 def _first_dial_failed(log_path: Path) -> bool:
@@ -98,22 +77,6 @@ def _dial_attempts(log_path: Path) -> int:
     except OSError:
         return 0
     return text.count('"msg": "connecting to WhatsApp"')
-
-
-def sample_rss(pid: int, started: float, hold_s: float, every_s: float = 0.5
-               ) -> dict[str, Any]:
-    """VmRSS every `every_s` until `hold_s` after `started`: the value at the end (rss_mb),
-    and the lowest and highest seen over the second half of the hold."""
-    seen: list[tuple[float, float]] = []
-    while True:
-        t = time.monotonic() - started
-        seen.append((t, proc_status(pid)["VmRSS"] / 1024))
-        if t >= hold_s:
-            break
-        time.sleep(min(every_s, max(0.0, hold_s - t)))
-    late = [v for t, v in seen if t >= hold_s / 2] or [seen[-1][1]]
-    return {"rss_mb": seen[-1][1], "rss_min_mb": min(late), "rss_max_mb": max(late),
-            "held_s": round(seen[-1][0], 1)}
 
 
 def _reading(pid: int, hold_s: float, cgroup: MemoryCgroup | None) -> dict[str, Any]:
@@ -203,14 +166,6 @@ def _worker_env(variant: str, env_extra: dict[str, str], workdir: Path,
                     "WABOT_BENCH_COMMAND_TRIGGER": str(workdir / f"command-{variant}"),
                     "WABOT_BENCH_COMMAND_DONE": str(workdir / f"handled-{variant}")})
     return env
-
-
-def worker_tuning() -> dict[str, str]:
-    """The runtime settings every worker gets from the worker-environment contract
-    (wabot/workerenv.py): the benchmark runs the worker as a pod runs it."""
-    from wabot import workerenv
-
-    return dict(getattr(workerenv, "RUNTIME_TUNING", ()))
 
 
 def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
@@ -332,9 +287,6 @@ def measure_baileys(hold_s: float, workdir: Path) -> dict[str, Any]:
 
 def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = False,
         container: bool = True, kubernetes: bool = True, mixed: int = 10_000) -> Result:
-    from bench import density_container as dc
-    from bench.density_report import report_container, report_workers
-
     res = Result("density", "Density: the memory of one bot, idle and after it has worked")
     with tempfile.TemporaryDirectory(prefix="wabot-bench-density-") as tmp:
         work = Path(tmp)

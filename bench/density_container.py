@@ -14,7 +14,7 @@ from typing import Any
 
 from bench.cgroup import read_memory
 from bench.common import REPO, log, pss_mb, wait_until
-from bench.density import (
+from bench.density_setup import (
     COMMAND_HOOKS,
     IMAGE,
     MIXED_TEXTS,

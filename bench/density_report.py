@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.common import Result, at_most, ratio
-from bench.density import (
+from bench.density_setup import (
     TARGET_IDLE_MB,
     TARGET_IDLE_RATIO,
     TARGET_SLOPE_MB,

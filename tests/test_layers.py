@@ -151,3 +151,88 @@ def test_importing_the_shared_contract_loads_no_tier() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=True).stdout
     assert out.strip() == "[]"
+
+
+# Where a circle of imports is looked for: the product's packages, and the benchmarks.
+CYCLE_ROOTS = (*PACKAGES.values(), "bench")
+
+
+def _module_of(path: Path) -> str:
+    """The dotted name a file is imported by (operator/wabot_operator/x.py: wabot_operator.x)."""
+    rel = path.relative_to(REPO).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] == "operator":
+        parts.pop(0)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _module_arrows(path: Path, name: str, known: set[str]) -> set[str]:
+    """The modules of ours that `path` (module `name`) imports anywhere in it, relative and
+    lazy imports and those under TYPE_CHECKING too: `from pkg import mod` names the module."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(up + ([node.module] if node.module else []))
+            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base
+                         for alias in node.names)
+    return {module for module in found if module in known and module != name}
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module -> the modules of ours it imports, over CYCLE_ROOTS."""
+    files = {_module_of(path): path for root in CYCLE_ROOTS
+             for path in sorted((REPO / root).rglob("*.py"))}
+    return {name: _module_arrows(path, name, set(files)) for name, path in files.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group: list[str] = []
+            while not group or group[-1] != node:
+                group.append(stack.pop())
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_circle_of_imports() -> None:
+    """Two modules that import each other (directly or round a longer loop, lazily or only
+    for type checking) cannot be read, tested or moved one without the other: the shared part
+    belongs in a third module both import."""
+    found = circles(import_graph())
+    assert not found, "modules that import each other:\n" + "\n".join(
+        " <-> ".join(group) for group in found)
+
+
+def test_the_circle_finder_sees_a_lazy_circle() -> None:
+    """The rule is only as good as its finder: a loop closed by a lazy import is a circle."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert circles(graph) == [["a", "b", "c"]]
+    assert "botworker.data.session" in import_graph()["botworker.data.db"]

@@ -19,12 +19,10 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
-
-from ..core.context import DatabaseUnavailable
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .db import Database
+    from sqlalchemy.engine import Engine
 
 
 def driver_connect(url: str, connect_timeout_s: int, statement_timeout_ms: int) -> Any:
@@ -102,11 +100,23 @@ def close_quietly(conn: Any) -> None:
         conn.close()
 
 
+class SessionSource(Protocol):
+    """What a session needs of its database (db.Database is one): its tenant, its kept driver
+    connections, and the engine for a switch to the ORM. Named here so that db.py imports
+    this module and not the other way round."""
+
+    server_name: str
+    connections: Connections
+
+    @property
+    def engine(self) -> Engine: ...
+
+
 class TenantSession:
     """One `with ctx.db() as session:` block. Driver statements until the ORM is asked for;
     then a sqlmodel Session (see the module's docstring)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: SessionSource) -> None:
         self._db = db
         self._conn: Any = None
         self._kept = False
@@ -208,9 +218,3 @@ class TenantSession:
             raise
         self._db.connections.give_back(conn)
 
-
-def unavailable(err: BaseException, db: Database) -> DatabaseUnavailable | None:
-    """The DatabaseUnavailable `err` amounts to, or None when it is another kind of error."""
-    if db.connections.unavailable(err):
-        return DatabaseUnavailable(err.__class__.__name__)
-    return None
