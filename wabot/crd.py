@@ -8,7 +8,7 @@ and `json_schema_extra` (see wabot.contract.crd), a partial schema node merged o
 derived here. So a field changes in one place, and `crds/whatsappbot.yaml` (and the chart's
 copy) are this module's output:
 
-    python -m wabot.crd write      # regenerate both files
+    python -m wabot.crd write      # regenerate both files (and wabot/spec_view.py)
     python -m wabot.crd --check    # exit 1 with a diff when a committed file differs
 """
 
@@ -342,13 +342,15 @@ USAGE = "usage: python -m wabot.crd [write | --check | print]"
 
 
 def main(argv: list[str] | None = None) -> int:
+    from wabot import spec_codegen  # the worker's copy of the spec, generated with the CRD
+
     args = sys.argv[1:] if argv is None else argv
     if args == ["write"]:
-        for target in write():
+        for target in [*write(), *spec_codegen.write()]:
             print(f"wrote {target}", file=sys.stderr)
         return 0
     if args in (["--check"], ["write", "--check"]):
-        diffs = differences()
+        diffs = differences() + spec_codegen.differences()
         for diff in diffs:
             sys.stdout.write(diff)
         if diffs:
