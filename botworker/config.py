@@ -23,7 +23,7 @@ from wabot.redact import KNOWN, Kind
 from wabot.redact import redact_dsn as redact_dsn  # the callers' name for it
 from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot_cli)
 from wabot.settings import Dsn, ListenHost, LogLevel, first_problem
-from wabot.spec import DNS_SUBDOMAIN_PATTERN, NAME_PATTERN
+from wabot.spec_view import DNS_SUBDOMAIN_PATTERN, NAME_PATTERN
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV
 
 SESSION_FILE = "session.sqlite3"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from wabot.spec import WorkerState
+from wabot.status import WorkerState
 
 from . import __version__
 

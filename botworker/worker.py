@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint
 from typing import Any
 
-from wabot.spec import WhatsAppBotSpec, WorkerReport
+from wabot.spec_view import WhatsAppBotSpec
+from wabot.status import WorkerReport
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter

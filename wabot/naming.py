@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from wabot.spec import API_GROUP
+from wabot.spec_view import API_GROUP  # not wabot.spec: the worker loads no pydantic
 
 LABEL_BOT = f"{API_GROUP}/bot"
 LABEL_SERVER = f"{API_GROUP}/server"

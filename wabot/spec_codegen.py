@@ -43,6 +43,10 @@ from wabot.specread import Shape
 
 _SCALARS = {str: "str", int: "int", bool: "bool", float: "float"}
 
+# wabot/spec.py's constants the worker uses, copied so it need not import the models.
+CONSTANTS = ("API_GROUP", "API_VERSION", "KIND", "PLURAL", "NAME_PATTERN",
+             "DNS_SUBDOMAIN_PATTERN")
+
 
 class GenerationError(TypeError):
     pass
@@ -145,10 +149,10 @@ def _class_source(model: type[BaseModel]) -> tuple[str, str]:
 
 def render(root: type[BaseModel] | None = None) -> str:
     """The generated module's text."""
-    if root is None:
-        from wabot.spec import WhatsAppBotSpec
+    from wabot import spec
 
-        root = WhatsAppBotSpec
+    root = spec.WhatsAppBotSpec if root is None else root
+    constants = [f"{name} = {getattr(spec, name)!r}" for name in CONSTANTS]
     classes, tables = [], []
     for model in models(root):
         source, table = _class_source(model)
@@ -156,7 +160,7 @@ def render(root: type[BaseModel] | None = None) -> str:
         tables.append(table)
     footer = ["# Each class's fields: (attribute, JSON name, shape, required).",
               "SHAPES: dict[type, tuple[Shape, ...]] = {", *tables, "}", ""]
-    return HEADER + "\n" + "\n\n\n".join(classes) + "\n\n\n" + "\n".join(footer)
+    return HEADER + "\n".join(constants) + "\n\n\n" + "\n\n\n".join(classes) + "\n\n\n" + "\n".join(footer)
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,6 +16,13 @@ from typing import Literal
 
 from wabot.specread import Shape
 
+API_GROUP = 'wabot.io'
+API_VERSION = 'v1alpha1'
+KIND = 'WhatsAppBot'
+PLURAL = 'whatsappbots'
+NAME_PATTERN = '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$'
+DNS_SUBDOMAIN_PATTERN = '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$'
+
 
 @dataclass(frozen=True)
 class PairingSpec:

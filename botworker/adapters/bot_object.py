@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wabot.spec import API_GROUP, API_VERSION, PLURAL, WorkerReport
+from wabot.spec_view import API_GROUP, API_VERSION, PLURAL
+from wabot.status import WorkerReport
 
 from ..core.backoff import BackoffPolicy
 from ..logs import get_logger

@@ -6,6 +6,11 @@ restart), or defaults built from SERVER_NAME alone.
 
 A spec naming another tenant or another bot is refused: the pod's identity (and its session
 store) is fixed by its environment, and a spec must never redirect it.
+
+The spec is read into wabot/spec_view.py's dataclasses, not validated by the pydantic model:
+the worker never loads pydantic (bench/PROFILE-density.md). What it reads was validated
+upstream (the API server by the CRD's schema and CEL rules; the fleet tiers' supervisor by the
+model, fleet/botsfile.py); a spec it cannot read still stops it with one line naming the field.
 """
 
 from __future__ import annotations
@@ -15,9 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from wabot.spec import KIND, WhatsAppBotSpec
+from wabot.spec_view import KIND, WhatsAppBotSpec
+from wabot.specread import SpecError, read
 
 from ..config import ConfigError, WorkerConfig
 from ..logs import get_logger
@@ -34,16 +38,14 @@ def default_spec(cfg: WorkerConfig) -> WhatsAppBotSpec:
 
 
 def spec_from_object(obj: Any, cfg: WorkerConfig) -> WhatsAppBotSpec:
-    """Validate a bare spec or a WhatsAppBot object, and check it is this bot's."""
+    """Read a bare spec or a WhatsAppBot object, and check it is this bot's."""
     if not isinstance(obj, dict):
         raise ConfigError("the spec must be a mapping")
     raw = obj.get("spec") if obj.get("kind") == KIND or "apiVersion" in obj else obj
     try:
-        spec = WhatsAppBotSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "spec"
-        raise ConfigError(f"invalid spec at {where}: {first['msg']}") from None
+        spec = read(WhatsAppBotSpec, raw)
+    except SpecError as exc:
+        raise ConfigError(f"invalid spec: {exc}") from None
     check_identity(spec, cfg)
     return spec
 
@@ -53,7 +55,7 @@ def check_identity(spec: WhatsAppBotSpec, cfg: WorkerConfig) -> None:
         raise SpecMismatch(
             f"the spec's serverName {spec.server_name!r} is not SERVER_NAME {cfg.server_name!r}"
         )
-    bot_id = spec.effective_bot_id(cfg.bot_name)
+    bot_id = spec.bot_id or cfg.bot_name  # botId defaults to metadata.name
     if bot_id != cfg.bot_id:
         raise SpecMismatch(f"the spec's botId {bot_id!r} is not BOT_ID {cfg.bot_id!r}")
 

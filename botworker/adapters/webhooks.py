@@ -47,7 +47,7 @@ from wabot.egress import (
 )
 from wabot.events import WebhookPayload, sign
 from wabot.redact import url_origin
-from wabot.spec import WebhookSpec
+from wabot.spec_view import WebhookSpec
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV
 
 from ..core.backoff import BackoffPolicy

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from wabot.spec import AccountStatus, PairingStatus, WorkerReport, WorkerState
+from wabot.status import AccountStatus, PairingStatus, WorkerReport, WorkerState
 
 from .backoff import BackoffPolicy
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from wabot.api import Contact, Location, Media, Poll, Reaction
 from wabot.events import MessageData
-from wabot.spec import SettingsSpec
+from wabot.spec_view import SettingsSpec
 
 from .outgoing import Outgoing
 from .recent import Known

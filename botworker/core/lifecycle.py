@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from wabot.spec import WorkerState
+from wabot.status import WorkerState
 
 from .connstate import (
     DEFAULT_POLICY,

@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
-from wabot.bot_commands import CustomCommand
-from wabot.spec import SettingsSpec, WhatsAppBotSpec
+from wabot.spec_view import CustomCommand, SettingsSpec, WhatsAppBotSpec
 
 from .context import CommandContext
 

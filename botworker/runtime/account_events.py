@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from wabot.spec import SettingsSpec
+from wabot.spec_view import SettingsSpec
 
 from ..core import account_events as conv
 from ..logs import get_logger

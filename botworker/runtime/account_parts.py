@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wabot.httproutes import Route
-from wabot.spec import SettingsSpec
+from wabot.spec_view import SettingsSpec
 
 from ..config import WorkerConfig
 from ..core.ratelimit import RateLimiter

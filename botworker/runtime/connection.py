@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wabot.spec import PairingSpec, WorkerReport
+from wabot.spec_view import PairingSpec
+from wabot.status import WorkerReport
 
 from ..core import lifecycle as lc
 from ..core.proxy import ProxyUrl

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from wabot.api import Poll
 from wabot.events import MEDIA_TYPES, MessageData, PollVoteData
 from wabot.httproutes import Route
-from wabot.spec import MediaSpec
+from wabot.spec_view import MediaSpec
 from wabot.status import MediaStorageStatus
 
 from ..adapters.media_store import MediaStore

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wabot.events import MediaData, MessageData
-from wabot.spec import MediaSpec
+from wabot.spec_view import MediaSpec
 
 from ..adapters.media_store import MediaStore, StoredMedia
 from ..core import media_check

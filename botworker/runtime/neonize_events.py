@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from wabot.spec import PairingSpec
+from wabot.spec_view import PairingSpec
 
 from ..core import lifecycle as lc
 from ..logs import get_logger

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wabot.events import CommandData
-from wabot.spec import WhatsAppBotSpec
+from wabot.spec_view import WhatsAppBotSpec
 
 from ..adapters.audit_writer import AuditRecord, AuditWriter
 from ..adapters.state_file import GreetedChats

@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from wabot.account import PairingRequest
-from wabot.spec import PairingSpec, WorkerState
-from wabot.status import SessionAction, SessionActionStatus
+from wabot.spec_view import PairingSpec
+from wabot.status import SessionAction, SessionActionStatus, WorkerState
 
 from ..adapters.session_actions import load_record, record_path, save_record, wipe_session
 from ..adapters.session_store import has_linked_session

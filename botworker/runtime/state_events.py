@@ -9,8 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from wabot.events import ConnectionData, PairingData
-from wabot.spec import WorkerReport, WorkerState
-from wabot.status import MediaStorageStatus
+from wabot.status import MediaStorageStatus, WorkerReport, WorkerState
 
 from ..adapters.webhooks import WebhookDispatcher
 from ..core import account_events
