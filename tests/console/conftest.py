@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import ctypes
 import hashlib
@@ -167,15 +166,8 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         Cluster(api, ns_b).create_bot("branch", {"serverName": "acme"})
         tokens = _users(kube, ns)
 
-        def api_token() -> str | None:
-            try:
-                secret = cluster.core.read_namespaced_secret("wabot-support-api", ns)
-            except ApiException:
-                return None
-            raw = (secret.data or {}).get("token")
-            return base64.b64decode(raw).decode() if raw else None
-
-        token = eventually(api_token, timeout=60, what="wabot-support-api")
+        token = eventually(lambda: cluster.bot_api_token("support"), timeout=60,
+                           what="wabot-support-api")
         # As in its pod: it watches its WhatsAppBot (spec and session-action annotations).
         cfg = worker_config(tmp / "support", "support", "acme", WABOT_BOT_NAME="support",
                             WABOT_NAMESPACE=ns, POD_NAME="wabot-support",
@@ -186,7 +178,10 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
                         client=account_client(str(cfg.session_path), account),
                         sessions_enabled=False, terminal=False,
                         kube_api=KubeClient.from_kubeconfig(kube.kubeconfig),
-                        exit_request=exits.append)
+                        exit_request=exits.append,
+                        # status.worker.activity every second, not every minute: the test
+                        # waits for the page to show the counts.
+                        activity_period_s=1.0)
         worker.start()
         eventually(lambda: worker is not None and worker.connection.state.lease_held,
                    timeout=30, what="the worker holds the Lease")

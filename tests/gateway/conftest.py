@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
@@ -141,15 +140,8 @@ def world(kube: Kube, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Worl
         for bot in ("support", "sleepy", "ledger"):
             eventually(lambda b=bot: running(f"wabot-{b}"), timeout=90, what=f"{bot} pod")
 
-        def token() -> str | None:
-            try:
-                secret = cluster.core.read_namespaced_secret("wabot-support-api", ns)
-            except ApiException:
-                return None
-            raw = (secret.data or {}).get("token")
-            return base64.b64decode(raw).decode() if raw else None
-
-        support_token = eventually(token, timeout=60, what="wabot-support-api")
+        support_token = eventually(lambda: cluster.bot_api_token("support"), timeout=60,
+                                   what="wabot-support-api")
 
         cfg = worker_config(tmp / "support", "support", "acme", WABOT_BOT_NAME="support",
                             WABOT_NAMESPACE=ns, POD_NAME="wabot-support",

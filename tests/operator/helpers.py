@@ -4,6 +4,7 @@ that sees every state the API server went through."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import os
@@ -183,6 +184,18 @@ class Cluster:
         items: list[client.V1Pod] = self.core.list_namespaced_pod(
             self.ns, label_selector=f"wabot.io/bot={bot}").items
         return items
+
+    def bot_api_token(self, bot: str) -> str | None:
+        """The send-API token the operator minted for `bot` (its Secret `wabot-<bot>-api`),
+        or None while that Secret or its token is not there yet (for `eventually`)."""
+        try:
+            secret = self.core.read_namespaced_secret(naming.api_secret_name(bot), self.ns)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        raw = (secret.data or {}).get(naming.API_TOKEN_KEY)
+        return base64.b64decode(raw).decode() if raw else None
 
     def events_for(self, name: str) -> list[client.CoreV1Event]:
         items: list[client.CoreV1Event] = self.core.list_namespaced_event(
