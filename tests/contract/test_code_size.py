@@ -1,11 +1,13 @@
 """Sizes a newcomer can read: no product file over 400 lines, no function over 60 (issue 23).
 
 A file that grows past the limit is the sign that it holds two things; a function that long,
-that it does several. Product code is what ships: the packages below (tests, bench, generated
-data such as gateway/openapi.yaml are not read). A line is a line of the file as `wc -l`
-counts it; a function runs from its `def` to its last line, docstring and nested functions
-included. An exception is listed in ALLOWED with the most it may have and why; it may not grow,
-and an entry the code no longer needs fails too, so the list only ever shrinks.
+that it does several. Product code is what ships: the packages below (tests, bench, data such
+as gateway/openapi.yaml are not read); a generated file (its first line says GENERATED, e.g.
+wabot/spec_view.py) is not read either: its generator is, and a person never edits it. A
+line is a line of the file as `wc -l` counts it; a function runs from its `def` to its last
+line, docstring and nested functions included. An exception is listed in ALLOWED with the
+most it may have and why; it may not grow, and an entry the code no longer needs fails too,
+so the list only ever shrinks.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def sizes() -> dict[str, tuple[int, int]]:
     for path in _source_files():
         rel = path.relative_to(REPO).as_posix()
         text = path.read_text()
+        if "GENERATED" in text.partition("\n")[0]:
+            continue
         out[rel] = (len(text.splitlines()), FILE_LINES)
         if path.suffix == ".py":
             for name, lines in _functions(ast.parse(text, rel)):
