@@ -8,12 +8,15 @@ commands are counted as "unknown", never by what the user typed.
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
 from wabot.status import WorkerState
 
 from . import __version__
+from .core.activity import MessageCounts
 
 _BASE = ("bot", "server_name")
 
@@ -24,6 +27,9 @@ class Metrics:
         ProcessCollector(registry=self.registry)
         self._base = (bot, server_name)
         self._reconnects_seen = 0
+        # The same messages as wabot_messages_received/sent, over the last hour only, for
+        # the bot's status (status.worker.activity): no one scrapes a pod to show them.
+        self.activity = MessageCounts(time.time())
         # Created in this order so /metrics lists the series as it always has.
         self._message_series(self.registry, __version__)
         self._connection_series(self.registry)
@@ -167,9 +173,11 @@ class Metrics:
 
     def received(self) -> None:
         self._received.labels(*self._base).inc()
+        self.activity.count_in(time.time())
 
     def sent(self) -> None:
         self._sent.labels(*self._base).inc()
+        self.activity.count_out(time.time())
 
     def dropped(self, reason: str) -> None:
         self._dropped.labels(*self._base, reason).inc()

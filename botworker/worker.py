@@ -37,6 +37,7 @@ from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
 from .runtime import account_parts
+from .runtime.activity_report import PERIOD_S, ActivityReport
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
 from .runtime.incoming import inbound_events
@@ -45,7 +46,7 @@ from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
 from .runtime.session_control import finish_pending_logout
-from .runtime.state_events import emit_connection_change, status_report, uptime
+from .runtime.state_events import activity_status, emit_connection_change, status_report, uptime
 
 log = get_logger("worker")
 
@@ -67,8 +68,10 @@ class Worker:
         terminal: bool | None = None,
         policy: lc.Policy = lc.DEFAULT_POLICY,
         exit_request: Callable[[int], None] | None = None,
+        activity_period_s: float = PERIOD_S,
     ) -> None:
-        """`exit_request(code)`: end the process with `code` (main.py), e.g. after a logout."""
+        """`exit_request(code)`: end the process with `code` (main.py), e.g. after a logout.
+        `activity_period_s`: at most one status write of the bot's activity per period."""
         self.cfg = cfg
         self.started_at = time.time()
         self.metrics = Metrics(cfg.bot_id, cfg.server_name)
@@ -93,6 +96,8 @@ class Worker:
         self.limiter = RateLimiter(self._limits(spec))
         self.greeted = GreetedChats(cfg.state_path)
         self.webhooks = self._webhook_dispatcher()
+        self.activity = ActivityReport(self.metrics.activity, self.webhooks, self._publish_now,
+                                       activity_period_s)
         self.proxy: ProxyUrl | None = None
         self._proxy_problem: str | None = None
         if cfg.proxy_url is not None:
@@ -213,7 +218,8 @@ class Worker:
                 api_token=(cfg.api_token.get_secret_value()
                            if cfg.api_token is not None else None),
                 api_routes=([*self.api.routes(), *self.pipeline.kinds.routes(),
-                             *self.account.routes(self.connection, cfg.pod_name)]
+                             *self.account.routes(self.connection, cfg.pod_name, lambda:
+                                                  activity_status(self.activity.current()))]
                             if self.api is not None else ()),
             )
 
@@ -303,9 +309,11 @@ class Worker:
         if self.reporter is None:
             return
         pipeline = getattr(self, "pipeline", None)  # None while the parts are being built
+        activity = self.activity.current()
         self.reporter.publish(status_report(
             report, getattr(self, "session", None),
-            pipeline.kinds.media_status() if pipeline is not None else None))
+            pipeline.kinds.media_status() if pipeline is not None else None, activity))
+        self.activity.written(activity)
 
     def _publish_now(self) -> None:
         self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
@@ -347,6 +355,7 @@ class Worker:
             # Replace whatever the previous pod reported, even while this one waits for the
             # Lease (a wait that publishes nothing else).
             self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
+            self.activity.start()
         self.connection.start()
         if self.elector is not None:
             self.elector.start()
@@ -376,6 +385,7 @@ class Worker:
         ended = self.connection.shutdown(left(max(1.0, timeout_s - 6.0)))
         if not ended:
             log.warning("the WhatsApp session did not end in time")
+        self.activity.stop()
         if self.reporter is not None:
             self.reporter.flush(left(2.0))
             self.reporter.stop()

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from .api import _Model
-from .status import AccountStatus, PairingStatus, SessionActionStatus
+from .status import AccountStatus, ActivityStatus, PairingStatus, SessionActionStatus
 
 # A phone number (E.164 digits, optional '+') or a user JID: what a person is addressed by.
 USER_PATTERN = r"^(\+?[1-9][0-9]{6,14}|[0-9]{5,20}(:[0-9]{1,3})?@(s\.whatsapp\.net|lid))$"
@@ -89,6 +89,9 @@ class SessionView(_Model):
     pairing: PairingStatus | None = None
     last_error: str | None = None
     session_action: SessionActionStatus | None = None
+    # Messages in/out over the worker's last hour and its webhook's delivery state (the same
+    # as status.worker.activity; the fleet tiers' console reads it here).
+    activity: ActivityStatus | None = None
 
 
 class SessionActionResponse(_Model):

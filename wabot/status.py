@@ -111,6 +111,39 @@ class MediaStorageStatus(Model):
                                description="VolumeFull, QuotaFull or WriteFailed.")
 
 
+class WebhookDeliveryStatus(Model):
+    """The bot's webhook deliveries as its worker last saw them (never the URL, the key or a
+    body: the failure is an HTTP status or "unreachable")."""
+
+    queue_depth: int = Field(ge=0, description=(
+        "Events waiting or being retried in the worker's durable webhook queue."))
+    failing: bool = Field(description="True while the oldest event keeps failing to deliver.")
+    failing_since: datetime | None = Field(
+        default=None, description="The first failure after the last successful delivery.")
+    last_delivered_at: datetime | None = Field(
+        default=None, description="When an event was last delivered (2xx).")
+    last_failed_at: datetime | None = Field(default=None,
+                                            description="When a delivery last failed.")
+    last_failure: str | None = Field(default=None, max_length=64, description=(
+        "Why it last failed: the receiver's HTTP status (e.g. HTTP 503), unreachable, or "
+        "no signing key."))
+
+
+class ActivityStatus(Model):
+    """What the bot did lately, written at most once a minute and only when it changed (never
+    once per message). The counts are this process's last hour: they start from zero when the
+    worker restarts (`since`)."""
+
+    messages_in_last_hour: int = Field(ge=0, description=(
+        "Messages received over the last hour (wabot_messages_received_total's last hour)."))
+    messages_out_last_hour: int = Field(ge=0, description=(
+        "Messages sent over the last hour (wabot_messages_sent_total's last hour)."))
+    since: datetime = Field(description=(
+        "When this worker started counting: the counts cover the last hour or since then."))
+    webhook: WebhookDeliveryStatus | None = Field(
+        default=None, description="Webhook delivery, when spec.webhook is set.")
+
+
 class WorkerReport(Model):
     """status.worker: written only by the bot's own worker, with a merge patch on this subtree."""
 
@@ -137,6 +170,8 @@ class WorkerReport(Model):
         default=None, description="The last session action asked of the worker and its outcome.")
     media: MediaStorageStatus | None = Field(
         default=None, description="Received media kept on the volume, when spec.media keeps any.")
+    activity: ActivityStatus | None = Field(
+        default=None, description="Messages in/out over the last hour and webhook delivery.")
     updated_at: datetime = Field(description="When the worker wrote this report.")
 
 

@@ -50,6 +50,7 @@ from wabot.redact import url_origin
 from wabot.spec_view import WebhookSpec
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV
 
+from ..core.activity import Delivery, DeliveryRecord, short_reason
 from ..core.backoff import BackoffPolicy
 from ..logs import get_logger
 from ..metrics import Metrics
@@ -109,6 +110,7 @@ class WebhookDispatcher:
         self._writing = False
         self._warned_no_key = False
         self._started = False
+        self._record = DeliveryRecord()
 
     # --- producers (any thread; never blocks, never raises) ---------------------------------
 
@@ -199,6 +201,13 @@ class WebhookDispatcher:
         """Events not yet written to disk (0 once the outbox thread caught up)."""
         with self._lock:
             return len(self._incoming) + (1 if self._writing else 0)
+
+    def delivery(self) -> Delivery | None:
+        """The delivery state for the bot's status (None: no webhook and nothing queued)."""
+        depth = self.depth
+        if self._target() is None and depth == 0:
+            return None
+        return self._record.snapshot(depth)
 
     def idle(self) -> bool:
         """Nothing left to deliver (used by tests and at shutdown)."""
@@ -309,6 +318,7 @@ class WebhookDispatcher:
                 log.error("spec.webhook is set but there is no signing key "
                           "(WABOT_WEBHOOK_SECRET or WABOT_WEBHOOK_SECRET_FILE); events are "
                           "kept and not delivered unsigned")
+            self._record.failed(now, "no signing key")
             return 5.0
         if now - created > self._settings.max_age_s:
             self._remove(conn, seq)
@@ -333,7 +343,9 @@ class WebhookDispatcher:
         if attempt.ok:
             self._remove(conn, seq)
             self._metrics.webhook("sent")
+            self._record.delivered(self._clock())
             return 0.0
+        self._record.failed(self._clock(), short_reason(attempt.detail))
         attempts += 1
         delay = self._settings.backoff.delay(attempts, self._rand())
         conn.execute("UPDATE webhook_outbox SET attempts = ?, next_at = ? WHERE seq = ?",

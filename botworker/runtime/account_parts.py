@@ -10,6 +10,7 @@ from typing import Any
 
 from wabot.httproutes import Route
 from wabot.spec_view import SettingsSpec
+from wabot.status import ActivityStatus
 
 from ..config import WorkerConfig
 from ..core.ratelimit import RateLimiter
@@ -31,8 +32,10 @@ class AccountParts:
     events: AccountEvents
     calls: AccountCalls
 
-    def routes(self, connection: ConnectionManager, pod_name: str | None) -> list[Route]:
-        return [*SessionApi(self.session, lambda: connection.state, pod_name).routes(),
+    def routes(self, connection: ConnectionManager, pod_name: str | None,
+               activity: Callable[[], ActivityStatus | None] = lambda: None) -> list[Route]:
+        return [*SessionApi(self.session, lambda: connection.state, pod_name,
+                            activity).routes(),
                 *GroupsApi(self.calls).routes(), *ContactsApi(self.calls).routes()]
 
 

@@ -22,7 +22,7 @@ from wabot.account import PairingRequest, SessionActionResponse, SessionView
 from wabot.api import valid_idempotency_key
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
-from wabot.status import SessionAction, SessionActionStatus
+from wabot.status import ActivityStatus, SessionAction, SessionActionStatus
 
 from ..core import lifecycle as lc
 from .api_answers import error, validation_error
@@ -33,7 +33,9 @@ _STATUS = {"Succeeded": 202, "Started": 202, "Rejected": 409, "Failed": 502}
 
 class SessionApi:
     def __init__(self, control: SessionControl, state: Callable[[], lc.ConnState],
-                 pod_name: str | None) -> None:
+                 pod_name: str | None,
+                 activity: Callable[[], ActivityStatus | None] = lambda: None) -> None:
+        self._activity = activity
         self._control = control
         self._state = state
         self._pod = pod_name
@@ -50,7 +52,7 @@ class SessionApi:
         report = lc.to_report(self._state(), self._pod, time.time())
         body = SessionView(state=report.state.value, account=report.account,
                            pairing=report.pairing, last_error=report.last_error,
-                           session_action=self._control.last)
+                           session_action=self._control.last, activity=self._activity())
         return Response(200, body.model_dump_json(by_alias=True, exclude_none=True).encode())
 
     def act(self, req: Request, action: SessionAction) -> Response:

@@ -9,11 +9,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from wabot.events import ConnectionData, PairingData
-from wabot.status import MediaStorageStatus, WorkerReport, WorkerState
+from wabot.status import (
+    ActivityStatus,
+    MediaStorageStatus,
+    WebhookDeliveryStatus,
+    WorkerReport,
+    WorkerState,
+)
 
 from ..adapters.webhooks import WebhookDispatcher
 from ..core import account_events
 from ..core import lifecycle as lc
+from ..core.activity import Summary
 from .session_control import SessionControl
 
 
@@ -30,13 +37,35 @@ def uptime(seconds: float) -> str:
     return " ".join(parts)
 
 
+def _at(stamp: float | None) -> datetime | None:
+    return datetime.fromtimestamp(stamp, UTC) if stamp is not None else None
+
+
+def activity_status(summary: Summary) -> ActivityStatus:
+    """status.worker.activity from the worker's counts and its webhook's delivery state."""
+    hook = summary.webhook
+    return ActivityStatus(
+        messages_in_last_hour=summary.messages_in, messages_out_last_hour=summary.messages_out,
+        since=datetime.fromtimestamp(summary.since, UTC),
+        webhook=None if hook is None else WebhookDeliveryStatus(
+            queue_depth=hook.queue_depth, failing=hook.failing,
+            failing_since=_at(hook.failing_since),
+            last_delivered_at=_at(hook.last_delivered_at),
+            last_failed_at=_at(hook.last_failed_at), last_failure=hook.last_failure),
+    )
+
+
 def status_report(report: WorkerReport, session: SessionControl | None,
-                  media: MediaStorageStatus | None) -> WorkerReport:
-    """The connection's report with what the session and the media store add to it."""
+                  media: MediaStorageStatus | None,
+                  activity: Summary | None = None) -> WorkerReport:
+    """The connection's report with what the session, the media store and the bot's recent
+    activity add to it."""
     if session is not None and session.last is not None:
         report = report.model_copy(update={"session_action": session.last})
     if media is not None:
         report = report.model_copy(update={"media": media})
+    if activity is not None:
+        report = report.model_copy(update={"activity": activity_status(activity)})
     if session is not None and session.exiting and report.state is WorkerState.STOPPED:
         # Ending to re-pair in a fresh process: LoggedOut until that one reports.
         report = report.model_copy(update={"state": WorkerState.LOGGED_OUT})
