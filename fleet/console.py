@@ -38,7 +38,7 @@ TIMEOUT_S = 2.0
 # Polling stops this long after the last page asked (no page open: no load on the workers).
 IDLE_S = 30.0
 # The session fields a page may show (never the worker's token or anything else it sends).
-SESSION_FIELDS = ("state", "account", "pairing", "lastError", "sessionAction")
+SESSION_FIELDS = ("state", "account", "pairing", "lastError", "sessionAction", "activity")
 ACTIONS = ("suspend", "resume", "restart", "pairing", "logout")
 EVENTS_NOTE = ("Kubernetes Events exist only under the operator; this bot's history is in the "
                "server's log.")

@@ -24,6 +24,7 @@ from tests.conftest import REPO
 from tests.fleet.helpers import http_get, http_json, wait_for
 from tests.fleet.test_monolith import Running, bots_yaml, start_monolith, stop_monolith
 from tests.support.net import free_port
+from tests.worker.receiver import Receiver
 from wabot.console import page
 
 from .conftest import zbar_decode
@@ -33,15 +34,31 @@ from .test_console_browser import _confirm, qr_shown
 pytestmark = [pytest.mark.slow]
 
 TOKEN = "fleet-console-token-7d1e9a3c5b"
+HOOK_KEY = "fleet-console-webhook-key-0123456789"
 QR_PREFIX = "2@fleetconsoleref,bm9pc2Uta2V5LWZvci10aGUtdGVzdA==,aWRlbnRpdHk=,"
 
 
 @pytest.fixture(scope="module")
-def monolith(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def receiver() -> Iterator[Receiver]:
+    """alpha's webhook receiver on 127.0.0.1 (the admin allow-lists loopback below)."""
+    r = Receiver(HOOK_KEY.encode()).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def monolith(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("fleet-console")
     command = f"{sys.executable} {REPO / 'tests' / 'console' / 'fleet_worker.py'}"
-    r = start_monolith(tmp, bots_yaml("alpha") + bots_yaml("beta", tenant="globex"),
-                       token=TOKEN, WABOT_WORKER_COMMAND=command, TEST_QR_PREFIX=QR_PREFIX)
+    (tmp / "secrets" / "hook").mkdir(parents=True)
+    (tmp / "secrets" / "hook" / "value").write_text(HOOK_KEY)
+    hook = (f"  webhook: {{url: '{receiver.url}', secretRef: {{name: hook}}, "
+            "events: [message]}\n")
+    r = start_monolith(tmp, bots_yaml("alpha", extra=hook) + bots_yaml("beta", tenant="globex"),
+                       token=TOKEN, WABOT_WORKER_COMMAND=command, TEST_QR_PREFIX=QR_PREFIX,
+                       WABOT_SECRETS_DIR=str(tmp / "secrets"),
+                       WABOT_WEBHOOK_ALLOW_CIDRS="127.0.0.1/32",
+                       WABOT_WEBHOOK_BACKOFF_CAP_SECONDS="0.5")
     try:
         yield r
     finally:
@@ -119,6 +136,50 @@ def test_pairing_from_the_browser(monolith: Running, browser: WebDriver) -> None
     wait(browser, "Connected on the bot page",
          lambda d: text_of(d, "bot-phase") == "Connected", timeout=30)
     assert not browser.find_elements(By.ID, "qr")
+
+
+def _cell(driver: WebDriver, bot: str, kind: str) -> str:
+    return str(driver.execute_script(
+        "const c = document.querySelector(`#fleet-body tr[data-bot='${arguments[0]}'] "
+        "td.messages-${arguments[1]}`); return c ? c.textContent : ''", bot, kind))
+
+
+def test_activity_and_webhook_state_on_the_pages(monolith: Running, receiver: Receiver,
+                                                 browser: WebDriver) -> None:
+    """The fleet view's in/out counts and the bot page's webhook state come from the worker
+    (GET /v1/session): real messages through neonize's dispatcher, a real receiver that
+    fails with 503 and then answers."""
+    receiver.status = 503
+    pid = _open_bot_page(browser, monolith, "alpha", "restart")
+    os.kill(pid, signal.SIGUSR1)  # neonize: Connected (the replies need a connection)
+    wait(browser, "Connected", lambda d: text_of(d, "bot-phase") == "Connected", timeout=30)
+    os.kill(pid, signal.SIGUSR2)  # three "!ping" messages
+    wait(browser, "the failing webhook", lambda d: text_of(d, "webhook-state").startswith(
+        "failing since ") and text_of(d, "webhook-state").endswith(": HTTP 503"), timeout=30)
+    wait(browser, "three events queued",
+         lambda d: text_of(d, "webhook-queue") == "3 events waiting", timeout=30)
+    assert text_of(browser, "bot-messages-in") == "3"
+    assert str(receiver.port) not in browser.page_source and HOOK_KEY not in browser.page_source
+
+    receiver.status = 200
+    wait(browser, "delivering again", lambda d: text_of(d, "webhook-state") == "delivering"
+         and text_of(d, "webhook-queue") == "0 events waiting", timeout=30)
+    assert text_of(browser, "webhook-last") != "none yet"
+    assert text_of(browser, "bot-messages-out") == "3"
+
+    browser.get(f"{monolith.url}/console/")
+    wait(browser, "the counts in the fleet view",
+         lambda d: _cell(d, "local/alpha", "in") == "3" and _cell(d, "local/alpha", "out") == "3",
+         timeout=30)
+    assert _cell(browser, "local/beta", "in") == "0"
+    # Sortable: most messages in first, then fewest.
+    sort = "document.querySelector(`#fleet th[data-col='messagesIn'] button`).click()"
+    browser.execute_script(sort)
+    browser.execute_script(sort)
+    first = "return document.querySelector('#fleet-body tr').dataset.bot"
+    wait(browser, "alpha first", lambda d: d.execute_script(first) == "local/alpha")
+    browser.execute_script(sort)
+    wait(browser, "beta first", lambda d: d.execute_script(first) == "local/beta")
 
 
 def test_suspend_and_resume_from_the_browser(monolith: Running, browser: WebDriver) -> None:

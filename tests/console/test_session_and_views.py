@@ -90,3 +90,37 @@ def test_the_annotations_are_the_ones_the_worker_watches() -> None:
     assert actions.ANNOTATION_ACTION == session_control.ANNOTATION_ACTION
     assert actions.ANNOTATION_ID == session_control.ANNOTATION_ID
     assert set(actions.SESSION_WORDS) == set(session_control.ACTIONS)
+
+
+def _worker(activity: object) -> dict[str, object]:
+    return {"metadata": {"namespace": "n", "name": "b"},
+            "status": {"phase": "Connected", "worker": {"state": "Connected",
+                                                       "activity": activity}}}
+
+
+@pytest.mark.parametrize(("activity", "state", "words", "depth"), [
+    (None, "unknown", "not reported yet: the worker writes it at most once a minute", None),
+    ({"messagesInLastHour": 4, "messagesOutLastHour": 2, "since": "2026-01-01T12:00:00Z"},
+     "none", "no webhook configured", None),
+    ({"messagesInLastHour": 4, "messagesOutLastHour": 2, "since": "2026-01-01T12:00:00Z",
+      "webhook": {"queueDepth": 7, "failing": True, "failingSince": "2026-01-01T12:03:09Z",
+                  "lastFailedAt": "2026-01-01T12:05:00Z", "lastFailure": "HTTP 503"}},
+     "failing", "failing since 12:03:09 UTC: HTTP 503", 7),
+    ({"messagesInLastHour": 4, "messagesOutLastHour": 2, "since": "2026-01-01T12:00:00Z",
+      "webhook": {"queueDepth": 0, "failing": False,
+                  "lastDeliveredAt": "2026-01-01T12:06:00Z"}},
+     "delivering", "delivering", 0),
+])
+def test_the_webhook_state_in_plain_words(activity: object, state: str, words: str,
+                                          depth: int | None) -> None:
+    d = views.detail(_worker(activity))
+    assert (d["webhook"]["state"], d["webhook"]["words"], d["webhook"]["queueDepth"]) == (
+        state, words, depth)
+    row = views.row(_worker(activity))
+    counted = activity is not None
+    assert (row["messagesIn"], row["messagesOut"]) == ((4, 2) if counted else (None, None))
+
+
+def test_counts_that_are_not_numbers_are_not_reported() -> None:
+    row = views.row(_worker({"messagesInLastHour": "9", "messagesOutLastHour": True}))
+    assert (row["messagesIn"], row["messagesOut"]) == (None, None)

@@ -11,13 +11,10 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-# Messages in/out per hour are counted by each worker's Prometheus metrics, not reported in the
-# bot's status: the console would have to scrape every pod. Shown as "not reported".
-MESSAGES_NOTE = ("not reported in the bot's status: the counts are the worker's "
-                 "wabot_messages_received_total and wabot_messages_sent_total (Prometheus, "
-                 "the Grafana dashboard)")
-WEBHOOK_NOTE = ("Not reported in the bot's status: the worker's wabot_webhook_queue_depth and "
-                "wabot_webhook_deliveries_total (Prometheus, the Grafana dashboard) have them.")
+# Messages in/out over the last hour and the webhook's delivery state come from
+# status.worker.activity, which each worker writes at most once a minute (never per message).
+MESSAGES_NOTE = ("Messages over the last hour of the bot's current worker (they start from zero "
+                 "when it restarts), reported at most once a minute.")
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -61,7 +58,8 @@ def row(obj: dict[str, Any]) -> dict[str, Any]:
         "ready": (ready or {}).get("status", "Unknown"),
         "lastConnected": worker.get("lastConnectedAt"),
         "restarts": int(status.get("restarts") or 0),
-        "messagesLastHour": None,
+        "messagesIn": _int(_get(worker, "activity", "messagesInLastHour")),
+        "messagesOut": _int(_get(worker, "activity", "messagesOutLastHour")),
         "state": worker.get("state"),
         "lastError": worker.get("lastError"),
         "pairingMethod": pairing.get("method"),
@@ -84,7 +82,36 @@ def detail(obj: dict[str, Any]) -> dict[str, Any]:
             "sessionAction": _session_action(worker.get("sessionAction")),
             "reportedAt": worker.get("updatedAt"), "pairingMode": _get(obj, "spec", "pairing",
                                                                         "method") or "qr",
-            "messagesNote": MESSAGES_NOTE, "webhookNote": WEBHOOK_NOTE}
+            "messagesNote": MESSAGES_NOTE, "countingSince": _get(worker, "activity", "since"),
+            "webhook": webhook(worker)}
+
+
+def _int(value: Any) -> int | None:
+    """A count the worker reported; None when it has not (an older worker, no report yet)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def webhook(worker: dict[str, Any]) -> dict[str, Any]:
+    """The webhook's delivery state in plain words, from status.worker.activity.webhook
+    (which never holds the URL, the key or a body)."""
+    activity = worker.get("activity")
+    if not isinstance(activity, dict):
+        return {"state": "unknown", "words": "not reported yet: the worker writes it at most "
+                "once a minute", "queueDepth": None, "lastDelivered": None}
+    hook = activity.get("webhook")
+    if not isinstance(hook, dict):
+        return {"state": "none", "words": "no webhook configured", "queueDepth": None,
+                "lastDelivered": None}
+    failure = str(hook.get("lastFailure") or "")[:64]
+    if hook.get("failing"):
+        since = _when(hook.get("failingSince"))
+        words = f"failing since {since}: {failure}" if since else f"failing: {failure}"
+        state = "failing"
+    else:
+        state, words = "delivering", "delivering"
+    return {"state": state, "words": words, "queueDepth": _int(hook.get("queueDepth")),
+            "lastDelivered": hook.get("lastDeliveredAt"), "lastFailed": hook.get("lastFailedAt"),
+            "lastFailure": failure or None}
 
 
 def _session_action(raw: Any) -> dict[str, Any] | None:

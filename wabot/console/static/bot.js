@@ -91,12 +91,29 @@ function drawBot() {
     actionsSection(x.actions || []),
     conditionsSection(d.conditions),
     eventsSection(x),
-    el("section", { class: "card", "aria-labelledby": "h-webhook" },
-      el("h2", { id: "h-webhook", text: "Webhook deliveries" }),
-      el("p", { class: "muted", text: d.webhookNote })));
+    activitySection(d));
   drawCountdown();
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
   document.body.dataset.botVersion = String(Number(document.body.dataset.botVersion || 0) + 1);
+}
+
+// Messages over the last hour and the webhook's delivery state (status.worker.activity).
+function activitySection(d) {
+  const w = d.webhook || { state: "unknown", words: "not reported yet" };
+  const num = (n) => (n === null || n === undefined ? "—" : String(n));
+  return el("section", { class: "card", "aria-labelledby": "h-webhook", id: "activity" },
+    el("h2", { id: "h-webhook", text: "Webhooks" }),
+    el("p", { id: "webhook-state", class: "webhook-" + w.state, text: w.words }),
+    el("dl", { class: "facts" },
+      ...(w.state === "none" || w.state === "unknown" ? [] : [
+        fact("Queue", num(w.queueDepth) + (w.queueDepth === 1 ? " event" : " events") +
+          " waiting", "webhook-queue"),
+        fact("Last delivery", w.lastDelivered ? ago(w.lastDelivered) : "none yet", "webhook-last"),
+        fact("Last failure", w.lastFailure ? w.lastFailure + ", " + ago(w.lastFailed) : "none",
+          "webhook-failure")]),
+      fact("Messages in (1 h)", num(d.messagesIn), "bot-messages-in"),
+      fact("Messages out (1 h)", num(d.messagesOut), "bot-messages-out")),
+    el("p", { class: "muted small", text: d.messagesNote }));
 }
 
 function fact(label, value, id) {

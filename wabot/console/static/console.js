@@ -120,7 +120,7 @@ async function signOut() {
 const COLUMNS = [
   ["name", "Bot"], ["tenant", "Tenant"], ["phase", "Phase"], ["account", "Account"],
   ["ready", "Ready"], ["lastConnected", "Last connected"], ["restarts", "Restarts"],
-  ["messagesLastHour", "Messages (1 h)"],
+  ["messagesIn", "In (1 h)"], ["messagesOut", "Out (1 h)"],
 ];
 const fleet = { rows: new Map(), nodes: new Map(), sort: "name", dir: 1,
   filter: { text: "", tenant: "", phase: "" }, pending: false, rendered: 0, timer: null };
@@ -148,9 +148,9 @@ function renderFleet() {
     el("span", { id: "fleet-count", class: "muted", role: "status" , text: "connecting…" })),
     el("p", { id: "fleet-empty", class: "empty", hidden: true }),
     table,
-    el("p", { class: "muted small", text: "Messages (1 h): not reported in the bot's status; " +
-      "the counts are each worker's wabot_messages_received_total and wabot_messages_sent_total " +
-      "(Prometheus, the Grafana dashboard)." }));
+    el("p", { class: "muted small", text: "In/Out (1 h): messages received and sent over the " +
+      "last hour of each bot's current worker (from zero after a restart), reported at most " +
+      "once a minute; — : not reported yet." }));
   const source = new EventSource(API + "/stream");
   state.source = source;
   source.addEventListener("rows", (ev) => {
@@ -196,8 +196,9 @@ function options(select, values, label) {
 function compare(a, b) {
   const k = fleet.sort;
   let x = a[k], y = b[k];
-  if (x === null || x === undefined) x = "";
-  if (y === null || y === undefined) y = "";
+  // A count not reported yet sorts below every reported one.
+  if (x === null || x === undefined) x = typeof y === "number" ? -1 : "";
+  if (y === null || y === undefined) y = typeof x === "number" ? -1 : "";
   if (typeof x === "number" && typeof y === "number") return (x - y) * fleet.dir;
   return String(x).localeCompare(String(y)) * fleet.dir ||
     (a.namespace + a.name).localeCompare(b.namespace + b.name);
@@ -253,8 +254,12 @@ function buildRow(r) {
     cell("Ready", "ready", r.ready === "True" ? "yes" : r.ready === "False" ? "no" : "unknown"),
     cell("Last connected", "last", el("span", { title: r.lastConnected || "", text: ago(r.lastConnected) })),
     cell("Restarts", "restarts", String(r.restarts)),
-    cell("Messages (1 h)", "messages", el("span", { title: "not reported in the bot's status",
-      text: r.messagesLastHour === null ? "n/a" : String(r.messagesLastHour) })));
+    cell("In (1 h)", "messages-in", count(r.messagesIn)),
+    cell("Out (1 h)", "messages-out", count(r.messagesOut)));
+}
+
+function count(n) {
+  return n === null || n === undefined ? "—" : String(n);
 }
 
 // --- routing ---------------------------------------------------------------------------------
