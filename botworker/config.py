@@ -4,25 +4,29 @@ Everything a pod needs to know about itself arrives as environment variables (se
 docs/design.md). They are validated here, before anything heavy is imported, so a pod with a
 missing or malformed variable fails in milliseconds with one readable line instead of a
 traceback from deep inside neonize or the Kubernetes client.
+
+Checked with the standard library and wabot/envcheck.py (the checks the other roles' pydantic
+settings share), not pydantic: a worker never loads it (~14 MiB of every idle bot,
+bench/PROFILE-density.md, "pydantic out of the worker").
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-
 from wabot.egress import EgressPolicy
+from wabot.envcheck import LOG_LEVELS, check_dsn, listen_host, normalize_level
+from wabot.envcheck import ConfigError as ConfigError  # shared by every role (wabot_cli)
 from wabot.naming import auth_subdir, child_name
 from wabot.redact import KNOWN, Kind
 from wabot.redact import redact_dsn as redact_dsn  # the callers' name for it
-from wabot.settings import ConfigError as ConfigError  # shared by every role (wabot_cli)
-from wabot.settings import Dsn, ListenHost, LogLevel, first_problem
 from wabot.spec_view import DNS_SUBDOMAIN_PATTERN, NAME_PATTERN
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV
 
@@ -34,12 +38,36 @@ SPOOL_FILE = "audit-spool.jsonl"
 STATE_FILE = "worker-state.sqlite3"
 MIN_API_TOKEN_LENGTH = 16
 _NAME_RE = re.compile(NAME_PATTERN)
+_SUBDOMAIN_RE = re.compile(DNS_SUBDOMAIN_PATTERN)
 
 
-class SpecSource(BaseModel):
+class SecretStr:
+    """A secret setting: its value only through get_secret_value(), masked in reprs and logs
+    (the part of pydantic's SecretStr the worker used)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class SpecSource:
     """Where the bot's WhatsAppBotSpec comes from: defaults, a YAML file, or the API server."""
-
-    model_config = ConfigDict(frozen=True)
 
     kind: Literal["defaults", "file", "kubernetes"]
     path: Path | None = None
@@ -57,32 +85,31 @@ class SpecSource(BaseModel):
         )
 
 
-class WorkerConfig(BaseModel):
-    """The validated environment of one worker process (one bot)."""
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The checked environment of one worker process (one bot); built by load_config."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    bot_id: str = Field(pattern=NAME_PATTERN, max_length=63)
-    server_name: str = Field(pattern=NAME_PATTERN, max_length=63)
-    bot_name: str = Field(pattern=NAME_PATTERN, max_length=63)
-    namespace: str | None = Field(default=None, pattern=NAME_PATTERN, max_length=63)
+    bot_id: str
+    server_name: str
+    bot_name: str
     pod_name: str
-    lease_name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    lease_name: str
+    namespace: str | None = None
     auth_dir: Path = Path("./data")
-    database_url: Dsn | None = None
-    http_host: ListenHost = "0.0.0.0"
-    http_port: int = Field(default=8080, ge=0, le=65535)
+    database_url: SecretStr | None = None
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
     spec_source: SpecSource = SpecSource(kind="defaults")
-    log_level: LogLevel = "INFO"
-    lease_duration_s: float = Field(default=15.0, ge=3.0, le=3600.0)
-    shutdown_timeout_s: float = Field(default=25.0, gt=0.0, le=3600.0)
+    log_level: str = "INFO"
+    lease_duration_s: float = 15.0
+    shutdown_timeout_s: float = 25.0
     # Integrations (README: Receiving webhooks, Sending a message; spec.proxy). Secrets all:
     # never logged, never in status.
     webhook_secret: SecretStr | None = None
-    webhook_timeout_s: float = Field(default=10.0, gt=0.0, le=300.0)
-    webhook_queue_max: int = Field(default=10_000, ge=1, le=1_000_000)
-    webhook_max_age_s: float = Field(default=86_400.0, gt=0.0)
-    webhook_backoff_cap_s: float = Field(default=300.0, ge=0.1, le=86_400.0)
+    webhook_timeout_s: float = 10.0
+    webhook_queue_max: int = 10_000
+    webhook_max_age_s: float = 86_400.0
+    webhook_backoff_cap_s: float = 300.0
     api_token: SecretStr | None = None
     proxy_url: SecretStr | None = None
     # The admin's exceptions to the webhook egress policy (egress.py), comma lists as given.
@@ -166,37 +193,77 @@ def load_config(env: Mapping[str, str] | None = None) -> WorkerConfig:
         namespace = _namespace_from_service_account()
         if namespace is None:
             raise ConfigError("WABOT_NAMESPACE is required when WABOT_SPEC_SOURCE=kubernetes")
+    lease_name = env.get("WABOT_LEASE_NAME", "").strip() or child_name(bot_name)
+    if len(lease_name) > 253 or not _SUBDOMAIN_RE.match(lease_name):
+        raise ConfigError(f"WABOT_LEASE_NAME={lease_name!r} is not valid: use lowercase "
+                          "letters, digits, '-' and '.' (a DNS subdomain, at most 253)")
     raw: dict[str, object] = {
         "bot_id": bot_id,
         "server_name": server_name,
         "bot_name": bot_name,
-        "namespace": namespace,
+        "namespace": None if namespace is None else _valid_name("WABOT_NAMESPACE", namespace),
         "pod_name": env.get("POD_NAME", "").strip() or socket.gethostname(),
-        "lease_name": env.get("WABOT_LEASE_NAME", "").strip() or child_name(bot_name),
+        "lease_name": lease_name,
         "auth_dir": Path(env.get("AUTH_DIR", "").strip() or "./data"),
         "spec_source": source,
-        "log_level": env.get("LOG_LEVEL", "").strip() or "INFO",
+        "log_level": _log_level(env.get("LOG_LEVEL", "").strip() or "INFO"),
     }
     if env.get("DATABASE_URL", "").strip():
-        raw["database_url"] = env["DATABASE_URL"].strip()
-    raw.update(_integration_settings(env))
-    for key, field in (
-        ("HTTP_PORT", "http_port"),
-        ("WABOT_LEASE_DURATION_SECONDS", "lease_duration_s"),
-        ("WABOT_SHUTDOWN_TIMEOUT_SECONDS", "shutdown_timeout_s"),
-        ("WABOT_WEBHOOK_TIMEOUT_SECONDS", "webhook_timeout_s"),
-        ("WABOT_WEBHOOK_QUEUE_MAX", "webhook_queue_max"),
-        ("WABOT_WEBHOOK_MAX_AGE_SECONDS", "webhook_max_age_s"),
-        ("WABOT_WEBHOOK_BACKOFF_CAP_SECONDS", "webhook_backoff_cap_s"),
-    ):
-        if env.get(key, "").strip():
-            raw[field] = env[key].strip()
+        dsn = env["DATABASE_URL"].strip()
+        raw["database_url"] = SecretStr(dsn) if _checked("DATABASE_URL", dsn, check_dsn) else None
     if env.get("HTTP_HOST", "").strip():
-        raw["http_host"] = env["HTTP_HOST"].strip()
+        raw["http_host"] = _checked("HTTP_HOST", env["HTTP_HOST"].strip(), listen_host)
+    raw.update(_integration_settings(env))
+    for key, (field, parse) in _NUMBERS.items():
+        if env.get(key, "").strip():
+            raw[field] = _checked(key, env[key].strip(), parse)
+    return WorkerConfig(**raw)  # type: ignore[arg-type]  # each value checked above
+
+
+def _checked(key: str, value: str, check: Callable[[str], object]) -> object:
+    """`check(value)`, its ValueError as `KEY: what is wrong` (never quoting the value: a DSN
+    or a proxy URL may hold a password)."""
     try:
-        return WorkerConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(first_problem(exc, _ENV_OF_FIELD)) from None
+        return check(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
+
+
+def _log_level(value: str) -> str:
+    level = normalize_level(value)
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL: one of {', '.join(LOG_LEVELS)} (or WARN, FATAL), "
+                          "in any case")
+    return str(level)
+
+
+def _number(kind: type[int] | type[float], low: float, high: float | None,
+            low_open: bool = False) -> Callable[[str], object]:
+    """A parser of one numeric variable: an integer or a finite number within the bounds."""
+    def parse(value: str) -> object:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"not {'an integer' if kind is int else 'a number'}") from None
+        too_low = number <= low if low_open else number < low
+        if not math.isfinite(number) or too_low or (high is not None and number > high):
+            side = f"greater than {low:g}" if low_open else f"at least {low:g}"
+            raise ValueError(f"must be {side}" + (f" and at most {high:g}" if high else ""))
+        return number
+    return parse
+
+
+# The numeric variables: their fields and bounds.
+_NUMBERS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "HTTP_PORT": ("http_port", _number(int, 0, 65535)),
+    "WABOT_LEASE_DURATION_SECONDS": ("lease_duration_s", _number(float, 3.0, 3600.0)),
+    "WABOT_SHUTDOWN_TIMEOUT_SECONDS": ("shutdown_timeout_s", _number(float, 0, 3600.0, True)),
+    "WABOT_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_s", _number(float, 0, 300.0, True)),
+    "WABOT_WEBHOOK_QUEUE_MAX": ("webhook_queue_max", _number(int, 1, 1_000_000)),
+    "WABOT_WEBHOOK_MAX_AGE_SECONDS": ("webhook_max_age_s", _number(float, 0, None, True)),
+    "WABOT_WEBHOOK_BACKOFF_CAP_SECONDS": ("webhook_backoff_cap_s",
+                                          _number(float, 0.1, 86_400.0)),
+}
 
 
 def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
@@ -222,17 +289,17 @@ def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
             raise ConfigError(f"WABOT_WEBHOOK_SECRET_FILE: {secret_file} is empty; it must "
                               "hold the webhook signing key")
     if secret:
-        out["webhook_secret"] = secret
+        out["webhook_secret"] = SecretStr(secret)
     token = env.get("WABOT_API_TOKEN", "").strip()
     if token:
         if len(token) < MIN_API_TOKEN_LENGTH:
             raise ConfigError(
                 f"WABOT_API_TOKEN must be at least {MIN_API_TOKEN_LENGTH} characters"
             )
-        out["api_token"] = token
+        out["api_token"] = SecretStr(token)
     proxy = env.get("WABOT_PROXY_URL", "").strip()
     if proxy:
-        out["proxy_url"] = proxy
+        out["proxy_url"] = SecretStr(proxy)
     lists = {name: env.get(name, "").strip()
              for name in (ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV, DENY_CIDRS_ENV)}
     try:
@@ -244,30 +311,6 @@ def _integration_settings(env: Mapping[str, str]) -> dict[str, object]:
     out["webhook_deny_cidrs"] = lists[DENY_CIDRS_ENV]
     return out
 
-
-_ENV_OF_FIELD = {
-    "webhook_timeout_s": "WABOT_WEBHOOK_TIMEOUT_SECONDS",
-    "webhook_queue_max": "WABOT_WEBHOOK_QUEUE_MAX",
-    "webhook_max_age_s": "WABOT_WEBHOOK_MAX_AGE_SECONDS",
-    "webhook_backoff_cap_s": "WABOT_WEBHOOK_BACKOFF_CAP_SECONDS",
-    "http_port": "HTTP_PORT",
-    "lease_duration_s": "WABOT_LEASE_DURATION_SECONDS",
-    "shutdown_timeout_s": "WABOT_SHUTDOWN_TIMEOUT_SECONDS",
-    "database_url": "DATABASE_URL",
-    "pod_name": "POD_NAME",
-    "bot_id": "BOT_ID",
-    "server_name": "SERVER_NAME",
-    "bot_name": "WABOT_BOT_NAME",
-    "namespace": "WABOT_NAMESPACE",
-    "lease_name": "WABOT_LEASE_NAME",
-    "auth_dir": "AUTH_DIR",
-    "http_host": "HTTP_HOST",
-    "log_level": "LOG_LEVEL",
-    "spec_source": "WABOT_SPEC_SOURCE",
-    "webhook_secret": "WABOT_WEBHOOK_SECRET",
-    "api_token": "WABOT_API_TOKEN",
-    "proxy_url": "WABOT_PROXY_URL",
-}
 
 _SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if role not in COMMANDS:
         print(f"wabot: ROLE={role} is not one of {', '.join(ROLES)}", file=sys.stderr)
         return 2
-    from wabot.settings import ConfigError
+    from wabot.envcheck import ConfigError  # the same class wabot.settings exports; no pydantic
 
     try:
         return COMMANDS[role](args)

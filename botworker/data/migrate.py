@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     # Every setting is checked before the database is connected to: a malformed DSN, or a
     # tenant's password missing after the schema was already migrated, is a setting.
-    from wabot.settings import check_dsn
+    from wabot.envcheck import check_dsn
 
     try:
         check_dsn(url)
