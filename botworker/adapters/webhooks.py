@@ -35,9 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from wabot.egress import (
     EgressPolicy,
@@ -45,7 +43,6 @@ from wabot.egress import (
     check,
     system_resolver,
 )
-from wabot.events import WebhookPayload, sign
 from wabot.redact import url_origin
 from wabot.spec_view import WebhookSpec
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV
@@ -56,6 +53,9 @@ from ..logs import get_logger
 from ..metrics import Metrics
 from .state_file import connect
 from .webhook_post import USER_AGENT, Attempt, Poster, post
+
+if TYPE_CHECKING:  # an event is pydantic data: the models load with the first event queued
+    from pydantic import BaseModel
 
 log = get_logger("webhooks")
 
@@ -123,6 +123,8 @@ class WebhookDispatcher:
         try:
             if not self.wants(event):
                 return None
+            from wabot.events import WebhookPayload
+
             delivery_id = uuid.uuid4().hex
             payload = WebhookPayload.model_validate({
                 "id": delivery_id,
@@ -327,6 +329,8 @@ class WebhookDispatcher:
                       extra={"delivery_id": delivery_id, "webhook_event": event,
                              "attempts": attempts, "max_age_s": self._settings.max_age_s})
             return 0.0
+        from wabot.events import sign  # a delivery is not idle: the event models may load
+
         timestamp = str(int(now))
         headers = {
             "Content-Type": "application/json",

@@ -12,14 +12,15 @@ import logging
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wabot.api import Contact, Location, Media, Poll, Reaction
-from wabot.events import MessageData
 from wabot.spec_view import SettingsSpec
 
 from .outgoing import Outgoing
 from .recent import Known
+
+if TYPE_CHECKING:
+    from wabot.events import MessageData
 
 FAILED_TEXT = "Sorry, that command failed."
 DB_UNAVAILABLE_TEXT = "The database is unavailable right now, try again later."
@@ -97,7 +98,8 @@ class CommandContext:
     # Each goes through the bot's rate limits like reply(), quoting the command (a reaction
     # reacts to it instead). A file is bytes, or an http(s) URL the worker downloads under
     # the webhook egress policy; WhatsApp's limits are checked before anything is sent, and
-    # a file that fails them is not sent (and logged).
+    # a file that fails them is not sent (and logged). The send API's models (pydantic) load
+    # at the first such answer: a bot answering text never loads them.
 
     def reply_image(self, image: bytes | str, caption: str | None = None, *,
                     view_once: bool = False) -> None:
@@ -125,23 +127,33 @@ class CommandContext:
 
     def reply_location(self, latitude: float, longitude: float, name: str | None = None,
                        address: str | None = None) -> None:
+        from wabot.api import Location
+
         self.reply_fn(Outgoing("location", Location(latitude=latitude, longitude=longitude,
                                                     name=name, address=address)))
 
     def reply_contact(self, name: str, phone: str) -> None:
+        from wabot.api import Contact
+
         self.reply_fn(Outgoing("contact", Contact(name=name, phone=phone)))
 
     def reply_poll(self, question: str, options: list[str], *, multiple: bool = False) -> None:
+        from wabot.api import Poll
+
         self.reply_fn(Outgoing("poll", Poll(question=question, options=options,
                                             selectable_count=0 if multiple else 1)))
 
     def react(self, emoji: str) -> None:
         """React to the command's message; an empty emoji removes the reaction."""
+        from wabot.api import Reaction
+
         target = Known(self.chat, self.message_id, self.sender, False)
         self.reply_fn(Outgoing("reaction", Reaction(message_id=self.message_id, emoji=emoji),
                                target=target))
 
     def _media(self, kind: str, source: bytes | str, **fields: Any) -> None:
+        from wabot.api import Media
+
         given = {k: v for k, v in fields.items() if v not in (None, False)}
         if isinstance(source, str):
             self.reply_fn(Outgoing(kind, Media(url=source, **given)))

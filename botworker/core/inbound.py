@@ -14,20 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
-
-from wabot.events import (
-    ContactData,
-    EditedData,
-    LocationData,
-    MediaData,
-    MessageData,
-    MessageType,
-    PollData,
-    QuotedData,
-    ReactionData,
-    RevokedData,
-)
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .protoread import get as _get
 from .protoread import has as _has
@@ -37,6 +24,19 @@ from .protoread import number as _float
 from .protoread import optional_int as _opt
 from .protoread import present as _present
 from .protoread import text as _t
+
+if TYPE_CHECKING:  # built on first use (event data: pydantic, which a text bot never loads)
+    from wabot.events import (
+        ContactData,
+        EditedData,
+        LocationData,
+        MessageData,
+        MessageType,
+        PollData,
+        QuotedData,
+        ReactionData,
+        RevokedData,
+    )
 
 # waE2E ProtocolMessage.Type values (stable wire numbers).
 PROTOCOL_REVOKE = 0
@@ -138,7 +138,7 @@ class Skipped:
     reason: str
 
 
-Classified = Incoming | ReactionData | EditedData | RevokedData | PollVote | Skipped
+Classified: TypeAlias = "Incoming | ReactionData | EditedData | RevokedData | PollVote | Skipped"
 
 
 @dataclass
@@ -208,6 +208,8 @@ def unwrap(message: Any) -> tuple[Any, _Flags]:
 
 
 def _protocol(proto: Any, env: Envelope) -> Classified:
+    from wabot.events import EditedData, RevokedData
+
     kind = _get(proto, "type", None)
     key = _get(proto, "key")
     target = _t(_get(key, "ID", ""))
@@ -226,6 +228,8 @@ def _protocol(proto: Any, env: Envelope) -> Classified:
 
 
 def _reaction(reaction: Any, env: Envelope) -> Classified:
+    from wabot.events import ReactionData
+
     key = _get(reaction, "key")
     target = _t(_get(key, "ID", ""))
     if not target:
@@ -257,6 +261,8 @@ def _key_sender(key: Any, env: Envelope) -> str | None:
 
 
 def _message_data(content: Any, kind: str, env: Envelope, flags: _Flags) -> MessageData:
+    from wabot.events import MessageData  # when asked for (Incoming.data)
+
     body = _get(content, kind)
     mtype, extra = _kind(kind, body)
     caption = extra.pop("caption", None)
@@ -311,6 +317,8 @@ def _kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
 
 
 def _media_kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
+    from wabot.events import MediaData
+
     mtype: MessageType
     if kind == "audioMessage":
         mtype = "voice" if bool(_get(body, "PTT", False)) else "audio"
@@ -340,6 +348,8 @@ def _media_kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
 
 
 def _location(body: Any) -> LocationData:
+    from wabot.events import LocationData
+
     return LocationData(
         latitude=_float(_get(body, "degreesLatitude", 0.0)),
         longitude=_float(_get(body, "degreesLongitude", 0.0)),
@@ -353,6 +363,8 @@ def _location(body: Any) -> LocationData:
 
 
 def _contact(body: Any) -> ContactData:
+    from wabot.events import ContactData
+
     vcard = _t(_get(body, "vcard", ""))[:16384]
     phones = []
     for line in _TEL_RE.findall(vcard)[:_MAX_LIST]:
@@ -364,6 +376,8 @@ def _contact(body: Any) -> ContactData:
 
 
 def _poll(body: Any) -> PollData:
+    from wabot.events import PollData
+
     options = [_t(_get(o, "optionName", "")) for o in
                list(_get(body, "options", []) or [])[:_MAX_LIST]]
     return PollData(name=_t(_get(body, "name", "")), options=options,
@@ -390,6 +404,8 @@ def _text_in(kind: str, body: Any) -> str:
 
 
 def _quoted(ctx: Any) -> QuotedData | None:
+    from wabot.events import QuotedData
+
     stanza = _t(_get(ctx, "stanzaID", ""))
     if not stanza:
         return None

@@ -11,16 +11,17 @@ runtime's job (runtime/outgoing.py, with neonize's own builders).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
-
-from wabot.api import Contact, Delete, Edit, Location, Media, Poll, Reaction
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 from .recent import Known
+
+if TYPE_CHECKING:  # the models are only read here; a bot answering text never loads pydantic
+    from wabot.api import Contact, Delete, Edit, Location, Media, Poll, Reaction
 
 MiB = 1024 * 1024
 KiB = 1024
 
-Content = str | Media | Location | Contact | Poll | Reaction | Edit | Delete
+Content: TypeAlias = "str | Media | Location | Contact | Poll | Reaction | Edit | Delete"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ class Outgoing:
 
     @property
     def media(self) -> Media | None:
-        return self.content if isinstance(self.content, Media) else None
+        """The content of a media kind (image, video, ..., always a wabot.api Media)."""
+        return cast("Media", self.content) if self.kind in DEFAULT_RULES else None
 
     def with_file(self, data: bytes, mimetype: str, file_name: str | None = None) -> Outgoing:
         return replace(self, data=data, mimetype=mimetype, file_name=file_name)

@@ -17,12 +17,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import BaseModel
-
-from wabot.api import Poll
-from wabot.events import MEDIA_TYPES, MessageData, PollVoteData
 from wabot.httproutes import Route
 from wabot.spec_view import MediaSpec
 from wabot.status import MediaStorageStatus
@@ -31,11 +27,20 @@ from ..adapters.media_store import MediaStore
 from ..config import WorkerConfig
 from ..core import inbound
 from ..core.filters import Inbound
-from ..core.outgoing import Outgoing
+from ..core.outgoing import DEFAULT_RULES, Outgoing
 from ..logs import get_logger
 from ..metrics import Metrics
 from .media_api import MediaApi
 from .media_in import MediaIntake
+
+if TYPE_CHECKING:  # event data is pydantic: built (and imported) only when asked for
+    from pydantic import BaseModel
+
+    from wabot.events import MessageData
+
+# wabot.events.MEDIA_TYPES (tests/worker/unit/test_nopydantic_paths.py checks they are equal),
+# without importing the event models for every message.
+MEDIA_TYPES = frozenset(DEFAULT_RULES)
 
 log = get_logger("incoming")
 EXPIRY_EVERY_S = 600.0
@@ -98,8 +103,11 @@ class InboundEvents:
     def sent(self, _chat: str, out: Outgoing, message_id: str) -> None:
         """After the bot sent `out` (Sender's hook): a poll of its own is remembered, so the
         votes on it name the options chosen, not only their hashes."""
-        if out.kind == "poll" and isinstance(out.content, Poll):
-            self.polls.remember(message_id, list(out.content.options))
+        if out.kind == "poll":
+            from wabot.api import Poll
+
+            if isinstance(out.content, Poll):
+                self.polls.remember(message_id, list(out.content.options))
 
     def classify(self, ev: Any, msg: Inbound) -> inbound.Classified:
         """What `ev` is; never raises (a failure here is one more unknown message)."""
@@ -211,6 +219,8 @@ class InboundEvents:
             self._metrics.dropped("poll_vote_undecryptable")
             return
         self._metrics.received_type("poll_vote")
+        from wabot.events import PollVoteData
+
         self._emit("poll.vote", PollVoteData(
             **vote.envelope.fields(), poll_message_id=vote.poll_message_id,
             selected_options=self.polls.names(vote.poll_message_id, hashes),

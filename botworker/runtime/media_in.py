@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wabot.events import MediaData, MessageData
 from wabot.spec_view import MediaSpec
 
 from ..adapters.media_store import MediaStore, StoredMedia
 from ..core import media_check
 from ..logs import get_logger
 from ..metrics import Metrics
+
+if TYPE_CHECKING:  # the event data it is given is pydantic; this module need not load it
+    from wabot.events import MediaData, MessageData
 
 log = get_logger("media")
 

@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wabot.events import CommandData
 from wabot.spec_view import WhatsAppBotSpec
 
 from ..adapters.audit_writer import AuditRecord, AuditWriter
@@ -315,6 +314,8 @@ class Pipeline:
                        latency_ms: int) -> None:
         if self._events is None or not self._events.wants("command"):
             return
+        from wabot.events import CommandData  # pydantic: loaded only for a command webhook
+
         self._events.emit("command", CommandData(
             chat=msg.chat, sender=msg.sender, message_id=msg.message_id, command=command[:64],
             args=args, result=result, latency_ms=latency_ms,
