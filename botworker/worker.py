@@ -97,7 +97,8 @@ class Worker:
         self.greeted = GreetedChats(cfg.state_path)
         self.webhooks = self._webhook_dispatcher()
         self.activity = ActivityReport(self.metrics.activity, self.webhooks, self._publish_now,
-                                       activity_period_s)
+                                       activity_period_s,
+                                       speaks=lambda: self.connection.state.lease_held)
         self.proxy: ProxyUrl | None = None
         self._proxy_problem: str | None = None
         if cfg.proxy_url is not None:

@@ -24,8 +24,12 @@ LOOK_S = 10.0  # how often the thread compares (cheap: no I/O unless a write is 
 class ActivityReport:
     def __init__(self, counts: MessageCounts, webhooks: WebhookDispatcher,
                  publish: Callable[[], None], period_s: float = PERIOD_S,
-                 clock: Callable[[], float] = time.time) -> None:
-        """`publish()`: the worker publishes its whole report, which calls `written`."""
+                 clock: Callable[[], float] = time.time,
+                 speaks: Callable[[], bool] = lambda: True) -> None:
+        """`publish()`: the worker publishes its whole report, which calls `written`.
+        `speaks()`: whether this process is the bot's (holds the Lease); a standby pod's
+        periodic writes would overwrite the active one's report."""
+        self._speaks = speaks
         self._counts = counts
         self._webhooks = webhooks
         self._publish = publish
@@ -47,6 +51,8 @@ class ActivityReport:
 
     def check(self) -> bool:
         """Publish if due; True when it did."""
+        if not self._speaks():
+            return False
         summary = self.current()
         with self._lock:
             due = self._gate.due(summary, self._clock())

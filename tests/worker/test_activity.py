@@ -115,3 +115,22 @@ def test_a_failing_then_answering_webhook_is_in_the_status_and_the_session_api(
     assert hook.failing_since is None and hook.last_failure == "HTTP 503"  # kept as history
     assert _session(h)["activity"]["webhook"]["failing"] is False
     assert len(_activity(reports)) < 40  # 0.3 s period over a few seconds, never per attempt
+
+
+def test_a_pod_without_the_lease_writes_no_activity(make_worker: Make) -> None:
+    """A standby pod (or one that lost the Lease) must not overwrite the active pod's report
+    with its own counts."""
+    from botworker.core import lifecycle as lc
+
+    reports = Reports()
+    h = make_worker(reporter=reports, activity_period_s=0.2)
+    h.worker.connection.post(lc.LeaseLost("taken over"))
+    assert h.worker.connection.sync()
+    wait_for(lambda: not h.worker.connection.state.lease_held, what="the Lease lost")
+    for _ in range(5):
+        h.say("hello")
+    h.settle()
+    assert h.worker.metrics.activity.last_hour(time.time())[0] == 5  # counted all the same
+    time.sleep(1.0)  # five periods
+    assert all(r.activity is None or r.activity.messages_in_last_hour == 0
+               for r in reports.items)
