@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 
 from tests.operator.helpers import eventually
+from tests.worker.conftest import message_ev
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 
 from .conftest import ACME_KEY, DOCS, GLOBEX_KEY, REPO, World, zbar_decode
@@ -115,6 +117,49 @@ def test_a_phone_pairs_from_the_page_and_it_updates_live(world: World, browser: 
          lambda d: row_phase(d, support) == "Connected")
     assert browser.execute_script("return window.sameDocument") is True  # never reloaded
     save_screenshot(browser, "fleet.png")
+
+
+def test_the_fleet_and_the_bot_page_show_the_bots_activity(world: World,
+                                                           browser: WebDriver) -> None:
+    """Messages in/out over the last hour in the fleet view (sortable), and on the bot page
+    with its webhook state: real messages through neonize's dispatcher, counted by the worker
+    and written to status.worker.activity through the API server."""
+    if (world.bot("support").get("status") or {}).get("phase") != "Connected":
+        world.feed(ConnectedEv(status=True))
+    sign_in(browser, world.url, "key", ACME_KEY)
+    support = f"{world.ns}/support"
+    wait(browser, "support Connected", lambda d: row_phase(d, support) == "Connected")
+    for i in range(3):
+        world.feed(message_ev("!ping", chat=f"1555000{i:04d}"))
+    counts = world.worker.metrics.activity
+    eventually(lambda: counts.last_hour(time.time())[1] >= 3, timeout=30,
+               what="three replies sent")
+    want_in, want_out = (str(n) for n in counts.last_hour(time.time()))
+    cell = f"#fleet-body tr[data-bot='{support}'] td.messages-%s"
+
+    def shown(d: WebDriver, kind: str) -> str:
+        return str(d.execute_script(
+            "const c = document.querySelector(arguments[0]); return c ? c.textContent : ''",
+            cell % kind))
+
+    wait(browser, "the counts in the fleet view",
+         lambda d: shown(d, "in") == want_in and shown(d, "out") == want_out, timeout=30)
+    # Sortable like the other columns: most messages out first.
+    click_sort = "document.querySelector(`#fleet th[data-col='messagesOut'] button`).click()"
+    browser.execute_script(click_sort)
+    browser.execute_script(click_sort)
+    wait(browser, "sorted by messages out, descending", lambda d: d.execute_script(
+        "const r = document.querySelector('#fleet-body tr'); return r && r.dataset.bot")
+        == support)
+    assert browser.find_element(
+        By.CSS_SELECTOR, "#fleet th[data-col='messagesOut']").get_attribute(
+        "aria-sort") == "descending"
+    browser.find_element(By.CSS_SELECTOR, f"#fleet-body tr[data-bot='{support}'] td.name a"
+                         ).click()
+    wait(browser, "the bot page's webhook section",
+         lambda d: text_of(d, "webhook-state") == "no webhook configured")
+    assert text_of(browser, "bot-messages-in") == want_in
+    assert text_of(browser, "bot-messages-out") == want_out
 
 
 def test_a_pairing_code_is_shown_with_its_expiry(world: World, browser: WebDriver) -> None:

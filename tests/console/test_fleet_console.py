@@ -254,6 +254,9 @@ def test_the_controller_serves_its_groups_bots(controller: str, browser: WebDriv
     browser.get(f"{controller}/console/")
     wait(browser, "the other group's bot Pairing",
          lambda d: row_phase(d, f"{wrong}/{_other(group)}") == "Pairing")
+    # Its worker's counts reach the controller's fleet view through its group ("—": none).
+    wait(browser, "the other bot's counts",
+         lambda d: _cell(d, f"{wrong}/{_other(group)}", "in") == "0")
     # A group that stops answering: its bot stays listed, Pending, with the reason.
     groups = {g["name"]: g for g in http_json(controller + "/groups", TOKEN)[1]}
     stuck = int(groups[wrong]["pid"])
