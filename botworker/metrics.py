@@ -13,7 +13,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.process_collector import ProcessCollector
 
-from wabot.status import WorkerState
+from wabot.states import WorkerState
 
 from . import __version__
 from .core.activity import MessageCounts

@@ -19,7 +19,7 @@ from importlib.metadata import EntryPoint
 from typing import Any
 
 from wabot.spec_view import WhatsAppBotSpec
-from wabot.status import WorkerReport
+from wabot.status_view import WorkerReport
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter

@@ -1,18 +1,25 @@
-"""Reads a spec (parsed JSON or YAML) into wabot/spec_view.py's dataclasses without pydantic.
+"""Reads parsed JSON into the generated views (wabot/spec_view.py, wabot/status_view.py) and
+writes a view as the JSON its pydantic model would write, without pydantic.
 
-The worker's read path (bench/PROFILE-density.md, "pydantic out of the worker"): what it gets
-was validated and defaulted upstream, so this checks only what keeps a hand-edited file from
-becoming a traceback: unknown names, missing required ones, and exact JSON types (no coercion:
-"20" is not 20 and 1 is not true, as in the strict models of wabot/spec.py). The table of each
-class's fields is generated with the classes (wabot/spec_codegen.py), so the two cannot drift.
+The worker's read and write path (bench/PROFILE-density.md, "pydantic out of the worker"): the
+spec it gets was validated and defaulted upstream, so reading checks only what keeps a
+hand-edited file from becoming a traceback: unknown names, missing required ones, and exact JSON
+types (no coercion: "20" is not 20 and 1 is not true, as in the strict models of wabot/spec.py;
+timestamps and enums are read from their JSON strings, as the lax status models do). The table
+of each class's fields is generated with the classes (wabot/spec_codegen.py), so they cannot
+drift.
 """
 
 from __future__ import annotations
 
+import enum
+import sys
+from datetime import datetime
 from typing import Any, TypeVar
 
-# (attribute, JSON name, shape, required); a shape is 'str' | 'int' | 'bool' | 'float', a
-# generated class, ('lit', values), ('opt', shape), ('list', shape) or ('dict', shape).
+# (attribute, JSON name, shape, required); a shape is 'str' | 'int' | 'bool' | 'float' |
+# 'datetime', a generated class, ('enum', cls), ('lit', values), ('opt', shape), ('list',
+# shape) or ('dict', shape).
 Shape = tuple[str, str, Any, bool]
 
 T = TypeVar("T")
@@ -32,7 +39,20 @@ def _kind(value: object) -> str:
     return _JSON_NAMES.get(type(value), type(value).__name__)
 
 
+def _datetime(value: object, where: str) -> datetime:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise SpecError(f"{where}: expected a date-time, got {str(value)[:64]!r}")
+
+
 def _value(shape: Any, value: object, where: str) -> Any:
+    if shape == "datetime":
+        return _datetime(value, where)
     if isinstance(shape, str):
         if type(value) not in _TYPES[shape]:  # exact: bool is not an int here
             raise SpecError(f"{where}: expected {_JSON_NAMES[_TYPES[shape][-1]]}, "
@@ -41,6 +61,12 @@ def _value(shape: Any, value: object, where: str) -> Any:
     if isinstance(shape, type):
         return read(shape, value, where)
     tag, inner = shape
+    if tag == "enum":
+        try:
+            return inner(value)
+        except ValueError:
+            raise SpecError(f"{where}: expected one of {', '.join(m.value for m in inner)}, "
+                            f"got {str(value)[:64]!r}") from None
     if tag == "opt":
         return None if value is None else _value(inner, value, where)
     if tag == "lit":
@@ -64,11 +90,9 @@ def _value(shape: Any, value: object, where: str) -> Any:
 
 def read(cls: type[T], data: object, where: str = "spec") -> T:
     """`data` as an instance of a generated class; absent fields take the class's defaults."""
-    from wabot.spec_view import SHAPES
-
     if not isinstance(data, dict):
         raise SpecError(f"{where}: expected a mapping, got {_kind(data)}")
-    fields = SHAPES[cls]
+    fields = _shapes(cls)
     known = {name for attr, alias, _, _ in fields for name in (attr, alias)}
     for key in data:
         if key not in known:
@@ -81,3 +105,40 @@ def read(cls: type[T], data: object, where: str = "spec") -> T:
         elif required:
             raise SpecError(f"{where}.{alias}: required")
     return cls(**kwargs)
+
+
+def _shapes(cls: type) -> tuple[Shape, ...]:
+    """The generated table of a generated class (its module's SHAPES)."""
+    table: dict[type, tuple[Shape, ...]] = sys.modules[cls.__module__].SHAPES
+    return table[cls]
+
+
+def _json(value: Any, exclude_none: bool) -> Any:
+    if isinstance(value, enum.Enum):  # before str: WorkerState is a StrEnum
+        return value.value
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):  # as pydantic writes it: UTC as Z
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, tuple | list):
+        return [_json(v, exclude_none) for v in value]
+    if isinstance(value, dict):
+        return {k: _json(v, exclude_none) for k, v in value.items()}
+    return dump(value, exclude_none=exclude_none)
+
+
+def dump(obj: object, *, exclude_none: bool = False) -> dict[str, Any]:
+    """A generated class's instance as JSON data by its JSON names: what the pydantic model's
+    model_dump(mode="json", by_alias=True, exclude_none=...) gives for the same values. A
+    pydantic model is dumped by itself (callers and tests may still hand one in)."""
+    if hasattr(obj, "model_dump"):
+        out: dict[str, Any] = obj.model_dump(mode="json", by_alias=True,
+                                             exclude_none=exclude_none)
+        return out
+    data = {}
+    for attr, alias, _, _ in _shapes(type(obj)):
+        value = getattr(obj, attr)
+        if value is None and exclude_none:
+            continue
+        data[alias] = _json(value, exclude_none)
+    return data

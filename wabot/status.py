@@ -6,7 +6,6 @@ Lax, unlike the spec: these models read enum values and timestamps from JSON str
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Literal
@@ -15,32 +14,8 @@ from pydantic import ConfigDict, Field
 from pydantic.config import JsonDict
 
 from wabot.contract import Model, crd
-
-
-class Phase(enum.StrEnum):
-    PENDING = "Pending"
-    PAIRING = "Pairing"
-    CONNECTING = "Connecting"
-    CONNECTED = "Connected"
-    DISCONNECTED = "Disconnected"
-    LOGGED_OUT = "LoggedOut"
-    SUSPENDED = "Suspended"
-    FAILED = "Failed"
-
-
-class WorkerState(enum.StrEnum):
-    """What the worker last saw of its WhatsApp session (written to status.worker.state)."""
-
-    STARTING = "Starting"
-    PAIRING = "Pairing"
-    CONNECTING = "Connecting"
-    CONNECTED = "Connected"
-    DISCONNECTED = "Disconnected"
-    LOGGED_OUT = "LoggedOut"
-    STREAM_REPLACED = "StreamReplaced"
-    TEMPORARY_BAN = "TemporaryBan"
-    STOPPED = "Stopped"
-
+from wabot.states import Phase as Phase  # pydantic-free for the worker; the same objects
+from wabot.states import WorkerState as WorkerState
 
 # What a person calls the bot's state, from what its worker last saw (the operator's
 # status.phase, and the fleet tiers' console, which have no operator).

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from wabot.spec_view import API_GROUP, API_VERSION, PLURAL
-from wabot.status import WorkerReport
+from wabot.specread import dump
+from wabot.status_view import WorkerReport
 
 from ..core.backoff import BackoffPolicy
 from ..logs import get_logger
@@ -79,7 +80,7 @@ class StatusReporter:
 
     def patch_once(self, report: WorkerReport) -> None:
         """Merge-patch status.worker with `report`; None fields delete stale keys."""
-        body = {"status": {"worker": report.model_dump(mode="json", by_alias=True)}}
+        body = {"status": {"worker": dump(report)}}
         self._api.request(
             "PATCH", _bots_path(self._namespace, self._name) + "/status",
             query={"fieldManager": FIELD_MANAGER}, body=body, content_type=MERGE_PATCH,

@@ -12,9 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from wabot.status import SessionActionStatus
+from wabot.specread import dump, read
+from wabot.status_view import SessionActionStatus
 
 from ..logs import get_logger
 
@@ -31,10 +30,10 @@ def record_path(session_dir: Path) -> Path:
 
 def load_record(path: Path) -> SessionActionStatus | None:
     try:
-        return SessionActionStatus.model_validate_json(path.read_bytes())
+        return read(SessionActionStatus, json.loads(path.read_bytes()), str(path))
     except FileNotFoundError:
         return None
-    except (OSError, ValidationError, ValueError) as exc:
+    except (OSError, ValueError) as exc:  # JSON and SpecError are ValueErrors
         log.warning("ignoring an unreadable session action record",
                     extra={"error": str(exc)[:200]})
         return None
@@ -43,7 +42,7 @@ def load_record(path: Path) -> SessionActionStatus | None:
 def save_record(path: Path, record: SessionActionStatus) -> None:
     """Atomically (write, fsync, rename): a crash leaves the old record or the new one."""
     tmp = path.with_name(path.name + ".tmp")
-    data = json.dumps(record.model_dump(mode="json", by_alias=True)).encode()
+    data = json.dumps(dump(record)).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)

@@ -7,17 +7,18 @@ queues what comes out of here.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
-
-from wabot.events import (
-    AckData,
-    CallData,
-    GroupEventData,
-    PresenceData,
-    SessionStatusData,
-)
+from typing import TYPE_CHECKING, Any
 
 from . import connstate
+
+if TYPE_CHECKING:  # event/API data is pydantic: imported where it is built
+    from wabot.events import (
+        AckData,
+        CallData,
+        GroupEventData,
+        PresenceData,
+        SessionStatusData,
+    )
 
 # neonize's ReceiptEv.Type (whatsmeow's receipt types). Only the receipts for messages the bot
 # sent become `message.ack`: READ_SELF / PLAYED_SELF are the account's own other devices
@@ -48,6 +49,8 @@ def epoch_time(value: int) -> datetime | None:
 
 
 def ack(ev: Any) -> AckData | None:
+    from wabot.events import AckData
+
     status = _ACKS.get(int(ev.Type))
     ids = [str(i) for i in ev.MessageIDs if i]
     if status is None or not ids:
@@ -58,11 +61,15 @@ def ack(ev: Any) -> AckData | None:
 
 
 def presence(ev: Any) -> PresenceData:
+    from wabot.events import PresenceData
+
     return PresenceData(kind="presence", jid=jid_str(ev.From), available=not ev.Unavailable,
                         last_seen=epoch_time(ev.LastSeen))
 
 
 def chat_presence(ev: Any) -> PresenceData:
+    from wabot.events import PresenceData
+
     src = ev.MessageSource
     if int(ev.State) == _COMPOSING:
         state = "recording" if int(ev.Media) == _AUDIO else "composing"
@@ -74,6 +81,8 @@ def chat_presence(ev: Any) -> PresenceData:
 
 def joined(ev: Any, own: str | None) -> GroupEventData:
     """The bot itself joined (was added to, or created) a group."""
+    from wabot.events import GroupEventData
+
     info = ev.GroupInfo
     return GroupEventData(group=jid_str(info.JID), by=jid_str(ev.Sender) or None,
                           participants=[own] if own else [], reason=ev.Reason or None,
@@ -87,6 +96,8 @@ def _jids(items: Any) -> list[str]:
 def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
     """One GroupInfoEv: who joined (`group.join`), who left (`group.leave`), what else changed
     (`group.update`); an event only for what is there."""
+    from wabot.events import GroupEventData
+
     group, by, when = jid_str(ev.JID), jid_str(ev.Sender) or None, epoch_time(ev.Timestamp)
     out: list[tuple[str, GroupEventData]] = []
     if len(ev.Join):
@@ -123,6 +134,8 @@ def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
 
 
 def call(ev: Any, rejected: bool | None) -> CallData:
+    from wabot.events import CallData
+
     meta = ev.basicCallMeta
     return CallData(call_id=str(meta.callID), caller=jid_str(meta.callCreator),
                     timestamp=epoch_time(meta.timestamp), rejected=rejected)
@@ -130,6 +143,8 @@ def call(ev: Any, rejected: bool | None) -> CallData:
 
 def session_status(before: connstate.ConnState, after: connstate.ConnState,
                    action: dict[str, Any] | None) -> SessionStatusData:
+    from wabot.events import SessionStatusData
+
     return SessionStatusData(
         state=after.state.value, previous_state=before.state.value,
         last_error=after.last_error, error_reason=after.error_reason,

@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from wabot.status import AccountStatus, PairingStatus, WorkerReport, WorkerState
+from wabot.states import WorkerState
+from wabot.status_view import AccountStatus, PairingStatus, WorkerReport
 
 from .backoff import BackoffPolicy
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from wabot.status import WorkerState
+from wabot.states import WorkerState
 
 from .connstate import (
     DEFAULT_POLICY,

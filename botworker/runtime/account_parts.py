@@ -10,7 +10,7 @@ from typing import Any
 
 from wabot.httproutes import Route
 from wabot.spec_view import SettingsSpec
-from wabot.status import ActivityStatus
+from wabot.status_view import ActivityStatus
 
 from ..config import WorkerConfig
 from ..core.ratelimit import RateLimiter

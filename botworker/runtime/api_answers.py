@@ -3,18 +3,20 @@ the routes of message_api.py and the others, so a client parses one kind of erro
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from wabot.api import ErrorResponse
 from wabot.httpserver import Response
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 MAX_BODY = 64 * 1024
 JSON = "application/json"
 
 
 def error(status: int, code: str, message: str, **extra: Any) -> Response:
+    from wabot.api import ErrorResponse  # an API call, not idle: the models load on first use
+
     body = ErrorResponse(error=code, message=message, **extra)
     headers = {}
     if body.retry_after_seconds is not None:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from wabot.spec_view import PairingSpec
-from wabot.status import WorkerReport
+from wabot.status_view import WorkerReport
 
 from ..core import lifecycle as lc
 from ..core.proxy import ProxyUrl

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from wabot.httproutes import Route
 from wabot.spec_view import MediaSpec
-from wabot.status import MediaStorageStatus
+from wabot.status_view import MediaStorageStatus
 
 from ..adapters.media_store import MediaStore
 from ..config import WorkerConfig

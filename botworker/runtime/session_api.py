@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from wabot.account import PairingRequest, SessionActionResponse, SessionView
-from wabot.api import valid_idempotency_key
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
-from wabot.status import ActivityStatus, SessionAction, SessionActionStatus
+from wabot.specread import dump
+from wabot.status_view import ActivityStatus, SessionActionStatus
 
 from ..core import lifecycle as lc
 from .api_answers import error, validation_error
 from .session_control import Busy, SessionControl
+
+if TYPE_CHECKING:
+    from wabot.status import SessionAction
 
 _STATUS = {"Succeeded": 202, "Started": 202, "Rejected": 409, "Failed": 502}
 
@@ -49,13 +50,24 @@ class SessionApi:
         ]
 
     def view(self, _req: Request) -> Response:
+        from wabot.account import SessionView  # an API call: the models load on first use
+
         report = lc.to_report(self._state(), self._pod, time.time())
-        body = SessionView(state=report.state.value, account=report.account,
-                           pairing=report.pairing, last_error=report.last_error,
-                           session_action=self._control.last, activity=self._activity())
+        last, activity = self._control.last, self._activity()
+        body = SessionView.model_validate({
+            "state": report.state.value, "lastError": report.last_error,
+            "account": dump(report.account) if report.account else None,
+            "pairing": dump(report.pairing) if report.pairing else None,
+            "sessionAction": dump(last) if last else None,
+            "activity": dump(activity) if activity else None})
         return Response(200, body.model_dump_json(by_alias=True, exclude_none=True).encode())
 
     def act(self, req: Request, action: SessionAction) -> Response:
+        from pydantic import ValidationError
+
+        from wabot.account import PairingRequest
+        from wabot.api import valid_idempotency_key
+
         key = req.headers.get("idempotency-key")
         if key is not None and not valid_idempotency_key(key):
             return error(422, "invalid_request",
@@ -84,6 +96,8 @@ def _answer(outcome: SessionActionStatus, replayed: bool) -> Response:
     if status >= 400:
         code = "session_action_rejected" if status == 409 else "session_action_failed"
         return error(status, code, outcome.message or outcome.result)
+    from wabot.account import SessionActionResponse
+
     body = SessionActionResponse(request_id=outcome.request_id, action=outcome.action,
                                  result=outcome.result, message=outcome.message,
                                  replayed=replayed)

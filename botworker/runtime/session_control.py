@@ -22,12 +22,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from wabot.account import PairingRequest
 from wabot.spec_view import PairingSpec
-from wabot.status import SessionAction, SessionActionStatus, WorkerState
+from wabot.specread import read
+from wabot.states import WorkerState
+from wabot.status_view import SessionActionStatus
 
 from ..adapters.session_actions import load_record, record_path, save_record, wipe_session
 from ..adapters.session_store import has_linked_session
@@ -35,6 +37,10 @@ from ..config import WorkerConfig
 from ..core import lifecycle as lc
 from ..logs import get_logger
 from .account_ops import OpMetrics
+
+if TYPE_CHECKING:  # the API's request model (pydantic): the API has parsed it already
+    from wabot.account import PairingRequest
+    from wabot.status import SessionAction
 
 log = get_logger("session")
 
@@ -55,9 +61,9 @@ def finish_pending_logout(cfg: WorkerConfig) -> None:
         return
     removed = wipe_session(cfg.session_path)
     log.info("finishing an interrupted logout", extra={"removed": removed})
-    save_record(path, last.model_copy(update={
-        "result": "Succeeded", "at": _now(),
-        "message": "logged out; the session was wiped when the worker restarted"}))
+    save_record(path, replace(
+        last, result="Succeeded", at=_now(),
+        message="logged out; the session was wiped when the worker restarted"))
 
 
 class Busy(Exception):
@@ -89,7 +95,7 @@ class SessionControl:
         raw = ((obj.get("status") or {}).get("worker") or {}).get("sessionAction")
         if self.last is None and raw:
             with contextlib.suppress(ValueError):
-                self.last = SessionActionStatus.model_validate(raw)
+                self.last = read(SessionActionStatus, raw, "status.worker.sessionAction")
 
     def pairing_spec(self, default: PairingSpec) -> PairingSpec:
         """The pairing to use: a fresh one asked for through the API wins over the spec's."""
@@ -245,7 +251,7 @@ class SessionControl:
 
     def _save(self, record: SessionActionStatus, result: str,
               message: str | None) -> SessionActionStatus:
-        out = record.model_copy(update={"result": result, "message": message, "at": _now()})
+        out = replace(record, result=result, message=message, at=_now())  # type: ignore[arg-type]
         try:
             save_record(self._record_path, out)
         except OSError as exc:

@@ -6,15 +6,16 @@ worker.py decides when; this module decides what they say.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from wabot.events import ConnectionData, PairingData
-from wabot.status import (
+from wabot.specread import dump
+from wabot.states import WorkerState
+from wabot.status_view import (
     ActivityStatus,
     MediaStorageStatus,
     WebhookDeliveryStatus,
     WorkerReport,
-    WorkerState,
 )
 
 from ..adapters.webhooks import WebhookDispatcher
@@ -61,14 +62,14 @@ def status_report(report: WorkerReport, session: SessionControl | None,
     """The connection's report with what the session, the media store and the bot's recent
     activity add to it."""
     if session is not None and session.last is not None:
-        report = report.model_copy(update={"session_action": session.last})
+        report = replace(report, session_action=session.last)
     if media is not None:
-        report = report.model_copy(update={"media": media})
+        report = replace(report, media=media)
     if activity is not None:
-        report = report.model_copy(update={"activity": activity_status(activity)})
+        report = replace(report, activity=activity_status(activity))
     if session is not None and session.exiting and report.state is WorkerState.STOPPED:
         # Ending to re-pair in a fresh process: LoggedOut until that one reports.
-        report = report.model_copy(update={"state": WorkerState.LOGGED_OUT})
+        report = replace(report, state=WorkerState.LOGGED_OUT)
     return report
 
 
@@ -79,8 +80,10 @@ def emit_connection_change(webhooks: WebhookDispatcher, session: SessionControl,
     if after.state is not before.state and webhooks.wants("session.status"):
         action = session.last
         webhooks.emit("session.status", account_events.session_status(
-            before, after, action.model_dump(mode="json", by_alias=True) if action else None))
+            before, after, dump(action) if action else None))
     if after.state is not before.state and webhooks.wants("connection"):
+        from wabot.events import ConnectionData  # an event: its models load now
+
         webhooks.emit("connection", ConnectionData(
             state=after.state.value, previous_state=before.state.value,
             last_error=after.last_error,
@@ -88,6 +91,8 @@ def emit_connection_change(webhooks: WebhookDispatcher, session: SessionControl,
         ))
     pairing = after.pairing
     if pairing is not None and pairing != before.pairing and webhooks.wants("pairing"):
+        from wabot.events import PairingData
+
         expires = datetime.fromtimestamp(pairing.expires_at, UTC)
         if pairing.method == "qr":
             data = PairingData(method="qr", qr=pairing.payload, expires_at=expires)

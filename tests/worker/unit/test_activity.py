@@ -16,6 +16,7 @@ from botworker.core.activity import (
     short_reason,
 )
 from botworker.runtime.state_events import activity_status
+from wabot.specread import dump  # activity_status is the worker's pydantic-free status_view
 from wabot.status import WorkerReport
 
 T0 = 1_700_000_000.0  # a minute boundary is irrelevant: buckets are whole minutes of epoch
@@ -83,7 +84,7 @@ def test_the_status_shape() -> None:
     hook.failed(T0, "HTTP 503")
     status = activity_status(Summary(12, 7, T0, hook.snapshot(3)))
     report = WorkerReport.model_validate({"state": "Connected", "updatedAt": "2026-01-01T00:00:00Z",
-                                          "activity": status.model_dump(by_alias=True)})
+                                          "activity": dump(status)})
     dumped = report.model_dump(mode="json", by_alias=True)["activity"]
     assert dumped == {
         "messagesInLastHour": 12, "messagesOutLastHour": 7,
