@@ -29,7 +29,7 @@ from wabot.console import page
 
 from .conftest import zbar_decode
 from .helpers import browser_fetch, http, row_phase, text_of, wait
-from .test_console_browser import _confirm, qr_shown
+from .test_console_browser import _confirm, qr_shown, save_screenshot
 
 pytestmark = [pytest.mark.slow]
 
@@ -160,6 +160,8 @@ def test_activity_and_webhook_state_on_the_pages(monolith: Running, receiver: Re
          lambda d: text_of(d, "webhook-queue") == "3 events waiting", timeout=30)
     assert text_of(browser, "bot-messages-in") == "3"
     assert str(receiver.port) not in browser.page_source and HOOK_KEY not in browser.page_source
+    browser.execute_script("document.getElementById('activity').scrollIntoView()")
+    save_screenshot(browser, "bot-webhooks.png")
 
     receiver.status = 200
     wait(browser, "delivering again", lambda d: text_of(d, "webhook-state") == "delivering"

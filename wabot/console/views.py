@@ -14,7 +14,7 @@ from typing import Any
 # Messages in/out over the last hour and the webhook's delivery state come from
 # status.worker.activity, which each worker writes at most once a minute (never per message).
 MESSAGES_NOTE = ("Messages over the last hour of the bot's current worker (they start from zero "
-                 "when it restarts), reported at most once a minute.")
+                 "when it restarts); these figures may be up to a minute old.")
 
 
 def _get(obj: Any, *path: str) -> Any:

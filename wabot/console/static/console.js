@@ -149,8 +149,8 @@ function renderFleet() {
     el("p", { id: "fleet-empty", class: "empty", hidden: true }),
     table,
     el("p", { class: "muted small", text: "In/Out (1 h): messages received and sent over the " +
-      "last hour of each bot's current worker (from zero after a restart), reported at most " +
-      "once a minute; — : not reported yet." }));
+      "last hour of each bot's current worker (from zero after a restart), up to a minute " +
+      "old; — : not reported yet." }));
   const source = new EventSource(API + "/stream");
   state.source = source;
   source.addEventListener("rows", (ev) => {
