@@ -7,42 +7,34 @@ field of the wrong shape becomes "absent", strings with invalid UTF-8 are repair
 raises. WhatsApp wraps content (ephemeral, view-once, document-with-caption, device-sent,
 edited): whatsmeow unwraps most of it before neonize sees it, and `unwrap` does the rest, so
 messages built either way classify alike.
+
+`read` runs on every message the pipeline takes, so it lists a message's fields once and
+builds no event model: inbound_event.py writes a message's `MessageData` when a webhook or a
+command asks (`Incoming.data`), and a reaction's, edit's or deletion's model is built by
+`Update.build` only for a webhook that wants it. `classify` is `read` with updates built.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+from . import inbound_event
+from .inbound_event import POLL_FIELDS, text_in
+from .protoread import fields as _fields
 from .protoread import get as _get
-from .protoread import has as _has
-from .protoread import integer as _int
 from .protoread import jid_string
-from .protoread import number as _float
-from .protoread import optional_int as _opt
-from .protoread import present as _present
 from .protoread import text as _t
 
 if TYPE_CHECKING:  # built on first use (event data: pydantic, which a text bot never loads)
-    from wabot.events import (
-        ContactData,
-        EditedData,
-        LocationData,
-        MessageData,
-        MessageType,
-        PollData,
-        QuotedData,
-        ReactionData,
-        RevokedData,
-    )
+    from wabot.events import EditedData, MessageData, MessageType, ReactionData, RevokedData
 
 # waE2E ProtocolMessage.Type values (stable wire numbers).
 PROTOCOL_REVOKE = 0
 PROTOCOL_EDIT = 14
 _MAX_WRAPS = 6  # a wrapper inside a wrapper inside ...: bounded, whatever arrives
-_MAX_LIST = 64  # mentions, contacts, poll options: WhatsApp's own limits are far below this
 # Wrappers whose `.message` is the real content, and what each says about the message.
 _WRAPPERS = {
     "ephemeralMessage": "ephemeral", "viewOnceMessage": "view_once",
@@ -50,13 +42,10 @@ _WRAPPERS = {
     "documentWithCaptionMessage": "", "deviceSentMessage": "", "botInvokeMessage": "",
     "groupMentionedMessage": "", "lottieStickerMessage": "", "editedMessage": "",
 }
-_POLL_FIELDS = ("pollCreationMessage", "pollCreationMessageV2", "pollCreationMessageV3",
-                "pollCreationMessageV5", "pollCreationMessageV6")
 # Fields that ride along with any content and are not a kind of their own.
 _ENVELOPE_FIELDS = frozenset({"messageContextInfo", "senderKeyDistributionMessage",
                               "fastRatchetKeySenderKeyDistributionMessage"})
-_TEL_RE = re.compile(r"^(?:item\d+\.)?TEL[^:]*:(.+)$", re.IGNORECASE | re.MULTILINE)
-_WAID_RE = re.compile(r"waid=(\d{5,20})")
+_VIEW_ONCE_FLAGS = ("IsViewOnce", "IsViewOnceV2", "IsViewOnceV2Extension")
 
 
 @dataclass(frozen=True)
@@ -98,7 +87,7 @@ class Incoming:
     once; `data`, the webhook event's model (media status "metadata" until the runtime
     decides), only when asked for: a bot with no `message` webhook and a command that never
     reads ctx.message never pay for building it. `content` is the unwrapped waE2E Message
-    (what neonize's download_any takes)."""
+    (what neonize's download_any takes), `body` its content field named `kind`."""
 
     type: MessageType
     text: str
@@ -107,17 +96,39 @@ class Incoming:
     envelope: Envelope | None = field(default=None, repr=False)
     flags: _Flags | None = field(default=None, repr=False)
     _data: MessageData | None = field(default=None, repr=False, compare=False)
+    body: Any = field(default=None, repr=False, compare=False)
 
     @property
     def data(self) -> MessageData:
         if self._data is None:
             assert self.envelope is not None and self.flags is not None
-            self._data = _message_data(self.content, self.kind, self.envelope, self.flags)
+            body = self.body if self.body is not None else _get(self.content, self.kind)
+            self._data = inbound_event.message_data(
+                body, self.kind, self.envelope.fields(), view_once=self.flags.view_once,
+                ephemeral=self.flags.ephemeral)
         return self._data
 
     def replace_data(self, data: MessageData) -> None:
         """The runtime's version of the event (its media downloaded, or dropped)."""
         self._data = data
+
+    def poll_options(self) -> list[str]:
+        """A poll's option names, read from the protobuf (the event is not built for it)."""
+        if self.type != "poll":
+            return []
+        body = self.body if self.body is not None else _get(self.content, self.kind)
+        return inbound_event.poll_options(body)
+
+
+@dataclass(frozen=True)
+class Update:
+    """A reaction, an edit or a deletion, read and checked: its event's name and metrics label
+    at once, its event data (a pydantic model) only from `build()`: a bot with no webhook
+    for it never builds one."""
+
+    event: str
+    label: str
+    build: Callable[[], ReactionData | EditedData | RevokedData] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -139,13 +150,17 @@ class Skipped:
 
 
 Classified: TypeAlias = "Incoming | ReactionData | EditedData | RevokedData | PollVote | Skipped"
+Read: TypeAlias = "Incoming | Update | PollVote | Skipped"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Flags:
     view_once: bool = False
     ephemeral: bool = False
-    wrappers: list[str] = field(default_factory=list)
+    wrappers: tuple[str, ...] = ()
+
+
+_NO_FLAGS = _Flags()
 
 
 def identities(source: Any) -> tuple[str | None, str | None]:
@@ -164,88 +179,141 @@ def identities(source: Any) -> tuple[str | None, str | None]:
 
 
 def classify(message: Any, envelope: Envelope, *, ev_flags: Any = None) -> Classified:
-    """The kind of one delivered message. `ev_flags` is neonize's MessageEv (IsViewOnce,
-    IsEphemeral, ... as whatsmeow set them when it unwrapped the message itself)."""
-    content, flags = unwrap(message)
+    """The kind of one delivered message, updates as their event data (`read` with the
+    updates built)."""
+    out = read(message, envelope, ev_flags=ev_flags)
+    return out.build() if isinstance(out, Update) else out
+
+
+def read(message: Any, envelope: Envelope, *, ev_flags: Any = None) -> Read:
+    """The kind of one delivered message, what the pipeline runs on every message: the
+    protobuf's populated fields are listed once (ListFields), the first content field is the
+    kind. `ev_flags` is neonize's MessageEv (IsViewOnce, IsEphemeral, ... as whatsmeow set
+    them when it unwrapped the message itself)."""
+    content, present, flags = _unwrap(message, _fields(message))
     if ev_flags is not None:
-        flags.view_once |= any(bool(_get(ev_flags, f, False)) for f in
-                               ("IsViewOnce", "IsViewOnceV2", "IsViewOnceV2Extension"))
-        flags.ephemeral |= bool(_get(ev_flags, "IsEphemeral", False))
-    if content is None:
+        view_once, ephemeral = _ev_flags(ev_flags)
+        if view_once or ephemeral:
+            flags = _Flags(flags.view_once or view_once, flags.ephemeral or ephemeral,
+                           flags.wrappers)
+    first: tuple[str, Any] | None = None
+    for name, body in present:
+        # Field numbers: protocolMessage 12 < reactionMessage 46 < pollUpdateMessage 50, so
+        # the first update field found is also the one that wins over the others.
+        update = _UPDATES.get(name)
+        if update is not None:
+            return update(body, envelope)
+        if first is None and name not in _ENVELOPE_FIELDS:
+            first = (name, body)
+    if first is None:
         return Skipped("empty")
-    present = _present(content)
-    if "protocolMessage" in present:
-        return _protocol(content.protocolMessage, envelope)
-    if "reactionMessage" in present:
-        return _reaction(content.reactionMessage, envelope)
-    if "pollUpdateMessage" in present:
-        return _poll_update(content.pollUpdateMessage, envelope)
-    kinds = [name for name in present if name not in _ENVELOPE_FIELDS]
-    if not kinds:
-        return Skipped("empty")
-    body = _get(content, kinds[0])
-    return Incoming(_type_of(kinds[0], body), _text_in(kinds[0], body), content, kinds[0],
-                    envelope, flags)
+    kind, body = first
+    return Incoming(_type_of(kind, body), text_in(kind, body), content, kind, envelope, flags,
+                    body=body)
+
+
+def _ev_flags(ev: Any) -> tuple[bool, bool]:
+    """(view once, ephemeral) as whatsmeow flagged them on the MessageEv."""
+    try:
+        return (bool(ev.IsViewOnce or ev.IsViewOnceV2 or ev.IsViewOnceV2Extension),
+                bool(ev.IsEphemeral))
+    except (AttributeError, TypeError, ValueError):  # not a MessageEv: field by field
+        return (any(bool(_get(ev, f, False)) for f in _VIEW_ONCE_FLAGS),
+                bool(_get(ev, "IsEphemeral", False)))
 
 
 def unwrap(message: Any) -> tuple[Any, _Flags]:
     """The content inside any wrappers, and what the wrappers said (bounded depth)."""
-    flags = _Flags()
+    content, _, flags = _unwrap(message, _fields(message))
+    return content, flags
+
+
+def _unwrap(message: Any, present: list[tuple[str, Any]]
+            ) -> tuple[Any, list[tuple[str, Any]], _Flags]:
+    """`unwrap`, given the message's (name, value) fields; returns the content's."""
+    for first, _ in present:
+        if first in _WRAPPERS:
+            break
+    else:
+        return message, present, _NO_FLAGS  # nearly every message: no wrapper at all
+    view_once = ephemeral = False
+    wrappers: list[str] = []
     for _ in range(_MAX_WRAPS):
-        present = _present(message)
-        name = next((n for n in present if n in _WRAPPERS), None)
-        if name is None or (len(set(present) - _ENVELOPE_FIELDS) > 1):
-            return message, flags
+        name = next((n for n, _ in present if n in _WRAPPERS), None)
+        if name is None or sum(n not in _ENVELOPE_FIELDS for n, _ in present) > 1:
+            break
         inner = _get(_get(message, name), "message")
-        if inner is None or not _present(inner):
-            return message, flags
-        flag = _WRAPPERS[name]
-        if flag:
-            setattr(flags, flag, True)
-        flags.wrappers.append(name)
-        message = inner
-    return message, flags
+        inner_present = _fields(inner) if inner is not None else []
+        if not inner_present:
+            break
+        view_once |= _WRAPPERS[name] == "view_once"
+        ephemeral |= _WRAPPERS[name] == "ephemeral"
+        wrappers.append(name)
+        message, present = inner, inner_present
+    return message, present, _Flags(view_once, ephemeral, tuple(wrappers))
 
 
-def _protocol(proto: Any, env: Envelope) -> Classified:
-    from wabot.events import EditedData, RevokedData
-
+def _protocol(proto: Any, env: Envelope) -> Read:
     kind = _get(proto, "type", None)
     key = _get(proto, "key")
     target = _t(_get(key, "ID", ""))
     if kind == PROTOCOL_REVOKE:
         if not target:
             return Skipped("malformed_revoke")
-        return RevokedData(**env.fields(), target_message_id=target,
-                           target_sender=_key_sender(key, env))
+
+        def revoked() -> RevokedData:
+            from wabot.events import RevokedData
+
+            return RevokedData(**env.fields(), target_message_id=target,
+                               target_sender=_key_sender(key, env))
+
+        return Update("message.revoked", "revoked", revoked)
     if kind == PROTOCOL_EDIT:
-        edited, _ = unwrap(_get(proto, "editedMessage"))
-        if not target or edited is None or not _present(edited):
+        wrapped = _get(proto, "editedMessage")
+        edited, present, _ = _unwrap(wrapped, _fields(wrapped))
+        if not target or edited is None or not present:
             return Skipped("malformed_edit")
-        return EditedData(**env.fields(), target_message_id=target,
-                          text=_text_of(edited))
+
+        def edit() -> EditedData:
+            from wabot.events import EditedData
+
+            return EditedData(**env.fields(), target_message_id=target,
+                              text=_text_of(present))
+
+        return Update("message.edited", "edited", edit)
     return Skipped("protocol")
 
 
-def _reaction(reaction: Any, env: Envelope) -> Classified:
-    from wabot.events import ReactionData
-
+def _reaction(reaction: Any, env: Envelope) -> Read:
     key = _get(reaction, "key")
     target = _t(_get(key, "ID", ""))
     if not target:
         return Skipped("malformed_reaction")
-    emoji = _t(_get(reaction, "text", ""))[:32]
-    return ReactionData(**env.fields(), target_message_id=target,
-                        target_sender=_key_sender(key, env), emoji=emoji, removed=not emoji)
+
+    def data() -> ReactionData:
+        from wabot.events import ReactionData
+
+        emoji = _t(_get(reaction, "text", ""))[:32]
+        return ReactionData(**env.fields(), target_message_id=target,
+                            target_sender=_key_sender(key, env), emoji=emoji,
+                            removed=not emoji)
+
+    return Update("message.reaction", "reaction", data)
 
 
-def _poll_update(update: Any, env: Envelope) -> Classified:
+def _poll_update(update: Any, env: Envelope) -> Read:
     key = _get(update, "pollCreationMessageKey")
     target = _t(_get(key, "ID", ""))
     vote = _get(update, "vote")
     if not target or not _get(vote, "encPayload", b"") or not _get(vote, "encIV", b""):
         return Skipped("malformed_poll")
     return PollVote(env, target, env.chat, _key_sender(key, env))
+
+
+# The update fields, in field-number order (see read()).
+_UPDATES: dict[str, Callable[[Any, Envelope], Read]] = {
+    "protocolMessage": _protocol, "reactionMessage": _reaction,
+    "pollUpdateMessage": _poll_update}
 
 
 def _key_sender(key: Any, env: Envelope) -> str | None:
@@ -260,28 +328,12 @@ def _key_sender(key: Any, env: Envelope) -> str | None:
     return None
 
 
-def _message_data(content: Any, kind: str, env: Envelope, flags: _Flags) -> MessageData:
-    from wabot.events import MessageData  # when asked for (Incoming.data)
-
-    body = _get(content, kind)
-    mtype, extra = _kind(kind, body)
-    caption = extra.pop("caption", None)
-    text = _text_in(kind, body)
-    ctx = _get(body, "contextInfo") if _has(body, "contextInfo") else None
-    return MessageData(
-        **env.fields(), text=text, type=mtype, caption=caption, **extra,
-        quoted=_quoted(ctx), mentions=_mentions(ctx), forwarded=_forwarded(ctx),
-        view_once=flags.view_once or bool(_get(body, "viewOnce", False)),
-        ephemeral=flags.ephemeral,
-    )
-
-
 _SIMPLE_TYPES: dict[str, MessageType] = {
     "conversation": "text", "extendedTextMessage": "text", "imageMessage": "image",
     "videoMessage": "video", "ptvMessage": "video", "documentMessage": "document",
     "stickerMessage": "sticker", "liveLocationMessage": "live_location",
     "contactMessage": "contact", "contactsArrayMessage": "contacts",
-    **{name: "poll" for name in _POLL_FIELDS},
+    **{name: "poll" for name in POLL_FIELDS},
 }
 
 
@@ -294,128 +346,7 @@ def _type_of(kind: str, body: Any) -> MessageType:
     return _SIMPLE_TYPES.get(kind, "unknown")
 
 
-def _kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
-    """The MessageType of a content field, and its kind-specific fields."""
-    if kind in ("conversation", "extendedTextMessage"):
-        return "text", {}
-    if kind in ("imageMessage", "videoMessage", "ptvMessage", "audioMessage",
-                "documentMessage", "stickerMessage"):
-        return _media_kind(kind, body)
-    if kind == "locationMessage":
-        live = bool(_get(body, "isLive", False))
-        return ("live_location" if live else "location"), {"location": _location(body)}
-    if kind == "liveLocationMessage":
-        return "live_location", {"location": _location(body)}
-    if kind == "contactMessage":
-        return "contact", {"contacts": [_contact(body)]}
-    if kind == "contactsArrayMessage":
-        cards = list(_get(body, "contacts", []) or [])[:_MAX_LIST]
-        return "contacts", {"contacts": [_contact(c) for c in cards]}
-    if kind in _POLL_FIELDS:
-        return "poll", {"poll": _poll(body)}
-    return "unknown", {}
-
-
-def _media_kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
-    from wabot.events import MediaData
-
-    mtype: MessageType
-    if kind == "audioMessage":
-        mtype = "voice" if bool(_get(body, "PTT", False)) else "audio"
-    elif kind == "ptvMessage":
-        mtype = "video"
-    else:
-        mtype = {"imageMessage": "image", "videoMessage": "video", "documentMessage": "document",
-                 "stickerMessage": "sticker"}[kind]  # type: ignore[assignment]
-    caption = (_t(_get(body, "caption", "")) or None) if kind != "audioMessage" else None
-    digest = _get(body, "fileSHA256", b"")
-    animated = None
-    if kind == "stickerMessage":
-        animated = bool(_get(body, "isAnimated", False))
-    elif kind == "videoMessage":
-        animated = bool(_get(body, "gifPlayback", False))
-    media = MediaData(
-        mimetype=_t(_get(body, "mimetype", "")) or None,
-        file_name=(_t(_get(body, "fileName", "")) or None) if kind == "documentMessage" else None,
-        size=_opt(body, "fileLength"),
-        sha256=digest.hex() if isinstance(digest, bytes) and digest else None,
-        seconds=_opt(body, "seconds"),
-        width=_opt(body, "width"),
-        height=_opt(body, "height"),
-        animated=animated,
-    )
-    return mtype, {"media": media, "caption": caption}
-
-
-def _location(body: Any) -> LocationData:
-    from wabot.events import LocationData
-
-    return LocationData(
-        latitude=_float(_get(body, "degreesLatitude", 0.0)),
-        longitude=_float(_get(body, "degreesLongitude", 0.0)),
-        name=_t(_get(body, "name", "")) or None,
-        address=_t(_get(body, "address", "")) or None,
-        url=_t(_get(body, "URL", "")) or None,
-        accuracy_meters=_opt(body, "accuracyInMeters"),
-        caption=_t(_get(body, "caption", "")) or _t(_get(body, "comment", "")) or None,
-        sequence_number=_opt(body, "sequenceNumber"),
-    )
-
-
-def _contact(body: Any) -> ContactData:
-    from wabot.events import ContactData
-
-    vcard = _t(_get(body, "vcard", ""))[:16384]
-    phones = []
-    for line in _TEL_RE.findall(vcard)[:_MAX_LIST]:
-        waid = _WAID_RE.search(line)
-        number = waid.group(1) if waid else "".join(ch for ch in line if ch.isdigit())
-        if number:
-            phones.append(number)
-    return ContactData(display_name=_t(_get(body, "displayName", "")), vcard=vcard, phones=phones)
-
-
-def _poll(body: Any) -> PollData:
-    from wabot.events import PollData
-
-    options = [_t(_get(o, "optionName", "")) for o in
-               list(_get(body, "options", []) or [])[:_MAX_LIST]]
-    return PollData(name=_t(_get(body, "name", "")), options=options,
-                    selectable_count=_int(_get(body, "selectableOptionsCount", 0)) or 0)
-
-
-_CAPTIONED = frozenset({"imageMessage", "videoMessage", "documentMessage", "ptvMessage"})
-
-
-def _text_of(content: Any) -> str:
-    """The text a command is read from: the text, or a media message's caption."""
-    kinds = [n for n in _present(content) if n not in _ENVELOPE_FIELDS]
-    return _text_in(kinds[0], _get(content, kinds[0])) if kinds else ""
-
-
-def _text_in(kind: str, body: Any) -> str:
-    if kind == "conversation":
-        return _t(body)
-    if kind == "extendedTextMessage":
-        return _t(_get(body, "text", ""))
-    if kind in _CAPTIONED:
-        return _t(_get(body, "caption", ""))
-    return ""
-
-
-def _quoted(ctx: Any) -> QuotedData | None:
-    from wabot.events import QuotedData
-
-    stanza = _t(_get(ctx, "stanzaID", ""))
-    if not stanza:
-        return None
-    return QuotedData(message_id=stanza, sender=_t(_get(ctx, "participant", "")) or None)
-
-
-def _mentions(ctx: Any) -> list[str]:
-    raw = list(_get(ctx, "mentionedJID", []) or [])[:_MAX_LIST]
-    return [m for m in (_t(x) for x in raw) if m]
-
-
-def _forwarded(ctx: Any) -> bool:
-    return bool(_get(ctx, "isForwarded", False)) or (_int(_get(ctx, "forwardingScore", 0)) or 0) > 0
+def _text_of(present: list[tuple[str, Any]]) -> str:
+    """The text a command is read from, of a message's fields: the text, or a caption."""
+    kinds = [(n, body) for n, body in present if n not in _ENVELOPE_FIELDS]
+    return text_in(*kinds[0]) if kinds else ""

@@ -29,10 +29,12 @@ def has(body: Any, name: str) -> bool:
         return False
 
 
-def present(message: Any) -> list[str]:
-    """The names of the fields set on a protobuf message, in field-number order."""
+def fields(message: Any) -> list[tuple[str, Any]]:
+    """(name, value) of the fields set on a protobuf message, in field-number order: one
+    ListFields for both what is set and its values (the classification reads each message's
+    fields once)."""
     try:
-        return [fd.name for fd, _ in message.ListFields()]
+        return [(fd.name, value) for fd, value in message.ListFields()]
     except (AttributeError, TypeError):
         return []
 

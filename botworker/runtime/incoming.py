@@ -45,12 +45,6 @@ MEDIA_TYPES = frozenset(DEFAULT_RULES)
 log = get_logger("incoming")
 EXPIRY_EVERY_S = 600.0
 
-# Event name and metrics label of each kind of update.
-_UPDATE_EVENTS = {"ReactionData": ("message.reaction", "reaction"),
-                  "EditedData": ("message.edited", "edited"),
-                  "RevokedData": ("message.revoked", "revoked")}
-
-
 class EventSink(Protocol):
     """Where webhook events go (webhooks.WebhookDispatcher): `wants` is cheap, `emit` never
     blocks."""
@@ -109,8 +103,9 @@ class InboundEvents:
             if isinstance(out.content, Poll):
                 self.polls.remember(message_id, list(out.content.options))
 
-    def classify(self, ev: Any, msg: Inbound) -> inbound.Classified:
-        """What `ev` is; never raises (a failure here is one more unknown message)."""
+    def classify(self, ev: Any, msg: Inbound) -> inbound.Read:
+        """What `ev` is (an update's event data is built only if a webhook wants it); never
+        raises (a failure here is one more unknown message)."""
         try:
             src = ev.Info.MessageSource
             phone, lid = inbound.identities(src)
@@ -118,7 +113,7 @@ class InboundEvents:
                                    message_id=msg.message_id, is_group=msg.is_group,
                                    timestamp_ms=msg.timestamp_ms, sender_phone=phone,
                                    sender_lid=lid)
-            return inbound.classify(ev.Message, env, ev_flags=ev)
+            return inbound.read(ev.Message, env, ev_flags=ev)
         except Exception:
             log.exception("could not classify a message")
             return inbound.Skipped("unclassifiable")
@@ -127,8 +122,8 @@ class InboundEvents:
         """A `message`: counted by type, its media handled per spec.media (its event data is
         built here only when that needs it)."""
         self._metrics.received_type(kind.type)
-        if kind.type == "poll" and kind.data.poll is not None:
-            self.polls.remember(kind.data.message_id, kind.data.poll.options)
+        if kind.type == "poll" and kind.envelope is not None:
+            self.polls.remember(kind.envelope.message_id, kind.poll_options())
         if kind.type in MEDIA_TYPES and spec.download != "metadata":
             intake = self._media()
             if spec.download == "none":
@@ -190,7 +185,7 @@ class InboundEvents:
         found = intake.store.get(data.media.id)
         return found[1] if found is not None else None
 
-    def update(self, kind: inbound.Classified, ev: Any) -> None:
+    def update(self, kind: inbound.Read, ev: Any) -> None:
         """A reaction, edit, deletion or poll vote: its own event; anything else is counted
         as skipped, with its reason."""
         if isinstance(kind, inbound.Skipped):
@@ -201,9 +196,10 @@ class InboundEvents:
             return
         if isinstance(kind, inbound.Incoming):
             return  # a message: the pipeline's, not an update
-        name, label = _UPDATE_EVENTS[type(kind).__name__]
-        self._metrics.received_type(label)
-        self._emit(name, kind)
+        self._metrics.received_type(kind.label)
+        events = self._events
+        if events is not None and events.wants(kind.event):
+            events.emit(kind.event, kind.build())
 
     def _poll_vote(self, vote: inbound.PollVote, ev: Any) -> None:
         if self._decrypt_vote is None:
@@ -219,6 +215,8 @@ class InboundEvents:
             self._metrics.dropped("poll_vote_undecryptable")
             return
         self._metrics.received_type("poll_vote")
+        if self._events is None or not self._events.wants("poll.vote"):
+            return
         from wabot.events import PollVoteData
 
         self._emit("poll.vote", PollVoteData(
