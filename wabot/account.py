@@ -17,13 +17,14 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from .account_core import GROUP_PATTERN as GROUP_PATTERN
+from .account_core import USER_PATTERN as USER_PATTERN
+from .account_core import AccountError as AccountError
+from .account_core import group_user as group_user
+from .account_core import user_parts as user_parts
 from .api import _Model
 from .status import AccountStatus, ActivityStatus, PairingStatus, SessionActionStatus
 
-# A phone number (E.164 digits, optional '+') or a user JID: what a person is addressed by.
-USER_PATTERN = r"^(\+?[1-9][0-9]{6,14}|[0-9]{5,20}(:[0-9]{1,3})?@(s\.whatsapp\.net|lid))$"
-# A group JID ("<digits>@g.us", or the old "<creator>-<time>@g.us"), or its bare id.
-GROUP_PATTERN = r"^[0-9]{5,20}(-[0-9]{1,20})?(@g\.us)?$"
 # WhatsApp's largest group is 1024 members; one request never names more.
 MAX_PARTICIPANTS = 1024
 # How many numbers one "is on WhatsApp" look-up carries (whatsmeow sends them in one query).
@@ -33,36 +34,15 @@ MAX_DESCRIPTION = 2048
 # An invite link "https://chat.whatsapp.com/<code>" or the bare code.
 INVITE_PATTERN = r"^(https://chat\.whatsapp\.com/)?[A-Za-z0-9]{10,32}$"
 
-_DIGITS = re.compile(r"^\+?([0-9]+)$")
 # One person, one phone number: as list items, so the OpenAPI document says what is valid.
 User = Annotated[str, Field(pattern=USER_PATTERN, max_length=64)]
 Phone = Annotated[str, Field(pattern=r"^\+?[1-9][0-9]{6,14}$", max_length=16)]
 
 
-class AccountError(Exception):
-    """An account operation refused or failed (a plugin's `ctx.account` raises it; the API
-    answers with it): the HTTP status, a machine-readable code, and what happened."""
-
-    def __init__(self, status: int, code: str, message: str, *, field: str | None = None,
-                 retry_after: int | None = None, phase: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.field, self.retry_after, self.phase = field, retry_after, phase
 
 
-def user_parts(value: str) -> tuple[str, str]:
-    """(user, server) of a validated USER_PATTERN value: a phone number is a user at
-    s.whatsapp.net; a device suffix (":12") is dropped, a person is addressed, not a device."""
-    m = _DIGITS.match(value)
-    if m:
-        return m.group(1), "s.whatsapp.net"
-    user, server = value.split("@", 1)
-    return user.split(":", 1)[0], server
 
 
-def group_user(value: str) -> str:
-    """The user part of a validated GROUP_PATTERN value."""
-    return value.split("@", 1)[0]
 
 
 # --- session ------------------------------------------------------------------------------------

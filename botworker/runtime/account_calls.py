@@ -21,24 +21,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from wabot.account import (
-    AccountError,
-    ContactView,
-    GroupView,
-    JidMapping,
-    OnWhatsAppResult,
-    Participant,
-    ParticipantResult,
-    ProfilePictureView,
-    group_user,
-    user_parts,
-)
+from wabot.account_core import AccountError, group_user, user_parts
 
 from ..core.account_events import epoch_time, jid_str
 from ..core.ratelimit import RateLimiter
 from .account_ops import OpMetrics, refusal
+
+if TYPE_CHECKING:  # event/API data is pydantic: imported where it is built
+    from wabot.account import (
+        ContactView,
+        GroupView,
+        JidMapping,
+        OnWhatsAppResult,
+        ParticipantResult,
+        ProfilePictureView,
+    )
 
 T = TypeVar("T")
 ACCOUNT_KEY = "account"
@@ -62,6 +61,8 @@ def _user_jid(user: str) -> Any:
 
 
 def group_view(info: Any, participants: bool = True) -> GroupView:
+    from wabot.account import GroupView, Participant
+
     people = [Participant(jid=jid_str(p.JID), phone=jid_str(p.PhoneNumber) or None,
                           lid=jid_str(p.LID) or None, is_admin=p.IsAdmin or p.IsSuperAdmin,
                           is_super_admin=p.IsSuperAdmin) for p in info.Participants]
@@ -184,6 +185,8 @@ class AccountCalls:
     def participants(self, gid: str, action: str, users: list[str]) -> list[ParticipantResult]:
         from neonize.utils.enum import ParticipantChange
 
+        from wabot.account import ParticipantResult
+
         change = {"add": ParticipantChange.ADD, "remove": ParticipantChange.REMOVE,
                   "promote": ParticipantChange.PROMOTE, "demote": ParticipantChange.DEMOTE}
 
@@ -213,6 +216,8 @@ class AccountCalls:
     # --- contacts ----------------------------------------------------------------------------
 
     def on_whatsapp(self, numbers: list[str]) -> list[OnWhatsAppResult]:
+        from wabot.account import OnWhatsAppResult
+
         def call() -> list[OnWhatsAppResult]:
             found = {r.Query.lstrip("+"): r for r in
                      self._client.is_on_whatsapp(*[f"+{n}" for n in numbers])}
@@ -226,6 +231,8 @@ class AccountCalls:
         return self._run("contacts_check", call, limit=ACCOUNT_KEY)
 
     def contact(self, user: str) -> ContactView:
+        from wabot.account import ContactView
+
         def call() -> ContactView:
             jid = self._known_user(user)
             for item in self._client.get_user_info(jid):
@@ -239,6 +246,8 @@ class AccountCalls:
         return self._run("contact_info", call)
 
     def picture(self, user: str) -> ProfilePictureView:
+        from wabot.account import ProfilePictureView
+
         def call() -> ProfilePictureView:
             jid = self._known_user(user) if "@g.us" not in user else _group_jid(user)
             pic = self._client.get_profile_picture(jid)
@@ -248,6 +257,8 @@ class AccountCalls:
 
     def ids(self, user: str) -> JidMapping:
         """The same person by phone number and by LID (whatsmeow's local store: no request)."""
+        from wabot.account import JidMapping
+
         def call() -> JidMapping:
             jid = _user_jid(user)
             if jid.Server == "lid":

@@ -17,21 +17,15 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
-from wabot.account import (
-    USER_PATTERN,
-    OnWhatsAppRequest,
-    OnWhatsAppResponse,
-    OwnPresenceRequest,
-    SubscribePresenceRequest,
-)
+from wabot.account_core import USER_PATTERN
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
 
 from .account_calls import AccountCalls, OpError
 from .groups_api import answer, handled, parse
 
-_USER = re.compile(USER_PATTERN)
 U = r"/v1/contacts/(?P<user>[^/]+)"
+_USER = re.compile(USER_PATTERN)
 
 
 def user_of(req: Request) -> str:
@@ -58,15 +52,21 @@ class ContactsApi:
         ]
 
     def check(self, req: Request) -> Response:
+        from wabot.account import OnWhatsAppRequest, OnWhatsAppResponse
+
         body = parse(OnWhatsAppRequest, req)
         return answer(200, OnWhatsAppResponse(results=self._calls.on_whatsapp(body.numbers)))
 
     def presence(self, req: Request) -> Response:
+        from wabot.account import OwnPresenceRequest
+
         body = parse(OwnPresenceRequest, req)
         self._calls.set_presence(body.presence)
         return answer(200, None)
 
     def subscribe(self, req: Request) -> Response:
+        from wabot.account import SubscribePresenceRequest
+
         body = parse(SubscribePresenceRequest, req)
         self._calls.subscribe(body.jid)
         return answer(200, None)

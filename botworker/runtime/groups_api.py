@@ -20,30 +20,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
-from wabot.account import (
-    GROUP_PATTERN,
-    CreateGroupRequest,
-    GroupDescriptionRequest,
-    GroupList,
-    GroupNameRequest,
-    GroupSettingsRequest,
-    InviteLinkResponse,
-    JoinGroupRequest,
-    JoinGroupResponse,
-    ParticipantsRequest,
-    ParticipantsResponse,
-)
+from wabot.account_core import GROUP_PATTERN
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
 
 from .account_calls import MAX_PHOTO, AccountCalls, OpError
 from .api_answers import error, validation_error
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # the API's models are pydantic: imported by the handlers, at the first call
+    from pydantic import BaseModel
+
+
+M = TypeVar("M", bound="BaseModel")
 _GROUP = re.compile(GROUP_PATTERN)
 G = r"/v1/groups/(?P<group>[^/]+)"
 
@@ -78,6 +68,8 @@ class Invalid(Exception):
 
 def parse(model: type[M], req: Request) -> M:
     """The body as `model`; raises Invalid, which `handled` turns into the 422."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate_json(req.body or b"{}")
     except ValidationError as exc:
@@ -111,8 +103,7 @@ class GroupsApi:
     def routes(self) -> list[Route]:
         c = self._calls
         return [
-            Route("GET", "/v1/groups", handled(
-                lambda r: answer(200, GroupList(groups=c.groups())))),
+            Route("GET", "/v1/groups", handled(self.groups)),
             Route("POST", "/v1/groups", handled(self.create)),
             Route("POST", "/v1/groups/join", handled(self.join)),
             Route("GET", G, handled(lambda r: answer(200, c.group(group_of(r))))),
@@ -126,25 +117,40 @@ class GroupsApi:
             Route("POST", G + "/leave", handled(self.leave)),
         ]
 
+    def groups(self, _req: Request) -> Response:
+        from wabot.account import GroupList
+
+        return answer(200, GroupList(groups=self._calls.groups()))
+
     def create(self, req: Request) -> Response:
+        from wabot.account import CreateGroupRequest
+
         body = parse(CreateGroupRequest, req)
         return answer(201, self._calls.create_group(body.name, body.participants))
 
     def join(self, req: Request) -> Response:
+        from wabot.account import JoinGroupRequest, JoinGroupResponse
+
         body = parse(JoinGroupRequest, req)
         return answer(200, JoinGroupResponse(group=self._calls.join(body.code())))
 
     def rename(self, req: Request) -> Response:
+        from wabot.account import GroupNameRequest
+
         gid = group_of(req)
         body = parse(GroupNameRequest, req)
         return answer(200, self._calls.rename(gid, body.name))
 
     def describe(self, req: Request) -> Response:
+        from wabot.account import GroupDescriptionRequest
+
         gid = group_of(req)
         body = parse(GroupDescriptionRequest, req)
         return answer(200, self._calls.describe(gid, body.description))
 
     def settings(self, req: Request) -> Response:
+        from wabot.account import GroupSettingsRequest
+
         gid = group_of(req)
         body = parse(GroupSettingsRequest, req)
         if body.announce is None and body.locked is None:
@@ -157,6 +163,8 @@ class GroupsApi:
         return answer(200, None)
 
     def participants(self, req: Request) -> Response:
+        from wabot.account import ParticipantsRequest, ParticipantsResponse
+
         gid = group_of(req)
         body = parse(ParticipantsRequest, req)
         done = self._calls.participants(gid, body.action, body.participants)
@@ -164,6 +172,8 @@ class GroupsApi:
                                                 action=body.action, participants=done))
 
     def invite(self, req: Request, *, reset: bool) -> Response:
+        from wabot.account import InviteLinkResponse
+
         gid = group_of(req)
         link = self._calls.invite_link(gid, reset=reset)
         return answer(200, InviteLinkResponse(group=f"{gid.split('@')[0]}@g.us", link=link))

@@ -26,23 +26,9 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote
 
-from pydantic import BaseModel, ValidationError
-
-from wabot.api import (
-    RECIPIENT_PATTERN,
-    ChatActionResponse,
-    Delete,
-    Edit,
-    PresenceRequest,
-    Reaction,
-    ReadRequest,
-    SendMessageResponse,
-    chat_jid,
-    valid_idempotency_key,
-)
 from wabot.httproutes import Route
 from wabot.httpserver import Request, Response
 
@@ -55,9 +41,13 @@ from . import send_request
 from .api_answers import MAX_BODY, error, validation_error
 from .sender import Sender, SendOutcome, Transport
 
+if TYPE_CHECKING:  # the API's models (pydantic) load with the first API call, not at start
+    from pydantic import BaseModel
+
+
 log = get_logger("api")
 
-_M = TypeVar("_M", bound=BaseModel)
+_M = TypeVar("_M", bound="BaseModel")
 
 
 class IdempotencyStore(StateStore):
@@ -144,6 +134,8 @@ class MessageApi:
 
     def read(self, req: Request) -> Response:
         """POST /v1/chats/{chat}/read: read receipts, grouped by who wrote each message."""
+        from wabot.api import ReadRequest, chat_jid
+
         parsed = self._chat_request(req, ReadRequest)
         if isinstance(parsed, Response):
             return parsed
@@ -170,6 +162,8 @@ class MessageApi:
 
     def presence(self, req: Request) -> Response:
         """POST /v1/chats/{chat}/presence: typing, recording or paused."""
+        from wabot.api import PresenceRequest
+
         parsed = self._chat_request(req, PresenceRequest)
         if isinstance(parsed, Response):
             return parsed
@@ -192,6 +186,8 @@ class MessageApi:
 
     def _once(self, req: Request, fingerprint: str, act: Callable[[], Response]) -> Response:
         """`act` under the request's Idempotency-Key, if it has one (see the docstring)."""
+        from wabot.api import valid_idempotency_key
+
         key = req.headers.get("idempotency-key")
         if key is not None and not valid_idempotency_key(key):
             self._metrics.api_request("invalid")
@@ -213,6 +209,8 @@ class MessageApi:
         return answer
 
     def _send(self, parsed: send_request.SendRequest) -> Response:
+        from wabot.api import SendMessageResponse
+
         req = parsed.message
         if not self._sender.can_send():
             return self._refused(SendOutcome("not_connected"))
@@ -232,6 +230,8 @@ class MessageApi:
     def _outgoing(self, parsed: send_request.SendRequest) -> Outgoing | Response:
         """The request as an Outgoing, its message ids resolved (404 for one the bot has not
         seen in this chat: WhatsApp would accept it silently and do nothing)."""
+        from wabot.api import Delete, Edit, Reaction
+
         req = parsed.message
         kind = req.kind
         content = getattr(req, kind)
@@ -263,6 +263,8 @@ class MessageApi:
                      "knows the last messages of its chats since it started)", field=field)
 
     def _chat_answer(self, chat: str, outcome: SendOutcome) -> Response:
+        from wabot.api import ChatActionResponse
+
         if outcome.result != "sent":
             return self._refused(outcome)
         self._metrics.api_request("sent")
@@ -309,6 +311,8 @@ def _reader(chat: str, author: str, ids: list[str]) -> Callable[[Transport], Non
 
 
 def _chat(req: Request) -> str | Response:
+    from wabot.api import RECIPIENT_PATTERN, chat_jid
+
     chat = unquote(req.params.get("chat", ""))
     if not re.match(RECIPIENT_PATTERN, chat):
         return error(422, "invalid_request", "chat: E.164 digits or a JID", field="chat")
@@ -316,6 +320,8 @@ def _chat(req: Request) -> str | Response:
 
 
 def _model(model: type[_M], body: bytes) -> _M | Response:
+    from pydantic import ValidationError
+
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
-from wabot.api import SendMessageRequest
 from wabot.httpserver import Request, Response
 
 from ..core import multipart
 from .api_answers import MAX_BODY, error, validation_error
+
+if TYPE_CHECKING:  # pydantic: loaded by the first send request, not by an idle worker
+    from wabot.api import SendMessageRequest
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ def read(req: Request) -> SendRequest | Response:
 
 
 def _validated(body: bytes, *, upload: bool) -> SendRequest | Response:
+    from pydantic import ValidationError
+
+    from wabot.api import SendMessageRequest
+
     try:
         return SendRequest(SendMessageRequest.model_validate_json(
             body, context={"upload": upload}))
