@@ -89,8 +89,11 @@ def test_the_view_reads_what_the_model_reads(raw: dict[str, Any]) -> None:
     model = WhatsAppBotSpec.model_validate(raw)
     view = read(spec_view.WhatsAppBotSpec, raw)
     assert _plain(view) == _plain(model.model_dump())
-    # What the fleet tiers hand a worker (the model dumped by alias) reads the same.
-    assert read(spec_view.WhatsAppBotSpec, model.model_dump(mode="json", by_alias=True)) == view
+    # What the fleet tiers hand a worker (fleet/botsfile.py spec_document: the model dumped by
+    # alias, without nulls) reads the same.
+    for exclude_none in (False, True):
+        assert read(spec_view.WhatsAppBotSpec, model.model_dump(
+            mode="json", by_alias=True, exclude_none=exclude_none)) == view
 
 
 def test_every_model_field_is_in_the_view() -> None:
