@@ -43,12 +43,15 @@ def read_memory(directory: Path) -> dict[str, float]:
         out["cgroup_usage_mb"] = int((directory / "memory.usage_in_bytes").read_text()) / 1048576
         out["cgroup_max_usage_mb"] = int(
             (directory / "memory.max_usage_in_bytes").read_text()) / 1048576
+        out["cgroup_failcnt"] = int((directory / "memory.failcnt").read_text())
         stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
         out["cgroup_rss_mb"] = int(stat.get("total_rss", stat.get("rss", 0))) / 1048576
         out["cgroup_cache_mb"] = int(stat.get("total_cache", stat.get("cache", 0))) / 1048576
         inactive = int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
     elif (directory / "memory.current").exists():  # v2
         out["cgroup_usage_mb"] = int((directory / "memory.current").read_text()) / 1048576
+        if (directory / "memory.peak").exists():
+            out["cgroup_max_usage_mb"] = int((directory / "memory.peak").read_text()) / 1048576
         stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
         out["cgroup_rss_mb"] = int(stat.get("anon", 0)) / 1048576
         out["cgroup_cache_mb"] = int(stat.get("file", 0)) / 1048576
@@ -92,6 +95,30 @@ class MemoryCgroup:
 
     def read(self) -> dict[str, float]:
         return read_memory(self.directory)
+
+    def set_limit(self, limit_bytes: int) -> None:
+        """The most this cgroup may be charged (a pod's memory limit): above it the kernel
+        reclaims, then OOM-kills a process in it, as it would the container."""
+        name = "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+        (self.directory / name).write_text(str(limit_bytes))
+
+    def reset_peak(self) -> None:
+        """Start the peak afresh from the current usage (v1: max_usage_in_bytes; v2:
+        memory.peak, where the kernel allows writing it)."""
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        with contextlib.suppress(OSError):
+            (self.directory / name).write_text("0")
+
+    def oom_kills(self) -> int:
+        """Processes of this cgroup the kernel OOM-killed (v1: under_oom/oom_kill in
+        memory.oom_control; v2: memory.events)."""
+        name = "memory.oom_control" if self.version == 1 else "memory.events"
+        with contextlib.suppress(OSError):
+            for line in (self.directory / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        return 0
 
     def remove(self) -> None:
         """Remove the (empty) cgroup; its leftover page-cache charges go to the parent."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .httpserver import Limits, Request, Response
 
@@ -29,6 +29,9 @@ class Route:
     auth: bool = False
     # The largest body this route takes; None: the server's default (`Limits.max_body`).
     max_body: int | None = None
+    # The handler takes the body over: it arrives as a bytearray the handler may empty once
+    # it has what it needs (an upload's file: not held twice while it is sent).
+    takes_body: bool = False
 
     def match(self, path: str) -> dict[str, str] | None:
         m = re.fullmatch(self.pattern, path)
@@ -60,8 +63,7 @@ def dispatch(routes: Sequence[Route], token: str | None, req: Request, refuse: R
             if not token_ok(req.headers.get("authorization"), token):
                 return refuse(401, "unauthorized", "missing or wrong bearer token",
                               {"WWW-Authenticate": 'Bearer realm="wabot"'})
-        return route.handler(Request(req.method, req.path, req.query, req.headers, req.body,
-                                     params))
+        return route.handler(replace(req, params=params))
     if allowed:
         methods = ", ".join(sorted(set(allowed)))
         return refuse(405, "method_not_allowed", f"use {methods}", {"Allow": methods})
@@ -88,6 +90,11 @@ def body_limit(routes: Sequence[Route], default: int,
 
 
 def limits_for(routes: Sequence[Route], limits: Limits, token: str | None = None) -> Limits:
+    def takes_body(method: str, path: str) -> bool:
+        return any(route.takes_body and route.method == method and route.match(path) is not None
+                   for route in routes)
+
     return Limits(max_body=limits.max_body, timeout_s=limits.timeout_s,
                   max_connections=limits.max_connections,
-                  body_limit=body_limit(routes, limits.max_body, token))
+                  body_limit=body_limit(routes, limits.max_body, token),
+                  takes_body=takes_body if any(r.takes_body for r in routes) else None)

@@ -53,6 +53,11 @@ class Limits:
     # (method, path, Authorization header) -> the body limit for that request, when routes
     # differ (uploads, taken only from a client that presented the token: httproutes).
     body_limit: Callable[[str, str, str | None], int] | None = None
+    # (method, path) -> whether that route's handler takes the body over (httproutes'
+    # Route.takes_body): the body then arrives as a bytearray, read straight into it, which
+    # the handler may empty once it has taken out what it needs (an upload's file), so a
+    # large body is not held twice while the request is handled.
+    takes_body: Callable[[str, str], bool] | None = None
 
     def max_body_for(self, method: str, path: str, authorization: str | None = None) -> int:
         if self.body_limit is None:
@@ -68,6 +73,9 @@ class Request:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     params: Mapping[str, str] = field(default_factory=dict)  # set by the route (httproutes)
+    # A route that takes its body over (Limits.takes_body) gets it here, `body` left empty: a
+    # bytearray the handler may empty once it has taken out what it needs.
+    buffer: bytearray | None = None
 
 
 @dataclass(frozen=True)
@@ -261,7 +269,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if isinstance(framing, Response):
             self._send(framing, close=True)  # the body is never read: not reusable
             return
-        body = self.rfile.read(framing) if framing else b""
+        body = self._read_body(framing)
         if len(body) < framing:  # the client went away mid-body
             self.close_connection = True
             return
@@ -271,13 +279,26 @@ class _RequestHandler(BaseHTTPRequestHandler):
         req = Request(method=self.command, path=parts.path or "/",
                       query=parse_qs(parts.query),
                       headers={k.lower(): v for k, v in self.headers.items()},
-                      body=body)
+                      body=body if isinstance(body, bytes) else b"",
+                      buffer=body if isinstance(body, bytearray) else None)
         try:
             resp = self.site.handle(req)
         except Exception:
             log.exception("request failed", extra={"server": self.site.name, "path": req.path})
             resp = refusal(500, "internal_error", "internal error")
         self._send(resp)
+
+    def _read_body(self, length: int) -> bytes | bytearray:
+        """The body: bytes, or for a route that takes it over a bytearray of its declared
+        length read into at once (either way one copy of it; short when the client left)."""
+        takes = self.site.limits.takes_body
+        if not length or takes is None or not takes(self.command,
+                                                    urlsplit(self.path).path or "/"):
+            return self.rfile.read(length) if length else b""
+        body = bytearray(length)
+        got = self.rfile.readinto(body)
+        del body[got:]
+        return body
 
     do_GET = _handle
     do_POST = _handle

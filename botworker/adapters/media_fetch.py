@@ -17,6 +17,7 @@ map which internal ports are open.
 from __future__ import annotations
 
 import http.client
+import io
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -101,7 +102,9 @@ def _left(deadline: float) -> float:
 
 def _read(resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, max_bytes: int,
           deadline: float) -> bytes:
-    chunks: list[bytes] = []
+    """The body, gathered in one growing buffer whose bytes are handed out without a copy
+    (BytesIO.getvalue): a list of chunks joined at the end held the file twice."""
+    out = io.BytesIO()
     size = 0
     while True:
         if conn.sock is not None:
@@ -112,5 +115,5 @@ def _read(resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, max_
         size += len(chunk)
         if size > max_bytes:
             raise FetchFailed(f"the file is larger than {max_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        out.write(chunk)
+    return out.getvalue()

@@ -2,12 +2,13 @@
 `file` part (the media's bytes), parsed strictly and without copies of the file.
 
 The body arrives whole (the HTTP kit reads at most the route's limit), so parsing is a search
-for the boundary in bytes; the file part is sliced out once. The standard library's email
-package reads each part's few header lines (Content-Disposition's name and filename, with
-RFC 2231 encodings, and Content-Type); it never sees the file itself, whose bytes it would
-decode to text and copy several times over. Anything unexpected is a `MultipartError` naming
-the part: another part, a part twice, a header block above 8 KiB, a body without its closing
-boundary (a truncated upload).
+for the boundary in bytes; the file part is sliced out once, through a memoryview released
+before `parse` returns (the send route then empties the body's buffer: runtime/send_request).
+The standard library's email package reads each part's few header lines
+(Content-Disposition's name and filename, with RFC 2231 encodings, and Content-Type); it never
+sees the file itself, whose bytes it would decode to text and copy several times over.
+Anything unexpected is a `MultipartError` naming the part: another part, a part twice, a
+header block above 8 KiB, a body without its closing boundary (a truncated upload).
 """
 
 from __future__ import annotations
@@ -49,10 +50,15 @@ def boundary_of(content_type: str) -> str | None:
     return boundary
 
 
-def parse(body: bytes, boundary: str) -> dict[str, Part]:
-    """The named parts of `body`; only the names in PARTS, each at most once."""
+def parse(body: bytes | bytearray, boundary: str) -> dict[str, Part]:
+    """The named parts of `body` (bytes or a bytearray); only the names in PARTS, each at
+    most once."""
+    with memoryview(body) as view:
+        return _parse(body, view, boundary)
+
+
+def _parse(body: bytes | bytearray, view: memoryview, boundary: str) -> dict[str, Part]:
     delimiter = b"--" + boundary.encode("ascii")
-    view = memoryview(body)
     start = body.find(delimiter)
     if start < 0 or body[:start].strip():
         raise MultipartError("body", "not a multipart body with the declared boundary")
@@ -68,7 +74,7 @@ def parse(body: bytes, boundary: str) -> dict[str, Part]:
         if header_end < 0:
             raise MultipartError("body", "a part's headers are missing, cut off or over "
                                  f"{MAX_HEADER_BLOCK} bytes")
-        name, part_type, filename = _part_headers(body[pos:header_end + 2])
+        name, part_type, filename = _part_headers(bytes(view[pos:header_end + 2]))
         data_start = header_end + 4
         data_end = body.find(b"\r\n" + delimiter, data_start)
         if data_end < 0:

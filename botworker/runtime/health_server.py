@@ -76,7 +76,7 @@ class HealthServer(HttpServer):
                   lambda _req: Response(200, metrics(), CONTENT_TYPE_LATEST)),
         ]
         if api_token is not None:
-            routes += [Route(r.method, r.pattern, r.handler, True, r.max_body)
+            routes += [Route(r.method, r.pattern, r.handler, True, r.max_body, r.takes_body)
                        for r in api_routes]
         self.routes = routes
 

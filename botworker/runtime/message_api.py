@@ -121,7 +121,7 @@ class MessageApi:
         """The routes it serves (behind the bot's token: health_server.py). Only the send
         route takes a large body: a multipart upload of the largest file a kind allows."""
         upload = self._sender.media.max_bytes() + MAX_BODY
-        return [Route("POST", "/v1/messages", self.handle, max_body=upload),
+        return [Route("POST", "/v1/messages", self.handle, max_body=upload, takes_body=True),
                 Route("POST", r"/v1/chats/(?P<chat>[^/]{1,64})/read", self.read),
                 Route("POST", r"/v1/chats/(?P<chat>[^/]{1,64})/presence", self.presence)]
 
