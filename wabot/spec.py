@@ -198,9 +198,9 @@ class ResourcesSpec(SpecModel):
     limits: ResourceList = Field(
         default_factory=ResourceList, description=(
             "The most the bot may use. Unset keys take the operator's defaults (built in: cpu "
-            "500m, memory 256Mi)."),
+            "500m, memory 240Mi)."),
         json_schema_extra=crd(properties={"cpu": "CPU quantity, for example 500m.",
-                                          "memory": "Memory quantity, for example 256Mi."}))
+                                          "memory": "Memory quantity, for example 240Mi."}))
 
     def over(self, defaults: ResourcesSpec) -> ResourcesSpec:
         """This spec with each unset key taken from `defaults`."""
@@ -208,10 +208,15 @@ class ResourcesSpec(SpecModel):
                              limits=_overlay(self.limits, defaults.limits))
 
 
-# The built-in defaults: an idle worker measures ~90 MB RSS (bench/), so 96Mi is reserved and
-# 256Mi leaves room for bursts of commands and database access.
+# The built-in defaults: an idle worker measures ~90 MB RSS (bench/), so 96Mi is reserved. The
+# limit is what handling files takes: a worker's cgroup peaked at 201 MiB sending 16-32 MiB
+# files one after another, 48 MiB of them at once (its media budget's most:
+# runtime/media_source.py), 77 MiB at start (the start-up child); 240Mi is that plus ~20%.
+# Taking in a 64 MiB file after them (spec.media.maxBytes' most) peaked at 224 MiB, its page
+# cache included, and ran under 240Mi without an OOM kill (`python -m bench.upload_peak`,
+# docs/benchmarks/worker.md "Upload peak", tests/worker/test_upload_memory.py).
 DEFAULT_RESOURCES = ResourcesSpec(requests=ResourceList(cpu="50m", memory="96Mi"),
-                                  limits=ResourceList(cpu="500m", memory="256Mi"))
+                                  limits=ResourceList(cpu="500m", memory="240Mi"))
 DEFAULT_STORAGE_SIZE = "256Mi"
 
 

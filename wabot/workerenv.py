@@ -69,9 +69,19 @@ WORKER_ROLE = "worker"
 # The worker process's runtime settings (issue 28; measured in docs/benchmarks/worker.md):
 # Go's scheduler sized for a bot, not for the node (whatsmeow's runtime otherwise takes one P
 # per node CPU: on a 64-CPU node +16 threads and +3 MiB at idle), and glibc's malloc kept to
-# two arenas however many threads and CPUs there are. Defaults: an admin's template env or a
-# bot's spec.env may set either to something else.
-RUNTIME_TUNING: tuple[tuple[str, str], ...] = (("GOMAXPROCS", "2"), ("MALLOC_ARENA_MAX", "2"))
+# two arenas however many threads and CPUs there are. After a media send, the memory the file
+# took goes back to the system instead of staying with the bot until its next send: Go's heap
+# is collected and returned once it passes 32 MiB (whatsmeow's idles at ~18 MiB: no extra
+# collections then; while a file is encrypted Go holds two copies of it, whatever the limit),
+# and glibc maps every block above 128 KiB on its own (its default raises that threshold to 32
+# MiB after the first large free, keeping 16 MiB files in a heap it never shrinks). One worker
+# sending 16-32 MiB files one after another (48 MiB at once among them) peaked at 335 MiB
+# charged without them, 201 with them (`python -m bench.upload_peak --sequence`,
+# docs/benchmarks/worker.md "Upload peak"). Defaults: an admin's template env or a bot's
+# spec.env may set any of them to something else.
+RUNTIME_TUNING: tuple[tuple[str, str], ...] = (
+    ("GOMAXPROCS", "2"), ("MALLOC_ARENA_MAX", "2"), ("GOMEMLIMIT", "32MiB"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"))
 TUNING_NAMES = frozenset(name for name, _ in RUNTIME_TUNING)
 
 # Where each Secret reference of a bot comes from, for the messages that name it.

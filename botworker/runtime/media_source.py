@@ -5,9 +5,11 @@ as given; either way the bytes are checked against WhatsApp's limits for the kin
 
 Files are fetched, checked and built within a memory budget per worker (`budget_bytes`, by
 default 48 MiB of files at once: one 32 MiB document, or three 16 MiB videos): each is held
-in memory several times over while neonize thumbnails, encrypts and uploads it (a 32 MiB
-document took the worker's peak RSS ~100 MiB higher, measured), and ffmpeg runs for video and
-audio. A send beyond the budget waits up to `wait_s`, then is refused (503, retry).
+about three times while it is sent (the worker's one copy, then neonize hands it to Go, where
+whatsmeow copies and encrypts it: a 32 MiB document takes the worker's cgroup ~99 MiB above
+idle, 48 MiB of files at once ~150 MiB: `python -m bench.upload_peak`), and ffmpeg runs for
+video and audio. The bot's default memory limit (240Mi) is sized for this budget. A send
+beyond the budget waits up to `wait_s`, then is refused (503, retry).
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
     assert [e["name"] for e in env] == [
         "ROLE", "BOT_ID", "SERVER_NAME", "WABOT_BOT_NAME", "WABOT_NAMESPACE", "POD_NAME",
         "WABOT_LEASE_NAME", "AUTH_DIR", "HTTP_PORT", "WABOT_SPEC_SOURCE", "WABOT_API_TOKEN",
-        "GOMAXPROCS", "MALLOC_ARENA_MAX",
+        "GOMAXPROCS", "MALLOC_ARENA_MAX", "GOMEMLIMIT", "MALLOC_MMAP_THRESHOLD_",
     ]
     assert env_of(c) == {
         "ROLE": "worker",
@@ -174,6 +174,8 @@ def test_pod_env_is_exactly_the_design_table(templates: Templates) -> None:
                                              "optional": True}},
         "GOMAXPROCS": "2",
         "MALLOC_ARENA_MAX": "2",
+        "GOMEMLIMIT": "32MiB",
+        "MALLOC_MMAP_THRESHOLD_": "131072",
     }
 
 
@@ -243,7 +245,7 @@ def test_resources_default_and_follow_the_spec(templates: Templates) -> None:
     (kube-score: a container without it may fill the node's disk)."""
     assert worker(render(templates))["resources"] == {
         "requests": {"ephemeral-storage": "64Mi", "cpu": "50m", "memory": "96Mi"},
-        "limits": {"ephemeral-storage": "256Mi", "cpu": "500m", "memory": "256Mi"},
+        "limits": {"ephemeral-storage": "256Mi", "cpu": "500m", "memory": "240Mi"},
     }
     c = render(templates, resources={"limits": {"memory": "512Mi"}})
     assert worker(c)["resources"] == {
