@@ -38,7 +38,7 @@ def test_multi_document_file_is_read_with_defaults_from_the_models() -> None:
     assert bots[1].bot_id == "helpdesk"
     # Unset resources mean "the platform default", resolved where the bot is run.
     assert bots[1].spec.resources.limits.memory is None
-    assert bots[1].spec.resources.over(DEFAULT_RESOURCES).limits.memory == "256Mi"
+    assert bots[1].spec.resources.over(DEFAULT_RESOURCES).limits.memory == "240Mi"
 
 
 def test_error_names_file_document_and_field_path() -> None:
