@@ -18,8 +18,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint
 from typing import Any
 
-from wabot.spec_view import WhatsAppBotSpec
-from wabot.status_view import WorkerReport
+from wabot import spec_view, status_view  # the contract without pydantic (wabot/specread.py)
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter
@@ -55,7 +54,7 @@ class Worker:
     def __init__(
         self,
         cfg: WorkerConfig,
-        spec: WhatsAppBotSpec,
+        spec: spec_view.WhatsAppBotSpec,
         *,
         client: Any | None = None,
         plugins_available: Iterable[EntryPoint] | None = None,
@@ -227,7 +226,7 @@ class Worker:
     # --- spec --------------------------------------------------------------------------------
 
     @staticmethod
-    def _limits(spec: WhatsAppBotSpec) -> Limits:
+    def _limits(spec: spec_view.WhatsAppBotSpec) -> Limits:
         return Limits(spec.rate_limit.per_chat_per_minute, spec.rate_limit.per_bot_per_minute)
 
     def _info(self) -> dict[str, str]:
@@ -240,7 +239,7 @@ class Worker:
         }
         return info
 
-    def _build_runtime(self, spec: WhatsAppBotSpec) -> Runtime:
+    def _build_runtime(self, spec: spec_view.WhatsAppBotSpec) -> Runtime:
         result = build_registry(spec, self.cfg.bot_id, self._info, self._plugins_available)
         for err in result.errors:
             log.error("command registry problem", extra={"error": err})
@@ -252,7 +251,7 @@ class Worker:
     def runtime(self) -> Runtime:
         return self._runtime
 
-    def apply_spec(self, spec: WhatsAppBotSpec) -> None:
+    def apply_spec(self, spec: spec_view.WhatsAppBotSpec) -> None:
         """Swap in a new spec without a restart: commands, settings, features and rate limits
         apply to the next message. Pairing and identity changes need a new session, which the
         operator handles by replacing the pod."""
@@ -306,7 +305,7 @@ class Worker:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _publish(self, report: WorkerReport) -> None:
+    def _publish(self, report: status_view.WorkerReport) -> None:
         if self.reporter is None:
             return
         pipeline = getattr(self, "pipeline", None)  # None while the parts are being built
