@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -52,6 +53,7 @@ dump() turns one into the JSON the pydantic model would write (model_dump(mode="
 by_alias=True)), and read() reads a record back; tests/contract/test_status_view.py checks that
 the operator's model reads what the worker writes. Lists are tuples.
 """
+# ruff: noqa: E501 (generated; tests/contract/test_spec_view.py keeps it equal to the models)
 
 from __future__ import annotations
 
@@ -85,8 +87,46 @@ def _is_model(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, BaseModel)
 
 
-def _describe(tp: Any, where: str) -> tuple[str, str]:
-    """(the dataclass field's annotation, the reader's shape expression) of one type."""
+_BOUNDS = {"ge": "ge", "le": "le", "gt": "gt", "lt": "lt", "min_length": "min_len",
+           "max_length": "max_len"}
+
+
+def _python_pattern(pattern: str, where: str) -> str:
+    """A pattern as Python's re reads it: the contract's are RE2/Rust syntax, whose \\x{HH}
+    escapes Python spells \\UHHHHHHHH."""
+    out = re.sub(r"\\x\{([0-9A-Fa-f]+)\}", lambda m: f"\\U{int(m[1], 16):08x}", pattern)
+    try:
+        re.compile(out)
+    except re.error as exc:
+        raise GenerationError(f"{where}: pattern {pattern!r} is not Python's: {exc}") from None
+    return out
+
+
+def _checks(metadata: list[Any], where: str) -> dict[str, Any]:
+    """The bounds and pattern pydantic keeps in a field's (or an Annotated type's) metadata."""
+    out: dict[str, Any] = {}
+    for item in metadata:
+        for attr, key in _BOUNDS.items():
+            if getattr(item, attr, None) is not None:
+                out[key] = getattr(item, attr)
+        if getattr(item, "pattern", None) is not None:
+            out["pattern"] = _python_pattern(item.pattern, where)
+        if isinstance(item, FieldInfo):
+            out.update(_checks(item.metadata, where))
+    return out
+
+
+def _describe(tp: Any, where: str, checks: dict[str, Any] | None = None) -> tuple[str, str]:
+    """(the dataclass field's annotation, the reader's shape expression) of one type; `checks`
+    (a field's bounds and pattern) apply to its first level that is not `| None`."""
+    if typing.get_origin(tp) is Annotated:
+        inner, *extra = typing.get_args(tp)
+        checks = {**(checks or {}), **_checks(extra, where)}
+        return _describe(_strip(inner), where, checks)
+    origin = typing.get_origin(tp)
+    if checks and origin not in (Union, types.UnionType):
+        ann, shape = _describe(tp, where)
+        return ann, f"('chk', {shape}, {dict(sorted(checks.items()))!r})"
     tp = _strip(tp)
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if tp in _SCALARS:
@@ -108,7 +148,7 @@ def _describe(tp: Any, where: str) -> tuple[str, str]:
         rest = [a for a in args if a is not type(None)]
         if len(rest) != 1 or len(args) != 2:
             raise GenerationError(f"{where}: only `X | None` unions are supported")
-        ann, shape = _describe(rest[0], where)
+        ann, shape = _describe(rest[0], where, checks)
         return f"{ann} | None", f"('opt', {shape})"
     if origin is list:
         ann, shape = _describe(args[0], where)
@@ -167,7 +207,7 @@ def _class_source(model: type[BaseModel]) -> tuple[str, str]:
     required, optional, shapes = [], [], []
     for name, info in model.model_fields.items():
         where = f"{model.__name__}.{name}"
-        ann, shape = _describe(info.annotation, where)
+        ann, shape = _describe(info.annotation, where, _checks(info.metadata, where))
         default = _default(info, where)
         alias = info.alias or name
         if default is None:

@@ -2,10 +2,14 @@
 writes a view as the JSON its pydantic model would write, without pydantic.
 
 The worker's read and write path (bench/PROFILE-density.md, "pydantic out of the worker"): the
-spec it gets was validated and defaulted upstream, so reading checks only what keeps a
-hand-edited file from becoming a traceback: unknown names, missing required ones, and exact JSON
-types (no coercion: "20" is not 20 and 1 is not true, as in the strict models of wabot/spec.py;
-timestamps and enums are read from their JSON strings, as the lax status models do). The table
+spec it gets was validated and defaulted upstream (the API server by the CRD, the fleet tiers
+by the models), and a hand-edited file is checked here for what the generated table holds:
+unknown names, missing required ones, exact JSON types (no coercion: "20" is not 20 and 1 is
+not true, as in the strict models of wabot/spec.py; timestamps and enums are read from their
+JSON strings, as the lax status models do), bounds, lengths and patterns. The models'
+cross-field rules (pairing by code needs a phone number, a custom command needs an answer,
+reserved env names) are not repeated: the API server's CEL rules and the fleet's models check
+them, and the worker only reads what they let through. The table
 of each class's fields is generated with the classes (wabot/spec_codegen.py), so they cannot
 drift.
 """
@@ -13,13 +17,14 @@ drift.
 from __future__ import annotations
 
 import enum
+import re
 import sys
 from datetime import datetime
 from typing import Any, TypeVar
 
 # (attribute, JSON name, shape, required); a shape is 'str' | 'int' | 'bool' | 'float' |
 # 'datetime', a generated class, ('enum', cls), ('lit', values), ('opt', shape), ('list',
-# shape) or ('dict', shape).
+# shape), ('dict', shape) or ('chk', shape, {bound or pattern: value}).
 Shape = tuple[str, str, Any, bool]
 
 T = TypeVar("T")
@@ -50,6 +55,28 @@ def _datetime(value: object, where: str) -> datetime:
     raise SpecError(f"{where}: expected a date-time, got {str(value)[:64]!r}")
 
 
+def _checked(value: Any, checks: dict[str, Any], where: str) -> Any:
+    """The model's bounds and pattern (a hand-edited file with `perChatPerMinute: 0` stops
+    with a clear line, not later in the rate limiter); values that are already None pass."""
+    if value is None:
+        return value
+    size = len(value) if isinstance(value, str | tuple | dict) else None
+    for key, limit in checks.items():
+        if key == "pattern":
+            if not re.search(limit, value):
+                raise SpecError(f"{where}: {str(value)[:64]!r} does not match {limit}")
+        elif key in ("min_len", "max_len"):
+            if size is not None and (size < limit if key == "min_len" else size > limit):
+                word = "at least" if key == "min_len" else "at most"
+                raise SpecError(f"{where}: {word} {limit} "
+                                f"{'characters' if isinstance(value, str) else 'items'}")
+        elif not {"ge": value >= limit, "le": value <= limit, "gt": value > limit,
+                  "lt": value < limit}[key]:
+            said = {"ge": "at least", "le": "at most", "gt": "more than", "lt": "less than"}
+            raise SpecError(f"{where}: must be {said[key]} {limit}, got {value}")
+    return value
+
+
 def _value(shape: Any, value: object, where: str) -> Any:
     if shape == "datetime":
         return _datetime(value, where)
@@ -60,6 +87,8 @@ def _value(shape: Any, value: object, where: str) -> Any:
         return value
     if isinstance(shape, type):
         return read(shape, value, where)
+    if shape[0] == "chk":
+        return _checked(_value(shape[1], value, where), shape[2], where)
     tag, inner = shape
     if tag == "enum":
         try:

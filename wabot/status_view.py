@@ -6,6 +6,7 @@ dump() turns one into the JSON the pydantic model would write (model_dump(mode="
 by_alias=True)), and read() reads a record back; tests/contract/test_status_view.py checks that
 the operator's model reads what the worker writes. Lists are tuples.
 """
+# ruff: noqa: E501 (generated; tests/contract/test_spec_view.py keeps it equal to the models)
 
 from __future__ import annotations
 
@@ -88,52 +89,52 @@ class WorkerReport:
 SHAPES: dict[type, tuple[Shape, ...]] = {
     PairingStatus: (
         ('method', 'method', ('lit', ('qr', 'code')), True),
-        ('qr', 'qr', ('opt', 'str'), False),
-        ('code', 'code', ('opt', 'str'), False),
+        ('qr', 'qr', ('opt', ('chk', 'str', {'max_len': 4096})), False),
+        ('code', 'code', ('opt', ('chk', 'str', {'max_len': 64})), False),
         ('expires_at', 'expiresAt', ('opt', 'datetime'), False),
     ),
     AccountStatus: (
-        ('jid', 'jid', 'str', True),
-        ('push_name', 'pushName', ('opt', 'str'), False),
+        ('jid', 'jid', ('chk', 'str', {'max_len': 256}), True),
+        ('push_name', 'pushName', ('opt', ('chk', 'str', {'max_len': 256})), False),
     ),
     SessionActionStatus: (
-        ('request_id', 'requestId', 'str', True),
+        ('request_id', 'requestId', ('chk', 'str', {'max_len': 255}), True),
         ('action', 'action', ('lit', ('logout', 'restart', 'pairing')), True),
         ('source', 'source', ('lit', ('api', 'kubernetes')), True),
         ('result', 'result', ('lit', ('Started', 'Succeeded', 'Failed', 'Rejected')), True),
-        ('message', 'message', ('opt', 'str'), False),
+        ('message', 'message', ('opt', ('chk', 'str', {'max_len': 1024})), False),
         ('at', 'at', ('opt', 'datetime'), False),
     ),
     MediaStorageStatus: (
-        ('used_bytes', 'usedBytes', 'int', True),
-        ('files', 'files', 'int', True),
-        ('quota_bytes', 'quotaBytes', 'int', True),
+        ('used_bytes', 'usedBytes', ('chk', 'int', {'ge': 0}), True),
+        ('files', 'files', ('chk', 'int', {'ge': 0}), True),
+        ('quota_bytes', 'quotaBytes', ('chk', 'int', {'ge': 0}), True),
         ('full', 'full', 'bool', True),
-        ('reason', 'reason', ('opt', 'str'), False),
+        ('reason', 'reason', ('opt', ('chk', 'str', {'max_len': 64, 'pattern': '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$'})), False),
     ),
     WebhookDeliveryStatus: (
-        ('queue_depth', 'queueDepth', 'int', True),
+        ('queue_depth', 'queueDepth', ('chk', 'int', {'ge': 0}), True),
         ('failing', 'failing', 'bool', True),
         ('failing_since', 'failingSince', ('opt', 'datetime'), False),
         ('last_delivered_at', 'lastDeliveredAt', ('opt', 'datetime'), False),
         ('last_failed_at', 'lastFailedAt', ('opt', 'datetime'), False),
-        ('last_failure', 'lastFailure', ('opt', 'str'), False),
+        ('last_failure', 'lastFailure', ('opt', ('chk', 'str', {'max_len': 64})), False),
     ),
     ActivityStatus: (
-        ('messages_in_last_hour', 'messagesInLastHour', 'int', True),
-        ('messages_out_last_hour', 'messagesOutLastHour', 'int', True),
+        ('messages_in_last_hour', 'messagesInLastHour', ('chk', 'int', {'ge': 0}), True),
+        ('messages_out_last_hour', 'messagesOutLastHour', ('chk', 'int', {'ge': 0}), True),
         ('since', 'since', 'datetime', True),
         ('webhook', 'webhook', ('opt', WebhookDeliveryStatus), False),
     ),
     WorkerReport: (
         ('state', 'state', ('enum', WorkerState), True),
-        ('pod_name', 'podName', ('opt', 'str'), False),
+        ('pod_name', 'podName', ('opt', ('chk', 'str', {'max_len': 253})), False),
         ('pairing', 'pairing', ('opt', PairingStatus), False),
         ('account', 'account', ('opt', AccountStatus), False),
         ('last_connected_at', 'lastConnectedAt', ('opt', 'datetime'), False),
-        ('last_error', 'lastError', ('opt', 'str'), False),
-        ('error_reason', 'errorReason', ('opt', 'str'), False),
-        ('reconnects', 'reconnects', 'int', False),
+        ('last_error', 'lastError', ('opt', ('chk', 'str', {'max_len': 1024})), False),
+        ('error_reason', 'errorReason', ('opt', ('chk', 'str', {'max_len': 64, 'pattern': '^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$'})), False),
+        ('reconnects', 'reconnects', ('chk', 'int', {'ge': 0}), False),
         ('session_action', 'sessionAction', ('opt', SessionActionStatus), False),
         ('media', 'media', ('opt', MediaStorageStatus), False),
         ('activity', 'activity', ('opt', ActivityStatus), False),

@@ -125,6 +125,23 @@ def test_every_model_field_is_in_the_view() -> None:
      "spec.features.x: expected a boolean, got a string"),
     ({"serverName": "a", "features": {1: True}}, "spec.features: the key 1 is not a string"),
     ({"serverName": "a", "webhook": {"url": "https://x"}}, "spec.webhook.secretRef: required"),
+    # bounds, lengths and patterns: what the model's fields say
+    ({"serverName": "a", "rateLimit": {"perChatPerMinute": 0}},
+     "spec.rateLimit.perChatPerMinute: must be at least 1, got 0"),
+    ({"serverName": "a", "settings": {"maxMessageLength": 70000}},
+     "spec.settings.maxMessageLength: must be at most 65536, got 70000"),
+    ({"serverName": "a", "commands": {"prefix": ""}}, "spec.commands.prefix: at least 1 characters"),
+    ({"serverName": "a", "commands": {"prefix": "a b"}},
+     "spec.commands.prefix: 'a b' does not match ^[^\\t\\n\\v\\f\\r \\U00000085\\U000000a0"
+     "\\U00001680\\U00002000-\\U0000200a\\U00002028\\U00002029\\U0000202f\\U0000205f"
+     "\\U00003000]+$"),
+    ({"serverName": "Bad_Name"}, "spec.serverName: 'Bad_Name' does not match "
+     "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+    ({"serverName": "a", "commands": {"plugins": ["bad plugin"]}},
+     "spec.commands.plugins[0]: 'bad plugin' does not match ^[A-Za-z0-9_.-]{1,128}$"),
+    ({"serverName": "a", "webhook": {"url": "https://x", "secretRef": {"name": "s"},
+                                     "events": ["message"] * 16}},
+     "spec.webhook.events: at most 15 items"),
 ])
 def test_a_spec_it_cannot_read_names_the_field(raw: Any, message: str) -> None:
     with pytest.raises(SpecError) as err:
