@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from importlib.metadata import EntryPoint
 from typing import Any
 
-from wabot import spec_view, status_view  # the contract without pydantic (wabot/specread.py)
+from wabot import spec_view  # the contract without pydantic (wabot/specread.py)
 
 from . import __version__
 from .adapters.audit_writer import AuditWriter
@@ -36,7 +36,7 @@ from .core.registry import build_registry
 from .logs import get_logger
 from .metrics import Metrics
 from .runtime import account_parts
-from .runtime.activity_report import PERIOD_S, ActivityReport
+from .runtime.activity_report import PERIOD_S
 from .runtime.connection import ConnectionManager
 from .runtime.health_server import HealthServer
 from .runtime.incoming import inbound_events
@@ -45,7 +45,8 @@ from .runtime.message_api import IdempotencyStore, MessageApi
 from .runtime.pipeline import Pipeline, Runtime
 from .runtime.sender import NeonizeTransport, Sender
 from .runtime.session_control import finish_pending_logout
-from .runtime.state_events import activity_status, emit_connection_change, status_report, uptime
+from .runtime.state_events import activity_status, emit_connection_change, uptime
+from .runtime.status_writer import StatusWriter
 
 log = get_logger("worker")
 
@@ -95,19 +96,11 @@ class Worker:
         self.limiter = RateLimiter(self._limits(spec))
         self.greeted = GreetedChats(cfg.state_path)
         self.webhooks = self._webhook_dispatcher()
-        self.activity = ActivityReport(self.metrics.activity, self.webhooks, self._publish_now,
-                                       activity_period_s,
-                                       speaks=lambda: self.connection.state.lease_held)
-        self.proxy: ProxyUrl | None = None
-        self._proxy_problem: str | None = None
-        if cfg.proxy_url is not None:
-            try:
-                self.proxy = parse_proxy_url(cfg.proxy_url.get_secret_value())
-            except InvalidProxyUrl as exc:
-                self._proxy_problem = f"invalid proxy URL (spec.proxy): {exc}"
-
-        # Anything with publish/start/flush/stop; the Kubernetes status reporter on a cluster.
-        self.reporter: Any = reporter
+        self.status = StatusWriter(
+            reporter, self.metrics.activity, self.webhooks,
+            lambda: lc.to_report(self.connection.state, cfg.pod_name, time.time()),
+            period_s=activity_period_s, speaks=lambda: self.connection.state.lease_held)
+        self.proxy, self._proxy_problem = self._proxy(cfg)
         self.elector: Any = None
         self.spec_watcher: Any = None
         if kube_api is not None:
@@ -131,6 +124,16 @@ class Worker:
             ),
         )
 
+    @staticmethod
+    def _proxy(cfg: WorkerConfig) -> tuple[ProxyUrl | None, str | None]:
+        """spec.proxy, or why it cannot be used (start() then blocks the session)."""
+        if cfg.proxy_url is None:
+            return None, None
+        try:
+            return parse_proxy_url(cfg.proxy_url.get_secret_value()), None
+        except InvalidProxyUrl as exc:
+            return None, f"invalid proxy URL (spec.proxy): {exc}"
+
     def _cluster_parts(self, kube_api: Any, spec_generation: int | None) -> None:
         """The status reporter, the Lease elector and (in a pod) the spec watcher; imported
         here so a worker without a cluster never loads them."""
@@ -140,7 +143,8 @@ class Worker:
 
         cfg = self.cfg
         assert cfg.namespace is not None
-        self.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name, self.metrics)
+        self.status.reporter = StatusReporter(kube_api, cfg.namespace, cfg.bot_name,
+                                              self.metrics)
         self.elector = LeaseElector(
             kube_api, cfg.namespace, cfg.lease_name, cfg.pod_name, self.metrics,
             on_acquired=lambda: self.connection.post(lc.LeaseAcquired()),
@@ -162,7 +166,7 @@ class Worker:
         self.connection = ConnectionManager(
             client,
             metrics=self.metrics,
-            publish=self._publish,
+            publish=self.status.publish,
             pairing=lambda: self.session.pairing_spec(self._runtime.spec.pairing),
             on_message=lambda ev: self.pipeline.offer(ev),
             on_call=lambda ev: self.account.events.on_call(ev),
@@ -177,11 +181,11 @@ class Worker:
         self.account = account_parts.build(
             cfg, client, self.connection, metrics=self.metrics, webhooks=self.webhooks,
             limiter=self.limiter, settings=lambda: self._runtime.spec.settings,
-            reject_call=lambda ev: self.sender.reject_call(ev), publish=self._publish_now,
+            reject_call=lambda ev: self.sender.reject_call(ev), publish=self.status.publish_now,
             request_exit=self._exit)
         self.session = self.account.session
         kinds = inbound_events(cfg, client, self.metrics, self.webhooks,
-                               on_storage_change=lambda: self._publish_now())
+                               on_storage_change=self.status.publish_now)
         self.sender = Sender(
             NeonizeTransport(client), self.limiter, self.metrics, self.connection.can_send,
             media=MediaSource(Fetcher(cfg.webhook_egress)), on_sent=kinds.sent,
@@ -200,6 +204,7 @@ class Worker:
             kinds=kinds,
         )
         self.pipeline.account = self.account.calls
+        self.status.session, self.status.media = self.session, kinds.media_status
 
     def _http_parts(self, http: bool) -> None:
         """The send-message API (when a token is set) and the health server that carries it."""
@@ -219,7 +224,7 @@ class Worker:
                            if cfg.api_token is not None else None),
                 api_routes=([*self.api.routes(), *self.pipeline.kinds.routes(),
                              *self.account.routes(self.connection, cfg.pod_name, lambda:
-                                                  activity_status(self.activity.current()))]
+                                                  activity_status(self.status.activity.current()))]
                             if self.api is not None else ()),
             )
 
@@ -231,13 +236,12 @@ class Worker:
 
     def _info(self) -> dict[str, str]:
         st = self.connection.state
-        info = {
+        return {
             "wabot": __version__,
             "up": uptime(time.time() - self.started_at),
             "state": st.state.value,
             "commands": str(len(self._runtime.registry.commands())),
         }
-        return info
 
     def _build_runtime(self, spec: spec_view.WhatsAppBotSpec) -> Runtime:
         result = build_registry(spec, self.cfg.bot_id, self._info, self._plugins_available)
@@ -305,19 +309,6 @@ class Worker:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def _publish(self, report: status_view.WorkerReport) -> None:
-        if self.reporter is None:
-            return
-        pipeline = getattr(self, "pipeline", None)  # None while the parts are being built
-        activity = self.activity.current()
-        self.reporter.publish(status_report(
-            report, getattr(self, "session", None),
-            pipeline.kinds.media_status() if pipeline is not None else None, activity))
-        self.activity.written(activity)
-
-    def _publish_now(self) -> None:
-        self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
-
     def _exit(self, code: int) -> None:
         log.info("the worker ends to start afresh", extra={"exit_code": code})
         if self._exit_request is not None:
@@ -350,12 +341,7 @@ class Worker:
         self.audit.start()
         if self.http is not None:
             self.http.start()
-        if self.reporter is not None:
-            self.reporter.start()
-            # Replace whatever the previous pod reported, even while this one waits for the
-            # Lease (a wait that publishes nothing else).
-            self._publish(lc.to_report(self.connection.state, self.cfg.pod_name, time.time()))
-            self.activity.start()
+        self.status.start()
         self.connection.start()
         if self.elector is not None:
             self.elector.start()
@@ -385,10 +371,7 @@ class Worker:
         ended = self.connection.shutdown(left(max(1.0, timeout_s - 6.0)))
         if not ended:
             log.warning("the WhatsApp session did not end in time")
-        self.activity.stop()
-        if self.reporter is not None:
-            self.reporter.flush(left(2.0))
-            self.reporter.stop()
+        self.status.stop(left(2.0))
         if self.elector is not None:
             # Releasing while a session might still be up would let the next pod connect
             # alongside it; without release the Lease simply expires.
