@@ -13,21 +13,21 @@ the text, or the caption of a media message, or "").
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
 from .api import _Model
+from .webhook_signing import SIGNATURE_PREFIX as SIGNATURE_PREFIX
+from .webhook_signing import sign as sign
+from .webhook_signing import verify as verify
 
 WebhookEventType = Literal["message", "command", "connection", "pairing", "message.reaction",
                            "message.edited", "message.revoked", "poll.vote",
                            # the account's events (issue 25)
                            "message.ack", "presence.update", "group.join", "group.leave",
                            "group.update", "call", "session.status"]
-SIGNATURE_PREFIX = "sha256="
 # The `version` of every payload; bumped when a field changes meaning or goes away (adding an
 # optional field does not bump it).
 SCHEMA_VERSION: Literal[2] = 2
@@ -312,23 +312,3 @@ class WebhookPayload(_Model):
         if isinstance(data, _Model):
             raise ValueError(f"event {raw.get('event')} carries {type(data).__name__}")
         return {**raw, "data": model.model_validate(data)}
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """X-Wabot-Signature: HMAC-SHA256 over "{timestamp}.{body}", hex, prefixed "sha256="."""
-    mac = hmac.new(secret, timestamp.encode() + b"." + body, hashlib.sha256)
-    return SIGNATURE_PREFIX + mac.hexdigest()
-
-
-def verify(secret: bytes, timestamp: str, body: bytes, signature: str, *, now: float,
-           tolerance_s: float = 300.0) -> bool:
-    """What a receiver does: the signature matches and the timestamp is recent (replays of
-    an old delivery are refused)."""
-    try:
-        ts = int(timestamp)
-    except ValueError:
-        return False
-    if abs(now - ts) > tolerance_s:
-        return False
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
-

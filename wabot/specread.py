@@ -17,6 +17,7 @@ drift.
 from __future__ import annotations
 
 import enum
+import json
 import re
 import sys
 from datetime import datetime
@@ -80,6 +81,8 @@ def _checked(value: Any, checks: dict[str, Any], where: str) -> Any:
 def _value(shape: Any, value: object, where: str) -> Any:
     if shape == "datetime":
         return _datetime(value, where)
+    if shape == "any":  # JSON data kept as it is (an event's session action record)
+        return value
     if isinstance(shape, str):
         if type(value) not in _TYPES[shape]:  # exact: bool is not an int here
             raise SpecError(f"{where}: expected {_JSON_NAMES[_TYPES[shape][-1]]}, "
@@ -171,3 +174,24 @@ def dump(obj: object, *, exclude_none: bool = False) -> dict[str, Any]:
             continue
         data[alias] = _json(value, exclude_none)
     return data
+
+
+def json_bytes(data: dict[str, Any], float_keys: tuple[str, ...] = ()) -> bytes:
+    """`data` (dump()'s) as the bytes pydantic's model_dump_json(by_alias=True) writes: compact,
+    UTF-8 unescaped. For the numbers under `float_keys`, pydantic's way too: a non-finite one is
+    null, and where Python writes an exponent of one digit pydantic writes 1.5e-5 as 0.000015
+    and 1e-07 as 1e-7. A key followed by `:` cannot occur inside a JSON string (its quote
+    would be escaped)."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    if float_keys and ("e-0" in text or "Infinity" in text or "NaN" in text):
+        keys = "|".join(re.escape(k) for k in float_keys)
+        text = re.sub(f'("(?:{keys})":)(?:-?Infinity|NaN)', r"\1null", text)
+        text = re.sub(f'("(?:{keys})":)(-?)([0-9.]+)e-0([0-9])(?![0-9])', _small_float, text)
+    return text.encode()
+
+
+def _small_float(m: re.Match[str]) -> str:
+    key, sign, mantissa, exp = m.groups()
+    if exp == "5":  # 1.5e-05 -> 0.000015
+        return f"{key}{sign}0.0000{mantissa.replace('.', '')}"
+    return f"{key}{sign}{mantissa}e-{exp}"

@@ -1,7 +1,7 @@
 """The account's events as the tenant sees them: neonize's receipt, presence, group, call and
 session events (protobufs, read by attribute: the core imports no neonize) turned into the
-webhook models of wabot.events. Pure: runtime/account_events.py registers the handlers and
-queues what comes out of here.
+webhook events' data (wabot/event_view.py, the models of wabot.events). Pure:
+runtime/account_events.py registers the handlers and queues what comes out of here.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import connstate
 
-if TYPE_CHECKING:  # event/API data is pydantic: imported where it is built
-    from wabot.events import (
+if TYPE_CHECKING:  # event data (wabot/event_view.py): imported where it is built
+    from wabot.event_view import (
         AckData,
         CallData,
         GroupEventData,
@@ -49,7 +49,7 @@ def epoch_time(value: int) -> datetime | None:
 
 
 def ack(ev: Any) -> AckData | None:
-    from wabot.events import AckData
+    from wabot.event_view import AckData
 
     status = _ACKS.get(int(ev.Type))
     ids = [str(i) for i in ev.MessageIDs if i]
@@ -61,14 +61,14 @@ def ack(ev: Any) -> AckData | None:
 
 
 def presence(ev: Any) -> PresenceData:
-    from wabot.events import PresenceData
+    from wabot.event_view import PresenceData
 
     return PresenceData(kind="presence", jid=jid_str(ev.From), available=not ev.Unavailable,
                         last_seen=epoch_time(ev.LastSeen))
 
 
 def chat_presence(ev: Any) -> PresenceData:
-    from wabot.events import PresenceData
+    from wabot.event_view import PresenceData
 
     src = ev.MessageSource
     if int(ev.State) == _COMPOSING:
@@ -81,7 +81,7 @@ def chat_presence(ev: Any) -> PresenceData:
 
 def joined(ev: Any, own: str | None) -> GroupEventData:
     """The bot itself joined (was added to, or created) a group."""
-    from wabot.events import GroupEventData
+    from wabot.event_view import GroupEventData
 
     info = ev.GroupInfo
     return GroupEventData(group=jid_str(info.JID), by=jid_str(ev.Sender) or None,
@@ -96,7 +96,7 @@ def _jids(items: Any) -> list[str]:
 def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
     """One GroupInfoEv: who joined (`group.join`), who left (`group.leave`), what else changed
     (`group.update`); an event only for what is there."""
-    from wabot.events import GroupEventData
+    from wabot.event_view import GroupEventData
 
     group, by, when = jid_str(ev.JID), jid_str(ev.Sender) or None, epoch_time(ev.Timestamp)
     out: list[tuple[str, GroupEventData]] = []
@@ -134,7 +134,7 @@ def group_info(ev: Any) -> list[tuple[str, GroupEventData]]:
 
 
 def call(ev: Any, rejected: bool | None) -> CallData:
-    from wabot.events import CallData
+    from wabot.event_view import CallData
 
     meta = ev.basicCallMeta
     return CallData(call_id=str(meta.callID), caller=jid_str(meta.callCreator),
@@ -143,7 +143,7 @@ def call(ev: Any, rejected: bool | None) -> CallData:
 
 def session_status(before: connstate.ConnState, after: connstate.ConnState,
                    action: dict[str, Any] | None) -> SessionStatusData:
-    from wabot.events import SessionStatusData
+    from wabot.event_view import SessionStatusData
 
     return SessionStatusData(
         state=after.state.value, previous_state=before.state.value,

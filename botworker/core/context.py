@@ -20,7 +20,7 @@ from .outgoing import Outgoing
 from .recent import Known
 
 if TYPE_CHECKING:
-    from wabot.events import MessageData
+    from wabot.event_view import MessageData
 
 FAILED_TEXT = "Sorry, that command failed."
 DB_UNAVAILABLE_TEXT = "The database is unavailable right now, try again later."

@@ -9,7 +9,7 @@ edited): whatsmeow unwraps most of it before neonize sees it, and `unwrap` does 
 messages built either way classify alike.
 
 `read` runs on every message the pipeline takes, so it lists a message's fields once and
-builds no event model: inbound_event.py writes a message's `MessageData` when a webhook or a
+builds no event data: inbound_event.py writes a message's `MessageData` when a webhook or a
 command asks (`Incoming.data`), and a reaction's, edit's or deletion's model is built by
 `Update.build` only for a webhook that wants it. `classify` is `read` with updates built.
 """
@@ -28,8 +28,9 @@ from .protoread import get as _get
 from .protoread import jid_string
 from .protoread import text as _t
 
-if TYPE_CHECKING:  # built on first use (event data: pydantic, which a text bot never loads)
-    from wabot.events import EditedData, MessageData, MessageType, ReactionData, RevokedData
+if TYPE_CHECKING:  # built on first use (wabot/event_view.py's classes)
+    from wabot.event_view import EditedData, MessageData, ReactionData, RevokedData
+    from wabot.events import MessageType
 
 # waE2E ProtocolMessage.Type values (stable wire numbers).
 PROTOCOL_REVOKE = 0
@@ -123,7 +124,7 @@ class Incoming:
 @dataclass(frozen=True)
 class Update:
     """A reaction, an edit or a deletion, read and checked: its event's name and metrics label
-    at once, its event data (a pydantic model) only from `build()`: a bot with no webhook
+    at once, its event data (wabot/event_view.py) only from `build()`: a bot with no webhook
     for it never builds one."""
 
     event: str
@@ -262,7 +263,7 @@ def _protocol(proto: Any, env: Envelope) -> Read:
             return Skipped("malformed_revoke")
 
         def revoked() -> RevokedData:
-            from wabot.events import RevokedData
+            from wabot.event_view import RevokedData
 
             return RevokedData(**env.fields(), target_message_id=target,
                                target_sender=_key_sender(key, env))
@@ -275,7 +276,7 @@ def _protocol(proto: Any, env: Envelope) -> Read:
             return Skipped("malformed_edit")
 
         def edit() -> EditedData:
-            from wabot.events import EditedData
+            from wabot.event_view import EditedData
 
             return EditedData(**env.fields(), target_message_id=target,
                               text=_text_of(present))
@@ -291,7 +292,7 @@ def _reaction(reaction: Any, env: Envelope) -> Read:
         return Skipped("malformed_reaction")
 
     def data() -> ReactionData:
-        from wabot.events import ReactionData
+        from wabot.event_view import ReactionData
 
         emoji = _t(_get(reaction, "text", ""))[:32]
         return ReactionData(**env.fields(), target_message_id=target,

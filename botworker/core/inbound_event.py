@@ -2,10 +2,11 @@
 kind (media, location, contacts, poll) and its reply context (quote, mentions, forwarded).
 
 core/inbound.py decides what a message *is* on every message and stops there; this module
-is the part that writes it all out as pydantic models, run only when a webhook or a command
-asks for the event (`Incoming.data`); the models (pydantic) are imported there too, so a bot
-that only answers text never loads them. Pure and total like inbound.py: every field is read
-with protoread's never-raising readers, lists are bounded, and vCards are cut at 16 KiB.
+is the part that writes it all out as wabot/event_view.py's data (pydantic-free copies of the
+models of wabot/events.py), run only when a webhook or a command asks for the event
+(`Incoming.data`); the classes are imported there too, so a bot that only answers text never
+loads them. Pure and total like inbound.py: every field is read with protoread's never-raising
+readers, lists are bounded, and vCards are cut at 16 KiB.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from wabot.events import (
+    from wabot.event_view import (
         ContactData,
         LocationData,
         MessageData,
-        MessageType,
         QuotedData,
     )
+    from wabot.events import MessageType
 
 from .protoread import get as _get
 from .protoread import has as _has
@@ -57,7 +58,7 @@ def message_data(body: Any, kind: str, chat_fields: dict[str, Any], *, view_once
                  ephemeral: bool) -> MessageData:
     """The event of the content field `kind` (its value `body`); `chat_fields` are the
     Envelope's, the flags what the wrappers said."""
-    from wabot.events import MessageData
+    from wabot.event_view import MessageData
 
     mtype, extra = _kind(kind, body)
     caption = extra.pop("caption", None)
@@ -86,7 +87,7 @@ def _kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
         cards = list(_get(body, "contacts", []) or [])[:MAX_LIST]
         return "contacts", {"contacts": [_contact(c) for c in cards]}
     if kind in POLL_FIELDS:
-        from wabot.events import PollData
+        from wabot.event_view import PollData
 
         return "poll", {"poll": PollData(
             name=_t(_get(body, "name", "")), options=poll_options(body),
@@ -95,7 +96,7 @@ def _kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
 
 
 def _media_kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
-    from wabot.events import MediaData
+    from wabot.event_view import MediaData
 
     mtype: MessageType
     if kind == "audioMessage":
@@ -123,7 +124,7 @@ def _media_kind(kind: str, body: Any) -> tuple[MessageType, dict[str, Any]]:
 
 
 def _location(body: Any) -> LocationData:
-    from wabot.events import LocationData
+    from wabot.event_view import LocationData
 
     return LocationData(
         latitude=_float(_get(body, "degreesLatitude", 0.0)),
@@ -138,7 +139,7 @@ def _location(body: Any) -> LocationData:
 
 
 def _contact(body: Any) -> ContactData:
-    from wabot.events import ContactData
+    from wabot.event_view import ContactData
 
     vcard = _t(_get(body, "vcard", ""))[:16384]
     phones = []
@@ -157,7 +158,7 @@ def poll_options(body: Any) -> list[str]:
 
 
 def _quoted(ctx: Any) -> QuotedData | None:
-    from wabot.events import QuotedData
+    from wabot.event_view import QuotedData
 
     stanza = _t(_get(ctx, "stanzaID", ""))
     if not stanza:

@@ -73,5 +73,6 @@ def optional_int(body: Any, name: str) -> int | None:
 
 def number(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value) if value == value else 0.0  # NaN is not a place
+        # NaN and infinity are no place (and pydantic wrote them as null, not a number)
+        return float(value) if value - value == 0 else 0.0
     return 0.0

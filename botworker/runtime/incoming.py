@@ -17,6 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wabot.httproutes import Route
@@ -33,10 +34,8 @@ from ..metrics import Metrics
 from .media_api import MediaApi
 from .media_in import MediaIntake
 
-if TYPE_CHECKING:  # event data is pydantic: built (and imported) only when asked for
-    from pydantic import BaseModel
-
-    from wabot.events import MessageData
+if TYPE_CHECKING:  # event data (wabot/event_view.py): built only when asked for
+    from wabot.event_view import MessageData
 
 # wabot.events.MEDIA_TYPES (tests/worker/unit/test_nopydantic_paths.py checks they are equal),
 # without importing the event models for every message.
@@ -51,7 +50,7 @@ class EventSink(Protocol):
 
     def wants(self, event: str) -> bool: ...
 
-    def emit(self, event: str, data: BaseModel) -> str | None: ...
+    def emit(self, event: str, data: Any) -> str | None: ...
 
 
 class PollOptions:
@@ -127,7 +126,7 @@ class InboundEvents:
         if kind.type in MEDIA_TYPES and spec.download != "metadata":
             intake = self._media()
             if spec.download == "none":
-                kind.replace_data(kind.data.model_copy(update={"media": None}))
+                kind.replace_data(replace(kind.data, media=None))
             elif intake is not None and kind.data.media is not None:
                 kind.replace_data(intake.describe(kind.data, kind.content, spec))
                 self._storage_changed()
@@ -217,14 +216,14 @@ class InboundEvents:
         self._metrics.received_type("poll_vote")
         if self._events is None or not self._events.wants("poll.vote"):
             return
-        from wabot.events import PollVoteData
+        from wabot.event_view import PollVoteData
 
         self._emit("poll.vote", PollVoteData(
             **vote.envelope.fields(), poll_message_id=vote.poll_message_id,
             selected_options=self.polls.names(vote.poll_message_id, hashes),
             selected_hashes=[h.hex() for h in hashes]))
 
-    def _emit(self, name: str, data: BaseModel) -> None:
+    def _emit(self, name: str, data: Any) -> None:
         if self._events is not None and self._events.wants(name):
             self._events.emit(name, data)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from wabot.spec_view import MediaSpec
@@ -22,8 +23,8 @@ from ..core import media_check
 from ..logs import get_logger
 from ..metrics import Metrics
 
-if TYPE_CHECKING:  # the event data it is given is pydantic; this module need not load it
-    from wabot.events import MediaData, MessageData
+if TYPE_CHECKING:  # the event data it is given (wabot/event_view.py)
+    from wabot.event_view import MediaData, MessageData
 
 log = get_logger("media")
 
@@ -43,12 +44,12 @@ class MediaIntake:
         if data.media is None:
             return data
         if spec.download == "none":
-            return data.model_copy(update={"media": None})
+            return replace(data, media=None)
         if spec.download == "metadata":
             return data
         media = self._fetch(data, content, spec)
         self._metrics.media("refused" if media.status == "refused" else media.status)
-        return data.model_copy(update={"media": media})
+        return replace(data, media=media)
 
     def _fetch(self, data: MessageData, content: Any, spec: MediaSpec) -> MediaData:
         declared = data.media
@@ -78,8 +79,8 @@ class MediaIntake:
             message_id=data.message_id, quota_bytes=spec.quota_bytes,
             retention_s=spec.retention_hours * 3600.0)
         if isinstance(stored, StoredMedia):
-            return declared.model_copy(update={"status": "stored", "id": stored.id,
-                                               "url": self._url_for(stored.id)})
+            return replace(declared, status="stored", id=stored.id,
+                           url=self._url_for(stored.id))
         if stored == "too_large":
             return _with(declared, "too_large", "over_quota_bytes")
         if stored == "no_space":
@@ -88,7 +89,7 @@ class MediaIntake:
 
 
 def _with(media: MediaData, status: str, error: str) -> MediaData:
-    return media.model_copy(update={"status": status, "error": error})
+    return replace(media, status=status, error=error)  # type: ignore[arg-type]
 
 
 def _sha256(blob: bytes | bytearray) -> str:

@@ -314,7 +314,7 @@ class Pipeline:
                        latency_ms: int) -> None:
         if self._events is None or not self._events.wants("command"):
             return
-        from wabot.events import CommandData  # pydantic: loaded only for a command webhook
+        from wabot.event_view import CommandData  # loaded only for a command webhook
 
         self._events.emit("command", CommandData(
             chat=msg.chat, sender=msg.sender, message_id=msg.message_id, command=command[:64],

@@ -82,7 +82,7 @@ def emit_connection_change(webhooks: WebhookDispatcher, session: SessionControl,
         webhooks.emit("session.status", account_events.session_status(
             before, after, dump(action) if action else None))
     if after.state is not before.state and webhooks.wants("connection"):
-        from wabot.events import ConnectionData  # an event: its models load now
+        from wabot.event_view import ConnectionData  # an event: its models load now
 
         webhooks.emit("connection", ConnectionData(
             state=after.state.value, previous_state=before.state.value,
@@ -91,7 +91,7 @@ def emit_connection_change(webhooks: WebhookDispatcher, session: SessionControl,
         ))
     pairing = after.pairing
     if pairing is not None and pairing != before.pairing and webhooks.wants("pairing"):
-        from wabot.events import PairingData
+        from wabot.event_view import PairingData
 
         expires = datetime.fromtimestamp(pairing.expires_at, UTC)
         if pairing.method == "qr":

@@ -13,7 +13,7 @@ import pytest
 from botworker.core import inbound, protoread
 from botworker.core.inbound import Envelope, Incoming, PollVote, Skipped
 from tests.support import wamessages as wa
-from wabot.events import EditedData, ReactionData, RevokedData
+from wabot.event_view import EditedData, ReactionData, RevokedData
 
 ENV = Envelope(chat="15550001111@s.whatsapp.net", sender="15550001111@s.whatsapp.net",
                push_name="Ann", message_id="M1", is_group=False, timestamp_ms=1_700_000_000_000)
