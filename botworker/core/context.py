@@ -86,7 +86,10 @@ class CommandContext:
     @property
     def message(self) -> MessageData | None:
         """The incoming message the command came in: its type, caption, media, quoted
-        message, mentions (the `message` webhook event's data)."""
+        message, mentions (the `message` webhook event's data). A frozen dataclass of
+        wabot/event_view.py with the attributes of wabot.events.MessageData (the worker loads
+        no pydantic for it): no model_dump(); `wabot.specread.dump(ctx.message)` gives the
+        event's JSON data, MessageData.model_validate(that) the model."""
         return self.message_fn()
 
     def media(self) -> bytes | None:
