@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -52,6 +53,11 @@ def _refuse(status: int, _code: str, message: str, headers: Mapping[str, str]) -
     return error(status, message, headers)
 
 
+def route_path(path: str) -> str:
+    """The path the routes match: without a trailing slash (/bots/ is /bots)."""
+    return path.rstrip("/") or "/"
+
+
 def dispatch(routes: Sequence[Route], token: str | None, req: Request) -> Response:
     return httproutes.dispatch(routes, token, req, _refuse,
                                disabled="the control API is disabled: set "
@@ -62,7 +68,10 @@ class ApiServer(HttpServer):
     """Serves `routes` on a daemon thread; `port=0` picks a free port (see `.port`).
 
     The connection handling (body limits before auth, per-request deadline, connection cap) is
-    the shared kit's (`wabot.httpserver`); this adds routing and the bearer token."""
+    the shared kit's (`wabot.httpserver`); this adds routing and the bearer token. A request
+    reaches its route as the kit's own Request with only the path normalized (`replace`, so
+    the body buffer of a route that takes its body over and any later field carry through),
+    and the kit picks a route's body limit and body handling by that same path."""
 
     def __init__(self, host: str, port: int, routes: Sequence[Route],
                  token: str | None = None, limits: Limits | None = None) -> None:
@@ -70,10 +79,15 @@ class ApiServer(HttpServer):
         self.token = token
 
         def handle(req: httpserver.Request) -> Response:
-            return dispatch(self.routes, self.token, Request(
-                method=req.method, path=req.path.rstrip("/") or "/", query=req.query,
-                headers=req.headers, body=req.body))
+            return dispatch(self.routes, self.token, replace(req, path=route_path(req.path)))
 
-        super().__init__(host, port, handle,
-                         limits=httproutes.limits_for(self.routes, limits or LIMITS, token),
+        per_route = httproutes.limits_for(self.routes, limits or LIMITS, token)
+        takes = per_route.takes_body
+        kit_limits = replace(
+            per_route,
+            body_limit=lambda method, path, auth: per_route.max_body_for(
+                method, route_path(path), auth),
+            takes_body=None if takes is None else (
+                lambda method, path: takes(method, route_path(path))))
+        super().__init__(host, port, handle, limits=kit_limits,
                          name="fleet-http", server_version="wabot-fleet", access_log=log)
