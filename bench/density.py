@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import density_container as dc
+from bench import density_webhook
 from bench.cgroup import MemoryCgroup
 from bench.common import (
     BENCH,
@@ -54,6 +55,7 @@ from bench.density_setup import (
     MIXED_TEXTS,
     SPEC,
     STAGES,
+    WEBHOOK_MIXED,
     sample_rss,
     worker_tuning,
 )
@@ -147,11 +149,12 @@ def _mixed(proc: Child, env: dict[str, str], hold_s: float, variant: str,
 
 
 def _worker_env(variant: str, env_extra: dict[str, str], workdir: Path,
-                stages: Sequence[Sequence[str]], mixed: int) -> dict[str, str]:
+                stages: Sequence[Sequence[str]], mixed: int, spec_text: str = SPEC
+                ) -> dict[str, str]:
     auth = workdir / f"auth-{variant}"
     auth.mkdir(parents=True, exist_ok=True)
     spec = workdir / f"spec-{variant}.yaml"
-    spec.write_text(SPEC)  # as a tenant would write it: limits, a custom command, notes
+    spec.write_text(spec_text)  # as a tenant would write it: limits, a custom command, notes
     env = python_env({
         "BOT_ID": "demo", "SERVER_NAME": "acme", "AUTH_DIR": str(auth),
         "HTTP_PORT": str(free_port()), "HTTP_HOST": "127.0.0.1", "POD_NAME": "bench-density",
@@ -170,11 +173,11 @@ def _worker_env(variant: str, env_extra: dict[str, str], workdir: Path,
 
 def measure_worker(variant: str, env_extra: dict[str, str], hold_s: float,
                    workdir: Path, stages: Sequence[Sequence[str]] = (),
-                   mixed: int = 0) -> dict[str, Any]:
+                   mixed: int = 0, spec_text: str = SPEC) -> dict[str, Any]:
     """Start a worker (in a memory cgroup of its own when one can be made), let it fail its
     first dial, read its memory `hold_s` after start; then after each stage of commands; then
     over `mixed` more commands."""
-    env = _worker_env(variant, env_extra, workdir, stages, mixed)
+    env = _worker_env(variant, env_extra, workdir, stages, mixed, spec_text)
     cgroup = MemoryCgroup.create("wabot-bench-density")
     log_path = workdir / f"worker-{variant}.log"
     argv = [_python(), "-m", "wabot", "worker"]
@@ -299,6 +302,11 @@ def run(*, hold_s: float = 10.0, pg_dsn: str | None = None, with_image: bool = F
             stages = STAGES + MEDIA_STAGES if variant == "sqlite" else STAGES
             workers[variant] = measure_worker(variant, env, hold_s, work, stages=stages,
                                               mixed=mixed)
+        if pg_dsn:
+            log("density: worker (PostgreSQL) with a webhook to a receiver on loopback")
+            workers["postgres_webhook"] = density_webhook.measure(
+                measure_worker, {"DATABASE_URL": pg_dsn}, hold_s, work,
+                mixed=min(mixed, WEBHOOK_MIXED))
         if kubernetes:
             log("density: worker (kubernetes spec source, local control plane)")
             try:

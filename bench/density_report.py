@@ -15,7 +15,8 @@ from bench.density_setup import (
 )
 
 LABELS = {"sqlite": "file spec, SQLite", "postgres": "file spec, PostgreSQL",
-          "kubernetes": "kubernetes spec source, SQLite (production)"}
+          "kubernetes": "kubernetes spec source, SQLite (production)",
+          "postgres_webhook": "file spec, PostgreSQL, message+command webhook"}
 
 
 def _cgroup_note(r: dict[str, Any]) -> str:
@@ -68,6 +69,10 @@ def report_workers(res: Result, workers: dict[str, dict[str, Any]],
                     note=f"{_cgroup_note(worked)}; ratio to Baileys {_ratio_text(rss, b)}")
         if "mixed" in w:
             _mixed(res, w["mixed"], b)
+        if "webhook" in w:
+            hook = w["webhook"]
+            res.note(f"{LABELS.get(variant, variant)}: its receiver got {hook['deliveries']:,} "
+                     f"deliveries ({', '.join(hook['events'])}), {hook['signed']:,} signed")
 
 
 def _idle(res: Result, label: str, w: dict[str, Any], b: float) -> None:

@@ -36,6 +36,9 @@ MEDIA_STAGES: tuple[tuple[str, ...], ...] = tuple(
 # The mixed run: every kind in turn ({k}: one of 100 keys, {i}: the message's number).
 MIXED_TEXTS = ("!ping", "!help", "!note k{k} value {i}", "!info", "!hello", "!note k{k}",
                "!nosuch", "how are you {i}")
+# The webhook variant (bench/density_webhook.py): mixed commands after its stages, each one a
+# `message` and a `command` delivery to a receiver on loopback.
+WEBHOOK_MIXED = 2_000
 SPEC = """serverName: acme
 botId: demo
 rateLimit: {perChatPerMinute: 600, perBotPerMinute: 6000}
