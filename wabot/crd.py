@@ -14,7 +14,6 @@ copy) are this module's output:
 
 from __future__ import annotations
 
-import difflib
 import enum
 import sys
 import types
@@ -28,7 +27,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from wabot import spec
+from wabot import generated_files, spec
 from wabot.naming import MAX_BOT_NAME
 
 Schema = dict[str, Any]
@@ -315,27 +314,12 @@ def render() -> str:
 def differences(repo: Path = REPO) -> list[str]:
     """A unified diff per committed file that is not the generated CRD (missing included)."""
     want = render()
-    out = []
-    for target in TARGETS:
-        path = repo / target
-        have = path.read_text() if path.exists() else ""
-        if have != want:
-            out.append("".join(difflib.unified_diff(
-                have.splitlines(keepends=True), want.splitlines(keepends=True),
-                f"{target} (committed)", f"{target} (generated)")))
-    return out
+    return generated_files.differences(dict.fromkeys(TARGETS, want), repo)
 
 
 def write(repo: Path = REPO) -> list[Path]:
     want = render()
-    written = []
-    for target in TARGETS:
-        path = repo / target
-        if not path.exists() or path.read_text() != want:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(want)
-            written.append(target)
-    return written
+    return generated_files.write(dict.fromkeys(TARGETS, want), repo)
 
 
 USAGE = "usage: python -m wabot.crd [write | --check | print]"
