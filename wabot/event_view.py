@@ -2,7 +2,7 @@
 
 The webhook events' data as frozen dataclasses, for the worker, which must not load pydantic
 (a bot with a webhook paid ~9 MiB for the event models, bench/PROFILE-density.md): each has the
-name, fields and defaults of its model in wabot/events.py; botworker/adapters/webhooks.py writes
+name, fields and defaults of its model in wabot/events.py; botworker/core/webhook_body.py writes
 the delivery with wabot/specread.py's dump(), the same JSON the model writes
 (tests/contract/test_event_view.py). Lists stay lists, as the models' (plugins read
 `ctx.message.mentions`). The documented schema stays the models' (python -m wabot.webhook_schema).

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from wabot import event_view
 from wabot.egress import (
     EgressPolicy,
     Resolver,
@@ -46,22 +45,18 @@ from wabot.egress import (
 )
 from wabot.redact import url_origin
 from wabot.spec_view import WebhookSpec
-from wabot.specread import dump, json_bytes
 from wabot.webhook_signing import sign
 from wabot.workerenv import ALLOW_CIDRS_ENV, ALLOW_HOSTS_ENV
 
 from ..core.activity import Delivery, DeliveryRecord, short_reason
 from ..core.backoff import BackoffPolicy
+from ..core.webhook_body import payload_body
 from ..logs import get_logger
 from ..metrics import Metrics
 from .state_file import connect
 from .webhook_post import USER_AGENT, Attempt, Poster, post
 
 log = get_logger("webhooks")
-# The events' number fields (a location's degrees), written as pydantic writes numbers.
-_FLOAT_KEYS = tuple(sorted({alias for shapes in event_view.SHAPES.values()
-                            for _, alias, shape, _ in shapes
-                            if shape in ("float", ("opt", "float"))}))
 
 @dataclass(frozen=True)
 class WebhookSettings:
@@ -74,18 +69,6 @@ class WebhookSettings:
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     resolver: Resolver = system_resolver
 
-
-
-def payload_body(delivery_id: str, event: str, data: Any, *, bot: str, server_name: str,
-                 created_at: datetime) -> bytes:
-    """One delivery's JSON body (wabot.events.WebhookPayload's fields, in its order)."""
-    want = event_view.EVENT_DATA.get(event)
-    if want is None or type(data).__name__ != want.__name__:
-        raise ValueError(f"event {event} carries {type(data).__name__}")
-    return json_bytes({"id": delivery_id, "version": event_view.SCHEMA_VERSION, "event": event,
-                       "bot": bot, "serverName": server_name,
-                       "createdAt": created_at.isoformat().replace("+00:00", "Z"),
-                       "data": dump(data)}, _FLOAT_KEYS)
 
 
 class WebhookDispatcher:

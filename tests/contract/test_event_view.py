@@ -1,5 +1,5 @@
 """The webhook body the worker writes without pydantic (wabot/event_view.py's data, written by
-botworker/adapters/webhooks.payload_body) is byte for byte what wabot.events.WebhookPayload
+botworker/core/webhook_body.payload_body) is byte for byte what wabot.events.WebhookPayload
 writes for the same values (model_dump_json(by_alias=True)), for every event kind, and what a
 receiver validating against the documented models reads.
 
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from botworker.adapters.webhooks import payload_body
 from botworker.core import inbound
 from botworker.core.inbound import Envelope, Incoming
+from botworker.core.webhook_body import payload_body
 from tests.support import wamessages as wa
 from wabot import event_view, events
 from wabot.specread import dump, read
