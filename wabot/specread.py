@@ -69,8 +69,9 @@ def _checked(value: Any, checks: dict[str, Any], where: str) -> Any:
         elif key in ("min_len", "max_len"):
             if size is not None and (size < limit if key == "min_len" else size > limit):
                 word = "at least" if key == "min_len" else "at most"
-                raise SpecError(f"{where}: {word} {limit} "
-                                f"{'characters' if isinstance(value, str) else 'items'}")
+                unit = "character" if isinstance(value, str) else "item"
+                raise SpecError(f"{where}: must have {word} {limit} {unit}"
+                                f"{'' if limit == 1 else 's'}, got {size}")
         elif not {"ge": value >= limit, "le": value <= limit, "gt": value > limit,
                   "lt": value < limit}[key]:
             said = {"ge": "at least", "le": "at most", "gt": "more than", "lt": "less than"}

@@ -130,7 +130,8 @@ def test_every_model_field_is_in_the_view() -> None:
      "spec.rateLimit.perChatPerMinute: must be at least 1, got 0"),
     ({"serverName": "a", "settings": {"maxMessageLength": 70000}},
      "spec.settings.maxMessageLength: must be at most 65536, got 70000"),
-    ({"serverName": "a", "commands": {"prefix": ""}}, "spec.commands.prefix: at least 1 characters"),
+    ({"serverName": "a", "commands": {"prefix": ""}},
+     "spec.commands.prefix: must have at least 1 character, got 0"),
     ({"serverName": "a", "commands": {"prefix": "a b"}},
      "spec.commands.prefix: 'a b' does not match ^[^\\t\\n\\v\\f\\r \\U00000085\\U000000a0"
      "\\U00001680\\U00002000-\\U0000200a\\U00002028\\U00002029\\U0000202f\\U0000205f"
@@ -141,7 +142,7 @@ def test_every_model_field_is_in_the_view() -> None:
      "spec.commands.plugins[0]: 'bad plugin' does not match ^[A-Za-z0-9_.-]{1,128}$"),
     ({"serverName": "a", "webhook": {"url": "https://x", "secretRef": {"name": "s"},
                                      "events": ["message"] * 16}},
-     "spec.webhook.events: at most 15 items"),
+     "spec.webhook.events: must have at most 15 items, got 16"),
 ])
 def test_a_spec_it_cannot_read_names_the_field(raw: Any, message: str) -> None:
     with pytest.raises(SpecError) as err:
