@@ -135,10 +135,13 @@ class InboundEvents:
 
     def _expire(self, spec: MediaSpec) -> None:
         """Retention also holds for a bot that stopped receiving files: checked at most every
-        EXPIRY_EVERY_S seconds, on whatever message comes."""
-        store = self.store
+        EXPIRY_EVERY_S seconds, on whatever message comes (the clock first: the store is
+        looked up only when a check is due)."""
         now = self._clock()
-        if store is None or now < self._next_expiry:
+        if now < self._next_expiry:
+            return
+        store = self.store
+        if store is None:
             return
         self._next_expiry = now + EXPIRY_EVERY_S
         if store.expire(spec.retention_hours * 3600.0):
