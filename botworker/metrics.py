@@ -26,8 +26,8 @@ class _Children:
     """A labelled series' children by their own labels (the bot's two go first), each looked
     up once: prometheus_client's labels() takes a lock and checks the labels on every call
     (~1.5 us), and a command touches six such series (received, queue depth twice, sent,
-    command, duration). A child is created on first use, as labels() would, so /metrics
-    lists nothing new."""
+    command, duration), seven with an audit row (the spool gauge). A child is created on
+    first use, as labels() would, so /metrics lists nothing new."""
 
     __slots__ = ("_base", "_got", "_series")
 
@@ -65,6 +65,7 @@ class Metrics:
         self._commands_of = _Children(self._commands, self._base)
         self._duration_of = _Children(self._duration, self._base)
         self._queue_of = _Children(self._queue, self._base)
+        self._spool_of = _Children(self._spool, self._base)  # set with every audit row
 
     def _message_series(self, r: CollectorRegistry, version: str) -> None:
         bot, server_name = self._base
@@ -254,7 +255,7 @@ class Metrics:
         self._db_up.labels(*self._base).set(1 if up else 0)
 
     def spool_rows(self, rows: int) -> None:
-        self._spool.labels(*self._base).set(rows)
+        self._spool_of().set(rows)
 
     def queue_depth(self, depth: int) -> None:
         self._queue_of().set(depth)

@@ -19,7 +19,6 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -61,7 +60,18 @@ class RandomIds:
                 self._pos = 0
             chunk = self._buf[self._pos: self._pos + 16]
             self._pos += 16
-        return str(uuid.UUID(bytes=chunk, version=4))
+        return uuid4_text(chunk)
+
+
+def uuid4_text(chunk: bytes) -> str:
+    """`str(uuid.UUID(bytes=chunk, version=4))`, the version and variant bits set on the bytes
+    directly: 0.5 us instead of 2 (UUID's constructor checks and converts in Python), and an
+    audit row makes one per command (tests/worker/test_audit_ids.py compares the two)."""
+    b = bytearray(chunk)
+    b[6] = (b[6] & 0x0F) | 0x40  # version 4
+    b[8] = (b[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 new_id = RandomIds()
@@ -168,7 +178,8 @@ class AuditWriter:
         if spill:
             self._append_spool(spill)
         self._publish()
-        self._wake.set()
+        if not self._wake.is_set():  # set() takes the event's lock even when already set
+            self._wake.set()
 
     @property
     def pending(self) -> int:

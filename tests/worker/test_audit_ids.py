@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 
-from botworker.adapters.audit_writer import AuditRecord, RandomIds
+from botworker.adapters.audit_writer import AuditRecord, RandomIds, uuid4_text
 
 
 def test_ids_are_distinct_random_uuid4_across_many_fetches() -> None:
@@ -41,3 +41,11 @@ def test_every_record_gets_its_own_id() -> None:
     rows = [AuditRecord.new("acme", "b1", "c@g.us", "s@s.whatsapp.net", "ping", "ok", 1)
             for _ in range(1000)]
     assert len({r.id for r in rows}) == 1000
+
+
+def test_the_id_text_is_what_uuid_writes_for_the_same_bytes() -> None:
+    """uuid4_text sets the version and variant bits itself (faster than uuid.UUID): the same
+    text as uuid.UUID(bytes=..., version=4) for any 16 bytes, the bits it overwrites included."""
+    chunks = [bytes(16), b"\xff" * 16, bytes(range(16)), *(os.urandom(16) for _ in range(5000))]
+    for chunk in chunks:
+        assert uuid4_text(chunk) == str(uuid.UUID(bytes=chunk, version=4))
