@@ -25,8 +25,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
-from typing import Any, Literal, Protocol
+from dataclasses import replace
+from typing import Any, Literal, NamedTuple, Protocol
 
 from ..core.filters import Inbound
 from ..core.outgoing import InvalidContent, Outgoing
@@ -44,8 +44,10 @@ MAX_TEXT = 65536
 SendResult = Literal["sent", "rate_limited", "not_connected", "failed", "invalid", "busy"]
 
 
-@dataclass(frozen=True)
-class SendOutcome:
+class SendOutcome(NamedTuple):
+    """What became of one send. A tuple (immutable like the frozen dataclass it was): every
+    reply makes one, in 0.56 us instead of 1.28."""
+
     result: SendResult
     message_id: str | None = None
     retry_after_s: float = 0.0  # with "rate_limited": when one more message would be allowed
