@@ -161,7 +161,8 @@ class AuditWriter:
         self._spooled = self._count_spool()
         self._db_ok = True
         self._next_try = 0.0
-        self._publish()
+        # wabot_audit_spool_rows reads `pending` when scraped: no gauge write per row.
+        metrics.watch_spool(lambda: self.pending)
 
     # --- producer side ---------------------------------------------------------------------
 
@@ -177,7 +178,6 @@ class AuditWriter:
                 spill = [self._memory.popleft() for _ in range(n)]
         if spill:
             self._append_spool(spill)
-        self._publish()
         if not self._wake.is_set():  # set() takes the event's lock even when already set
             self._wake.set()
 
@@ -243,7 +243,6 @@ class AuditWriter:
                 self._append_spool(batch)
                 self._spill_memory()
                 return
-        self._publish()
 
     def _insert(self, store: AuditStore, rows: list[dict[str, Any]]) -> bool:
         from ..core.context import DatabaseUnavailable
@@ -277,7 +276,6 @@ class AuditWriter:
             self._memory.clear()
         if rows:
             self._append_spool(rows)
-        self._publish()
 
     # --- the spool file ---------------------------------------------------------------------
 
@@ -303,7 +301,6 @@ class AuditWriter:
                     self._spooled += len(keep)
             for _ in range(lost):
                 self._metrics.dropped("audit_spool_full")
-        self._publish()
 
     def _replay_spool(self, store: AuditStore) -> bool:
         """Insert the spool's rows in order; on failure keep the rest for next time."""
@@ -334,7 +331,6 @@ class AuditWriter:
             with self._lock:
                 self._spooled = 0
             log.info("audit spool replayed into the database")
-        self._publish()
         return True
 
     def _keep_from(self, f: Any, unsent: list[dict[str, Any]]) -> bool:
@@ -354,8 +350,4 @@ class AuditWriter:
         os.replace(tmp, self._spool)
         with self._lock:
             self._spooled = count
-        self._publish()
         return False
-
-    def _publish(self) -> None:
-        self._metrics.spool_rows(self.pending)

@@ -120,6 +120,7 @@ class Pipeline:
         self._db = db
         self._own_user = own_user
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+        metrics.watch_queue(self._queue.qsize)  # read when scraped, not set per message
         self._seen = SeenIds(dedupe)
         self._accepting = True
         self._stop = threading.Event()
@@ -150,7 +151,6 @@ class Pipeline:
                 self._metrics.dropped("shutting_down")
                 return False
             self._queue.put_nowait(ev)
-            self._metrics.queue_depth(self._queue.qsize())
             return True
         except queue.Full:
             self._metrics.dropped("queue_full")
@@ -180,7 +180,6 @@ class Pipeline:
                 continue
             self._busy = True
             try:
-                self._metrics.queue_depth(self._queue.qsize())
                 if isinstance(ev, _Call):
                     if self._runtime().spec.settings.reject_calls:
                         self._sender.reject_call(ev.offer)

@@ -202,7 +202,10 @@ def test_a_full_queue_drops_and_counts_instead_of_blocking_neonize(make_worker: 
             h.say("hello", msg_id=f"Q{i}")
         assert time.monotonic() - started < 5.0
         wait_for(lambda: h.metric("wabot_messages_dropped_total", reason="queue_full") >= 99)
+        # The depth gauge reads the queue when scraped: full now (one message may be held)...
+        assert h.metric("wabot_queue_depth") >= 999
     finally:
         gate.set()
     h.settle()
+    assert h.metric("wabot_queue_depth") == 0  # ... and empty once the consumer caught up
     assert h.ask("!slow") == "done"
