@@ -48,6 +48,8 @@ def to_text(raw: str | bytes) -> str:
     U+FFFD instead of an exception further down (logging, JSON, the database)."""
     if isinstance(raw, bytes):
         return raw.decode("utf-8", errors="replace")
+    if raw.isascii():  # no surrogate in it: a flag of the string, no pass over it, no copy
+        return raw
     try:
         raw.encode("utf-8")
     except UnicodeEncodeError:
@@ -59,8 +61,16 @@ def clean(text: str) -> str:
     """NFC-normalised text without control or invisible formatting characters.
 
     Tabs and newlines become spaces (they separate arguments); other C0/C1 controls and
-    zero-width/bidi overrides are dropped.
+    zero-width/bidi overrides are dropped. ASCII text (most of it) takes one translate() with
+    the same result (NFC leaves ASCII as it is, and each character is kept, dropped or made a
+    space on its own); the rest goes character by character.
     """
+    if text.isascii():
+        return text.translate(_ASCII_CLEAN)
+    return _clean_any(text)
+
+
+def _clean_any(text: str) -> str:
     text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
     out = []
     for ch in text:
@@ -71,6 +81,12 @@ def clean(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+# What _clean_any does to each ASCII character it changes (tests/worker/unit/test_parser.py
+# compares the two on every ASCII character).
+_ASCII_CLEAN = {cp: _clean_any(chr(cp)) or None for cp in range(128)
+                if _clean_any(chr(cp)) != chr(cp)}
 
 
 def split_args(text: str, max_args: int = MAX_ARGS) -> tuple[tuple[str, ...], bool]:

@@ -6,7 +6,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from botworker.core.parser import NotACommand, ParsedCommand, TooLong, parse, split_args, to_text
+from botworker.core.parser import (
+    NotACommand,
+    ParsedCommand,
+    TooLong,
+    _clean_any,
+    clean,
+    parse,
+    split_args,
+    to_text,
+)
 
 
 def cmd(text: str, prefix: str = "!", limit: int = 4096) -> ParsedCommand:
@@ -71,6 +80,20 @@ def test_bytes_and_lone_surrogates_are_repaired() -> None:
     assert to_text("!e \ud800x") == "!e \ufffdx"
     assert cmd(b"!e \xed\xa0\x80").args == ("\ufffd\ufffd\ufffd",)
     assert cmd("!e \udcff").args == ("\ufffd",)
+
+
+def test_ascii_text_is_cleaned_as_any_other_text() -> None:
+    """clean() takes a translate() for ASCII text: the same result as the character-by-character
+    path, on every ASCII character alone and in company."""
+    every = "".join(chr(cp) for cp in range(128))
+    for text in [*every, every, "!ping", "!e a\tb\x00c\x7f d\x1c\r\n", ""]:
+        assert clean(text) == _clean_any(text)
+        assert to_text(text) is text  # ASCII cannot hold a surrogate: returned as it came
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)))
+def test_ascii_fast_path_matches_on_any_ascii_text(text: str) -> None:
+    assert clean(text) == _clean_any(text)
 
 
 @given(st.text(), st.sampled_from(["!", "#", "./", "\u00bf"]), st.integers(1, 5000))
