@@ -41,6 +41,7 @@ from typing import Any
 
 from bench.cgroup import MemoryCgroup
 from bench.common import BENCH, REPO, Child, proc_status, python_env, wait_until
+from tests.support.media_files import multipart
 from tests.support.net import free_port
 
 MIB = 1024 * 1024
@@ -71,17 +72,6 @@ def video(size: int, workdir: Path) -> bytes:
                        check=True, timeout=600)
         cut -= 256 * 1024
     return out.read_bytes()
-
-
-def multipart(message: dict[str, Any], data: bytes, filename: str,
-              content_type: str) -> tuple[bytes, str]:
-    boundary = "benchboundary" + os.urandom(8).hex()
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"message\"\r\n"
-            f"Content-Type: application/json\r\n\r\n{json.dumps(message)}\r\n--{boundary}\r\n"
-            f"Content-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {content_type}\r\n\r\n").encode()
-    return head + data + f"\r\n--{boundary}--\r\n".encode(), \
-        f"multipart/form-data; boundary={boundary}"
 
 
 @contextmanager
@@ -272,7 +262,10 @@ def send_case(bot: Bot, case: Case, url: str) -> Callable[[], tuple[int, dict[st
         return lambda: bot.post(body, "application/json")
     if kind == "document":
         message[kind] = {"fileName": name}
-    body, content_type = multipart(message, data, name, ctype)
+    # A random boundary: the document is random bytes, which a fixed one could occur in.
+    body, content_type = multipart(json.dumps(message).encode(), data, filename=name,
+                                   content_type=ctype,
+                                   boundary="benchboundary" + os.urandom(8).hex())
     return lambda: bot.post(body, content_type)
 
 
