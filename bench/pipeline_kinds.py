@@ -72,14 +72,13 @@ def _carriers(client: Any) -> list[Callable[[str], Any]]:
         lambda t: wa.media("video", b"\x00\x00\x00\x18ftypmp42", "video/mp4", caption=t,
                            seconds=3),
         lambda t: wa.media("document", b"%PDF-1.7", "application/pdf", caption=t),
-        # whatsmeow unwraps document-with-caption, view-once and disappearing messages and
-        # says so in flags (IsDocumentWithCaption, IsViewOnce, IsEphemeral): KindEvents sets
-        # them for these three.
-        lambda t: wa.media("document", b"%PDF-1.7", "application/pdf", caption=t),
-        lambda t: wa.media("image", jpeg, "image/jpeg", caption=t),
-        wa.text,
+        # wrapped as they travel; KindEvents delivers them as whatsmeow does (unwrapped,
+        # flagged: IsDocumentWithCaption, IsViewOnce, IsEphemeral)
+        lambda t: wa.document_with_caption(
+            wa.media("document", b"%PDF-1.7", "application/pdf", caption=t)),
+        lambda t: wa.view_once(wa.media("image", jpeg, "image/jpeg", caption=t)),
+        lambda t: wa.ephemeral(wa.text(t)),
     ]
-_FLAGS = {5: {"document_with_caption": True}, 6: {"view_once": True}, 7: {"ephemeral": True}}
 
 
 def _others(client: Any) -> list[Any]:
@@ -118,14 +117,13 @@ class KindEvents:
         for i in range(count):
             chat = f"1555{i % 200:07d}"
             msg_id = f"{prefix}{i:07d}"
-            flags: dict[str, bool] = {}
             if i % 2:
-                which = (i // 2) % len(carriers)
-                message = carriers[which]("!ping")
-                flags = _FLAGS.get(which, {}) if mixed else {}
+                message = carriers[(i // 2) % len(carriers)]("!ping")
             else:
                 message = others[(i // 2) % len(others)]
-            ev = wa.event(message, chat=chat, msg_id=msg_id, **flags)
+            # As neonize hands it over: whatsmeow took wrapped content (a view-once image,
+            # a disappearing text, an edit) out of its wrapper and flagged it.
+            ev = wa.delivered(message, chat=chat, msg_id=msg_id)
             data = ev.SerializePartialToString()
             self.buffers.append((ctypes.create_string_buffer(data, len(data)), len(data),
                                  msg_id if i % 2 else None))

@@ -1,10 +1,10 @@
 """Every outgoing message passes here: the fencing gate, the rate limits, then the transport.
 
 `Transport` is the one seam between the worker and the network: production sends through the
-real neonize client (`build_reply_message` + `send_message`, what `reply_message` does, when it
-quotes the command; `send_message` alone otherwise); tests subclass neonize's own `NewClient`
-and record at `send_message`, so everything above it (message building, quoting, JID handling)
-is neonize's real code.
+real neonize client (a reply quoting its command is built by runtime/reply.py, byte for byte
+what neonize's `build_reply_message` builds, then `send_message`; `send_message` alone
+otherwise); tests subclass neonize's own `NewClient` and record at `send_message`, so
+everything above it (message building, quoting, JID handling) is the worker's real code.
 
 A reply that cannot quote its command is still sent, unquoted: protobuf hands a message ID that
 is not valid UTF-8 over as bytes, and neonize's quote builder then fails decoding it (765 of
@@ -35,6 +35,7 @@ from ..core.recent import Known, RecentMessages
 from ..logs import get_logger
 from ..metrics import Metrics
 from .media_source import MediaBusy, MediaSource
+from .reply import build_reply
 
 log = get_logger("sender")
 
@@ -96,9 +97,10 @@ class NeonizeTransport:
             resp = self._client.send_message(chat, text)
         else:
             # reply_message in two steps, so a failure to build the quote (pure protobuf work,
-            # no network yet) is told apart from a failed send.
+            # no network yet) is told apart from a failed send. reply.py builds what neonize's
+            # build_reply_message does, without clearing the received message's quote.
             try:
-                message = self._client.build_reply_message(text, quoted)
+                message = build_reply(self._client, text, quoted)
             except Exception as exc:
                 raise QuoteUnusable(type(exc).__name__) from exc
             resp = self._client.send_message(chat, message)

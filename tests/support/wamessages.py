@@ -61,6 +61,42 @@ def event(message: Any, *, view_once: bool = False, ephemeral: bool = False,
     )
 
 
+# whatsmeow's events.Message.UnwrapRaw, in its order: the wrappers the Go side removes before
+# it dispatches a message (so before neonize sees it), and the MessageEv flags each one sets.
+_UNWRAPPED_BY_WHATSMEOW: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("deviceSentMessage", ()), ("botInvokeMessage", ()), ("ephemeralMessage", ("IsEphemeral",)),
+    ("viewOnceMessage", ("IsViewOnce",)), ("viewOnceMessageV2", ("IsViewOnce", "IsViewOnceV2")),
+    ("viewOnceMessageV2Extension", ("IsViewOnce", "IsViewOnceV2", "IsViewOnceV2Extension")),
+    ("lottieStickerMessage", ("IsLottieSticker",)),
+    ("documentWithCaptionMessage", ("IsDocumentWithCaption",)), ("editedMessage", ("IsEdit",)),
+)
+
+
+def delivered(message: Any, **info_kw: Any) -> Any:
+    """The MessageEv neonize delivers for `message` as it came off the wire: whatsmeow's
+    UnwrapRaw has taken the content out of its wrappers (flagging each), and the raw message's
+    messageContextInfo rides along when the content has none. An edit built by neonize's
+    build_edit arrives this way: a protocolMessage of type MESSAGE_EDIT with IsEdit set."""
+    ev = event(message, **info_kw)
+    content = message
+    for name, flags in _UNWRAPPED_BY_WHATSMEOW:
+        if content.HasField(name) and content_of(getattr(content, name)) is not None:
+            content = content_of(getattr(content, name))
+            for flag in flags:
+                setattr(ev, flag, True)
+    if content is not message:
+        ev.Message.CopyFrom(content)
+        if not content.HasField("messageContextInfo") and message.HasField(
+                "messageContextInfo"):
+            ev.Message.messageContextInfo.CopyFrom(message.messageContextInfo)
+    return ev
+
+
+def content_of(wrapper: Any) -> Any:
+    """A wrapper's message, None when it carries none (whatsmeow's GetMessage() != nil)."""
+    return wrapper.message if wrapper.HasField("message") else None
+
+
 def e2e() -> Any:
     from neonize.proto.waE2E import WAWebProtobufsE2E_pb2
 

@@ -275,6 +275,41 @@ def register_kind(registry: CommandRegistry) -> None:
     registry.command("kind", _kind)
 
 
+def _after_reply(ctx: CommandContext) -> str:
+    ctx.reply("first")
+    m = ctx.message
+    assert m is not None
+    return f"quoted={m.quoted.message_id if m.quoted else None} mentions={m.mentions}"
+
+
+def register_after(registry: CommandRegistry) -> None:
+    registry.command("after", _after_reply)
+
+
+def test_a_handler_still_sees_the_quote_and_mentions_after_replying(
+        make_media_worker: Make) -> None:
+    """Quoting the command in the reply must not change the message the handler reads
+    (neonize's own reply builder clears the quoted message's quote and mentions in place).
+    No `message` webhook: the handler's ctx.message is the first to read the message."""
+    from wabot.spec import WhatsAppBotSpec
+
+    eps = [EntryPoint("after", f"{__name__}:register_after", "wabot.plugins")]
+    h = make_media_worker(WhatsAppBotSpec.model_validate({
+        "serverName": "tenant-a", "botId": "bot-a", "commands": {"plugins": ["after"]}}),
+        env=FAST, plugins=eps)
+    msg = wa.extended("!after", quoted_id="Q1", quoted_sender="15550002222@s.whatsapp.net",
+                      mentions=("15550002222@s.whatsapp.net",))
+    before = len(h.client.sent)
+    ev = feed(h, msg)
+    wait_for(lambda: len(h.client.sent) >= before + 2, what="both replies")
+    first, second = h.client.replies()[before:before + 2]
+    assert first == ("15550001111", "first", ev.Info.ID)
+    assert second == ("15550001111", "quoted=Q1 mentions=['15550002222@s.whatsapp.net']",
+                      ev.Info.ID)
+    quote = h.client.sent[before][1].extendedTextMessage.contextInfo.quotedMessage
+    assert quote.extendedTextMessage.text == "!after"
+
+
 def test_commands_work_in_captions_and_plugins_see_type_and_media(
         make_media_worker: Make, receiver: Receiver) -> None:
     eps = [EntryPoint("kind", f"{__name__}:register_kind", "wabot.plugins")]
