@@ -208,20 +208,24 @@ class Pipeline:
         event of its own, never a command), announced, read, welcomed, then answered if it is
         a command (in its text or its caption)."""
         msg = extract(ev)
-        self._sender.remember(msg, ev.Message)  # replies, reactions, deletes name it by id
         rt = self._runtime()
         settings = rt.spec.settings
         reason = drop_reason(msg, ignore_groups=settings.ignore_groups,
                              own_jid_user=self._own_user())
         if reason is None and self._seen.seen_before(f"{msg.chat}/{msg.message_id}"):
             reason = "duplicate"
+        # Every message is remembered, ignored ones too: the API's replies, reactions and
+        # deletes name it by id. A message's text (or caption) is the classification's.
         if reason is not None:
+            self._sender.remember(msg, ev.Message)
             self._metrics.dropped(reason)
             return
         kind = self.kinds.classify(ev, msg)
         if not isinstance(kind, inbound.Incoming):
+            self._sender.remember(msg, text="")
             self.kinds.update(kind, ev)
             return
+        self._sender.remember(msg, text=kind.text)
         kind = self.kinds.message(kind, rt.spec.media)
         if self._events is not None and self._events.wants("message"):
             self._events.emit("message", kind.data)

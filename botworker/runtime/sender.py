@@ -317,16 +317,18 @@ class Sender:
         self._metrics.send_result(action, outcome.result)
         return outcome
 
-    def remember(self, msg: Inbound, message: Any = None) -> None:
+    def remember(self, msg: Inbound, message: Any = None, *, text: str | None = None) -> None:
         """A received message (the pipeline's, already read: no protobuf is parsed twice), so
-        replies, reactions, edits and deletes can name it by id; `message` (its waE2E
-        Message) gives a quote its text, read from the two text fields only (cheap: this runs
-        for every message)."""
-        text = msg.text if isinstance(msg.text, str) else ""
-        if not text and message is not None:
-            text = message.conversation or message.extendedTextMessage.text
-            if not isinstance(text, str):
-                text = ""
+        replies, reactions, edits and deletes can name it by id. A quote of it shows `text`
+        (the classification's text or caption); without it, the text of `message` (its waE2E
+        Message), read from the two text fields only: a message the filters dropped is not
+        classified."""
+        if text is None:
+            text = msg.text if isinstance(msg.text, str) else ""
+            if not text and message is not None:
+                text = message.conversation or message.extendedTextMessage.text
+                if not isinstance(text, str):
+                    text = ""
         self.recent.remember(Known(msg.chat, msg.message_id, msg.sender, msg.is_from_me,
                                    text))
 

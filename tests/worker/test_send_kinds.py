@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.support import media_files as files
+from tests.support import wamessages as wa
 from tests.worker.conftest import Harness, wait_for
 
 TOKEN = "t" * 32
@@ -325,6 +326,16 @@ def test_a_reply_quotes_a_message_the_bot_received_and_mentions(
     # an image can reply too
     status, _, _ = upload(h, {"image": {}, "replyTo": ev.Info.ID}, files.png())
     assert status == 200 and last(h).imageMessage.contextInfo.stanzaID == ev.Info.ID
+    # a received photo is quoted with its caption
+    photo = wa.event(wa.media("image", b"\xff\xd8\xff\xe0" + bytes(64), "image/jpeg",
+                              caption="is this the one?"), chat="15550001111")
+    h.feed(photo)
+    wait_for(lambda: h.worker.sender.recent.find("15550001111@s.whatsapp.net", photo.Info.ID)
+             is not None, what="the photo remembered")
+    assert send(h, {"text": "yes", "replyTo": photo.Info.ID})[0] == 200
+    quote = last(h).extendedTextMessage.contextInfo
+    assert quote.stanzaID == photo.Info.ID
+    assert quote.quotedMessage.conversation == "is this the one?"
 
 
 def test_reactions_edits_and_deletes_act_on_known_messages_only(
