@@ -39,6 +39,9 @@ class FactsCache:
         self._cache: dict[Key, tuple[float, dict[str, Any] | None]] = {}
         self._reading: dict[Key, threading.Lock] = {}
         self._lock = threading.Lock()
+        # One Facts object per distinct answer: every bot keeps the facts its spec was checked
+        # against (BotMemory.rendered), and the bots of a namespace almost all share them.
+        self._shared: dict[Facts, Facts] = {}
 
     def _fresh(self, key: Key) -> tuple[bool, dict[str, Any] | None]:
         with self._lock:
@@ -86,4 +89,7 @@ class FactsCache:
             found.append((name, None if meta is None else SecretFacts(
                 bot_secret=labels.get(naming.LABEL_BOT_SECRET) == "true",
                 tenant=labels.get(naming.LABEL_TENANT))))
-        return Facts(namespace=namespace, tenants=tenants, secrets=tuple(found))
+        facts = Facts(namespace=namespace, tenants=tenants, secrets=tuple(found))
+        if len(self._shared) > 4096:  # answers no bot has any more
+            self._shared.clear()
+        return self._shared.setdefault(facts, facts)

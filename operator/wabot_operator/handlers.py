@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import copy
 import gc
 import logging
@@ -29,6 +30,7 @@ from wabot import naming
 from wabot.spec import API_GROUP, API_VERSION, PLURAL
 from wabot_operator import clients, metrics
 from wabot_operator.apply import APPLY_THREADS
+from wabot_operator.botloop import BotLocks, Waker
 from wabot_operator.config import OperatorConfig
 from wabot_operator.kube import Kube, KubeError
 from wabot_operator.memory import BotMemory, Event, Outcome, bot_log
@@ -102,11 +104,11 @@ class Runtime:
     reconciler: Reconciler
     phases: metrics.PhaseBook
     pods: PodBook
-    wakers: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
+    wakers: dict[tuple[str, str], Waker] = field(default_factory=dict)
     pool: concurrent.futures.ThreadPoolExecutor = field(
         default_factory=lambda: concurrent.futures.ThreadPoolExecutor(
             PASS_THREADS, thread_name_prefix="reconcile"))
-    locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    locks: BotLocks = field(default_factory=BotLocks)
     last_pass: float = field(default_factory=time.monotonic)
 
     def wake(self, namespace: str, bot: str) -> None:
@@ -114,8 +116,8 @@ class Runtime:
         if event is not None:
             event.set()
 
-    def lock(self, namespace: str, bot: str) -> asyncio.Lock:
-        return self.locks.setdefault((namespace, bot), asyncio.Lock())
+    def lock(self, namespace: str, bot: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.locks.hold(namespace, bot)
 
 
 def _runtime(memo: Any) -> Runtime:
@@ -276,18 +278,18 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
     runtime = _runtime(memo)
     namespace = namespace or ""
     key = (namespace, name)
-    wake = asyncio.Event()
+    wake = Waker()
     runtime.wakers[key] = wake
     memory = BotMemory()
     try:
         if body.get("status"):
             # Spread the first passes of many bots after an operator restart. A new bot (no
             # status yet) gets its pass, and its pod, at once.
-            await _sleep_until(wake, stopped, random.uniform(0, 0.5))
+            await wake.sleep(stopped, random.uniform(0, 0.5))
         while not stopped:
             wake.clear()
             if (body.get("metadata") or {}).get("deletionTimestamp"):
-                await _sleep_until(wake, stopped, runtime.config.reconcile_interval)
+                await wake.sleep(stopped, runtime.config.reconcile_interval)
                 continue
             if (memory.pod is not None and not memory.pod_seen
                     and runtime.pods.shown(namespace, name, memory.pod.uid)):
@@ -295,24 +297,30 @@ async def reconcile_loop(name: str, namespace: str | None, body: kopf.Body,
                 # passes (created, Running and deleted again during one pause): its absence
                 # from the book now means it is gone, not that the watch is behind.
                 memory.pod_seen = True
-            # The pass's copy of the bot is not bound here, so it is not kept while the daemon
-            # sleeps (a copy per bot: ~1 MiB per 1,000 bots, docs/benchmarks/operator.md).
-            outcome = await _one_pass(runtime, _snapshot(body),
-                                      runtime.pods.get(namespace, name), memory)
-            for event in outcome.events:
-                _post(body, event)
-            created = outcome.pod_created is not None
-            delay = outcome.delay if outcome.delay is not None else (
-                runtime.config.reconcile_interval)
-            woken = await _sleep_until(wake, stopped, delay)
+            created, delay = await _pass_and_post(runtime, body, namespace, name, memory)
+            woken = await wake.sleep(stopped, delay)
             if woken and created and not stopped:
-                await _sleep_until(asyncio.Event(), stopped, COALESCE_S)
+                await Waker().sleep(stopped, COALESCE_S)
     finally:
         if runtime.wakers.get(key) is wake:
             del runtime.wakers[key]
         # Deleted, filtered out or paused by peering: no longer this replica's bot to count.
         runtime.phases.forget(namespace, name)
         runtime.pods.forget(namespace, name)
+
+
+async def _pass_and_post(runtime: Runtime, body: kopf.Body, namespace: str, name: str,
+                         memory: BotMemory) -> tuple[bool, float]:
+    """One pass and its Events; returns whether it created the pod and when to look again.
+    Nothing of the pass stays bound in the daemon while it sleeps: not the pass's copy of the
+    bot (~1 MiB per 1,000 bots), nor its outcome with the Events and the names of what it
+    created (~0.3-1.3 KB per bot; docs/benchmarks/operator.md)."""
+    outcome = await _one_pass(runtime, _snapshot(body), runtime.pods.get(namespace, name),
+                              memory)
+    for event in outcome.events:
+        _post(body, event)
+    delay = outcome.delay if outcome.delay is not None else runtime.config.reconcile_interval
+    return outcome.pod_created is not None, delay
 
 
 def _snapshot(body: kopf.Body) -> dict[str, Any]:
@@ -345,19 +353,6 @@ async def _one_pass(runtime: Runtime, bot: dict[str, Any], pod: ObservedPod | No
     return outcome
 
 
-async def _sleep_until(wake: asyncio.Event, stopped: kopf.DaemonStopped,
-                       timeout: float) -> bool:
-    """Sleep until woken by a watch event, asked to stop, or the timeout passes. True when
-    woken by an event."""
-    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stopped.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
-    return wake.is_set()
-
-
 def _post(body: kopf.Body, event: Event) -> None:
     kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
@@ -381,7 +376,6 @@ async def finalize(body: kopf.Body, name: str, namespace: str | None, memo: Any,
     for event in events:
         _post(body, event)
     runtime.phases.forget(namespace, name)
-    runtime.locks.pop((namespace, name), None)
 
 
 # --- liveness ---------------------------------------------------------------------------------

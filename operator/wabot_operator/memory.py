@@ -41,16 +41,18 @@ class Event:
     message: str
 
 
-@dataclass
+@dataclass(slots=True)
 class BotMemory:
     """Per-bot memory of one operator process. Losing it (a restart) only costs one extra
-    round of reads: it says when the supporting objects were last checked, and for what."""
+    round of reads: it says when the supporting objects were last checked, and for what.
+    Slots: one per bot for as long as the bot exists, no attribute dict each."""
 
     ensured_key: tuple[str, int, str] | None = None  # (uid, generation, templates version)
     ensured_at: float = 0.0
     # The last status patch written, the resourceVersion of the bot it was computed from and
     # the one the API server gave the bot for it: until the watch delivers the bot as written
-    # (or newer), passes build on that patch instead of the stale copy of the bot.
+    # (or newer), passes build on that patch instead of the stale copy of the bot; once it
+    # has, all three are None again (statuswrite.py).
     written: dict[str, Any] | None = None
     written_from: str | None = None
     written_rv: str | None = None

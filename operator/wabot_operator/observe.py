@@ -3,6 +3,7 @@ decision and status functions take a small typed value instead of poking at dict
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,8 +24,11 @@ STUCK_WAITING_REASONS = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ObservedPod:
+    """Kept for every bot's pod (PodBook) while it exists: slots, and its words (phase,
+    reasons, node) shared between pods rather than held once per pod from each watch event."""
+
     name: str
     uid: str
     owner_uid: str | None  # uid of the controlling WhatsAppBot, if any
@@ -62,6 +66,11 @@ def _time(value: Any) -> datetime | None:
     return None
 
 
+def _word(value: Any) -> Any:
+    """One copy of a string that many pods carry (a phase, a reason, a node's name)."""
+    return sys.intern(value) if isinstance(value, str) else value
+
+
 def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
     meta = pod.get("metadata") or {}
     status = pod.get("status") or {}
@@ -86,19 +95,19 @@ def observe_pod(pod: Mapping[str, Any]) -> ObservedPod:
         owner_uid=owner_uid,
         managed=naming.LABEL_BOT in (meta.get("labels") or {}),
         spec_hash=(meta.get("annotations") or {}).get(naming.ANNOTATION_POD_HASH),
-        phase=status.get("phase"),
+        phase=_word(status.get("phase")),
         terminating=meta.get("deletionTimestamp") is not None,
         restarts=restarts,
         ready=bool(ready and ready.get("status") == "True"),
         scheduled=None if scheduled is None else scheduled.get("status") == "True",
-        scheduled_reason=scheduled.get("reason") if scheduled else None,
+        scheduled_reason=_word(scheduled.get("reason")) if scheduled else None,
         scheduled_message=scheduled.get("message") if scheduled else None,
-        waiting_reason=waiting_reason,
+        waiting_reason=_word(waiting_reason),
         waiting_message=waiting_message,
-        status_reason=status.get("reason"),
+        status_reason=_word(status.get("reason")),
         status_message=status.get("message"),
         started_at=_time(status.get("startTime")) or _time(meta.get("creationTimestamp")),
-        node_name=(pod.get("spec") or {}).get("nodeName"),
+        node_name=_word((pod.get("spec") or {}).get("nodeName")),
         resource_version=meta.get("resourceVersion"),
     )
 

@@ -33,7 +33,7 @@ LISTED_TRUST = 60.0
 DELETED = "DELETED"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Entry:
     pod: ObservedPod
     listed_at: float | None  # when the start-up LIST showed it; None once the watch has

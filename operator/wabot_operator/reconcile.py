@@ -223,8 +223,9 @@ class Reconciler:
             raise _Halt(Problem("PolicyUnverified", f"policy facts: {e}"), False) from e
 
     def _facts(self, ref: BotRef, secrets: tuple[str, ...]) -> Facts:
-        return replace(self.facts.facts(ref.namespace, secrets),
-                       duplicate_of=self.identities.earlier(ref.namespace, ref.name))
+        facts = self.facts.facts(ref.namespace, secrets)  # shared by the namespace's bots
+        duplicate_of = self.identities.earlier(ref.namespace, ref.name)
+        return facts if duplicate_of is None else replace(facts, duplicate_of=duplicate_of)
 
     def _ensure_before_pod(self, p: _Pass, key: tuple[str, int, str]) -> Snapshot | None:
         """The PVC, ServiceAccount and API-token Secret, together (the Secret is not listed:
