@@ -21,6 +21,7 @@ from pydantic.config import JsonDict
 from wabot import workerenv
 from wabot.bot_commands import CommandsSpec
 from wabot.contract import SpecModel, cel, crd
+from wabot.naming import API_GROUP  # the names' root; importable from here as before
 from wabot.placement import (
     Affinity,
     LabelSelector,
@@ -52,7 +53,8 @@ from wabot.status import (
 # What wabot/status.py, wabot/placement.py and wabot/contract.py define, importable from here as
 # when the contract was one file (listed for mypy; this module's own names are public anyway).
 __all__ = [
-    "CONDITION_REASON_PATTERN", "CONDITION_TYPE_PATTERN", "PRINTER_COLUMNS", "AccountStatus",
+    "API_GROUP", "CONDITION_REASON_PATTERN", "CONDITION_TYPE_PATTERN", "PRINTER_COLUMNS",
+    "AccountStatus",
     "Affinity", "Condition", "LabelSelector", "LabelSelectorRequirement", "LabelValue",
     "NodeAffinity", "NodeSelector", "NodeSelectorRequirement", "NodeSelectorTerm",
     "PairingStatus", "Phase", "PodAffinity", "PodAffinityTerm", "PreferredSchedulingTerm",
@@ -60,7 +62,6 @@ __all__ = [
     "WorkerState", "crd",
 ]
 
-API_GROUP = "wabot.io"
 API_VERSION = "v1alpha1"
 KIND = "WhatsAppBot"
 PLURAL = "whatsappbots"
