@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 # kopf's own stop flag, as kopf hands it to a daemon (`stopped`); not public API.
 from kopf._cogs.aiokits.aioenums import AsyncFlagWaiter, FlagSetter
 from wabot_operator.botloop import BotLocks, Waker
@@ -17,17 +19,19 @@ def _stopped() -> tuple[FlagSetter, AsyncFlagWaiter]:  # type: ignore[type-arg]
     return setter, AsyncFlagWaiter(setter)
 
 
-def test_a_watch_event_wakes_a_sleeping_daemon() -> None:
+@pytest.mark.parametrize("by", ["a watch event", "a stop"])
+def test_a_sleeping_daemon_wakes_at_once_on_a_watch_event_or_a_stop(by: str) -> None:
     async def run() -> tuple[bool, float]:
-        _, stopped = _stopped()
+        setter, stopped = _stopped()
         wake = Waker()
         started = time.monotonic()
-        asyncio.get_running_loop().call_later(0.05, wake.set)
+        asyncio.get_running_loop().call_later(
+            0.05, wake.set if by == "a watch event" else setter.set)
         woken = await wake.sleep(stopped, 30)
         return woken, time.monotonic() - started
 
     woken, took = asyncio.run(run())
-    assert woken and took < 5
+    assert woken == (by == "a watch event") and took < 5
 
 
 def test_an_event_during_a_pass_is_not_lost_and_a_cleared_waker_sleeps_its_time() -> None:
@@ -43,19 +47,6 @@ def test_an_event_during_a_pass_is_not_lost_and_a_cleared_waker_sleeps_its_time(
 
     at_once, again, took = asyncio.run(run())
     assert at_once and not again and took >= 0.09
-
-
-def test_stopping_the_daemon_ends_its_sleep() -> None:
-    async def run() -> tuple[bool, float]:
-        setter, stopped = _stopped()
-        wake = Waker()
-        started = time.monotonic()
-        asyncio.get_running_loop().call_later(0.05, setter.set)
-        woken = await wake.sleep(stopped, 30)
-        return woken, time.monotonic() - started
-
-    woken, took = asyncio.run(run())
-    assert not woken and took < 5
 
 
 def test_a_bots_lock_keeps_two_users_apart_and_is_gone_after_the_last() -> None:
