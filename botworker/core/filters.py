@@ -26,8 +26,7 @@ class Inbound:
     is_from_me: bool
     is_group: bool
     push_name: str
-    timestamp_ms: int
-    text: str | bytes = ""  # the kind and text are core/inbound.py's, read after the filters
+    timestamp_ms: int  # the kind and text are core/inbound.py's, read after the filters
 
 
 def drop_reason(msg: Inbound, *, ignore_groups: bool, own_jid_user: str | None) -> str | None:

@@ -241,7 +241,7 @@ def _unwrap(message: Any, present: list[tuple[str, Any]]
     wrappers: list[str] = []
     for _ in range(_MAX_WRAPS):
         name, wrapper, contents = "", None, 0
-        for field_name, value in present:  # one pass, no generators: 8.7 -> 3.9 us an edit
+        for field_name, value in present:  # one pass, no generator expressions
             if field_name not in _ENVELOPE_FIELDS:
                 contents += 1
                 if not name and field_name in _WRAPPERS:

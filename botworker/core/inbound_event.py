@@ -153,7 +153,7 @@ def _contact(body: Any) -> ContactData:
 
 def poll_options(body: Any) -> list[str]:
     """A poll creation's option names, in order (what a vote's hashes are matched against).
-    Read for every poll received (the vote map): attribute access in one try, 2.1 -> 0.9 us
+    Read for every poll received (the vote map): attribute access in one try, 2.1 -> 1.4 us
     for three options; the never-raising readers only for what is not a poll's shape."""
     try:
         return [_t(o.optionName) for o in body.options[:MAX_LIST]]

@@ -324,11 +324,9 @@ class Sender:
         Message), read from the two text fields only: a message the filters dropped is not
         classified."""
         if text is None:
-            text = msg.text if isinstance(msg.text, str) else ""
-            if not text and message is not None:
-                text = message.conversation or message.extendedTextMessage.text
-                if not isinstance(text, str):
-                    text = ""
+            found = "" if message is None else (
+                message.conversation or message.extendedTextMessage.text)
+            text = found if isinstance(found, str) else ""
         self.recent.remember(Known(msg.chat, msg.message_id, msg.sender, msg.is_from_me,
                                    text))
 

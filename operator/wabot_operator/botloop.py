@@ -38,9 +38,6 @@ class Waker:
     def clear(self) -> None:
         self._set = False
 
-    def is_set(self) -> bool:
-        return self._set
-
     async def sleep(self, stopped: kopf.DaemonStopped, timeout: float) -> bool:
         """Sleep until woken, asked to stop, or the timeout passes. True when woken."""
         if self._set:

@@ -80,8 +80,9 @@ def delivered(message: Any, **info_kw: Any) -> Any:
     ev = event(message, **info_kw)
     content = message
     for name, flags in _UNWRAPPED_BY_WHATSMEOW:
-        if content.HasField(name) and content_of(getattr(content, name)) is not None:
-            content = content_of(getattr(content, name))
+        inner = content_of(getattr(content, name)) if content.HasField(name) else None
+        if inner is not None:
+            content = inner
             for flag in flags:
                 setattr(ev, flag, True)
     if content is not message:

@@ -9,7 +9,7 @@ from botworker.core.filters import Inbound, SeenIds, drop_reason
 MSG = Inbound(
     message_id="ID1", chat="1555@s.whatsapp.net", chat_server="s.whatsapp.net",
     sender="1555@s.whatsapp.net", is_from_me=False, is_group=False, push_name="x",
-    timestamp_ms=0, text="!ping",
+    timestamp_ms=0,
 )
 
 
